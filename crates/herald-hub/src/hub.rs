@@ -1,0 +1,650 @@
+//! The hub: sequencing publishes into the log, fanning them out, and registering
+//! subscribers so that replay hands over to live delivery with no gap and no duplicate.
+//!
+//! One task, the sequencer, owns the order of updates. It takes publishes from a bounded
+//! channel in batches, stores each batch in one log transaction, and only then pushes the
+//! batch into the history and into subscriber queues, under the registry's read lock. A new
+//! subscriber registers under the write lock and reads the head position there, so every
+//! update is either at or below that head (replayed from history or log) or above it
+//! (queued live): the hand-over is exact.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::{Instant, MissedTickBehavior},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    history::History,
+    log::{Entry, EventLog, LogError},
+    metrics::HubMetrics,
+    selector::{Selector, SelectorError},
+    subscriber::{ClaimSet, Filter, Memo, Pushed, QueueLimits, Subscriber},
+    subscription::{Resume, Subscription},
+    update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits, now_ms},
+};
+
+/// How the hub behaves. Every field has a default that suits a single node.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Records kept in memory for fast replay.
+    pub history_capacity: usize,
+    /// Most records the log retains; older ones are pruned. `None`: no count limit.
+    pub retention_count: Option<u64>,
+    /// Oldest record the log retains. `None`: no age limit.
+    pub retention_age: Option<Duration>,
+    /// How often retention runs.
+    pub prune_interval: Duration,
+    /// Bounds on each subscriber's queue.
+    pub queue: QueueLimits,
+    /// Interval of comment heartbeats on idle streams; `None` disables them.
+    pub heartbeat: Option<Duration>,
+    /// The `retry:` hint each stream starts with.
+    pub retry_hint: Duration,
+    /// Limits on each update.
+    pub limits: UpdateLimits,
+    /// Most topic selectors in one subscription.
+    pub max_selectors: usize,
+    /// Publishes waiting for the sequencer. When full, publishers wait: backpressure, not
+    /// unbounded memory.
+    pub publish_queue: usize,
+    /// Most publishes stored in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            history_capacity: 10_000,
+            retention_count: Some(100_000),
+            retention_age: Some(Duration::from_secs(24 * 3600)),
+            prune_interval: Duration::from_secs(5),
+            queue: QueueLimits::default(),
+            heartbeat: Some(Duration::from_secs(15)),
+            retry_hint: Duration::from_secs(3),
+            limits: UpdateLimits::default(),
+            max_selectors: 64,
+            publish_queue: 16_384,
+            max_batch: 1_024,
+        }
+    }
+}
+
+/// A publish the hub refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The update itself is wrong; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] InvalidUpdate),
+    /// The log could not store it, or the hub is shutting down; nothing was acknowledged.
+    #[error("the update was not stored: {0}")]
+    Unavailable(String),
+}
+
+/// A subscription the hub refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// No `topic` selector.
+    #[error("at least one topic selector is required")]
+    NoTopic,
+    /// Too many selectors.
+    #[error("too many topic selectors: {count} (the limit is {limit})")]
+    TooManySelectors {
+        /// How many were given.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A selector that does not parse.
+    #[error("invalid topic selector {selector:?}: {error}")]
+    InvalidSelector {
+        /// The selector as given.
+        selector: String,
+        /// What is wrong with it.
+        error: SelectorError,
+    },
+    /// The log could not be read to resolve `Last-Event-ID`.
+    #[error("history is unavailable: {0}")]
+    Unavailable(#[from] LogError),
+}
+
+/// What a subscriber asks for.
+#[derive(Clone, Debug, Default)]
+pub struct SubscribeRequest {
+    /// Topic selectors: exact topics, `*`, or URI templates.
+    pub topics: Vec<String>,
+    /// The selectors of the subscriber's `mercure.subscribe` claim, if it presented one;
+    /// they decide which private updates it receives.
+    pub claims: Option<Vec<String>>,
+    /// `Last-Event-ID` (or `lastEventID`): resume after this update, `earliest` for all
+    /// retained updates.
+    pub last_event_id: Option<String>,
+}
+
+/// An acknowledged publish.
+#[derive(Clone, Debug)]
+pub struct Published {
+    /// The id subscribers see.
+    pub id: Arc<str>,
+    /// Its position in the log.
+    pub seq: u64,
+}
+
+/// The hub. Cheap to clone; every clone is the same hub.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: HubConfig,
+    pub(crate) log: Arc<dyn EventLog>,
+    /// Who is subscribed. A std lock: it is held only for short, non-async sections (fan-out
+    /// of one batch, one registration), never across an await or a socket write.
+    registry: RwLock<Registry>,
+    /// The newest records, for replay without touching the log.
+    pub(crate) history: Mutex<History>,
+    publish_tx: mpsc::Sender<PublishRequest>,
+    /// Interned selectors and claim sets, so equal ones share one compiled regex and one
+    /// memo slot during fan-out.
+    interner: Mutex<Interner>,
+    next_subscriber: AtomicU64,
+    pub(crate) metrics: HubMetrics,
+    /// `retry:` hint, encoded once.
+    pub(crate) retry_frame: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// The `seq` of the newest update fanned out. Written under the read lock by the
+    /// sequencer (the only writer), read under the write lock by registration.
+    head: AtomicU64,
+    all: HashMap<u64, Arc<Subscriber>>,
+    /// Subscribers whose selectors are all exact topics, by topic.
+    by_topic: HashMap<Box<str>, HashMap<u64, Arc<Subscriber>>>,
+    /// Subscribers with a `*` or template selector; checked against every update.
+    patterns: HashMap<u64, Arc<Subscriber>>,
+    /// Set at shutdown: late registrations are closed at once instead of hanging forever.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Interner {
+    selectors: HashMap<Box<str>, Weak<Selector>>,
+    claims: HashMap<Box<[Box<str>]>, Weak<ClaimSet>>,
+}
+
+/// Interned entries are weak; sweep the dead ones when the map doubles past this.
+const INTERNER_SWEEP_MIN: usize = 1024;
+
+#[derive(Debug)]
+struct PublishRequest {
+    entry: Entry,
+    record: Record,
+    reply: oneshot::Sender<Result<u64, String>>,
+}
+
+impl Hub {
+    /// Opens the hub on `log`: warms the history from it and starts the sequencer and the
+    /// heartbeat on `tracker`. They stop when `shutdown` is cancelled, after storing what
+    /// was already submitted; open streams then end.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn start(
+        config: HubConfig,
+        log: Arc<dyn EventLog>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Result<Self, LogError> {
+        let head = log.head().await?;
+        let mut history = History::new(config.history_capacity);
+        let warm = u64::try_from(config.history_capacity).unwrap_or(u64::MAX);
+        for record in log
+            .read(head.saturating_sub(warm), head, config.history_capacity)
+            .await?
+        {
+            history.push(Arc::new(record));
+        }
+        let (publish_tx, publish_rx) = mpsc::channel(config.publish_queue.max(1));
+        let retry_frame =
+            herald_sse::retry(u64::try_from(config.retry_hint.as_millis()).unwrap_or(u64::MAX));
+        let hub = Self {
+            shared: Arc::new(Shared {
+                log,
+                registry: RwLock::new(Registry {
+                    head: AtomicU64::new(head),
+                    ..Registry::default()
+                }),
+                history: Mutex::new(history),
+                publish_tx,
+                interner: Mutex::default(),
+                next_subscriber: AtomicU64::new(1),
+                metrics: HubMetrics::default(),
+                retry_frame,
+                config,
+            }),
+        };
+        tracker.spawn(hub.clone().sequencer(publish_rx, head, shutdown.clone()));
+        if let Some(every) = hub.shared.config.heartbeat {
+            tracker.spawn(hub.clone().heartbeat(every, shutdown));
+        }
+        Ok(hub)
+    }
+
+    /// The hub's counters, for export.
+    pub fn metrics(&self) -> &HubMetrics {
+        &self.shared.metrics
+    }
+
+    /// Checks that the log answers; for readiness probes.
+    ///
+    /// # Errors
+    ///
+    /// The log's error when it does not.
+    pub async fn check_log(&self) -> Result<(), LogError> {
+        self.shared.log.head().await.map(|_| ())
+    }
+
+    /// The configuration the hub runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    /// Stores `update` durably, then delivers it to every matching subscriber.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Invalid`] when the update breaks a limit or cannot be framed;
+    /// [`PublishError::Unavailable`] when the log failed or the hub is stopping. In both
+    /// cases nothing was acknowledged.
+    pub async fn publish(&self, mut update: Update) -> Result<Published, PublishError> {
+        update.validate(&self.shared.config.limits)?;
+        let id: Arc<str> = match update.id.take() {
+            Some(id) => id.into(),
+            None => format!("urn:uuid:{}", uuid::Uuid::new_v4()).into(),
+        };
+        let created_at_ms = now_ms();
+        // Encode here, on the publisher's task, so the sequencer only stores and fans out.
+        let record = Record::new(0, id.clone(), &update, created_at_ms);
+        let entry = Entry {
+            seq: 0,
+            id: id.clone(),
+            update,
+            created_at_ms,
+        };
+        let (reply, acked) = oneshot::channel();
+        let request = PublishRequest {
+            entry,
+            record,
+            reply,
+        };
+        let stopping = || PublishError::Unavailable("the hub is shutting down".into());
+        self.shared
+            .publish_tx
+            .send(request)
+            .await
+            .map_err(|_| stopping())?;
+        match acked.await.map_err(|_| stopping())? {
+            Ok(seq) => Ok(Published { id, seq }),
+            Err(error) => Err(PublishError::Unavailable(error)),
+        }
+    }
+
+    /// Registers a subscriber and returns its stream of SSE bytes: the `retry:` hint, then
+    /// what it missed since `last_event_id` (or a `reset` event when that id is no longer
+    /// known), then live updates.
+    ///
+    /// # Errors
+    ///
+    /// When the selectors are invalid or too many, or the log cannot resolve the id.
+    pub async fn subscribe(
+        &self,
+        request: SubscribeRequest,
+    ) -> Result<Subscription, SubscribeError> {
+        let config = &self.shared.config;
+        if request.topics.is_empty() {
+            return Err(SubscribeError::NoTopic);
+        }
+        if request.topics.len() > config.max_selectors {
+            return Err(SubscribeError::TooManySelectors {
+                count: request.topics.len(),
+                limit: config.max_selectors,
+            });
+        }
+        if let Some(claims) = &request.claims
+            && claims.len() > config.max_selectors
+        {
+            return Err(SubscribeError::TooManySelectors {
+                count: claims.len(),
+                limit: config.max_selectors,
+            });
+        }
+        let selectors = self.intern_selectors(&request.topics)?;
+        let claims = match request.claims {
+            None => None,
+            Some(claims) => Some(self.intern_claims(claims)?),
+        };
+        let resume = match request.last_event_id.as_deref() {
+            None | Some("") => None,
+            Some(EARLIEST) => Some(Resume::After(0)),
+            Some(id) => Some(match self.latest_seq_of(id).await? {
+                Some(seq) => Resume::After(seq),
+                None => Resume::Unknown(id.into()),
+            }),
+        };
+
+        let filter = Filter { selectors, claims };
+        let id = self.shared.next_subscriber.fetch_add(1, Ordering::Relaxed);
+        let subscriber = Arc::new(Subscriber::new(id, filter, config.queue));
+        let head = self.register(&subscriber);
+        self.shared.metrics.subscribers.inc();
+        if resume.is_some() {
+            self.shared.metrics.replays.inc();
+        }
+        let head_id = self
+            .shared
+            .history
+            .lock()
+            .expect("history poisoned")
+            .id_at(head);
+        Ok(Subscription::new(
+            self.clone(),
+            subscriber,
+            resume,
+            head,
+            head_id,
+        ))
+    }
+
+    async fn latest_seq_of(&self, id: &str) -> Result<Option<u64>, LogError> {
+        let in_memory = self
+            .shared
+            .history
+            .lock()
+            .expect("history poisoned")
+            .latest_seq_of(id);
+        match in_memory {
+            Some(seq) => Ok(Some(seq)),
+            None => self.shared.log.latest_seq_of(id).await,
+        }
+    }
+
+    /// Adds the subscriber to the registry; returns the head at that instant.
+    fn register(&self, subscriber: &Arc<Subscriber>) -> u64 {
+        let mut registry = self.shared.registry.write().expect("registry poisoned");
+        let id = subscriber.id;
+        registry.all.insert(id, subscriber.clone());
+        if subscriber.filter.is_exact() {
+            for selector in &subscriber.filter.selectors {
+                registry
+                    .by_topic
+                    .entry(selector.as_str().into())
+                    .or_default()
+                    .insert(id, subscriber.clone());
+            }
+        } else {
+            registry.patterns.insert(id, subscriber.clone());
+        }
+        if registry.closed {
+            subscriber.close();
+        }
+        registry.head.load(Ordering::Acquire)
+    }
+
+    /// Removes a subscriber; called when its stream is dropped.
+    pub(crate) fn unregister(&self, subscriber: &Subscriber) {
+        let mut registry = self.shared.registry.write().expect("registry poisoned");
+        if registry.all.remove(&subscriber.id).is_none() {
+            return;
+        }
+        if subscriber.filter.is_exact() {
+            for selector in &subscriber.filter.selectors {
+                if let Some(subs) = registry.by_topic.get_mut(selector.as_str()) {
+                    subs.remove(&subscriber.id);
+                    if subs.is_empty() {
+                        registry.by_topic.remove(selector.as_str());
+                    }
+                }
+            }
+        } else {
+            registry.patterns.remove(&subscriber.id);
+        }
+        drop(registry);
+        self.shared.metrics.subscribers.dec();
+    }
+
+    fn intern_selectors(&self, sources: &[String]) -> Result<Box<[Arc<Selector>]>, SubscribeError> {
+        let mut interner = self.shared.interner.lock().expect("interner poisoned");
+        sources
+            .iter()
+            .map(|source| interner.selector(source))
+            .collect()
+    }
+
+    fn intern_claims(&self, sources: Vec<String>) -> Result<Arc<ClaimSet>, SubscribeError> {
+        let mut interner = self.shared.interner.lock().expect("interner poisoned");
+        let key: Box<[Box<str>]> = sources.into_iter().map(String::into_boxed_str).collect();
+        if let Some(set) = interner.claims.get(&key).and_then(Weak::upgrade) {
+            return Ok(set);
+        }
+        let selectors = key
+            .iter()
+            .map(|source| interner.selector(source))
+            .collect::<Result<_, _>>()?;
+        let set = Arc::new(ClaimSet { selectors });
+        if interner.claims.len() >= INTERNER_SWEEP_MIN {
+            interner.claims.retain(|_, weak| weak.strong_count() > 0);
+        }
+        interner.claims.insert(key, Arc::downgrade(&set));
+        Ok(set)
+    }
+
+    /// The sequencer: the one task that orders, stores and fans out updates.
+    async fn sequencer(
+        self,
+        mut requests: mpsc::Receiver<PublishRequest>,
+        mut head: u64,
+        shutdown: CancellationToken,
+    ) {
+        let config = &self.shared.config;
+        let mut prune = tokio::time::interval(config.prune_interval);
+        prune.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(config.max_batch);
+        let mut memo = Memo::default();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                received = requests.recv_many(&mut batch, config.max_batch) => {
+                    if received == 0 {
+                        break;
+                    }
+                    head = self.commit(&mut batch, head, &mut memo).await;
+                }
+                _ = prune.tick() => self.prune(head).await,
+            }
+        }
+        // Store what publishers already handed over, then end every stream.
+        requests.close();
+        while requests.recv_many(&mut batch, config.max_batch).await > 0 {
+            head = self.commit(&mut batch, head, &mut memo).await;
+        }
+        self.close_all();
+    }
+
+    /// Stores one batch, then fans it out; returns the new head.
+    async fn commit(&self, batch: &mut Vec<PublishRequest>, head: u64, memo: &mut Memo) -> u64 {
+        for (seq, request) in (head + 1..).zip(batch.iter_mut()) {
+            request.entry.seq = seq;
+            request.record.seq = seq;
+        }
+        let entries: Vec<Entry> = batch.iter().map(|r| r.entry.clone()).collect();
+        let started = Instant::now();
+        let stored = self.shared.log.append(&entries).await;
+        let metrics = &self.shared.metrics;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = stored {
+            tracing::error!(%error, updates = batch.len(), "event log append failed");
+            let message = error.to_string();
+            for request in batch.drain(..) {
+                let _ = request.reply.send(Err(message.clone()));
+            }
+            return head;
+        }
+        let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let mut replies = Vec::with_capacity(batch.len());
+        let records: Vec<Arc<Record>> = batch
+            .drain(..)
+            .map(|request| {
+                replies.push((request.reply, request.record.seq));
+                Arc::new(request.record)
+            })
+            .collect();
+        {
+            let mut history = self.shared.history.lock().expect("history poisoned");
+            for record in &records {
+                history.push(record.clone());
+            }
+        }
+        self.fan_out(&records, memo);
+        metrics.published.inc_by(count);
+        for (reply, seq) in replies {
+            let _ = reply.send(Ok(seq));
+        }
+        head + count
+    }
+
+    /// Pushes each record's shared frame into the queue of every subscriber that may see it.
+    fn fan_out(&self, records: &[Arc<Record>], memo: &mut Memo) {
+        let Some(last) = records.last() else { return };
+        let registry = self.shared.registry.read().expect("registry poisoned");
+        let mut delivered = 0u64;
+        let mut lagged = 0u64;
+        let mut count = |pushed: Pushed| match pushed {
+            Pushed::Queued => delivered += 1,
+            Pushed::Overflowed => lagged += 1,
+            Pushed::Skipped => {}
+        };
+        for record in records {
+            memo.clear();
+            for topic in &record.topics {
+                let Some(subscribers) = registry.by_topic.get(topic) else {
+                    continue;
+                };
+                for subscriber in subscribers.values() {
+                    if subscriber.filter.accepts(record, memo, true) {
+                        count(subscriber.push(record.seq, &record.frame));
+                    }
+                }
+            }
+            for subscriber in registry.patterns.values() {
+                if subscriber.filter.accepts(record, memo, false) {
+                    count(subscriber.push(record.seq, &record.frame));
+                }
+            }
+        }
+        registry.head.store(last.seq, Ordering::Release);
+        drop(registry);
+        let metrics = &self.shared.metrics;
+        metrics.deliveries.inc_by(delivered);
+        metrics.slow_disconnects.inc_by(lagged);
+        if lagged > 0 {
+            tracing::debug!(lagged, "slow subscribers cut off");
+        }
+    }
+
+    async fn prune(&self, head: u64) {
+        let config = &self.shared.config;
+        let below_seq = config
+            .retention_count
+            .map_or(0, |keep| head.saturating_sub(keep));
+        let before_ms = config
+            .retention_age
+            .map(|age| now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+        if below_seq == 0 && before_ms.is_none() {
+            return;
+        }
+        // Memory first: a replay must never find in memory what the log no longer has.
+        self.shared
+            .history
+            .lock()
+            .expect("history poisoned")
+            .prune(below_seq, before_ms);
+        match self.shared.log.prune(below_seq, before_ms).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::debug!(pruned, "retention pruned the log"),
+            Err(error) => tracing::warn!(%error, "retention failed"),
+        }
+    }
+
+    async fn heartbeat(self, every: Duration, shutdown: CancellationToken) {
+        let frame = herald_sse::comment("");
+        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {
+                    let registry = self.shared.registry.read().expect("registry poisoned");
+                    for subscriber in registry.all.values() {
+                        subscriber.push_heartbeat(&frame);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_all(&self) {
+        let mut registry = self.shared.registry.write().expect("registry poisoned");
+        registry.closed = true;
+        for subscriber in registry.all.values() {
+            subscriber.close();
+        }
+    }
+
+    /// How many subscribers are registered.
+    pub fn subscriber_count(&self) -> usize {
+        self.shared
+            .registry
+            .read()
+            .expect("registry poisoned")
+            .all
+            .len()
+    }
+}
+
+impl Interner {
+    fn selector(&mut self, source: &str) -> Result<Arc<Selector>, SubscribeError> {
+        if let Some(selector) = self.selectors.get(source).and_then(Weak::upgrade) {
+            return Ok(selector);
+        }
+        let selector =
+            Arc::new(
+                Selector::parse(source).map_err(|error| SubscribeError::InvalidSelector {
+                    selector: source.into(),
+                    error,
+                })?,
+            );
+        if self.selectors.len() >= INTERNER_SWEEP_MIN && self.selectors.len().is_power_of_two() {
+            self.selectors.retain(|_, weak| weak.strong_count() > 0);
+        }
+        self.selectors
+            .insert(source.into(), Arc::downgrade(&selector));
+        Ok(selector)
+    }
+}

@@ -1,0 +1,40 @@
+//! Herald's hub core: publish/subscribe on topics, with a durable, replayable event log.
+//!
+//! No HTTP here. The server crate turns requests into [`Update`]s and
+//! [`SubscribeRequest`]s, and writes a [`Subscription`]'s bytes to the socket.
+//!
+//! # Layout
+//!
+//! - [`selector`]: topic selectors (exact, `*`, RFC 6570 URI templates).
+//! - `update`: [`Update`] (what a publisher sends) and [`Record`] (sequenced, encoded once).
+//! - `log`: the [`EventLog`] trait and [`SqliteLog`], the embedded durable log.
+//! - `history`: the newest records in memory, for cheap replay.
+//! - `subscriber`: a subscriber's filter and bounded queue.
+//! - `subscription`: the stream of one subscriber (prelude, replay, live).
+//! - `hub`: [`Hub`], the sequencer, fan-out and registration.
+//! - `metrics`: [`HubMetrics`].
+//!
+//! # Invariants
+//!
+//! - Updates are acknowledged only after their log transaction has committed, and are
+//!   fanned out only after that, in `seq` order.
+//! - Publishing never waits on a subscriber: queues are bounded and a subscriber that
+//!   overflows is cut off, to resume from the log by id.
+//! - Every update is delivered to a subscriber at most once: replay covers positions up to
+//!   the head seen at registration, the queue everything after.
+
+mod history;
+mod hub;
+mod log;
+mod metrics;
+pub mod selector;
+mod subscriber;
+mod subscription;
+mod update;
+
+pub use hub::{Hub, HubConfig, PublishError, Published, SubscribeError, SubscribeRequest};
+pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
+pub use metrics::HubMetrics;
+pub use subscriber::QueueLimits;
+pub use subscription::Subscription;
+pub use update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits};

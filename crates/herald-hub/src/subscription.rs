@@ -1,0 +1,228 @@
+//! A subscriber's stream of SSE bytes: the prelude, the replay of what it missed, then live
+//! updates from its queue.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, future::BoxFuture};
+
+use crate::{
+    hub::Hub,
+    log::LogError,
+    subscriber::{Drained, Memo, State, Subscriber},
+    update::Record,
+};
+
+/// Records fetched per replay step: large enough to amortize a log query, small enough
+/// that a replay of a long history streams instead of buffering.
+const REPLAY_PAGE: usize = 512;
+
+/// Where a subscriber resumes.
+#[derive(Debug)]
+pub(crate) enum Resume {
+    /// After this `seq` (0: from the oldest retained update).
+    After(u64),
+    /// The subscriber's `Last-Event-ID` is not (or no longer) in the log.
+    Unknown(Arc<str>),
+}
+
+/// The stream of one subscriber. Yields SSE bytes, ready to write; each item may hold many
+/// events. Ends when the subscriber fell too far behind (it resumes by reconnecting with
+/// its last event id) or when the hub shuts down. Dropping it unsubscribes.
+pub struct Subscription {
+    hub: Hub,
+    subscriber: Arc<Subscriber>,
+    /// The `retry:` hint and, when resuming from an unknown id, the `reset` event.
+    prelude: Option<Bytes>,
+    /// The `seq` of the newest update this subscriber has been given (or skipped as not
+    /// its own). Live frames at or below it were already sent by the replay.
+    cursor: u64,
+    /// The head when the subscriber registered: the replay covers `(cursor, replay_to]`,
+    /// the queue everything after.
+    replay_to: u64,
+    page: Option<BoxFuture<'static, Result<Vec<Arc<Record>>, LogError>>>,
+    memo: Memo,
+    head_id: Option<Arc<str>>,
+    reset: bool,
+    ended: bool,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        hub: Hub,
+        subscriber: Arc<Subscriber>,
+        resume: Option<Resume>,
+        head: u64,
+        head_id: Option<Arc<str>>,
+    ) -> Self {
+        let mut prelude = BytesMut::from(&hub.shared.retry_frame[..]);
+        let (cursor, reset) = match resume {
+            None => (head, false),
+            Some(Resume::After(seq)) => (seq, false),
+            Some(Resume::Unknown(id)) => {
+                hub.shared.metrics.resets.inc();
+                prelude.extend_from_slice(&reset_frame(
+                    head_id.as_deref(),
+                    "unknown-id",
+                    Some(&id),
+                ));
+                (head, true)
+            }
+        };
+        Self {
+            hub,
+            subscriber,
+            prelude: Some(prelude.freeze()),
+            cursor,
+            replay_to: head,
+            page: None,
+            memo: Memo::default(),
+            head_id,
+            reset,
+            ended: false,
+        }
+    }
+
+    /// The id of the newest update in the log when the subscription started (Mercure's
+    /// `Last-Event-ID` response header), if it is known.
+    pub fn head_id(&self) -> Option<&str> {
+        self.head_id.as_deref()
+    }
+
+    /// Whether the stream starts with a `reset` event because the requested id is unknown.
+    pub fn is_reset(&self) -> bool {
+        self.reset
+    }
+
+    fn fetch_page(&self) -> BoxFuture<'static, Result<Vec<Arc<Record>>, LogError>> {
+        let hub = self.hub.clone();
+        let (after, up_to) = (self.cursor, self.replay_to);
+        Box::pin(async move {
+            let in_memory = hub.shared.history.lock().expect("history poisoned").range(
+                after,
+                up_to,
+                REPLAY_PAGE,
+            );
+            match in_memory {
+                Some(records) => Ok(records),
+                None => Ok(hub
+                    .shared
+                    .log
+                    .read(after, up_to, REPLAY_PAGE)
+                    .await?
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect()),
+            }
+        })
+    }
+
+    /// One step of the replay: the visible frames of the next page, or `None` when the
+    /// page held nothing this subscriber may see.
+    fn replay_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, LogError>> {
+        let page = self
+            .page
+            .as_mut()
+            .expect("poll_next sets the page before stepping");
+        let records = ready!(page.as_mut().poll(cx))?;
+        self.page = None;
+        let Some(last) = records.last() else {
+            // Retention removed what we were about to replay.
+            self.cursor = self.replay_to;
+            self.reset = true;
+            self.hub.shared.metrics.resets.inc();
+            return Poll::Ready(Ok(Some(reset_frame(
+                self.head_id.as_deref(),
+                "expired",
+                None,
+            ))));
+        };
+        self.cursor = last.seq;
+        let mut frames = BytesMut::new();
+        let mut replayed = 0;
+        for record in &records {
+            self.memo.clear();
+            if self
+                .subscriber
+                .filter
+                .accepts(record, &mut self.memo, false)
+            {
+                frames.extend_from_slice(&record.frame);
+                replayed += 1;
+            }
+        }
+        self.hub.shared.metrics.replayed.inc_by(replayed);
+        Poll::Ready(Ok((!frames.is_empty()).then(|| frames.freeze())))
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if let Some(prelude) = this.prelude.take() {
+            return Poll::Ready(Some(prelude));
+        }
+        while this.cursor < this.replay_to {
+            if this.page.is_none() {
+                this.page = Some(this.fetch_page());
+            }
+            match ready!(this.replay_step(cx)) {
+                Ok(Some(frames)) => return Poll::Ready(Some(frames)),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "replay failed; ending the stream so the client resumes");
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+        match ready!(this.subscriber.poll_drain(cx, this.cursor)) {
+            Drained::Frames(frames, newest) => {
+                if let Some(seq) = newest {
+                    this.cursor = seq;
+                }
+                Poll::Ready(Some(frames))
+            }
+            Drained::End(state) => {
+                debug_assert_ne!(state, State::Open);
+                this.ended = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.subscriber);
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("subscriber", &self.subscriber.id)
+            .field("cursor", &self.cursor)
+            .field("replay_to", &self.replay_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `reset` event: the subscriber cannot be told exactly what it missed and should
+/// reload its state. Its id is the newest update's, so a reconnect after it resumes from
+/// here instead of resetting again.
+fn reset_frame(head_id: Option<&str>, reason: &str, requested: Option<&str>) -> Bytes {
+    let data = serde_json::json!({ "reason": reason, "lastEventID": requested });
+    let mut event = herald_sse::Event::new(data.to_string()).with_event("reset");
+    event.id = head_id.map(str::to_owned);
+    event.encode()
+}
