@@ -1,0 +1,231 @@
+//! Mercure authorization: finding the JWT in a request and verifying it.
+//!
+//! The token is taken from `Authorization: Bearer`, else the `mercureAuthorization` cookie,
+//! else the `authorization` query parameter (an `EventSource` cannot set headers). Tokens
+//! are HS256 JWTs whose `mercure` claim lists the selectors the bearer may publish to and
+//! the private updates it may receive. Tokens never reach the log.
+
+use axum::http::{HeaderMap, header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The cookie Mercure clients use to carry the token.
+pub const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// Longest token accepted, in bytes. Real tokens are a few hundred bytes; this bounds the
+/// work an attacker can cause per request.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The `mercure` claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MercureClaim {
+    /// Topic selectors the bearer may publish to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Vec<String>>,
+    /// Topic selectors of the private updates the bearer may receive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<Vec<String>>,
+}
+
+/// The claims Herald reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Claims {
+    /// Mercure's claim; a token without it grants nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mercure: Option<MercureClaim>,
+    /// Expiry, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
+}
+
+/// Where a token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer`.
+    Header,
+    /// The `mercureAuthorization` cookie.
+    Cookie,
+    /// The `authorization` query parameter.
+    Query,
+}
+
+/// A key that verifies HS256 tokens.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Verifier { .. }")
+    }
+}
+
+impl Verifier {
+    /// A verifier for `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Mercure tokens often carry no `exp`; when one is present it is enforced.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = true;
+        validation.leeway = 0;
+        validation.validate_aud = false;
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Verifies `token`'s signature and expiry and returns its claims.
+    ///
+    /// # Errors
+    ///
+    /// 401 with the reason (expired, bad signature, malformed), never echoing the token.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        use jsonwebtoken::errors::ErrorKind;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(ApiError::unauthorized("the JWT is too long"));
+        }
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|error| {
+                let why = match error.kind() {
+                    ErrorKind::ExpiredSignature => "the JWT has expired",
+                    ErrorKind::InvalidSignature => "the JWT signature is invalid",
+                    ErrorKind::InvalidAlgorithm => "the JWT must be signed with HS256",
+                    ErrorKind::ImmatureSignature => "the JWT is not valid yet",
+                    _ => "the JWT is malformed",
+                };
+                ApiError::unauthorized(why)
+            })
+    }
+}
+
+/// Finds the request's token, if any.
+///
+/// # Errors
+///
+/// 401 when an `Authorization` header is present but is not a bearer token: a client that
+/// meant to authenticate must not silently become anonymous.
+pub fn find_token<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+) -> Result<Option<(&'a str, TokenSource)>, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be \"Bearer <JWT>\"")
+            })?;
+        return Ok(Some((token, TokenSource::Header)));
+    }
+    if let Some(token) = cookie(headers, COOKIE_NAME) {
+        return Ok(Some((token, TokenSource::Cookie)));
+    }
+    Ok(query_token
+        .filter(|t| !t.is_empty())
+        .map(|t| (t, TokenSource::Query)))
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// Mints an HS256 token with the given claims; for `herald token` and tests.
+///
+/// # Errors
+///
+/// Only if signing fails, which HS256 with a byte key does not.
+pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn claims(exp: Option<u64>) -> Claims {
+        Claims {
+            mercure: Some(MercureClaim {
+                publish: Some(vec!["*".into()]),
+                subscribe: None,
+            }),
+            exp,
+        }
+    }
+
+    #[test]
+    fn verifies_and_rejects() {
+        let verifier = Verifier::new(KEY);
+        let good = mint(KEY, &claims(None)).unwrap();
+        assert_eq!(
+            verifier.verify(&good).unwrap().mercure.unwrap().publish,
+            Some(vec!["*".into()])
+        );
+        let cases = [
+            (
+                mint(b"another key, also 32 bytes long!", &claims(None)).unwrap(),
+                "the JWT signature is invalid",
+            ),
+            (mint(KEY, &claims(Some(1))).unwrap(), "the JWT has expired"),
+            ("not.a.jwt".to_owned(), "the JWT is malformed"),
+            ("x".repeat(MAX_TOKEN_LEN + 1), "the JWT is too long"),
+        ];
+        for (token, why) in cases {
+            assert_eq!(verifier.verify(&token).unwrap_err().message, why);
+        }
+    }
+
+    #[test]
+    fn finds_token_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; mercureAuthorization=cookie-token"),
+        );
+        assert_eq!(
+            find_token(&headers, Some("q")).unwrap(),
+            Some(("cookie-token", TokenSource::Cookie))
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer header-token"),
+        );
+        assert_eq!(
+            find_token(&headers, Some("q")).unwrap(),
+            Some(("header-token", TokenSource::Header))
+        );
+        assert_eq!(
+            find_token(&HeaderMap::new(), Some("q")).unwrap(),
+            Some(("q", TokenSource::Query))
+        );
+        assert_eq!(find_token(&HeaderMap::new(), None).unwrap(), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(find_token(&headers, None).is_err());
+    }
+}

@@ -1,0 +1,263 @@
+//! Configuration of `herald serve`: command-line flags, each also read from an environment
+//! variable `HERALD_<NAME>`, validated into one [`Config`] before any port is bound.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use herald_hub::{Durability, HubConfig, QueueLimits, UpdateLimits};
+
+/// Flags of `herald serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the event log (SQLite) and the generated JWT key.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    pub data_dir: PathBuf,
+
+    /// HS256 key that verifies publisher and subscriber JWTs. When no key is given, one is
+    /// generated on first start and kept in <data-dir>/jwt.key.
+    #[arg(long, env = "HERALD_JWT_KEY", hide_env_values = true)]
+    pub jwt_key: Option<String>,
+
+    /// HS256 key for publisher JWTs (overrides --jwt-key for publishers).
+    #[arg(long, env = "HERALD_PUBLISHER_JWT_KEY", hide_env_values = true)]
+    pub publisher_jwt_key: Option<String>,
+
+    /// HS256 key for subscriber JWTs (overrides --jwt-key for subscribers).
+    #[arg(long, env = "HERALD_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
+    pub subscriber_jwt_key: Option<String>,
+
+    /// Let subscribers without a JWT receive public updates.
+    #[arg(long, env = "HERALD_ANONYMOUS")]
+    pub anonymous: bool,
+
+    /// Interval of the comment heartbeat on idle streams (0 disables it).
+    #[arg(long, env = "HERALD_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Reconnection delay suggested to clients with `retry:` at the start of each stream.
+    #[arg(long, env = "HERALD_RETRY", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub retry: Duration,
+
+    /// Most updates the event log retains (0: no count limit).
+    #[arg(long, env = "HERALD_RETENTION_COUNT", default_value_t = 100_000)]
+    pub retention_count: u64,
+
+    /// Oldest update the event log retains (0: no age limit).
+    #[arg(long, env = "HERALD_RETENTION_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub retention_age: Duration,
+
+    /// Updates kept in memory for fast replay.
+    #[arg(long, env = "HERALD_HISTORY_SIZE", default_value_t = 10_000)]
+    pub history_size: usize,
+
+    /// `full` fsyncs every commit before acknowledging; `normal` survives a crash of Herald
+    /// but may lose the last commits on power loss.
+    #[arg(long, env = "HERALD_DURABILITY", default_value = "full")]
+    pub durability: Durability,
+
+    /// Largest request body, in bytes (413 above it).
+    #[arg(long, env = "HERALD_MAX_BODY", default_value_t = 1 << 20)]
+    pub max_body: usize,
+
+    /// Most topics in one publish (400 above it).
+    #[arg(long, env = "HERALD_MAX_TOPICS", default_value_t = 64)]
+    pub max_topics: usize,
+
+    /// Most topic selectors in one subscription (400 above it).
+    #[arg(long, env = "HERALD_MAX_SELECTORS", default_value_t = 64)]
+    pub max_selectors: usize,
+
+    /// Most open streams in all (503 above it). 0: derived from the file-descriptor limit.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Most open streams from one client IP address (429 above it).
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+
+    /// Most updates waiting for one subscriber; one that falls further behind is cut off and
+    /// resumes by replay.
+    #[arg(long, env = "HERALD_SUBSCRIBER_QUEUE", default_value_t = 4096)]
+    pub subscriber_queue: usize,
+
+    /// Origins allowed to call Herald from a browser on another origin (CORS, with
+    /// credentials). Repeat the flag, or separate with commas. None by default.
+    #[arg(
+        long = "cors-origin",
+        env = "HERALD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// How long a graceful shutdown waits for requests to finish.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `serve` needs, checked.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Where the data lives.
+    pub data_dir: PathBuf,
+    /// Key for publisher JWTs.
+    pub publisher_key: Vec<u8>,
+    /// Key for subscriber JWTs.
+    pub subscriber_key: Vec<u8>,
+    /// Whether subscribers may connect without a JWT.
+    pub anonymous: bool,
+    /// The hub's settings.
+    pub hub: HubConfig,
+    /// Event log durability.
+    pub durability: Durability,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Most open streams.
+    pub max_connections: usize,
+    /// Most open streams per client IP.
+    pub max_connections_per_ip: usize,
+    /// Allowed CORS origins.
+    pub cors_origins: Vec<String>,
+    /// Drain time limit at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys are secrets: never print them.
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("anonymous", &self.anonymous)
+            .field("hub", &self.hub)
+            .field("max_body", &self.max_body)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("cors_origins", &self.cors_origins)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shortest HS256 key accepted: RFC 7518 asks for a key at least as long as the hash (32
+/// bytes); a shorter one is guessable.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// File descriptors kept for everything that is not a stream (log, listener, publishers).
+const FD_RESERVE: usize = 256;
+
+impl Config {
+    /// Checks the flags. `default_key` is the key to use when none was given (read from or
+    /// generated into the data directory by the caller).
+    ///
+    /// # Errors
+    ///
+    /// A message that says which flag is wrong and why.
+    pub fn from_args(args: &ServeArgs, default_key: Option<String>) -> Result<Self, String> {
+        let key = args.jwt_key.clone().or(default_key);
+        let publisher_key = args
+            .publisher_jwt_key
+            .clone()
+            .or_else(|| key.clone())
+            .ok_or("no JWT key: set --jwt-key (HERALD_JWT_KEY)")?;
+        let subscriber_key = args
+            .subscriber_jwt_key
+            .clone()
+            .or(key)
+            .ok_or("no JWT key: set --jwt-key (HERALD_JWT_KEY)")?;
+        for (name, key) in [
+            ("publisher", &publisher_key),
+            ("subscriber", &subscriber_key),
+        ] {
+            if key.len() < MIN_KEY_LEN {
+                return Err(format!(
+                    "the {name} JWT key is {} bytes; HS256 needs at least {MIN_KEY_LEN}",
+                    key.len()
+                ));
+            }
+        }
+        for (name, value) in [
+            ("--max-body", args.max_body),
+            ("--max-topics", args.max_topics),
+            ("--max-selectors", args.max_selectors),
+            ("--max-connections-per-ip", args.max_connections_per_ip),
+            ("--subscriber-queue", args.subscriber_queue),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        for origin in &args.cors_origins {
+            if origin == "*" {
+                return Err(
+                    "--cors-origin '*' is not allowed: streams carry credentials, list the origins"
+                        .into(),
+                );
+            }
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.trim_end_matches('/').matches('/').count() > 2
+            {
+                return Err(format!(
+                    "--cors-origin {origin:?} is not an origin like https://app.example.com"
+                ));
+            }
+        }
+        let max_connections = match args.max_connections {
+            0 => crate::limits::raise_fd_limit()
+                .saturating_sub(FD_RESERVE)
+                .max(1),
+            n => n,
+        };
+        let hub = HubConfig {
+            history_capacity: args.history_size,
+            retention_count: (args.retention_count > 0).then_some(args.retention_count),
+            retention_age: (!args.retention_age.is_zero()).then_some(args.retention_age),
+            queue: QueueLimits {
+                max_frames: args.subscriber_queue,
+                ..QueueLimits::default()
+            },
+            heartbeat: (!args.heartbeat.is_zero()).then_some(args.heartbeat),
+            retry_hint: args.retry,
+            limits: UpdateLimits {
+                max_topics: args.max_topics,
+                ..UpdateLimits::default()
+            },
+            max_selectors: args.max_selectors,
+            ..HubConfig::default()
+        };
+        Ok(Self {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            publisher_key: publisher_key.into_bytes(),
+            subscriber_key: subscriber_key.into_bytes(),
+            anonymous: args.anonymous,
+            hub,
+            durability: args.durability,
+            max_body: args.max_body,
+            max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            cors_origins: args
+                .cors_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            shutdown_grace: args.shutdown_grace,
+        })
+    }
+}

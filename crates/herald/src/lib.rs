@@ -1,0 +1,26 @@
+//! Herald's server: the HTTP API over the hub, authorization, limits, metrics, and the
+//! command-line interface.
+//!
+//! This is the only crate that knows about HTTP, axum and status codes.
+//!
+//! # Layout
+//!
+//! - `config`: flags and environment variables, validated into a [`config::Config`].
+//! - `server`: the router ([`server::app`]), start-up and graceful shutdown.
+//! - `mercure`: the Mercure publish and subscribe endpoints.
+//! - `auth`: finding and verifying JWTs.
+//! - `limits`: stream limits and the connection-counting listener.
+//! - `metrics`: Prometheus export.
+//! - `error`: [`error::ApiError`], the one error type of the API.
+//! - `state`: [`state::AppState`], shared by handlers.
+//! - `cli`: the `herald` command and its subcommands.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod mercure;
+pub mod metrics;
+pub mod server;
+pub mod state;

@@ -1,0 +1,356 @@
+//! The Mercure endpoint, `/.well-known/mercure`: `POST` publishes an update, `GET`
+//! subscribes to topic selectors and streams `text/event-stream`.
+
+use std::{convert::Infallible, sync::Arc};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use futures::StreamExt;
+use herald_hub::{PublishError, SubscribeError, SubscribeRequest, Update, selector::Selector};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::time::Instant;
+
+use crate::{
+    auth::{self, TokenSource},
+    error::{ApiError, ErrorCode},
+    limits::{ClientAddr, Refused},
+    state::AppState,
+};
+
+/// The path of the hub.
+pub const PATH: &str = "/.well-known/mercure";
+
+/// Mercure's discovery header, on every response.
+pub const LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
+
+/// `POST /.well-known/mercure`: store an update, then fan it out. Answers its id.
+pub async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let query_token = query_pairs(uri.query())
+        .find(|(key, _)| key == "authorization")
+        .map(|(_, value)| value.into_owned());
+    let (token, source) = auth::find_token(&headers, query_token.as_deref())?.ok_or_else(|| {
+        ApiError::unauthorized("publishing requires a JWT with a mercure.publish claim")
+    })?;
+    let claims = state.publisher.verify(token)?;
+    if source == TokenSource::Cookie {
+        state.check_cookie_origin(&headers)?;
+    }
+    let allowed = claims
+        .mercure
+        .and_then(|m| m.publish)
+        .ok_or_else(|| ApiError::forbidden("the JWT has no mercure.publish claim"))?;
+
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body = read_body(body, state.max_body).await?;
+    let update = parse_update(&body)?;
+
+    for topic in &update.topics {
+        if !state.may_publish(&allowed, topic) {
+            return Err(ApiError::forbidden(format!(
+                "the JWT does not allow publishing to topic {topic:?}"
+            )));
+        }
+    }
+
+    let published = state
+        .hub
+        .publish(update)
+        .await
+        .map_err(|error| match error {
+            PublishError::Invalid(invalid) => ApiError::bad_request(invalid.to_string()),
+            PublishError::Unavailable(why) => ApiError::unavailable(why),
+        })?;
+    state
+        .metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        published.id.to_string(),
+    )
+        .into_response())
+}
+
+/// `GET /.well-known/mercure?topic=…`: a stream of the updates matching the selectors.
+pub async fn subscribe(
+    State(state): State<AppState>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let mut topics = Vec::new();
+    let mut query_last_id = None;
+    let mut query_token = None;
+    for (key, value) in query_pairs(uri.query()) {
+        match &*key {
+            "topic" => topics.push(value.into_owned()),
+            "lastEventID" => query_last_id = Some(value.into_owned()),
+            "authorization" => query_token = Some(value.into_owned()),
+            _ => {} // Cache busters and the like.
+        }
+    }
+    let claims = match auth::find_token(&headers, query_token.as_deref())? {
+        Some((token, _)) => Some(state.subscriber.verify(token)?),
+        None if state.anonymous => None,
+        None => {
+            return Err(ApiError::unauthorized(
+                "subscribing requires a JWT (this hub does not allow anonymous subscribers)",
+            ));
+        }
+    };
+    // The header wins over the query parameter, as the Mercure spec says.
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("the Last-Event-ID header is not valid text"))?
+                .to_owned(),
+        ),
+        None => query_last_id,
+    };
+    if last_event_id
+        .as_ref()
+        .is_some_and(|id| id.len() > state.hub.config().limits.max_id_len)
+    {
+        return Err(ApiError::bad_request("the last event id is too long"));
+    }
+
+    let permit = state.limiter.try_acquire(peer.ip()).map_err(|refused| {
+        state.metrics.refused(refused);
+        match refused {
+            Refused::Global => {
+                ApiError::unavailable("the server holds as many streams as it may; retry later")
+            }
+            Refused::PerIp => ApiError::new(
+                ErrorCode::TooManyConnections,
+                "too many open streams from this address",
+            ),
+        }
+    })?;
+
+    let request = SubscribeRequest {
+        topics,
+        claims: claims.and_then(|c| c.mercure).and_then(|m| m.subscribe),
+        last_event_id,
+    };
+    let subscription = state
+        .hub
+        .subscribe(request)
+        .await
+        .map_err(|error| match error {
+            SubscribeError::Unavailable(error) => ApiError::unavailable(error.to_string()),
+            invalid => ApiError::bad_request(invalid.to_string()),
+        })?;
+
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache, no-transform")
+        .header("x-accel-buffering", "no");
+    if let Some(id) = subscription
+        .head_id()
+        .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        response = response.header("last-event-id", id);
+    }
+    // The permit lives as long as the stream: dropping the body frees the slot.
+    let body = subscription.map(move |frames| {
+        let _ = &permit;
+        Ok::<_, Infallible>(frames)
+    });
+    response
+        .body(Body::from_stream(body))
+        .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))
+}
+
+/// Reads at most `limit` bytes of body.
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the body is larger than {limit} bytes"),
+        )),
+        Err(error) => Err(ApiError::bad_request(format!(
+            "the body could not be read: {error}"
+        ))),
+    }
+}
+
+fn query_pairs(query: Option<&str>) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+}
+
+/// Parses Mercure's publish form: `topic` (repeated), `data`, `private`, `id`, `type`,
+/// `retry`. Anything else, or a single-valued field given twice, is an error.
+fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
+    fn once(slot: &mut Option<String>, key: &str, value: String) -> Result<(), ApiError> {
+        if slot.replace(value).is_some() {
+            return Err(ApiError::bad_request(format!(
+                "the field {key:?} is given more than once"
+            )));
+        }
+        Ok(())
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::bad_request("the body is not valid UTF-8"));
+    }
+    let mut update = Update::default();
+    let (mut data, mut private, mut retry) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(body) {
+        let value = value.into_owned();
+        match &*key {
+            "topic" => update.topics.push(value),
+            "data" => once(&mut data, "data", value)?,
+            "private" => once(&mut private, "private", value)?,
+            "id" => once(&mut update.id, "id", value)?,
+            "type" => once(&mut update.event_type, "type", value)?,
+            "retry" => once(&mut retry, "retry", value)?,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?}; expected topic, data, private, id, type or retry"
+                )));
+            }
+        }
+    }
+    update.data = data.unwrap_or_default();
+    update.private = match private.as_deref() {
+        None => false,
+        // Mercure: the field's presence makes the update private.
+        Some("" | "on" | "true" | "1") => true,
+        Some("off" | "false" | "0") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "private must be on/true/1 or off/false/0, not {other:?}"
+            )));
+        }
+    };
+    update.retry = match retry {
+        None => None,
+        Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Some(
+            text.parse()
+                .map_err(|_| ApiError::bad_request("retry is too large"))?,
+        ),
+        Some(text) => {
+            return Err(ApiError::bad_request(format!(
+                "retry must be a number of milliseconds, not {text:?}"
+            )));
+        }
+    };
+    Ok(update)
+}
+
+/// Compiled publish selectors, cached: a publisher sends the same claim with every request.
+#[derive(Debug, Default)]
+pub struct SelectorCache {
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<Selector>>>>,
+}
+
+/// Entries kept before the cache is cleared; bounds memory under hostile claims.
+const SELECTOR_CACHE_MAX: usize = 4096;
+
+impl SelectorCache {
+    /// Whether any of `selectors` matches `topic`. Selectors that do not parse match
+    /// nothing.
+    pub fn any_matches(&self, selectors: &[String], topic: &str) -> bool {
+        selectors.iter().any(|source| {
+            if source == "*" || source == topic {
+                return true;
+            }
+            let compiled = {
+                let mut cache = self.compiled.lock().expect("selector cache poisoned");
+                if cache.len() >= SELECTOR_CACHE_MAX {
+                    cache.clear();
+                }
+                cache
+                    .entry(source.clone())
+                    .or_insert_with(|| Selector::parse(source).ok().map(Arc::new))
+                    .clone()
+            };
+            compiled.is_some_and(|s| s.matches(topic))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_form_table() {
+        let ok = |body: &str| parse_update(body.as_bytes()).unwrap();
+        let err = |body: &str| parse_update(body.as_bytes()).unwrap_err().message;
+
+        let u = ok("topic=a&topic=b&data=x%0Ay&id=1&type=t&retry=10&private=on");
+        assert_eq!(u.topics, vec!["a", "b"]);
+        assert_eq!(u.data, "x\ny");
+        assert_eq!(
+            (u.id.as_deref(), u.event_type.as_deref(), u.retry, u.private),
+            (Some("1"), Some("t"), Some(10), true)
+        );
+        assert!(!ok("topic=a").private);
+        assert!(ok("topic=a&private=").private);
+        assert!(!ok("topic=a&private=false").private);
+
+        assert_eq!(
+            err("topic=a&data=1&data=2"),
+            "the field \"data\" is given more than once"
+        );
+        assert_eq!(
+            err("topic=a&colour=red"),
+            "unknown field \"colour\"; expected topic, data, private, id, type or retry"
+        );
+        assert_eq!(
+            err("topic=a&retry=soon"),
+            "retry must be a number of milliseconds, not \"soon\""
+        );
+        assert_eq!(
+            err("topic=a&retry=-1"),
+            "retry must be a number of milliseconds, not \"-1\""
+        );
+        assert_eq!(
+            err("topic=a&private=maybe"),
+            "private must be on/true/1 or off/false/0, not \"maybe\""
+        );
+    }
+
+    #[test]
+    fn publish_selectors() {
+        let cache = SelectorCache::default();
+        let claim = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(cache.any_matches(&claim(&["*"]), "anything"));
+        assert!(cache.any_matches(
+            &claim(&["https://e.com/books/{id}"]),
+            "https://e.com/books/1"
+        ));
+        assert!(!cache.any_matches(
+            &claim(&["https://e.com/books/{id}"]),
+            "https://e.com/users/1"
+        ));
+        assert!(!cache.any_matches(&claim(&[]), "a"));
+        assert!(!cache.any_matches(&claim(&["{"]), "a"));
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the server: the hub's own, plus connections, streams, publish
+//! latency and refusals, rendered in the text exposition format at `/metrics`.
+
+use std::sync::{Arc, Mutex};
+
+use axum::{extract::State, http::header, response::IntoResponse};
+use herald_hub::Hub;
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::{
+    limits::{Refused, StreamLimiter},
+    state::AppState,
+};
+
+/// The server's metrics and the registry that exports them.
+#[derive(Debug)]
+pub struct ServerMetrics {
+    registry: Mutex<Registry>,
+    /// Open TCP connections.
+    pub connections: Gauge,
+    /// Time from receiving a publish to acknowledging it.
+    pub publish_seconds: Histogram,
+    /// Streams refused by a limit, by reason.
+    refused: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Live tasks of the runtime, read at scrape time: a leak shows here first.
+    tasks: Gauge,
+}
+
+impl ServerMetrics {
+    /// Registers the hub's and the server's metrics under the `herald_` prefix.
+    pub fn new(hub: &Hub, limiter: &Arc<StreamLimiter>) -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        hub.metrics().register(&mut registry);
+        let metrics = Self {
+            registry: Mutex::new(Registry::default()),
+            connections: Gauge::default(),
+            publish_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
+            refused: Family::default(),
+            tasks: Gauge::default(),
+        };
+        registry.register(
+            "connections_open",
+            "Open TCP connections",
+            metrics.connections.clone(),
+        );
+        registry.register("streams_open", "Open event streams", limiter.open.clone());
+        registry.register(
+            "publish_duration_seconds",
+            "Time from receiving a publish to acknowledging it (stored durably)",
+            metrics.publish_seconds.clone(),
+        );
+        registry.register(
+            "streams_refused",
+            "Streams refused by a connection limit",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "runtime_alive_tasks",
+            "Live tasks of the async runtime",
+            metrics.tasks.clone(),
+        );
+        *metrics.registry.lock().expect("metrics poisoned") = registry;
+        metrics
+    }
+
+    /// Counts a refused stream.
+    pub fn refused(&self, why: Refused) {
+        let reason = match why {
+            Refused::Global => "global",
+            Refused::PerIp => "per_ip",
+        };
+        self.refused.get_or_create(&vec![("reason", reason)]).inc();
+    }
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
+    let metrics = &state.metrics;
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    metrics.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+    let mut text = String::new();
+    encode(
+        &mut text,
+        &metrics.registry.lock().expect("metrics poisoned"),
+    )
+    .expect("writing to a String cannot fail");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
