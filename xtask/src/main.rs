@@ -1,0 +1,357 @@
+//! Repository automation: `cargo xtask test` is the one command that checks everything.
+//!
+//! It runs the same steps on a developer's machine and in CI (`.ci/run`), starting from a
+//! fresh clone: it installs the system packages and Node modules the tests need, then runs
+//! rustfmt, clippy, the Rust tests, and the browser tests against the built `herald` binary.
+//!
+//! # Layout
+//!
+//! - [`SYSTEM_PACKAGES`]: the Debian packages the tests need, one line each.
+//! - [`test`]: the steps of `cargo xtask test`, in order; the first failure stops the run.
+//! - [`Step`]: prints a `==> …` header before a step and its elapsed time after it.
+
+use std::{
+    env,
+    ffi::{OsStr, OsString},
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// System packages the tests need: (a file that exists once it is installed, Debian package).
+///
+/// A missing file gets its package installed with apt-get, so a fresh machine needs no
+/// manual setup. Add a service the tests spawn here, e.g.
+/// `("/usr/bin/redis-server", "redis-server")`.
+const SYSTEM_PACKAGES: &[(&str, &str)] = &[
+    // Headless browser for tests/browser (playwright-core drives it; never downloaded).
+    ("/usr/bin/chromium", "chromium"),
+];
+
+/// The Node project of the browser tests, relative to the workspace root.
+const BROWSER_TESTS_DIR: &str = "tests/browser";
+
+/// Browser test files are the files in [`BROWSER_TESTS_DIR`] whose name ends with this.
+const BROWSER_TEST_SUFFIX: &str = ".test.mjs";
+
+const USAGE: &str = "\
+Usage: cargo xtask <command>
+
+Commands:
+  test    Run every check, in order, stopping at the first failure:
+            install missing system packages (apt-get) and Node modules (npm ci),
+            cargo fmt --check, cargo clippy -D warnings, cargo test,
+            then build herald and run the browser tests (node --test tests/browser)
+  ci      Same as test (what .ci/run runs)
+  help    Print this message
+
+Environment:
+  CARGO_TARGET_DIR  where cargo builds (absolute, or relative to the workspace root);
+                    the browser tests use <target dir>/debug/herald";
+
+fn main() -> ExitCode {
+    match run_cli() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole context chain on one line, without a backtrace.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Dispatches the command line to a subcommand.
+fn run_cli() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None | Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some("test" | "ci") => {
+            if let Some(extra) = args.get(1) {
+                bail!("unexpected argument `{extra}`\n\n{USAGE}");
+            }
+            test(&workspace_root()?)
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+/// Runs every check, in order, and stops at the first failure.
+fn test(root: &Path) -> Result<()> {
+    let total = Step::start("cargo xtask test");
+
+    let step = Step::start("ensure system packages");
+    ensure_system_packages()?;
+    step.done();
+
+    let step = Step::start(&format!("ensure Node modules in {BROWSER_TESTS_DIR}"));
+    ensure_node_modules(root)?;
+    step.done();
+
+    cargo(root, &["fmt", "--all", "--", "--check"])
+        .context("code is not formatted: run `cargo fmt --all`")?;
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    cargo(root, &["test", "--workspace", "--locked"])?;
+
+    cargo(
+        root,
+        &["build", "--locked", "-p", "herald", "--bin", "herald"],
+    )?;
+    let herald = target_dir(root)
+        .join("debug")
+        .join(format!("herald{}", env::consts::EXE_SUFFIX));
+    if !herald.is_file() {
+        bail!(
+            "cargo build succeeded but {} does not exist (is CARGO_TARGET_DIR or build.target-dir set differently?)",
+            herald.display()
+        );
+    }
+    let tests = browser_test_files(root)?;
+    let mut node = Command::new("node");
+    node.current_dir(root)
+        .args(["--test", "--test-reporter=spec"])
+        .args(&tests)
+        .env("HERALD_BIN", &herald);
+    run(&mut node, &format!("HERALD_BIN={}", herald.display())).context("browser tests failed")?;
+
+    total.done();
+    Ok(())
+}
+
+/// Installs the packages of [`SYSTEM_PACKAGES`] whose file is missing, with one apt-get call.
+fn ensure_system_packages() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_PACKAGES
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        let packages: Vec<&str> = SYSTEM_PACKAGES.iter().map(|&(_, p)| p).collect();
+        println!("all present: {}", packages.join(", "));
+        return Ok(());
+    }
+    let packages = missing.join(" ");
+    if !is_root()? {
+        bail!(
+            "missing system packages: {packages}; install them with `sudo apt-get update && sudo apt-get install -y --no-install-recommends {packages}`"
+        );
+    }
+    println!("installing missing system packages: {packages}");
+    let mut update = Command::new("apt-get");
+    update
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null());
+    run(&mut update, "")?;
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null());
+    run(&mut install, "")?;
+    for (path, package) in SYSTEM_PACKAGES {
+        if !Path::new(path).exists() {
+            bail!("apt-get installed {package} but {path} still does not exist");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `npm ci` in the browser tests' folder unless its node_modules is installed and at
+/// least as new as package-lock.json (so a changed lock file reinstalls).
+fn ensure_node_modules(root: &Path) -> Result<()> {
+    let dir = root.join(BROWSER_TESTS_DIR);
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/playwright-core");
+    // npm writes this copy of the lock file on every install.
+    let installed_lock = dir.join("node_modules/.package-lock.json");
+    let up_to_date = installed.is_dir()
+        && match (modified(&lock), modified(&installed_lock)) {
+            (Some(lock), Some(installed)) => installed >= lock,
+            _ => true,
+        };
+    if up_to_date {
+        println!("up to date: {}", installed.display());
+        return Ok(());
+    }
+    let mut npm = Command::new("npm");
+    npm.current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"])
+        // Chromium comes from Debian; playwright-core downloads nothing, but make sure.
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .stdin(Stdio::null());
+    run(&mut npm, &format!("in {BROWSER_TESTS_DIR}"))
+}
+
+/// The browser test files, sorted, as paths relative to the workspace root.
+///
+/// Listed here rather than passing the folder to `node --test`, whose handling of a folder
+/// argument differs between Node versions.
+fn browser_test_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let dir = root.join(BROWSER_TESTS_DIR);
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(BROWSER_TEST_SUFFIX) && entry.path().is_file() {
+            files.push(Path::new(BROWSER_TESTS_DIR).join(name));
+        }
+    }
+    if files.is_empty() {
+        bail!("no *{BROWSER_TEST_SUFFIX} files in {}", dir.display());
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Runs `cargo <args>` in the workspace root as one step.
+fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    // Under `cargo xtask`, CARGO is the cargo that runs us; use the same toolchain.
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).args(args);
+    // Print `cargo`, not the absolute path CARGO may hold.
+    run_titled(&mut cmd, &format!("cargo {}", args.join(" ")))
+}
+
+/// Runs `cmd` as one step titled by its command line, followed by `note` if not empty.
+fn run(cmd: &mut Command, note: &str) -> Result<()> {
+    let mut title = display_command(cmd);
+    if !note.is_empty() {
+        title = format!("{title}  ({note})");
+    }
+    run_titled(cmd, &title)
+}
+
+/// Runs `cmd` as one step: header, inherited stdio, elapsed time, error on a non-zero exit.
+fn run_titled(cmd: &mut Command, title: &str) -> Result<()> {
+    let step = Step::start(title);
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run `{program}`: is it installed and on PATH?"))?;
+    if !status.success() {
+        bail!("`{title}` failed ({status}) after {}", step.elapsed());
+    }
+    step.done();
+    Ok(())
+}
+
+/// `program arg arg…`, for headers.
+fn display_command(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(
+        cmd.get_args()
+            .map(|a: &OsStr| a.to_string_lossy().into_owned()),
+    );
+    parts.join(" ")
+}
+
+/// The workspace root: the parent of this crate's folder.
+fn workspace_root() -> Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask's manifest dir has no parent")
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` (relative to the root, where cargo runs),
+/// else `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    target_dir_from(root, env::var_os("CARGO_TARGET_DIR"))
+}
+
+/// [`target_dir`] given the value of `CARGO_TARGET_DIR`; an absolute value replaces `root`.
+fn target_dir_from(root: &Path, cargo_target_dir: Option<OsString>) -> PathBuf {
+    match cargo_target_dir {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// Whether we run as root, which apt-get needs.
+fn is_root() -> Result<bool> {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("cannot run `id -u` to check for root")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A step of the run: prints `==> title` when it starts and the seconds it took when it ends.
+struct Step {
+    title: String,
+    // The clippy.toml ban of std's Instant is for tokio code whose tests pause time; xtask has
+    // no runtime and only prints these durations.
+    #[allow(clippy::disallowed_types)]
+    started: std::time::Instant,
+}
+
+impl Step {
+    #[allow(clippy::disallowed_types)]
+    fn start(title: &str) -> Step {
+        println!("==> {title}");
+        Step {
+            title: title.to_owned(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn elapsed(&self) -> String {
+        format!("{:.1}s", self.started.elapsed().as_secs_f64())
+    }
+
+    fn done(self) {
+        println!("<== {} ({})", self.title, self.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_dir_follows_cargo_target_dir() {
+        let root = Path::new("/repo");
+        let check = |value: Option<&str>, expect: &str| {
+            assert_eq!(
+                target_dir_from(root, value.map(OsString::from)),
+                PathBuf::from(expect),
+                "CARGO_TARGET_DIR={value:?}"
+            );
+        };
+        check(None, "/repo/target");
+        check(Some(""), "/repo/target");
+        check(Some("build"), "/repo/build");
+        check(Some("/var/cache/herald-target"), "/var/cache/herald-target");
+    }
+
+    #[test]
+    fn browser_tests_are_found() {
+        let files = browser_test_files(&workspace_root().unwrap()).unwrap();
+        assert!(
+            files.contains(&PathBuf::from("tests/browser/hub.test.mjs")),
+            "{files:?}"
+        );
+    }
+}
