@@ -272,8 +272,8 @@ async fn a_subscriber_that_falls_behind_is_cut_off_and_resumes_by_id() {
     drop(slow);
     // Resuming from the last id it saw (none) with earliest brings everything back.
     let mut resumed = hub.subscribe(&["t"], None, Some("earliest")).await;
-    for i in 0..10 {
-        assert_eq!(resumed.next().await.unwrap().last_event_id, ids[i]);
+    for id in &ids {
+        assert_eq!(&resumed.next().await.unwrap().last_event_id, id);
     }
 }
 
