@@ -41,6 +41,11 @@ impl History {
         self.records.push_back(record);
     }
 
+    /// Forgets everything; the next push starts a new contiguous run.
+    pub(crate) fn clear(&mut self) {
+        self.records.clear();
+    }
+
     /// Up to `limit` records with `after < seq <= up_to`, or `None` when the oldest of them
     /// has already left memory (read the log instead).
     pub(crate) fn range(&self, after: u64, up_to: u64, limit: usize) -> Option<Vec<Arc<Record>>> {

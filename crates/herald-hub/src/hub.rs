@@ -504,7 +504,7 @@ impl Hub {
             for request in batch.drain(..) {
                 let _ = request.reply.send(Err(message.clone()));
             }
-            return head;
+            return self.resync_head(head).await;
         }
         let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
         let mut replies = Vec::with_capacity(batch.len());
@@ -527,6 +527,31 @@ impl Hub {
             let _ = reply.send(Ok(seq));
         }
         head + count
+    }
+
+    /// After a failed append, asks the log where it stands: a commit can fail after the
+    /// data reached the disk (an fsync error), and reusing those positions would make every
+    /// later append fail too. Such updates were refused to their publishers but are in the
+    /// log; replay serves them, live delivery does not.
+    async fn resync_head(&self, head: u64) -> u64 {
+        match self.shared.log.head().await {
+            Ok(stored) if stored > head => {
+                tracing::warn!(
+                    head,
+                    stored,
+                    "a failed append reached the log; moving past it"
+                );
+                self.shared
+                    .history
+                    .lock()
+                    .expect("history poisoned")
+                    .clear();
+                let registry = self.shared.registry.read().expect("registry poisoned");
+                registry.head.store(stored, Ordering::Release);
+                stored
+            }
+            _ => head,
+        }
     }
 
     /// Pushes each record's shared frame into the queue of every subscriber that may see it.

@@ -130,19 +130,21 @@ impl Subscription {
             .expect("poll_next sets the page before stepping");
         let records = ready!(page.as_mut().poll(cx))?;
         self.page = None;
+        let from_start = self.cursor == 0;
         let Some(last) = records.last() else {
-            // Retention removed what we were about to replay.
             self.cursor = self.replay_to;
-            self.reset = true;
-            self.hub.shared.metrics.resets.inc();
-            return Poll::Ready(Ok(Some(reset_frame(
-                self.head_id.as_deref(),
-                "expired",
-                None,
-            ))));
+            if from_start {
+                return Poll::Ready(Ok(None)); // `earliest`, and nothing is retained.
+            }
+            // Retention removed what we were about to replay.
+            return Poll::Ready(Ok(Some(self.expired())));
         };
-        self.cursor = last.seq;
         let mut frames = BytesMut::new();
+        if !from_start && records[0].seq != self.cursor + 1 {
+            // Retention pruned the log under a replay in progress: say so, then go on.
+            frames.extend_from_slice(&self.expired());
+        }
+        self.cursor = last.seq;
         let mut replayed = 0;
         for record in &records {
             self.memo.clear();
@@ -157,6 +159,13 @@ impl Subscription {
         }
         self.hub.shared.metrics.replayed.inc_by(replayed);
         Poll::Ready(Ok((!frames.is_empty()).then(|| frames.freeze())))
+    }
+
+    /// The `reset` for updates that left the log before this subscriber got them.
+    fn expired(&mut self) -> Bytes {
+        self.reset = true;
+        self.hub.shared.metrics.resets.inc();
+        reset_frame(self.head_id.as_deref(), "expired", None)
     }
 }
 
