@@ -131,7 +131,17 @@ struct TailArgs {
 
 /// Runs the command line; returns the process's exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     let log_format = match &cli.command {
         Command::Serve(args) => args.log_format,
         _ => LogFormat::Text,

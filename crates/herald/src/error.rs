@@ -27,6 +27,8 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such route or resource.
     NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
     /// 413: the body is too large.
     PayloadTooLarge,
     /// 415: the body is not of a supported type.
@@ -47,6 +49,7 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
@@ -62,6 +65,7 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyConnections => "too_many_connections",

@@ -1,7 +1,7 @@
 //! The Mercure endpoint, `/.well-known/mercure`: `POST` publishes an update, `GET`
 //! subscribes to topic selectors and streams `text/event-stream`.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use herald_hub::{PublishError, SubscribeError, SubscribeRequest, Update, selector::Selector};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
@@ -151,6 +151,12 @@ pub async fn subscribe(
         }
     })?;
 
+    // A token's authority ends at its expiry, on open streams too: the stream closes then,
+    // and the client must come back with a fresh token.
+    let expires_in = claims
+        .as_ref()
+        .and_then(|c| c.exp)
+        .map(|exp| Duration::from_secs(exp.saturating_sub(unix_now())));
     let request = SubscribeRequest {
         topics,
         claims: claims.and_then(|c| c.mercure).and_then(|m| m.subscribe),
@@ -177,13 +183,23 @@ pub async fn subscribe(
         response = response.header("last-event-id", id);
     }
     // The permit lives as long as the stream: dropping the body frees the slot.
-    let body = subscription.map(move |frames| {
+    let expiry = match expires_in {
+        Some(left) => tokio::time::sleep(left).boxed(),
+        None => futures::future::pending().boxed(),
+    };
+    let body = subscription.take_until(expiry).map(move |frames| {
         let _ = &permit;
         Ok::<_, Infallible>(frames)
     });
     response
         .body(Body::from_stream(body))
         .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads at most `limit` bytes of body.
