@@ -1,0 +1,21 @@
+//! Integration tests of the `herald` binary: each test starts a real `herald serve` on its
+//! own port and data directory and talks to it over HTTP, as Mercure publishers and
+//! subscribers do, asserting exact statuses, bodies and bytes on the wire.
+//!
+//! One test binary for the crate (see STYLE.md, section 8). The harness lives in
+//! `support`; each other module covers one area of behaviour.
+
+mod auth;
+mod cli;
+mod durability;
+mod handover;
+mod heartbeat;
+mod leak;
+mod limits;
+mod ops;
+mod private;
+mod pubsub;
+mod replay;
+mod retention;
+mod slow;
+mod support;

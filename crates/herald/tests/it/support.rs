@@ -1,0 +1,798 @@
+//! The shared harness: [`TestServer`] runs the real `herald` binary on its own port and
+//! data directory; [`Sse`] reads a stream exactly as it arrives on the wire; token and
+//! publish helpers.
+//!
+//! Every test starts its own server, so tests run in parallel without sharing anything.
+
+use std::{
+    net::SocketAddr,
+    process::{ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream::BoxStream};
+use herald::auth::{Claims, MercureClaim, mint};
+use herald_sse::{Decoder, Item, Message};
+use reqwest::{StatusCode, header::HeaderMap};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, BufReader},
+    process::{Child, Command},
+    task::JoinHandle,
+    time::{Instant, sleep, timeout},
+};
+
+/// The HS256 key every test server verifies tokens with.
+pub(crate) const KEY: &str = "integration-tests-key-0123456789abcdef";
+
+/// How long [`Sse`] waits for one item before failing the test. Generous: two cores run
+/// the test binary and several debug servers at once.
+pub(crate) const ITEM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a server may take to start answering `/healthz`.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `herald serve` process on a free port, with its own temporary data directory. It is
+/// killed (SIGKILL) when dropped.
+pub(crate) struct TestServer {
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+    stderr_task: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+    args: Vec<String>,
+    data_dir: tempfile::TempDir,
+    /// An HTTP client for the test's own requests.
+    pub(crate) http: reqwest::Client,
+}
+
+/// A server process that has started answering.
+struct Launched {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    stderr_task: JoinHandle<()>,
+    addr: SocketAddr,
+}
+
+impl TestServer {
+    /// A server with `--anonymous` off and default limits.
+    pub(crate) async fn start() -> Self {
+        Self::with_args(&[]).await
+    }
+
+    /// A server with extra `serve` flags.
+    pub(crate) async fn with_args(args: &[&str]) -> Self {
+        let data_dir = tempfile::tempdir().expect("create a temporary data directory");
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        // Port 0: the kernel picks a free port and the server prints the address it bound,
+        // so no other test or outgoing connection can take the port in between.
+        let launched = launch("127.0.0.1:0", data_dir.path(), &args)
+            .await
+            .unwrap_or_else(|stderr| panic!("herald serve failed to start:\n{stderr}"));
+        Self {
+            child: Some(launched.child),
+            stderr: launched.stderr,
+            stderr_task: Some(launched.stderr_task),
+            addr: launched.addr,
+            args,
+            data_dir,
+            http: http_client(),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The hub: `http://127.0.0.1:<port>/.well-known/mercure`.
+    pub(crate) fn hub_url(&self) -> String {
+        format!("http://{}/.well-known/mercure", self.addr)
+    }
+
+    /// The address the server listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server is running")
+    }
+
+    /// What the server wrote to stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub(crate) async fn kill9(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        child.start_kill().expect("send SIGKILL");
+        child.wait().await.expect("wait for the killed server");
+        self.finish_stderr().await;
+    }
+
+    /// SIGTERM, and wait (at most 10 s) for the process to exit; returns its status.
+    pub(crate) async fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the server is running");
+        let pid = child.id().expect("the server is running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let status = timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server did not exit within 10 s of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                )
+            })
+            .expect("wait for the server");
+        self.finish_stderr().await;
+        status
+    }
+
+    /// Starts the server again on the same port and data directory, with the same flags.
+    /// SIGKILLs it first if it is still running. Retries while the port is not yet
+    /// reusable.
+    pub(crate) async fn restart(&mut self) {
+        if self.child.is_some() {
+            self.kill9().await;
+        }
+        let listen = self.addr.to_string();
+        let deadline = Instant::now() + START_TIMEOUT;
+        let launched = loop {
+            match launch(&listen, self.data_dir.path(), &self.args).await {
+                Ok(launched) => break launched,
+                Err(stderr) if stderr.contains("cannot listen") && Instant::now() < deadline => {
+                    sleep(Duration::from_millis(50)).await;
+                }
+                Err(stderr) => panic!("herald serve failed to restart:\n{stderr}"),
+            }
+        };
+        assert_eq!(launched.addr, self.addr, "restarted on another address");
+        self.child = Some(launched.child);
+        self.stderr = launched.stderr;
+        self.stderr_task = Some(launched.stderr_task);
+    }
+
+    async fn finish_stderr(&mut self) {
+        if let Some(task) = self.stderr_task.take() {
+            let _ = timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    /// The text of `GET /metrics`.
+    pub(crate) async fn metrics_text(&self) -> String {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("read /metrics")
+    }
+
+    /// The value of the sample `name`, with its labels if any, exactly as exported.
+    ///
+    /// # Panics
+    ///
+    /// If the server does not export it.
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
+        sample(&text, name).unwrap_or_else(|| panic!("no metric {name:?} in:\n{text}"))
+    }
+
+    /// Polls the metric `name` until `accept` holds, for at most `within`; returns the last
+    /// value seen.
+    ///
+    /// # Panics
+    ///
+    /// When the deadline passes first.
+    pub(crate) async fn wait_metric(
+        &self,
+        name: &str,
+        within: Duration,
+        accept: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let value = self.metric(name).await;
+            if accept(value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metric {name} is still {value} after {within:?}"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A subscription request to this server's hub.
+    pub(crate) fn subscribe(&self) -> SubscribeReq {
+        SubscribeReq {
+            http: self.http.clone(),
+            url: self.hub_url(),
+            query: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Publishes `form` with `token` (or none); returns the raw response.
+    pub(crate) async fn publish_with(
+        &self,
+        token: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self.http.post(self.hub_url()).form(form);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("POST the hub")
+    }
+
+    /// Publishes `form` with a token that may publish anywhere; asserts 200 and returns
+    /// the id the hub answered.
+    pub(crate) async fn publish(&self, form: &[(&str, &str)]) -> String {
+        let response = self.publish_with(Some(&admin_token()), form).await;
+        let status = response.status();
+        let content_type = header(response.headers(), "content-type");
+        let body = response.text().await.expect("read the publish answer");
+        assert_eq!(status, StatusCode::OK, "publish {form:?} answered {body}");
+        assert_eq!(content_type, "text/plain; charset=utf-8");
+        body
+    }
+
+    /// Publishes a public update with id `id` on `topic`.
+    pub(crate) async fn publish_id(&self, topic: &str, id: &str) -> String {
+        let got = self
+            .publish(&[("topic", topic), ("id", id), ("data", id)])
+            .await;
+        assert_eq!(got, id);
+        got
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            // Also done by kill_on_drop; explicit so the intent is plain.
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// An HTTP client that ignores proxy settings of the environment.
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// Spawns `herald serve` and waits until it answers `/healthz`; on failure returns what
+/// it wrote to stderr.
+async fn launch(
+    listen: &str,
+    data_dir: &std::path::Path,
+    args: &[String],
+) -> Result<Launched, String> {
+    let mut command = herald_command();
+    command
+        .arg("serve")
+        .args(["--listen", listen])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--jwt-key", KEY])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("spawn herald serve");
+
+    // Drain stderr for the life of the process, so the server never blocks on a full pipe
+    // and a failure can show what it said.
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let stderr_task = {
+        let stderr = stderr.clone();
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        tokio::spawn(async move {
+            let mut buf = vec![0; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+                let mut text = stderr.lock().unwrap();
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                // Keep the tail only: enough to explain a failure.
+                if text.len() > 256 * 1024 {
+                    let cut = text.len() - 128 * 1024;
+                    let cut = (cut..text.len())
+                        .find(|&i| text.is_char_boundary(i))
+                        .unwrap_or(0);
+                    text.drain(..cut);
+                }
+            }
+        })
+    };
+    let failed = |mut child: Child, stderr_task: JoinHandle<()>, stderr: Arc<Mutex<String>>| async move {
+        let _ = child.start_kill();
+        let status = child.wait().await;
+        let _ = timeout(Duration::from_secs(5), stderr_task).await;
+        let text = stderr.lock().unwrap().clone();
+        format!("{text}\n(exit: {status:?})")
+    };
+
+    // The first line on stdout names the bound address.
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = timeout(START_TIMEOUT, lines.next_line()).await;
+    let line = match first {
+        Ok(Ok(Some(line))) => line,
+        _ => return Err(failed(child, stderr_task, stderr).await),
+    };
+    // Keep reading stdout so the server can never block writing to it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let addr: SocketAddr = line
+        .strip_prefix("Herald hub at http://")
+        .and_then(|rest| rest.strip_suffix("/.well-known/mercure"))
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line on stdout: {line:?}"));
+
+    let http = http_client();
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Err(failed(child, stderr_task, stderr).await);
+        }
+        let healthy = http
+            .get(format!("http://{addr}/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK);
+        if healthy {
+            return Ok(Launched {
+                child,
+                stderr,
+                stderr_task,
+                addr,
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(failed(child, stderr_task, stderr).await);
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The `herald` binary, with no `HERALD_*` variables inherited from the environment and
+/// only warnings logged.
+pub(crate) fn herald_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HERALD_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("HERALD_LOG", "warn");
+    command
+}
+
+/// The sample `name` in an OpenMetrics text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| {
+            value
+                .parse()
+                .unwrap_or_else(|_| panic!("metric {name} has value {value:?}"))
+        })
+}
+
+/// A token for `claims`, signed with `key`.
+pub(crate) fn token_with(key: &str, claims: &Claims) -> String {
+    mint(key.as_bytes(), claims).expect("sign a token")
+}
+
+/// A token signed with [`KEY`] that may publish to `publish` and receive the private
+/// updates matching `subscribe`; an empty list leaves that claim out.
+pub(crate) fn token(publish: &[&str], subscribe: &[&str]) -> String {
+    let list = |selectors: &[&str]| {
+        (!selectors.is_empty()).then(|| selectors.iter().map(|s| (*s).to_owned()).collect())
+    };
+    token_with(
+        KEY,
+        &Claims {
+            mercure: Some(MercureClaim {
+                publish: list(publish),
+                subscribe: list(subscribe),
+            }),
+            exp: None,
+        },
+    )
+}
+
+/// A token that may publish anywhere and receive every private update.
+pub(crate) fn admin_token() -> String {
+    token(&["*"], &["*"])
+}
+
+/// A header's value as text ("" when absent).
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .map(|v| v.to_str().expect("a text header").to_owned())
+        .unwrap_or_default()
+}
+
+/// An error answer of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// The `error` field.
+    pub(crate) code: String,
+    /// The `message` field.
+    pub(crate) message: String,
+}
+
+impl ApiError {
+    /// Reads an error response, asserting that it is JSON of the documented shape.
+    pub(crate) async fn read(response: reqwest::Response) -> Self {
+        let status = response.status().as_u16();
+        let content_type = header(response.headers(), "content-type");
+        let body = response.text().await.expect("read the error body");
+        assert_eq!(
+            content_type, "application/json",
+            "status {status}, body {body}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body).expect("the body is JSON");
+        let object = json.as_object().expect("the body is an object");
+        assert_eq!(object.len(), 2, "exactly error and message: {body}");
+        Self {
+            status,
+            code: json["error"]
+                .as_str()
+                .expect("error is a string")
+                .to_owned(),
+            message: json["message"]
+                .as_str()
+                .expect("message is a string")
+                .to_owned(),
+        }
+    }
+
+    /// Shorthand for comparisons.
+    pub(crate) fn new(status: u16, code: &str, message: &str) -> Self {
+        Self {
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// A subscription request being built.
+#[derive(Clone)]
+pub(crate) struct SubscribeReq {
+    http: reqwest::Client,
+    url: String,
+    query: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+}
+
+impl SubscribeReq {
+    /// Adds a `topic` selector.
+    pub(crate) fn topic(self, selector: &str) -> Self {
+        self.query("topic", selector)
+    }
+
+    /// Adds a query parameter.
+    pub(crate) fn query(mut self, key: &str, value: &str) -> Self {
+        self.query.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a header.
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>`.
+    pub(crate) fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// Sends the `Last-Event-ID` header.
+    pub(crate) fn last_event_id(self, id: &str) -> Self {
+        self.header("last-event-id", id)
+    }
+
+    /// Uses another HTTP client (e.g. one bound to another source address).
+    pub(crate) fn client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Sends the request; resolves once the response headers arrived.
+    pub(crate) async fn send(self) -> reqwest::Response {
+        let mut request = self.http.get(&self.url).query(&self.query);
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request.send().await.expect("GET the hub")
+    }
+
+    /// Opens the stream, asserting 200. Once this returns, the hub has registered the
+    /// subscriber: publishing now is safe.
+    pub(crate) async fn open(self) -> Sse {
+        let response = self.send().await;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            panic!("subscribe answered {status}: {body}");
+        }
+        Sse::new(response)
+    }
+
+    /// Sends the request, expecting an error answer.
+    pub(crate) async fn error(self) -> ApiError {
+        let response = self.send().await;
+        assert_ne!(response.status(), StatusCode::OK, "expected an error");
+        ApiError::read(response).await
+    }
+}
+
+/// An open event stream, decoded item by item, with the raw bytes kept for exact checks.
+pub(crate) struct Sse {
+    /// The response status.
+    pub(crate) status: StatusCode,
+    /// The response headers.
+    pub(crate) headers: HeaderMap,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    decoder: Decoder,
+    /// Every byte received so far.
+    pub(crate) raw: Vec<u8>,
+    ended: bool,
+}
+
+impl Sse {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.bytes_stream().boxed(),
+            decoder: Decoder::new(),
+            raw: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The next item, waiting at most `within`. `Ok(None)` at the end of the stream;
+    /// `Err(())` on timeout.
+    pub(crate) async fn next_item_within(&mut self, within: Duration) -> Result<Option<Item>, ()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(item) = self.decoder.next_item().expect("a well-formed stream") {
+                return Ok(Some(item));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Err(_) => return Err(()),
+                Ok(Some(Ok(chunk))) => {
+                    self.raw.extend_from_slice(&chunk);
+                    self.decoder.push(&chunk);
+                }
+                // A reset connection counts as the end, like EOF.
+                Ok(Some(Err(_)) | None) => self.ended = true,
+            }
+        }
+    }
+
+    /// The next item, or `None` at the end of the stream.
+    ///
+    /// # Panics
+    ///
+    /// After [`ITEM_TIMEOUT`] without one.
+    pub(crate) async fn next_item(&mut self) -> Option<Item> {
+        self.next_item_within(ITEM_TIMEOUT)
+            .await
+            .unwrap_or_else(|()| panic!("no SSE item within {ITEM_TIMEOUT:?}"))
+    }
+
+    /// The next event, skipping `retry:` frames and comments.
+    ///
+    /// # Panics
+    ///
+    /// At the end of the stream, or after [`ITEM_TIMEOUT`] without an item.
+    pub(crate) async fn next_message(&mut self) -> Message {
+        loop {
+            match self.next_item().await {
+                Some(Item::Message(message)) => return message,
+                Some(_) => {}
+                None => panic!("the stream ended while waiting for an event"),
+            }
+        }
+    }
+
+    /// The ids of the events up to and including the one with id `last`.
+    ///
+    /// # Panics
+    ///
+    /// When the stream ends, or no item arrives within [`ITEM_TIMEOUT`], first; the
+    /// message lists the ids received so far.
+    pub(crate) async fn ids_until(&mut self, last: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        loop {
+            match self.next_item_within(ITEM_TIMEOUT).await {
+                Ok(Some(Item::Message(message))) => {
+                    ids.push(message.last_event_id);
+                    if ids.last().is_some_and(|id| id == last) {
+                        return ids;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended before {last:?}; received {ids:?}"),
+                Err(()) => panic!(
+                    "no event within {ITEM_TIMEOUT:?} while waiting for {last:?}; received {ids:?}"
+                ),
+            }
+        }
+    }
+
+    /// Asserts that the stream ends (EOF) within `within`, after only comments.
+    pub(crate) async fn expect_end(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_item_within(left).await {
+                Ok(None) => return,
+                Ok(Some(Item::Comment(_))) => {}
+                Ok(Some(item)) => panic!("expected the end of the stream, got {item:?}"),
+                Err(()) => panic!("the stream did not end within {within:?}"),
+            }
+        }
+    }
+}
+
+/// `(id, data)` pairs of messages, for comparisons.
+pub(crate) fn ids(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.last_event_id.as_str()).collect()
+}
+
+/// A stream read over a raw TCP connection, for clients that must misbehave (stop
+/// reading) in ways an HTTP library does not allow. Speaks just enough HTTP/1.1: one GET,
+/// a chunked response.
+pub(crate) struct RawStream {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+    /// The status line and headers, once read.
+    pub(crate) head: String,
+    decoder: Decoder,
+    /// Bytes left in the current chunk.
+    remaining: usize,
+    /// The CRLF after a chunk's data is still to be skipped.
+    crlf_pending: bool,
+    ended: bool,
+}
+
+impl RawStream {
+    /// Connects with a receive buffer of `recv_buffer` bytes (which also turns off the
+    /// kernel's autotuning, so the connection holds little unread data) and sends
+    /// `GET <path_and_query>` with `headers`. Reads nothing.
+    pub(crate) async fn get(
+        addr: SocketAddr,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        recv_buffer: u32,
+    ) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(recv_buffer).unwrap();
+        let mut stream = socket.connect(addr).await.expect("connect");
+        let mut request = format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        Self {
+            stream,
+            buf: Vec::new(),
+            head: String::new(),
+            decoder: Decoder::new(),
+            remaining: 0,
+            crlf_pending: false,
+            ended: false,
+        }
+    }
+
+    /// Reads more bytes; false at EOF.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = vec![0; 64 * 1024];
+        let n = timeout(ITEM_TIMEOUT, self.stream.read(&mut chunk))
+            .await
+            .expect("the raw stream stalled")
+            .expect("read the raw stream");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    /// Takes one CRLF-terminated line from the buffer, reading as needed.
+    async fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.buf[..i].to_vec()).expect("ASCII line");
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    /// The next SSE item of the body; `None` when the response or the connection ends.
+    pub(crate) async fn next_item(&mut self) -> Option<Item> {
+        if self.head.is_empty() {
+            loop {
+                let line = self.line().await.expect("a response head");
+                if line.is_empty() {
+                    break;
+                }
+                self.head.push_str(&line);
+                self.head.push('\n');
+            }
+            assert!(
+                self.head
+                    .to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked"),
+                "{}",
+                self.head
+            );
+        }
+        loop {
+            if let Some(item) = self.decoder.next_item().expect("a well-formed stream") {
+                return Some(item);
+            }
+            if self.ended {
+                return None;
+            }
+            if self.remaining == 0 {
+                if self.crlf_pending {
+                    let empty = self.line().await?;
+                    assert!(empty.is_empty(), "chunk data too long");
+                    self.crlf_pending = false;
+                }
+                let size = self.line().await?;
+                let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+                if size == 0 {
+                    self.ended = true;
+                    continue;
+                }
+                self.remaining = size;
+            }
+            if self.buf.is_empty() && !self.fill().await {
+                return None;
+            }
+            let n = self.remaining.min(self.buf.len());
+            self.decoder.push(&self.buf[..n]);
+            self.buf.drain(..n);
+            self.remaining -= n;
+            self.crlf_pending = self.remaining == 0;
+        }
+    }
+}
