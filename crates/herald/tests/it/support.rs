@@ -253,6 +253,20 @@ impl TestServer {
     }
 
     /// Publishes a public update with id `id` on `topic`.
+    /// The ids of every retained update, oldest first, then `sentinel`, which this
+    /// publishes to `topic` after the reader is open: proof of what a publish stored.
+    pub(crate) async fn stored_ids_then(&self, topic: &str, sentinel: &str) -> Vec<String> {
+        let mut all = self
+            .subscribe()
+            .topic("*")
+            .bearer(&token(&[], &["*"]))
+            .query("lastEventID", "earliest")
+            .open()
+            .await;
+        self.publish_id(topic, sentinel).await;
+        all.ids_until(sentinel).await
+    }
+
     pub(crate) async fn publish_id(&self, topic: &str, id: &str) -> String {
         let got = self
             .publish(&[("topic", topic), ("id", id), ("data", id)])
