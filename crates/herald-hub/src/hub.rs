@@ -487,34 +487,33 @@ impl Hub {
 
     /// Stores one batch, then fans it out; returns the new head.
     async fn commit(&self, batch: &mut Vec<PublishRequest>, head: u64, memo: &mut Memo) -> u64 {
-        for (seq, request) in (head + 1..).zip(batch.iter_mut()) {
+        // Take the batch apart rather than copy it: the entries (with their data) go to the
+        // log, the records (with their encoded frames) to fan-out.
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (seq, mut request) in (head + 1..).zip(batch.drain(..)) {
             request.entry.seq = seq;
             request.record.seq = seq;
+            entries.push(request.entry);
+            records.push(Arc::new(request.record));
+            replies.push(request.reply);
         }
-        let entries: Vec<Entry> = batch.iter().map(|r| r.entry.clone()).collect();
         let started = Instant::now();
         let stored = self.shared.log.append(&entries).await;
+        drop(entries);
         let metrics = &self.shared.metrics;
         metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = stored {
-            tracing::error!(%error, updates = batch.len(), "event log append failed");
+            tracing::error!(%error, updates = replies.len(), "event log append failed");
             let message = error.to_string();
-            for request in batch.drain(..) {
-                let _ = request.reply.send(Err(message.clone()));
+            for reply in replies {
+                let _ = reply.send(Err(message.clone()));
             }
             return self.resync_head(head).await;
         }
-        let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        let mut replies = Vec::with_capacity(batch.len());
-        let records: Vec<Arc<Record>> = batch
-            .drain(..)
-            .map(|request| {
-                replies.push((request.reply, request.record.seq));
-                Arc::new(request.record)
-            })
-            .collect();
         {
             let mut history = self.shared.history.lock().expect("history poisoned");
             for record in &records {
@@ -522,9 +521,10 @@ impl Hub {
             }
         }
         self.fan_out(&records, memo);
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
         metrics.published.inc_by(count);
-        for (reply, seq) in replies {
-            let _ = reply.send(Ok(seq));
+        for (reply, record) in replies.into_iter().zip(&records) {
+            let _ = reply.send(Ok(record.seq));
         }
         head + count
     }
