@@ -149,9 +149,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await
     .context("cannot start the hub")?;
     let state = AppState::new(hub, &config);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let listener = CountingListener::new(listener, state.metrics.connections.clone());
     tracing::info!(%address, max_streams = config.max_connections, "herald is listening");
@@ -182,6 +181,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Pending connections the kernel may queue before `accept`. Reconnect storms arrive all at
+/// once; the default of 128 makes the kernel drop SYNs and clients wait a second to retry.
+/// The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn signal(shutdown: CancellationToken) {
