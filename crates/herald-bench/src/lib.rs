@@ -1,0 +1,65 @@
+//! `herald-bench`: a load generator for Herald and other SSE hubs, for this
+//! machine's loopback only.
+//!
+//! `run` opens N SSE subscribers over raw TCP sockets, publishes M events at
+//! R per second on an open-loop schedule through one of several publish
+//! APIs (Mercure, Nchan, Pushpin, plain JSON), and measures every delivery:
+//! latency from send and from schedule (HDR histograms), loss, duplicates,
+//! reordering, the publisher's lag, and the server's RSS and CPU time from
+//! `/proc`. `idle` holds N connections to measure memory per connection.
+//! Each prints one JSON [`Report`].
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use clap::Parser as _;
+//! let args = herald_bench::RunArgs::parse_from([
+//!     "run", "--subscribers", "100", "--events", "200", "--rate", "100",
+//!     "--token", "<publisher JWT>",
+//! ]);
+//! let report = herald_bench::run(args).await?;
+//! assert_eq!(report.deliveries.unwrap().lost, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `args.rs`: the command line ([`Cli`], [`RunArgs`], [`IdleArgs`]).
+//! - `run.rs`: the phases of a run ([`run()`], [`idle()`]) and the fd budget.
+//! - `subscriber.rs`: one subscriber: connect from a source address, write
+//!   the request, read the head and the stream.
+//! - `http.rs`: the request, the response head parser and body framing
+//!   (chunked, length, until close).
+//! - `tally.rs`: the payload, per-subscriber accounting, latency histograms.
+//! - `publisher.rs`: the open-loop publisher and the publish request kinds.
+//! - `procstat.rs`: the server's RSS and CPU time from `/proc`.
+//! - `target.rs`: URL templates, parsing, and the loopback-only guard.
+//! - `report.rs`: the JSON result and its summary.
+//!
+//! # Clocks
+//!
+//! Payload timestamps are wall-clock (`SystemTime`) nanoseconds, so that
+//! the publishing and subscribing processes (or several bench processes)
+//! compare them directly; schedules and timeouts use the monotonic
+//! `tokio::time::Instant`.
+
+pub mod args;
+pub mod http;
+pub mod procstat;
+pub mod publisher;
+pub mod report;
+pub mod run;
+pub mod subscriber;
+pub mod tally;
+pub mod target;
+
+pub use args::{Cli, Command, IdleArgs, PublishKind, RunArgs, SubscribeArgs};
+pub use report::Report;
+pub use run::{check_idle, check_run, idle, run};
+
+/// Wall-clock time in ns since the Unix epoch (0 if the clock is before
+/// it).
+pub fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,319 @@
+//! The result of a run: one JSON object ([`Report`]) and a readable
+//! summary of it.
+//!
+//! `run` and `idle` share the shape; fields that do not apply are `null`.
+//! Latencies and lag are in µs, memory in bytes, CPU in seconds.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::publisher::Lag;
+
+/// One run's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// `run` or `idle`.
+    pub mode: &'static str,
+    /// Connections.
+    pub subscribers: Subscribers,
+    /// Publishing (`run` only).
+    pub events: Option<Events>,
+    /// Deliveries and losses (`run` only).
+    pub deliveries: Option<Deliveries>,
+    /// Delivery latency (`run` only).
+    pub latency_us: Option<LatencyReport>,
+    /// How far behind schedule the publisher sent (`run` only).
+    pub publisher_lag_us: Option<Lag>,
+    /// The server's memory and CPU (with `--server-pid`).
+    pub server: Option<Server>,
+    /// What limited the run.
+    pub limits: Limits,
+    /// Wall time of the whole run, seconds.
+    pub duration_s: f64,
+}
+
+/// Connection counts.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Subscribers {
+    /// `--subscribers`.
+    pub requested: u64,
+    /// Subscribers attempted: `requested`, or fewer when the fd limit capped it.
+    pub attempted: u64,
+    /// `--index-offset`: this process's subscribers are `index_offset..index_offset+attempted`.
+    pub index_offset: u64,
+    /// Streams opened (status 200).
+    pub connected: u64,
+    /// Attempts that got no stream.
+    pub failed: u64,
+    /// Of those: connection refused.
+    pub refused: u64,
+    /// No response head within `--connect-timeout` (or the run's deadline).
+    pub timed_out: u64,
+    /// No local port or address available.
+    pub no_local_port: u64,
+    /// Out of file descriptors.
+    pub no_fd: u64,
+    /// Answered with a status other than 200, by status.
+    pub status: BTreeMap<String, u64>,
+    /// Other failures.
+    pub other: u64,
+    /// The first few failure messages.
+    pub failure_samples: Vec<String>,
+    /// Seconds from the first attempt until every attempt had an answer.
+    pub connect_s: f64,
+    /// Streams that ended before the bench closed them.
+    pub ended_early: u64,
+    /// The first few reasons streams ended early.
+    pub ended_samples: Vec<String>,
+    /// Streams still open when the bench stopped.
+    pub open_at_end: u64,
+}
+
+/// Publishing.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Events {
+    /// `--events`.
+    pub requested: u64,
+    /// Acknowledged by the server (2xx).
+    pub published: u64,
+    /// Failed: transport error, timeout, non-2xx.
+    pub errors: u64,
+    /// Not sent because the run's deadline came first.
+    pub unsent: u64,
+    /// The first few error messages.
+    pub error_samples: Vec<String>,
+    /// `--rate` (0: unthrottled).
+    pub rate: f64,
+    /// `--publishers`.
+    pub publishers: u64,
+    /// `--publish-kind`.
+    pub kind: String,
+    /// `--payload-bytes`.
+    pub payload_bytes: usize,
+    /// Seconds from the first send to the last answer.
+    pub publish_s: f64,
+    /// Acknowledged publishes per second over `publish_s`.
+    pub published_per_sec: f64,
+}
+
+/// Deliveries, summed over subscribers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Deliveries {
+    /// Acknowledged events times the connected subscribers of their topic.
+    pub expected: u64,
+    /// Distinct events delivered.
+    pub delivered: u64,
+    /// Expected but never delivered.
+    pub lost: u64,
+    /// Deliveries of an event a subscriber already had.
+    pub duplicated: u64,
+    /// Deliveries after a higher `seq` had been delivered.
+    pub out_of_order: u64,
+    /// Deliveries of events not meant for the subscriber.
+    pub unexpected: u64,
+    /// SSE messages that were not bench payloads (greetings, ...).
+    pub ignored_messages: u64,
+    /// `delivered / window_s`.
+    pub per_sec: f64,
+    /// Seconds from the first send to the last delivery.
+    pub window_s: f64,
+}
+
+/// Latency from send and from schedule.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LatencyReport {
+    /// Delivery time minus the payload's `sent_ns`.
+    pub from_send: Percentiles,
+    /// Delivery time minus the payload's `sched_ns`.
+    pub from_schedule: Percentiles,
+}
+
+/// Percentiles of a histogram, µs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Maximum.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Percentiles {
+    /// Summarizes `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: (histogram.mean() * 10.0).round() / 10.0,
+        }
+    }
+}
+
+/// The server process, from `/proc`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Server {
+    /// `--server-pid`.
+    pub pid: u32,
+    /// RSS before any subscriber connected.
+    pub rss_before: Option<u64>,
+    /// RSS with every subscriber connected, before publishing (`idle`: after `--hold`).
+    pub rss_idle: Option<u64>,
+    /// RSS at the end, subscribers still connected.
+    pub rss_end: Option<u64>,
+    /// Highest RSS seen (sampled every 250 ms).
+    pub rss_peak: Option<u64>,
+    /// `(rss_idle - rss_before) / connected`.
+    pub rss_per_conn_bytes: Option<f64>,
+    /// CPU seconds the server spent while subscribers connected.
+    pub connect_cpu_s: Option<f64>,
+    /// CPU seconds the server spent from the first publish to the end of the drain
+    /// (`idle`: during the hold).
+    pub cpu_s: Option<f64>,
+    /// `cpu_s` per million deliveries.
+    pub cpu_s_per_million: Option<f64>,
+}
+
+/// What limited the run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Limits {
+    /// This process's file-descriptor limit after raising it.
+    pub nofile: u64,
+    /// Subscribers were capped to fit the fd limit.
+    pub fd_capped: bool,
+    /// `--duration-limit` cut the run short.
+    pub duration_limit_hit: bool,
+    /// Explanations.
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// A multi-line summary for people.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let sub = &self.subscribers;
+        let _ = writeln!(
+            s,
+            "{}: {} of {} subscribers connected (indexes {}..{}) in {:.2} s; {} failed {}",
+            self.mode,
+            sub.connected,
+            sub.requested,
+            sub.index_offset,
+            sub.index_offset + sub.attempted,
+            sub.connect_s,
+            sub.failed,
+            if sub.failed > 0 {
+                format!(
+                    "(refused {}, timed out {}, no port {}, no fd {}, status {:?}, other {})",
+                    sub.refused, sub.timed_out, sub.no_local_port, sub.no_fd, sub.status, sub.other
+                )
+            } else {
+                String::new()
+            }
+        );
+        if sub.ended_early > 0 {
+            let _ = writeln!(
+                s,
+                "  {} streams ended early: {:?}",
+                sub.ended_early, sub.ended_samples
+            );
+        }
+        if let Some(e) = &self.events {
+            let _ = writeln!(
+                s,
+                "events: {} of {} published ({} errors, {} unsent) in {:.2} s, {:.0}/s acknowledged",
+                e.published, e.requested, e.errors, e.unsent, e.publish_s, e.published_per_sec
+            );
+        }
+        if let Some(lag) = &self.publisher_lag_us {
+            let _ = writeln!(s, "publisher lag: p99 {} max {}", ms(lag.p99), ms(lag.max));
+        }
+        if let Some(d) = &self.deliveries {
+            let _ = writeln!(
+                s,
+                "deliveries: {} of {} expected, {:.0}/s over {:.2} s; lost {}, duplicated {}, out of order {}, unexpected {}",
+                d.delivered,
+                d.expected,
+                d.per_sec,
+                d.window_s,
+                d.lost,
+                d.duplicated,
+                d.out_of_order,
+                d.unexpected
+            );
+        }
+        if let Some(l) = &self.latency_us {
+            for (name, p) in [
+                ("from send", &l.from_send),
+                ("from schedule", &l.from_schedule),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "latency {name}: p50 {} p90 {} p99 {} p99.9 {} max {}",
+                    ms(p.p50),
+                    ms(p.p90),
+                    ms(p.p99),
+                    ms(p.p999),
+                    ms(p.max)
+                );
+            }
+        }
+        if let Some(server) = &self.server {
+            let mib = |b: Option<u64>| {
+                b.map_or("?".to_owned(), |b| {
+                    format!("{:.1} MiB", b as f64 / 1048576.0)
+                })
+            };
+            let _ = writeln!(
+                s,
+                "server {}: RSS before {}, idle {}, end {}, peak {}; {} per connection; CPU {} s{}",
+                server.pid,
+                mib(server.rss_before),
+                mib(server.rss_idle),
+                mib(server.rss_end),
+                mib(server.rss_peak),
+                server
+                    .rss_per_conn_bytes
+                    .map_or("?".to_owned(), |b| format!("{:.2} KiB", b / 1024.0)),
+                server.cpu_s.map_or("?".to_owned(), |c| format!("{c:.2}")),
+                server.cpu_s_per_million.map_or(String::new(), |c| format!(
+                    ", {c:.2} s per million deliveries"
+                )),
+            );
+        }
+        let _ = write!(s, "limits: nofile {}", self.limits.nofile);
+        if self.limits.fd_capped {
+            s.push_str(", subscribers capped by the fd limit");
+        }
+        if self.limits.duration_limit_hit {
+            s.push_str(", duration limit hit");
+        }
+        for note in &self.limits.notes {
+            let _ = write!(s, "\n  {note}");
+        }
+        let _ = write!(s, "\ntook {:.2} s", self.duration_s);
+        s
+    }
+}
+
+/// µs as milliseconds, for the summary.
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}

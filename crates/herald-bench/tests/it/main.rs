@@ -1,0 +1,323 @@
+//! Integration tests: the bench against the real `herald` binary, against a
+//! small in-test server that does not chunk its streams (as Nchan and
+//! Pushpin may not), and against a closed port.
+//!
+//! Small and bounded: tens of subscribers, hundreds of events, no speed
+//! assertions.
+
+mod mini;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use clap::Parser as _;
+use herald_bench::{IdleArgs, Report, RunArgs};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// The key the test server verifies tokens with.
+const KEY: &str = "herald-bench-integration-key-0123456789";
+
+/// How long the server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `herald` binary of this build profile: `target/<profile>/herald`,
+/// next to the `deps/` folder this test runs from. Built once with the
+/// same cargo and profile if it is not there (a `cargo test -p
+/// herald-bench` does not build other packages' binaries).
+fn herald_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    static BUILD: Mutex<()> = Mutex::new(());
+    BIN.get_or_init(|| {
+        let _once = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from target/<profile>/deps");
+        let bin = profile_dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let profile = profile_dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("debug");
+            let mut build = std::process::Command::new(cargo);
+            build.args(["build", "-p", "herald", "--bin", "herald"]);
+            match profile {
+                "debug" => {}
+                "release" => {
+                    build.arg("--release");
+                }
+                other => {
+                    build.args(["--profile", other]);
+                }
+            }
+            let status = build.status().expect("run cargo build -p herald");
+            assert!(status.success(), "cargo build -p herald failed");
+            assert!(
+                bin.exists(),
+                "cargo build -p herald did not produce {}",
+                bin.display()
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
+/// A `herald serve` on a free loopback port, killed when dropped.
+struct Herald {
+    child: Child,
+    addr: String,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Herald {
+    async fn start() -> Self {
+        let bin = herald_bin();
+        let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut child = Command::new(&bin)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--jwt-key", KEY, "--anonymous"])
+            .args(["--durability", "normal"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("HERALD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn herald serve");
+        // The first line on stdout names the bound address.
+        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+            .await
+            .expect("herald printed its address in time")
+            .expect("read herald's stdout")
+            .expect("herald printed a line");
+        let addr = line
+            .strip_prefix("Herald hub at http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .split(['/', ' '])
+            .next()
+            .expect("an address")
+            .to_owned();
+        // Keep draining stdout so the server never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            addr,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id().expect("herald is running")
+    }
+
+    fn hub(&self) -> String {
+        format!("http://{}/.well-known/mercure", self.addr)
+    }
+
+    /// A publisher JWT, minted by `herald token`.
+    async fn publisher_token(&self) -> String {
+        let out = Command::new(herald_bin())
+            .args(["token", "--publish", "*", "--jwt-key", KEY])
+            .output()
+            .await
+            .expect("run herald token");
+        assert!(out.status.success(), "herald token failed: {out:?}");
+        String::from_utf8(out.stdout)
+            .expect("UTF-8 token")
+            .trim()
+            .to_owned()
+    }
+}
+
+fn print(report: &Report) {
+    eprintln!("{}", report.summary());
+    eprintln!("{}", serde_json::to_string_pretty(report).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_run_loses_nothing() {
+    let herald = Herald::start().await;
+    let token = herald.publisher_token().await;
+    let sub_url = format!("{}?topic=bench-{{topic}}", herald.hub());
+    let pid = herald.pid().to_string();
+    let args = RunArgs::parse_from([
+        "run",
+        "--sub-url",
+        &sub_url,
+        "--pub-url",
+        &herald.hub(),
+        "--token",
+        &token,
+        "--subscribers",
+        "20",
+        "--topics",
+        "2",
+        "--source-ips",
+        "3",
+        "--events",
+        "200",
+        "--rate",
+        "500",
+        "--payload-bytes",
+        "200",
+        "--settle",
+        "200ms",
+        "--drain",
+        "10s",
+        "--duration-limit",
+        "60s",
+        "--server-pid",
+        &pid,
+    ]);
+    let report = herald_bench::run(args).await.expect("the run completes");
+    print(&report);
+    let subs = &report.subscribers;
+    assert_eq!((subs.connected, subs.failed), (20, 0), "{subs:?}");
+    assert_eq!(subs.ended_early, 0, "{subs:?}");
+    let events = report.events.as_ref().unwrap();
+    assert_eq!((events.published, events.errors), (200, 0), "{events:?}");
+    let d = report.deliveries.as_ref().unwrap();
+    // 10 subscribers on each topic, 100 events on each topic.
+    assert_eq!(d.expected, 2_000);
+    assert_eq!(d.delivered, d.expected, "{d:?}");
+    assert_eq!(
+        (d.lost, d.duplicated, d.out_of_order, d.unexpected),
+        (0, 0, 0, 0),
+        "{d:?}"
+    );
+    let latency = report.latency_us.as_ref().unwrap();
+    assert_eq!(latency.from_send.count, 2_000);
+    assert_eq!(latency.from_schedule.count, 2_000);
+    let server = report.server.as_ref().unwrap();
+    assert!(server.rss_before.is_some_and(|b| b > 0), "{server:?}");
+    assert!(server.cpu_s.is_some(), "{server:?}");
+    assert!(!report.limits.duration_limit_hit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_idle_holds_connections() {
+    let herald = Herald::start().await;
+    let sub_url = format!("{}?topic=bench-{{i}}", herald.hub());
+    let pid = herald.pid().to_string();
+    let args = IdleArgs::parse_from([
+        "idle",
+        "--sub-url",
+        &sub_url,
+        "--subscribers",
+        "30",
+        "--index-offset",
+        "1000",
+        "--hold",
+        "300ms",
+        "--server-pid",
+        &pid,
+    ]);
+    let report = herald_bench::idle(args).await.expect("the run completes");
+    print(&report);
+    assert_eq!(report.subscribers.connected, 30);
+    assert_eq!(report.subscribers.open_at_end, 30);
+    assert_eq!(report.subscribers.index_offset, 1000);
+    let server = report.server.as_ref().unwrap();
+    assert!(server.rss_per_conn_bytes.is_some(), "{server:?}");
+}
+
+/// A server that streams without chunking and takes plain JSON publishes:
+/// the identity-body path and the `json` publish kind, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_stream_and_json_publish() {
+    let server = mini::Server::start().await;
+    let args = RunArgs::parse_from([
+        "run",
+        "--sub-url",
+        &format!("http://{}/sse?topic=bench-{{topic}}", server.addr),
+        "--pub-url",
+        &format!("http://{}/publish", server.addr),
+        "--publish-kind",
+        "json",
+        "--subscribers",
+        "12",
+        "--topics",
+        "3",
+        "--events",
+        "90",
+        "--rate",
+        "1000",
+        "--publishers",
+        "2",
+        "--settle",
+        "100ms",
+        "--drain",
+        "10s",
+    ]);
+    let report = herald_bench::run(args).await.expect("the run completes");
+    print(&report);
+    assert_eq!(report.subscribers.connected, 12);
+    let d = report.deliveries.as_ref().unwrap();
+    assert_eq!(d.expected, 12 * 30);
+    assert_eq!(
+        (d.delivered, d.lost, d.duplicated, d.unexpected),
+        (360, 0, 0, 0),
+        "{d:?}"
+    );
+    // Each stream opens with a non-payload `connected` event.
+    assert_eq!(d.ignored_messages, 12);
+}
+
+#[tokio::test]
+async fn refused_connections_are_counted() {
+    // A port nobody listens on: bind, note it, close.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let args = IdleArgs::parse_from([
+        "idle",
+        "--sub-url",
+        &format!("http://127.0.0.1:{port}/sse"),
+        "--subscribers",
+        "5",
+        "--hold",
+        "10ms",
+    ]);
+    let report = herald_bench::idle(args).await.expect("the run completes");
+    let subs = &report.subscribers;
+    assert_eq!(
+        (subs.connected, subs.failed, subs.refused),
+        (0, 5, 5),
+        "{subs:?}"
+    );
+}
+
+#[test]
+fn non_loopback_targets_are_refused() {
+    for url in [
+        "http://10.1.2.3:8080/.well-known/mercure",
+        "http://example.com/",
+    ] {
+        let args = RunArgs::parse_from(["run", "--sub-url", url]);
+        assert!(herald_bench::check_run(&args).is_err(), "{url}");
+        let args = RunArgs::parse_from(["run", "--pub-url", url]);
+        assert!(herald_bench::check_run(&args).is_err(), "{url}");
+    }
+    let args = RunArgs::parse_from([
+        "run",
+        "--pub-url",
+        "http://127.0.0.{topic}:1/",
+        "--topics",
+        "300",
+    ]);
+    assert!(herald_bench::check_run(&args).is_err());
+}
