@@ -6,7 +6,9 @@
 //! # Layout
 //!
 //! - `config`: flags and environment variables, validated into a [`config::Config`].
-//! - `server`: the router ([`server::app`]), start-up and graceful shutdown.
+//! - `server`: the router ([`server::app`]), the accept loop and graceful shutdown.
+//! - `connection`: one connection: plain HTTP/1 subscriptions streamed directly, the rest
+//!   through hyper and the router.
 //! - `mercure`: the Mercure publish and subscribe endpoints.
 //! - `auth`: finding and verifying JWTs.
 //! - `limits`: stream limits and the connection-counting listener.
@@ -18,6 +20,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+mod connection;
 pub mod error;
 pub mod limits;
 pub mod mercure;

@@ -206,17 +206,9 @@ impl AsyncWrite for CountedStream {
     }
 }
 
-/// The peer address of a connection, for `ConnectInfo`.
+/// The peer address of a connection, put into each request as `ConnectInfo`.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CountingListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, CountingListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 #[cfg(test)]
 mod tests {

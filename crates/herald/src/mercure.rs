@@ -1,15 +1,16 @@
 //! The Mercure endpoint, `/.well-known/mercure`: `POST` publishes an update, `GET`
 //! subscribes to topic selectors and streams `text/event-stream`.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
     extract::{ConnectInfo, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use futures::{FutureExt, StreamExt};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt, stream::BoxStream};
 use herald_hub::{PublishError, SubscribeError, SubscribeRequest, Update, selector::Selector};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
@@ -95,12 +96,49 @@ pub async fn publish(
 }
 
 /// `GET /.well-known/mercure?topic=…`: a stream of the updates matching the selectors.
+///
+/// Plain HTTP/1 subscriptions usually take the lighter path in `connection`; this handler
+/// serves the rest (HTTP/2, cross-origin requests that need CORS headers) with the same
+/// [`open_stream`].
 pub async fn subscribe(
     State(state): State<AppState>,
     ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
+    let stream = open_stream(&state, peer.ip(), &headers, &uri).await?;
+    let mut response = Response::builder().status(StatusCode::OK);
+    for (name, value) in stream.headers {
+        response = response.header(name, value);
+    }
+    let body = stream.frames.map(Ok::<_, Infallible>);
+    response
+        .body(Body::from_stream(body))
+        .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))
+}
+
+/// An admitted subscription, ready to be written to a client.
+pub struct OpenStream {
+    /// The response headers besides the discovery `Link` header.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The SSE bytes. Holds the stream's connection-limit permit, and ends when the hub
+    /// ends the subscription or the subscriber's token expires.
+    pub frames: BoxStream<'static, Bytes>,
+}
+
+/// Authorizes a subscribe request, admits it against the stream limits and registers it
+/// with the hub. Has no effect when it fails.
+///
+/// # Errors
+///
+/// 400 for bad selectors or ids, 401 for missing or bad tokens, 429/503 for limits, 503
+/// when history cannot be read.
+pub async fn open_stream(
+    state: &AppState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<OpenStream, ApiError> {
     let mut topics = Vec::new();
     let mut query_last_id = None;
     let mut query_token = None;
@@ -112,7 +150,7 @@ pub async fn subscribe(
             _ => {} // Cache busters and the like.
         }
     }
-    let claims = match auth::find_token(&headers, query_token.as_deref())? {
+    let claims = match auth::find_token(headers, query_token.as_deref())? {
         Some((token, _)) => Some(state.subscriber.verify(token)?),
         None if state.anonymous => None,
         None => {
@@ -138,7 +176,7 @@ pub async fn subscribe(
         return Err(ApiError::bad_request("the last event id is too long"));
     }
 
-    let permit = state.limiter.try_acquire(peer.ip()).map_err(|refused| {
+    let permit = state.limiter.try_acquire(peer).map_err(|refused| {
         state.metrics.refused(refused);
         match refused {
             Refused::Global => {
@@ -171,29 +209,42 @@ pub async fn subscribe(
             invalid => ApiError::bad_request(invalid.to_string()),
         })?;
 
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-cache, no-transform")
-        .header("x-accel-buffering", "no");
+    let mut response_headers = vec![
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        ),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-transform"),
+        ),
+        (
+            HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        ),
+    ];
     if let Some(id) = subscription
         .head_id()
         .and_then(|id| HeaderValue::from_str(id).ok())
     {
-        response = response.header("last-event-id", id);
+        response_headers.push((HeaderName::from_static("last-event-id"), id));
     }
-    // The permit lives as long as the stream: dropping the body frees the slot.
     let expiry = match expires_in {
         Some(left) => tokio::time::sleep(left).boxed(),
         None => futures::future::pending().boxed(),
     };
-    let body = subscription.take_until(expiry).map(move |frames| {
-        let _ = &permit;
-        Ok::<_, Infallible>(frames)
-    });
-    response
-        .body(Body::from_stream(body))
-        .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))
+    let frames = subscription
+        .take_until(expiry)
+        .map(move |frames| {
+            // The permit lives as long as the stream: dropping it frees the slot.
+            let _ = &permit;
+            frames
+        })
+        .boxed();
+    Ok(OpenStream {
+        headers: response_headers,
+        frames,
+    })
 }
 
 fn unix_now() -> u64 {

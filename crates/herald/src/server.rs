@@ -1,12 +1,12 @@
 //! The HTTP server: the router ([`app`]), start-up ([`serve`]) and graceful shutdown.
 
 use std::{
-    future::IntoFuture,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use anyhow::Context as _;
+use axum::serve::Listener as _;
 use axum::{
     Router,
     extract::{Request, State},
@@ -15,6 +15,7 @@ use axum::{
     routing::get,
 };
 use herald_hub::{Hub, SqliteLog};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
@@ -24,8 +25,9 @@ use tower_http::{
 
 use crate::{
     config::Config,
+    connection,
     error::{ApiError, ErrorCode},
-    limits::{ClientAddr, CountingListener},
+    limits::CountingListener,
     mercure, metrics,
     state::AppState,
 };
@@ -152,30 +154,41 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let listener = CountingListener::new(listener, state.metrics.connections.clone());
+    let mut listener = CountingListener::new(listener, state.metrics.connections.clone());
     tracing::info!(%address, max_streams = config.max_connections, "herald is listening");
     println!("Herald hub at http://{address}{}", mercure::PATH);
 
     tokio::spawn(signal(shutdown.clone()));
-    let server = axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<ClientAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(server.into_future());
-
-    shutdown.cancelled().await;
+    let shared = connection::Shared {
+        router: app(state.clone()),
+        state,
+    };
+    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        connections.spawn(connection::serve(
+            shared.clone(),
+            graceful.watcher(),
+            io,
+            peer,
+        ));
+    }
+    drop(listener);
     tracing::info!("shutting down");
+    // The sequencer stores what publishers handed over and ends every stream; hyper
+    // connections finish their requests; all within the grace period.
     tracker.close();
+    connections.close();
     let drained = tokio::time::timeout(config.shutdown_grace, async {
-        tracker.wait().await;
-        server.await
+        tokio::join!(graceful.shutdown(), tracker.wait(), connections.wait());
     })
     .await;
     match drained {
-        Ok(Ok(Ok(()))) => tracing::info!("shut down cleanly"),
-        Ok(Ok(Err(error))) => tracing::warn!(%error, "server error during shutdown"),
-        Ok(Err(error)) => tracing::warn!(%error, "server task failed"),
+        Ok(()) => tracing::info!("shut down cleanly"),
         Err(_) => {
             tracing::warn!(grace = ?config.shutdown_grace, "shutdown grace period elapsed; closing anyway")
         }

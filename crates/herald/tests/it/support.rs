@@ -689,7 +689,7 @@ pub(crate) fn ids(messages: &[Message]) -> Vec<&str> {
 
 /// A stream read over a raw TCP connection, for clients that must misbehave (stop
 /// reading) in ways an HTTP library does not allow. Speaks just enough HTTP/1.1: one GET,
-/// a chunked response.
+/// a chunked or connection-delimited response.
 pub(crate) struct RawStream {
     stream: tokio::net::TcpStream,
     buf: Vec<u8>,
@@ -700,6 +700,8 @@ pub(crate) struct RawStream {
     remaining: usize,
     /// The CRLF after a chunk's data is still to be skipped.
     crlf_pending: bool,
+    /// Whether the body is chunked; otherwise it ends when the connection does.
+    chunked: bool,
     ended: bool,
 }
 
@@ -730,6 +732,7 @@ impl RawStream {
             decoder: Decoder::new(),
             remaining: 0,
             crlf_pending: false,
+            chunked: false,
             ended: false,
         }
     }
@@ -770,11 +773,11 @@ impl RawStream {
                 self.head.push_str(&line);
                 self.head.push('\n');
             }
+            let head = self.head.to_ascii_lowercase();
+            self.chunked = head.contains("transfer-encoding: chunked");
             assert!(
-                self.head
-                    .to_ascii_lowercase()
-                    .contains("transfer-encoding: chunked"),
-                "{}",
+                self.chunked || head.contains("connection: close"),
+                "a body must be chunked or end with the connection: {}",
                 self.head
             );
         }
@@ -784,6 +787,16 @@ impl RawStream {
             }
             if self.ended {
                 return None;
+            }
+            if !self.chunked {
+                // The body is everything until the server closes the connection.
+                if self.buf.is_empty() && !self.fill().await {
+                    self.ended = true;
+                    continue;
+                }
+                self.decoder.push(&self.buf);
+                self.buf.clear();
+                continue;
             }
             if self.remaining == 0 {
                 if self.crlf_pending {
