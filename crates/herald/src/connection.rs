@@ -29,7 +29,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::Watcher},
 };
 use tokio::{
@@ -122,7 +122,12 @@ async fn route(router: Router, watcher: Watcher, io: Rewind, peer: SocketAddr) {
                 .insert(ConnectInfo(ClientAddr(peer)));
             router.clone().oneshot(request)
         });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A slow client gets as long for each later request head as for the first.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%error, "connection ended with an error");
