@@ -123,24 +123,16 @@ impl SqliteLog {
 impl EventLog for SqliteLog {
     fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<(), LogError>> {
         Box::pin(async move {
+            // sqlx runs SQLite on a thread of its own, so every statement is a round trip
+            // between threads. One INSERT is atomic by itself, so a batch that fits in one
+            // statement needs no BEGIN and COMMIT: one round trip instead of three.
+            if entries.len() <= INSERT_CHUNK {
+                insert(entries).build().execute(&self.pool).await?;
+                return Ok(());
+            }
             let mut tx = self.pool.begin().await?;
             for chunk in entries.chunks(INSERT_CHUNK) {
-                let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                    "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at) ",
-                );
-                query.push_values(chunk, |mut row, e| {
-                    let topics = serde_json::to_string(&e.update.topics)
-                        .expect("a list of strings always serializes");
-                    row.push_bind(seq_to_sql(e.seq))
-                        .push_bind(&*e.id)
-                        .push_bind(topics)
-                        .push_bind(&e.update.data)
-                        .push_bind(e.update.private)
-                        .push_bind(e.update.event_type.as_deref())
-                        .push_bind(e.update.retry.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
-                        .push_bind(e.created_at_ms);
-                });
-                query.build().execute(&mut *tx).await?;
+                insert(chunk).build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(())
@@ -204,6 +196,26 @@ impl EventLog for SqliteLog {
     }
 }
 
+/// One multi-row INSERT of `entries`.
+fn insert(entries: &[Entry]) -> QueryBuilder<'_, Sqlite> {
+    let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at) ",
+    );
+    query.push_values(entries, |mut row, e| {
+        let topics =
+            serde_json::to_string(&e.update.topics).expect("a list of strings always serializes");
+        row.push_bind(seq_to_sql(e.seq))
+            .push_bind(&*e.id)
+            .push_bind(topics)
+            .push_bind(&e.update.data)
+            .push_bind(e.update.private)
+            .push_bind(e.update.event_type.as_deref())
+            .push_bind(e.update.retry.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
+            .push_bind(e.created_at_ms);
+    });
+    query
+}
+
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Record, LogError> {
     let topics: String = row.try_get("topics")?;
     let topics: Vec<String> =
@@ -251,6 +263,28 @@ mod tests {
                 retry: Some(1500),
             },
             created_at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        log.append(&[entry(1, "a", 1)]).await.unwrap();
+        // A small batch (one statement) and a large one (a transaction), each ending in a
+        // row that collides with seq 1.
+        for size in [3, INSERT_CHUNK + 10] {
+            let mut batch: Vec<Entry> = (2..=size as u64).map(|s| entry(s, "b", 1)).collect();
+            batch.push(entry(1, "dup", 1));
+            assert!(log.append(&batch).await.is_err(), "size {size}");
+            let stored = log.read(0, u64::MAX >> 2, 10_000).await.unwrap();
+            assert_eq!(
+                stored.len(),
+                1,
+                "size {size}: nothing of the failed batch is stored"
+            );
         }
     }
 
