@@ -9,6 +9,7 @@
 //! - [`SYSTEM_PACKAGES`]: the Debian packages the tests need, one line each.
 //! - [`test`]: the steps of `cargo xtask test`, in order; the first failure stops the run.
 //! - [`Step`]: prints a `==> …` header before a step and its elapsed time after it.
+//! - [`bench`]: `cargo xtask bench compare`, the side-by-side benchmark.
 
 use std::{
     env,
@@ -19,6 +20,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 
 /// System packages the tests need: (a file that exists once it is installed, Debian package).
 ///
@@ -45,6 +48,9 @@ Commands:
             cargo fmt --check, cargo clippy -D warnings, cargo test,
             then build herald and run the browser tests (node --test tests/browser)
   ci      Same as test (what .ci/run runs)
+  bench   `bench compare [--quick] [--only ..] [--scenarios ..]`: Herald side by side with
+          Nchan, Pushpin, Node, Python and a raw write loop; writes BENCHMARKS.md
+          (`cargo xtask bench help` for the options)
   help    Print this message
 
 Environment:
@@ -76,6 +82,7 @@ fn run_cli() -> Result<()> {
             }
             test(&workspace_root()?)
         }
+        Some("bench") => bench::main(&workspace_root()?, &args[1..]),
         Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }
