@@ -10,7 +10,7 @@
 //!
 //! - [`Options`]: the command line.
 //! - [`Peer`]: the servers; [`Server`]: one running, with its URLs and how to stop it.
-//! - [`Scenario`]: the issue's S1-S4 and S6 (S5 is not implemented), plus S1-max, and the
+//! - [`Scenario`]: the issue's S1-S6, plus S1-max, and the
 //!   `herald-bench` runs each one makes.
 //! - [`raw_server`]: the raw limit, run as `cargo xtask bench raw-server --port N`.
 //! - [`Outcome`]: one server's result in one scenario, as stored under
@@ -44,7 +44,7 @@ use crate::{Step, is_root, modified, run, target_dir};
 
 pub(crate) const USAGE: &str = "\
 Usage: cargo xtask bench compare [--quick] [--only herald,nchan,pushpin,node,python,raw]
-                                 [--scenarios s1,s1max,s2,s3,s4,s6]
+                                 [--scenarios s1,s1max,s2,s3,s4,s5,s6]
        cargo xtask bench report [--quick]
 
   Installs what is missing (apt-get: nginx, libnginx-mod-nchan, pushpin; npm ci; a Python
@@ -56,7 +56,7 @@ Usage: cargo xtask bench compare [--quick] [--only herald,nchan,pushpin,node,pyt
 
   --quick       about 10x fewer subscribers and seconds: a smoke run
   --only        servers to run (default: all)
-  --scenarios   scenarios to run (default: all; S5 is not implemented)
+  --scenarios   scenarios to run (default: all)
 
   `report` only renders BENCHMARKS.md (or the quick one) and the plot again from the stored
   results, e.g. after editing bench/notes.md.";
@@ -86,6 +86,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Extra time a bench process gets past its own `--duration-limit` before it is killed.
 const BENCH_GRACE: Duration = Duration::from_secs(30);
+
+/// Nchan's message buffer in S5 (`bench/peers/nchan/nginx.conf` keeps 100): every event
+/// of the run, so a subscriber that resumes finds what it missed.
+const NCHAN_S5_BUFFER: u32 = 200;
 
 /// Where Debian's nginx keeps the Nchan module.
 const NCHAN_MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
@@ -295,16 +299,19 @@ enum Scenario {
     S2,
     S3,
     S4,
+    /// Reconnect storm: every subscriber drops, misses events, resumes with `Last-Event-ID`.
+    S5,
     S6,
 }
 
 impl Scenario {
-    const DEFAULT: [Scenario; 6] = [
+    const DEFAULT: [Scenario; 7] = [
         Scenario::S1,
         Scenario::S1Max,
         Scenario::S2,
         Scenario::S3,
         Scenario::S4,
+        Scenario::S5,
         Scenario::S6,
     ];
 
@@ -315,9 +322,9 @@ impl Scenario {
             "s2" => Scenario::S2,
             "s3" => Scenario::S3,
             "s4" => Scenario::S4,
-            "s5" => bail!("s5 (reconnect storm) is not implemented yet"),
+            "s5" => Scenario::S5,
             "s6" => Scenario::S6,
-            _ => bail!("unknown scenario `{s}` (s1, s1max, s2, s3, s4, s6)"),
+            _ => bail!("unknown scenario `{s}` (s1, s1max, s2, s3, s4, s5, s6)"),
         })
     }
 
@@ -328,6 +335,7 @@ impl Scenario {
             Scenario::S2 => "s2",
             Scenario::S3 => "s3",
             Scenario::S4 => "s4",
+            Scenario::S5 => "s5",
             Scenario::S6 => "s6",
         }
     }
@@ -339,6 +347,7 @@ impl Scenario {
             Scenario::S2 => "S2 wide",
             Scenario::S3 => "S3 idle memory",
             Scenario::S4 => "S4 many topics",
+            Scenario::S5 => "S5 reconnect storm",
             Scenario::S6 => "S6 durable publish throughput",
         }
     }
@@ -346,8 +355,9 @@ impl Scenario {
     fn applies_to(self, peer: Peer) -> bool {
         match self {
             Scenario::S6 => peer == Peer::Herald,
-            // The raw limit is about delivery; its memory per connection means nothing.
-            Scenario::S3 => peer != Peer::Raw,
+            // The raw limit is about delivery; its memory per connection means nothing, and
+            // it keeps no history to resume from.
+            Scenario::S3 | Scenario::S5 => peer != Peer::Raw,
             _ => true,
         }
     }
@@ -429,6 +439,28 @@ impl Scenario {
                     args(&["--publishers", PUBLISHERS]),
                     args(&["--source-ips", SOURCE_IPS, "--connect-timeout", "30s"]),
                     args(&["--drain", "10s", "--duration-limit", "150s"]),
+                ]
+                .concat(),
+            )],
+            // 10,000 subscribers, one topic, 20 events/s: all drop after event 50, miss 100,
+            // reconnect with Last-Event-ID while the last 50 are published.
+            Scenario::S5 => vec![(
+                "run".into(),
+                "run",
+                [
+                    args(&[
+                        "--subscribers",
+                        &q(10_000, 500).to_string(),
+                        "--topics",
+                        "1",
+                    ]),
+                    args(&["--events", "200", "--rate", "20"]),
+                    args(&["--reconnect-after", "50", "--missed", "100"]),
+                    args(&["--publishers", "1"]),
+                    args(&["--source-ips", SOURCE_IPS, "--connect-timeout", "30s"]),
+                    args(&["--connect-concurrency", "1024"]),
+                    args(&["--drain", "10s", "--catch-up-limit", "15s"]),
+                    args(&["--duration-limit", "150s"]),
                 ]
                 .concat(),
             )],
@@ -627,7 +659,7 @@ fn run_one_inner(
         &["normal"]
     };
     for &durability in durabilities {
-        let server = Server::start(ctx, peer, durability)?;
+        let server = Server::start(ctx, peer, durability, scenario)?;
         outcome.server_command = server.command.clone();
         println!("server: {} (measured pid {})", server.command, server.pid);
         for (label, mode, args) in scenario.runs(ctx.options.quick) {
@@ -850,7 +882,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(ctx: &Harness, peer: Peer, durability: &str) -> Result<Server> {
+    fn start(ctx: &Harness, peer: Peer, durability: &str, scenario: Scenario) -> Result<Server> {
         let run_dir = ctx.run_root.join(peer.name());
         let pids_file = ctx.run_root.join(format!("{peer}.pids"));
         stop_leftovers(&pids_file);
@@ -930,10 +962,24 @@ impl Server {
             }
             Peer::Nchan => {
                 let template = fs::read_to_string(peers_dir.join("nchan/nginx.conf"))?;
-                let conf = template
+                let mut conf = template
                     .replace("@NCHAN_MODULE@", NCHAN_MODULE)
                     .replace("@RUN_DIR@", &run_dir.to_string_lossy())
                     .replace("@PORT@", &port.to_string());
+                let mut shown = String::new();
+                if scenario == Scenario::S5 {
+                    // Resuming needs the missed events still buffered while the next ones
+                    // are published: keep every event of the run.
+                    let line = "nchan_message_buffer_length 100;";
+                    if !conf.contains(line) {
+                        bail!("bench/peers/nchan/nginx.conf has no `{line}` to raise for S5");
+                    }
+                    conf = conf.replace(
+                        line,
+                        &format!("nchan_message_buffer_length {NCHAN_S5_BUFFER};"),
+                    );
+                    shown = format!(", with nchan_message_buffer_length {NCHAN_S5_BUFFER}");
+                }
                 let conf_path = run_dir.join("nginx.conf");
                 fs::write(&conf_path, conf)?;
                 let args: Vec<String> = vec![
@@ -949,7 +995,9 @@ impl Server {
                     log("server.log")?,
                     &run_dir,
                 )?;
-                server.command = "taskset -c 0 nginx -p <tmp> -e <tmp>/error.log -c <tmp>/nginx.conf (bench/peers/nchan/nginx.conf)".into();
+                server.command = format!(
+                    "taskset -c 0 nginx -p <tmp> -e <tmp>/error.log -c <tmp>/nginx.conf (bench/peers/nchan/nginx.conf{shown})"
+                );
                 server.sub_url = format!("{base}/sub?id=bench-{{topic}}");
                 server.pub_url = format!("{base}/pub?id=bench-{{topic}}");
                 server.publish_kind = "nchan";
@@ -1635,6 +1683,7 @@ fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> Result<Stri
                 render_run(&mut s, scenario, &rows)?;
             }
             Scenario::S3 => render_idle(&mut s, &rows)?,
+            Scenario::S5 => render_storm(&mut s, &rows)?,
             Scenario::S6 => render_publish(&mut s, &rows)?,
         }
         for (peer, v) in &rows {
@@ -1673,19 +1722,6 @@ fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> Result<Stri
     {
         writeln!(s, "{}\n", notes.trim_end())?;
     }
-    writeln!(s, "## S5 reconnect storm\n")?;
-    writeln!(
-        s,
-        "Not run yet. In S5, 10,000 subscribers drop, miss 100 events and reconnect with \
-         `Last-Event-ID`. herald-bench cannot do that today. Its payloads carry no run id, so \
-         events replayed from an earlier bench run would collide with the sequence numbers of \
-         the next run. It needs a mode that drops its own subscribers after event k, keeps \
-         publishing M more, and reconnects each subscriber with the `id:` of the last event it \
-         saw. That mode should report the time until every subscriber has event k + M, and \
-         losses and duplicates across the gap. Nchan (its own message ids), Pushpin and the \
-         Node and Python servers (no history) would be rows that say whether they can resume \
-         at all.\n"
-    )?;
     Ok(s)
 }
 
@@ -1712,6 +1748,19 @@ fn scenario_description(scenario: Scenario, quick: bool) -> String {
         Scenario::S4 => {
             "10,000 subscribers each on its own topic; 1,000 events/s for 10 s, event k on topic \
              k mod 10,000 (each subscriber gets one event)."
+        }
+        Scenario::S5 => {
+            "10,000 subscribers on one topic, 20 events/s (200 events). After event 50 has \
+             reached every subscriber, all close their streams at once; 100 events are published \
+             while they are away; then all reconnect at once (at most 1,024 connects in flight) \
+             with `Last-Event-ID` set to the `id` of the last event each received, while the last \
+             50 events are published. \"All caught up\" is the time from the reconnect signal \
+             until the last subscriber has every event published before it; lost / dup / out of \
+             order count over the whole run, per subscriber; catch-up times include herald-bench's \
+             own reading of every replayed event on its one core. Nchan runs with \
+             `nchan_message_buffer_length 200` here (100 in the other scenarios), so every \
+             event of the run stays buffered. Target for Herald: all caught up within 2 s, zero \
+             loss, zero duplicates."
         }
         Scenario::S6 => {
             "Herald only: acknowledged publishes per second, unthrottled, with 1, 16 and 64 \
@@ -1763,6 +1812,137 @@ fn group(n: u64) -> String {
 
 fn kib(bytes: Option<f64>) -> String {
     bytes.map_or("?".into(), |b| format!("{:.1} KiB", b / 1024.0))
+}
+
+/// S5: one row per server that ran, then the servers that cannot resume.
+fn render_storm(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()> {
+    writeln!(
+        s,
+        "| server | connected, in | reconnected / failed | all caught up | catch-up p50 / p99 (ms) | subscribers with loss (most lost) | lost / dup / out of order |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|")?;
+    for (peer, v) in rows {
+        let r = &v["reports"]["run"];
+        if r.is_null() {
+            writeln!(
+                s,
+                "| {} | **failed**: {} | | | | | |",
+                peer.title(),
+                v["error"].as_str().unwrap_or("no result").replace('|', "/")
+            )?;
+            continue;
+        }
+        let sub = &r["subscribers"];
+        let d = &r["deliveries"];
+        let rc = &r["reconnect"];
+        let connected = format!(
+            "{} / {} in {:.1} s",
+            num(&sub["connected"]),
+            num(&sub["requested"]),
+            sub["connect_s"].as_f64().unwrap_or(f64::NAN)
+        );
+        let mut reconnected = format!("{} / {}", num(&rc["reconnected"]), num(&rc["failed"]));
+        if let Some(sample) = rc["failure_samples"].get(0).and_then(Value::as_str) {
+            write!(reconnected, " ({})", sample.replace('|', "/"))?;
+        }
+        let caught_up = match rc["all_caught_up_s"].as_f64() {
+            Some(secs) => format!("{secs:.2} s"),
+            None => format!(
+                "**no**: {} of {} within 15 s",
+                num(&rc["caught_up"]),
+                num(&rc["dropped"]),
+            ),
+        };
+        let mut caught_up = caught_up;
+        if rc["listen_overflows"].as_u64().unwrap_or(0) > 0 {
+            write!(
+                caught_up,
+                " ({} SYNs dropped by full accept queues)",
+                num(&rc["listen_overflows"])
+            )?;
+        }
+        let mut loss = format!(
+            "{} / {} / {}",
+            num(&d["lost"]),
+            num(&d["duplicated"]),
+            num(&d["out_of_order"])
+        );
+        let events = &r["events"];
+        if events["errors"].as_u64().unwrap_or(0) > 0 || events["unsent"].as_u64().unwrap_or(0) > 0
+        {
+            write!(
+                loss,
+                " ({} publish errors, {} unsent)",
+                num(&events["errors"]),
+                num(&events["unsent"])
+            )?;
+        }
+        if r["limits"]["duration_limit_hit"].as_bool() == Some(true) {
+            loss.push_str(" (duration limit hit)");
+        }
+        let catch_up = if rc["catch_up_us"]["count"].as_u64().unwrap_or(0) == 0 {
+            "none caught up".to_owned()
+        } else {
+            format!(
+                "{} / {}",
+                ms(&rc["catch_up_us"]["p50"]),
+                ms(&rc["catch_up_us"]["p99"])
+            )
+        };
+        writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} ({}) | {} |",
+            peer.title(),
+            connected,
+            reconnected,
+            caught_up,
+            catch_up,
+            num(&rc["subscribers_with_loss"]),
+            num(&rc["most_lost_by_one"]),
+            loss,
+        )?;
+    }
+    writeln!(s)?;
+    let cannot: Vec<String> = Peer::ALL
+        .into_iter()
+        .filter_map(|p| {
+            let ran = rows.iter().any(|(r, _)| *r == p);
+            cannot_resume(p).map(|why| {
+                format!(
+                    "- {}{}: {why}",
+                    p.title(),
+                    if ran { "" } else { " (not run)" }
+                )
+            })
+        })
+        .collect();
+    writeln!(
+        s,
+        "Servers that cannot resume (their losses above are what they could not replay):\n\n{}\n\
+         - raw limit: not applicable: it keeps no history, it only measures writes.\n",
+        cannot.join("\n")
+    )?;
+    Ok(())
+}
+
+/// Why a server cannot resume a stream after a reconnect (`None`: it can).
+fn cannot_resume(peer: Peer) -> Option<&'static str> {
+    match peer {
+        Peer::Herald | Peer::Nchan | Peer::Raw => None,
+        Peer::Pushpin => Some(
+            "cannot resume: a GRIP stream channel has no history, and the origin \
+             (`bench/peers/pushpin/origin.mjs`) ignores `Last-Event-ID`; every event published \
+             while a subscriber is away is lost to it.",
+        ),
+        Peer::Node => Some(
+            "cannot resume: `bench/peers/node/server.mjs` keeps no history and ignores \
+             `Last-Event-ID`; every event published while a subscriber is away is lost to it.",
+        ),
+        Peer::Python => Some(
+            "cannot resume: `bench/peers/python/server.py` keeps no history and ignores \
+             `Last-Event-ID`; every event published while a subscriber is away is lost to it.",
+        ),
+    }
 }
 
 /// S1, S2, S4: one row per server, then Herald's ratios.
@@ -2461,7 +2641,7 @@ mod tests {
         for bad in [
             "",
             "compare --only mercure",
-            "compare --scenarios s5",
+            "compare --scenarios s7",
             "compare --only",
             "run",
         ] {
@@ -2486,6 +2666,42 @@ mod tests {
         assert_eq!(ratio(200.0, 100.0), "2.00×");
         assert_eq!(ratio(1.0, 0.0), "n/a");
         assert_eq!(ratio(f64::NAN, 1.0), "n/a");
+    }
+
+    /// S5: a server that resumed, one that could not, and the reasons listed below.
+    #[test]
+    fn storm_rows_are_rendered() {
+        let run = |caught_up: Value, count: u64, lost: u64| {
+            json!({"reports": {"run": {
+                "subscribers": {"connected": 10, "requested": 10, "connect_s": 0.1},
+                "deliveries": {"lost": lost, "duplicated": 0, "out_of_order": 0},
+                "reconnect": {"reconnected": 10, "failed": 0, "failure_samples": [],
+                              "all_caught_up_s": caught_up, "caught_up": count, "dropped": 10,
+                              "catch_up_us": {"count": count, "p50": 1500, "p99": 2500},
+                              "subscribers_with_loss": lost / 100, "most_lost_by_one": 100,
+                              "listen_overflows": 0},
+                "events": {"errors": 0, "unsent": 0},
+                "limits": {"duration_limit_hit": false}
+            }}})
+        };
+        let herald = run(json!(0.0025), 10, 0);
+        let node = run(Value::Null, 0, 1000);
+        let mut s = String::new();
+        render_storm(&mut s, &[(Peer::Herald, &herald), (Peer::Node, &node)]).unwrap();
+        assert!(
+            s.contains("| Herald | 10 / 10 in 0.1 s | 10 / 0 | 0.00 s | 1.50 / 2.50 | 0 (100) | 0 / 0 / 0 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| Node (Express) | 10 / 10 in 0.1 s | 10 / 0 | **no**: 0 of 10 within 15 s | none caught up | 10 (100) | 1,000 / 0 / 0 |"),
+            "{s}"
+        );
+        assert!(s.contains("- Node (Express): cannot resume"), "{s}");
+        assert!(
+            s.contains("- Python (sse-starlette) (not run): cannot resume"),
+            "{s}"
+        );
+        assert!(!s.contains("- Herald"), "{s}");
     }
 
     /// A failed server gets a row that says so, next to one that ran.

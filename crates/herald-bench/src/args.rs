@@ -108,6 +108,23 @@ pub struct RunArgs {
     /// Time allowed for one publish request.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
+    /// Reconnect storm: once events 0..K are published and delivered (or --drain passed),
+    /// every subscriber closes its stream at once; --missed more events are published while
+    /// they are away; then all reconnect with `Last-Event-ID` (the `id` of the last event
+    /// each received) while the rest of --events is published.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_after: Option<u64>,
+    /// Events published while the subscribers are disconnected (with --reconnect-after).
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 0,
+        requires = "reconnect_after"
+    )]
+    pub missed: u64,
+    /// With --reconnect-after: how long the reconnected subscribers get to catch up.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub catch_up_limit: Duration,
 }
 
 /// `herald-bench idle`.

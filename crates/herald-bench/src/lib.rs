@@ -7,6 +7,10 @@
 //! latency from send and from schedule (HDR histograms), loss, duplicates,
 //! reordering, the publisher's lag, and the server's RSS and CPU time from
 //! `/proc`. `idle` holds N connections to measure memory per connection.
+//! `run --reconnect-after K --missed M` is a reconnect storm: every subscriber
+//! drops after event K, M events are published while they are away, and all
+//! reconnect with `Last-Event-ID`; the report says how long until all had
+//! caught up, and what each lost or got twice.
 //! Each prints one JSON [`Report`].
 //!
 //! ```no_run

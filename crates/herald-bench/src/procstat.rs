@@ -78,3 +78,54 @@ mod tests {
         assert!(me.cpu_s >= 0.0);
     }
 }
+
+/// Machine-wide TCP counters from `/proc/net/netstat`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// `TcpExt: ListenOverflows`.
+    pub listen_overflows: u64,
+    /// `TcpExt: TCPSynRetrans`.
+    pub syn_retransmits: u64,
+}
+
+/// Reads [`TcpCounters`]; `None` when `/proc/net/netstat` cannot be read.
+pub fn tcp_counters() -> Option<TcpCounters> {
+    parse_netstat(&std::fs::read_to_string("/proc/net/netstat").ok()?)
+}
+
+/// Parses `/proc/net/netstat`: a `TcpExt:` line of names, then one of values.
+fn parse_netstat(text: &str) -> Option<TcpCounters> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?.split_whitespace();
+    let values = lines.next()?.split_whitespace();
+    let mut counters = TcpCounters::default();
+    for (name, value) in names.zip(values) {
+        match name {
+            "ListenOverflows" => counters.listen_overflows = value.parse().ok()?,
+            "TCPSynRetrans" => counters.syn_retransmits = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(counters)
+}
+
+#[cfg(test)]
+mod netstat_tests {
+    use super::*;
+
+    #[test]
+    fn netstat() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPSynRetrans\n\
+                    TcpExt: 0 12 12 7\n\
+                    IpExt: InNoRoutes\n\
+                    IpExt: 0\n";
+        assert_eq!(
+            parse_netstat(text),
+            Some(TcpCounters {
+                listen_overflows: 12,
+                syn_retransmits: 7
+            })
+        );
+        assert_eq!(parse_netstat("IpExt: a\nIpExt: 1\n"), None);
+    }
+}

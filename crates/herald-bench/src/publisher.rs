@@ -166,11 +166,27 @@ pub fn client(publishers: usize) -> anyhow::Result<reqwest::Client> {
 ///
 /// When the HTTP client cannot be built.
 pub async fn publish(args: &RunArgs, deadline: Instant) -> anyhow::Result<Published> {
+    publish_range(args, 0..args.events, deadline).await
+}
+
+/// Publishes events `range` on schedule (event `k` due at `(k - range.start) / rate`
+/// after the call), stopping at `deadline`.
+///
+/// # Errors
+///
+/// When the HTTP client cannot be built.
+pub async fn publish_range(
+    args: &RunArgs,
+    range: std::ops::Range<u64>,
+    deadline: Instant,
+) -> anyhow::Result<Published> {
     let client = client(args.publishers as usize)?;
     let start = Instant::now();
     let start_ns = wall_ns();
+    let first = range.start;
+    let end = range.end;
     let shared = Arc::new(State {
-        next: AtomicU64::new(0),
+        next: AtomicU64::new(first),
         results: Mutex::new(Results::default()),
     });
     let mut tasks = tokio::task::JoinSet::new();
@@ -182,10 +198,10 @@ pub async fn publish(args: &RunArgs, deadline: Instant) -> anyhow::Result<Publis
             let mut hit_deadline = false;
             loop {
                 let k = shared.next.fetch_add(1, Ordering::Relaxed);
-                if k >= args.events {
+                if k >= end {
                     break;
                 }
-                let (due, sched_ns) = schedule(start, start_ns, args.rate, k);
+                let (due, sched_ns) = schedule(start, start_ns, args.rate, k - first);
                 if due >= deadline {
                     hit_deadline = true;
                     break;
@@ -229,6 +245,46 @@ pub async fn publish(args: &RunArgs, deadline: Instant) -> anyhow::Result<Publis
         elapsed_s,
         hit_deadline,
     })
+}
+
+impl Published {
+    /// Nothing published (yet).
+    pub fn empty() -> Self {
+        Self {
+            acked: Vec::new(),
+            attempted: 0,
+            errors: 0,
+            error_samples: Vec::new(),
+            lag: tally::histogram(),
+            first_send_ns: None,
+            elapsed_s: 0.0,
+            hit_deadline: false,
+        }
+    }
+
+    /// Adds a later phase's publishing to this one. `elapsed_s` becomes the time from the
+    /// first send of either to now.
+    pub fn merge(&mut self, later: Published) {
+        self.acked.extend(later.acked);
+        self.acked.sort_unstable();
+        self.attempted += later.attempted;
+        self.errors += later.errors;
+        for sample in later.error_samples {
+            if self.error_samples.len() < MAX_SAMPLES && !self.error_samples.contains(&sample) {
+                self.error_samples.push(sample);
+            }
+        }
+        let _ = self.lag.add(&later.lag);
+        self.first_send_ns = match (self.first_send_ns, later.first_send_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.elapsed_s = match self.first_send_ns {
+            Some(first) => wall_ns().saturating_sub(first) as f64 / 1e9,
+            None => self.elapsed_s + later.elapsed_s,
+        };
+        self.hit_deadline |= later.hit_deadline;
+    }
 }
 
 /// When event `k` is due, and its wall-clock schedule (`None` at rate 0:

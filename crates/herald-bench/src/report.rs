@@ -18,6 +18,8 @@ pub struct Report {
     pub mode: &'static str,
     /// Connections.
     pub subscribers: Subscribers,
+    /// The reconnect storm (`run --reconnect-after`).
+    pub reconnect: Option<Reconnect>,
     /// Publishing (`run` only).
     pub events: Option<Events>,
     /// Deliveries and losses (`run` only).
@@ -69,6 +71,50 @@ pub struct Subscribers {
     pub ended_samples: Vec<String>,
     /// Streams still open when the bench stopped.
     pub open_at_end: u64,
+}
+
+/// A reconnect storm: every subscriber drops after event `after_event`, `missed` events
+/// are published, then all reconnect with `Last-Event-ID`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reconnect {
+    /// `--reconnect-after`: events published (and drained) before the drop.
+    pub after_event: u64,
+    /// `--missed`: events published while every subscriber was away.
+    pub missed: u64,
+    /// Events `0..boundary` were published before the reconnects started.
+    pub boundary: u64,
+    /// Seconds from the drop to the reconnects.
+    pub away_s: f64,
+    /// Streams closed by the drop.
+    pub dropped: u64,
+    /// Of those, subscribers that had no event id to send as `Last-Event-ID`.
+    pub without_id: u64,
+    /// Streams reopened (status 200).
+    pub reconnected: u64,
+    /// Reconnects that failed.
+    pub failed: u64,
+    /// The first few reconnect failures.
+    pub failure_samples: Vec<String>,
+    /// Reconnected subscribers that received every event before `boundary`.
+    pub caught_up: u64,
+    /// Seconds from the reconnect signal until the last dropped subscriber was caught up
+    /// (`null`: not all were, within `--catch-up-limit`).
+    pub all_caught_up_s: Option<f64>,
+    /// Per caught-up subscriber, µs from the reconnect signal to catching up.
+    pub catch_up_us: Percentiles,
+    /// The machine's `ListenOverflows` during the catch-up (`/proc/net/netstat`): SYNs
+    /// dropped by a full accept queue; each makes a client wait ≥ 1 s to retry.
+    pub listen_overflows: Option<u64>,
+    /// The machine's `TCPSynRetrans` during the catch-up.
+    pub syn_retransmits: Option<u64>,
+    /// Subscribers missing at least one acknowledged event at the end of the run.
+    pub subscribers_with_loss: u64,
+    /// Subscribers that got at least one event twice.
+    pub subscribers_with_duplicates: u64,
+    /// Subscribers that got at least one event after a later one.
+    pub subscribers_out_of_order: u64,
+    /// The most events one subscriber lost.
+    pub most_lost_by_one: u64,
 }
 
 /// Publishing.
@@ -233,6 +279,32 @@ impl Report {
                 s,
                 "  {} streams ended early: {:?}",
                 sub.ended_early, sub.ended_samples
+            );
+        }
+        if let Some(r) = &self.reconnect {
+            let _ = writeln!(
+                s,
+                "reconnect storm: dropped {} after event {}, {} missed over {:.2} s; {} reconnected ({} without an id), {} failed {:?}; {} caught up, all in {}; catch-up p50 {} p99 {} max {}; subscribers with loss {} (at most {} each), with duplicates {}, out of order {}; listen overflows {:?}, SYN retransmits {:?}",
+                r.dropped,
+                r.after_event,
+                r.missed,
+                r.away_s,
+                r.reconnected,
+                r.without_id,
+                r.failed,
+                r.failure_samples,
+                r.caught_up,
+                r.all_caught_up_s
+                    .map_or("(not all)".to_owned(), |s| format!("{s:.3} s")),
+                ms(r.catch_up_us.p50),
+                ms(r.catch_up_us.p99),
+                ms(r.catch_up_us.max),
+                r.subscribers_with_loss,
+                r.most_lost_by_one,
+                r.subscribers_with_duplicates,
+                r.subscribers_out_of_order,
+                r.listen_overflows,
+                r.syn_retransmits,
             );
         }
         if let Some(e) = &self.events {

@@ -16,7 +16,10 @@ use crate::{
     args::{IdleArgs, RunArgs, SubscribeArgs},
     procstat::{self, Sample},
     publisher::{self, Lag},
-    report::{Deliveries, Events, LatencyReport, Limits, Percentiles, Report, Server, Subscribers},
+    report::{
+        Deliveries, Events, LatencyReport, Limits, Percentiles, Reconnect, Report, Server,
+        Subscribers,
+    },
     subscriber::{self, Outcome, Shared, Spec},
     tally,
     target::{self, Target},
@@ -35,6 +38,9 @@ pub const MAX_BITSET_BYTES: u64 = 2 << 30;
 /// How often the drain and connect phases look at their counters, and the
 /// server's RSS is sampled.
 const POLL: Duration = Duration::from_millis(10);
+
+/// How long the subscribers get to close their streams in a reconnect storm.
+const DROP_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the server's RSS peak is sampled.
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(250);
@@ -58,6 +64,11 @@ pub fn check_run(args: &RunArgs) -> anyhow::Result<()> {
     }
     if !args.rate.is_finite() || args.rate < 0.0 {
         bail!("--rate must be a non-negative number");
+    }
+    if let Some(k) = args.reconnect_after
+        && k.saturating_add(args.missed) > args.events
+    {
+        bail!("--reconnect-after plus --missed must be at most --events");
     }
     if args.sub.topics > u64::from(u32::MAX) {
         bail!("--topics must fit in 32 bits");
@@ -121,14 +132,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let rss = RssPeak::start(pid);
     let before = pid.and_then(procstat::sample);
 
-    let fleet = Fleet::connect(&args.sub, attempted, args.events, deadline).await;
+    let fleet = Fleet::connect(
+        &args.sub,
+        attempted,
+        args.events,
+        args.reconnect_after.is_some(),
+        deadline,
+    )
+    .await;
     limits.duration_limit_hit |= fleet.hit_deadline;
     let connected = pid.and_then(procstat::sample);
     tokio::time::sleep_until(deadline.min(Instant::now() + args.settle)).await;
     let idle = pid.and_then(procstat::sample);
 
+    let mut reconnect = None;
     let published = if Instant::now() < deadline {
-        Some(publisher::publish(&args, deadline).await?)
+        Some(match args.reconnect_after {
+            None => publisher::publish(&args, deadline).await?,
+            Some(k) => {
+                let (published, storm) = storm(&args, &fleet.shared, k, deadline).await?;
+                limits.duration_limit_hit |= storm.hit_deadline;
+                reconnect = Some(storm);
+                published
+            }
+        })
     } else {
         None
     };
@@ -139,30 +166,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let by_topic = by_topic(acked, args.sub.topics);
 
     // Drain: until every expected delivery arrived, or --drain passed.
-    let expected: u64 = {
-        let per_topic = fleet
-            .shared
-            .connected_per_topic
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        per_topic
-            .iter()
-            .zip(&by_topic)
-            .map(|(subs, events)| subs * events.len() as u64)
-            .sum()
-    };
-    let drain_until = Instant::now() + args.drain;
-    while fleet.shared.delivered.load(Ordering::Relaxed) < expected {
-        let now = Instant::now();
-        if now >= drain_until {
-            break;
-        }
-        if now >= deadline {
-            limits.duration_limit_hit = true;
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let expected = expected_deliveries(&fleet.shared, &by_topic);
+    limits.duration_limit_hit |= drain(
+        &fleet.shared,
+        expected,
+        Instant::now() + args.drain,
+        deadline,
+    )
+    .await;
     let end = pid.and_then(procstat::sample);
     let rss_peak = [before, connected, idle, end]
         .iter()
@@ -178,6 +189,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let mut last_delivery_ns = 0;
     for tally in &stopped.tallies {
         let (e, lost) = tally.expected_and_lost(&by_topic[tally.topic() as usize]);
+        if let Some(r) = reconnect.as_mut() {
+            r.report.subscribers_with_loss += u64::from(lost > 0);
+            r.report.subscribers_with_duplicates += u64::from(tally.duplicates > 0);
+            r.report.subscribers_out_of_order += u64::from(tally.out_of_order > 0);
+            r.report.most_lost_by_one = r.report.most_lost_by_one.max(lost);
+        }
         deliveries.expected += e;
         deliveries.lost += lost;
         deliveries.delivered += tally.delivered;
@@ -243,6 +260,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     Ok(Report {
         mode: "run",
         subscribers: stopped.subscribers,
+        reconnect: reconnect.map(|r| r.report),
         events: Some(events),
         deliveries: Some(deliveries),
         latency_us: Some(LatencyReport {
@@ -274,7 +292,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
     let pid = args.sub.server_pid;
     let rss = RssPeak::start(pid);
     let before = pid.and_then(procstat::sample);
-    let fleet = Fleet::connect(&args.sub, attempted, 0, deadline).await;
+    let fleet = Fleet::connect(&args.sub, attempted, 0, false, deadline).await;
     limits.duration_limit_hit |= fleet.hit_deadline;
     let connected = pid.and_then(procstat::sample);
     let hold_until = Instant::now() + args.hold;
@@ -304,6 +322,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
     Ok(Report {
         mode: "idle",
         subscribers: stopped.subscribers,
+        reconnect: None,
         events: None,
         deliveries: None,
         latency_us: None,
@@ -340,6 +359,144 @@ fn fd_budget(args: &SubscribeArgs, publishers: u64, limits: &mut Limits) -> u64 
     }
 }
 
+/// Acknowledged events times the connected subscribers of their topic.
+fn expected_deliveries(shared: &Shared, by_topic: &[Vec<u64>]) -> u64 {
+    let per_topic = shared
+        .connected_per_topic
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    per_topic
+        .iter()
+        .zip(by_topic)
+        .map(|(subs, events)| subs * events.len() as u64)
+        .sum()
+}
+
+/// Waits until `expected` distinct deliveries arrived, or `until`; true when the run's
+/// deadline cut it short.
+async fn drain(shared: &Shared, expected: u64, until: Instant, deadline: Instant) -> bool {
+    while shared.delivered.load(Ordering::Relaxed) < expected {
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        if now >= until {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    false
+}
+
+/// A reconnect storm's outcome, before the per-subscriber counts are added.
+struct StormOutcome {
+    report: Reconnect,
+    hit_deadline: bool,
+}
+
+/// The publishing of a run with `--reconnect-after k`: publish `0..k`, let it drain, drop
+/// every stream, publish `--missed` more, then reconnect everyone while the rest is
+/// published, and time the catch-up.
+async fn storm(
+    args: &RunArgs,
+    shared: &Arc<Shared>,
+    k: u64,
+    deadline: Instant,
+) -> anyhow::Result<(publisher::Published, StormOutcome)> {
+    let k = k.min(args.events);
+    let boundary = k + args.missed.min(args.events - k);
+    let storm = &shared.storm;
+    let mut hit_deadline = false;
+
+    let mut published = publisher::publish_range(args, 0..k, deadline).await?;
+    let expected = expected_deliveries(shared, &by_topic(&published.acked, args.sub.topics));
+    hit_deadline |= drain(shared, expected, Instant::now() + args.drain, deadline).await;
+
+    // Drop every stream; wait until they are closed (streams that already ended early
+    // never report, hence the bound).
+    let streaming = shared.connected.load(Ordering::Relaxed);
+    storm.drop.cancel();
+    let until = Instant::now() + DROP_WAIT;
+    while storm.dropped.load(Ordering::Relaxed) < streaming && Instant::now() < until {
+        tokio::time::sleep(POLL).await;
+    }
+    let dropped_at = Instant::now();
+    if dropped_at < deadline {
+        published.merge(publisher::publish_range(args, k..boundary, deadline).await?);
+    }
+    storm.boundary.store(boundary, Ordering::Relaxed);
+
+    // Reconnect everyone; the rest of the events are published meanwhile.
+    let reconnect_at = *storm.reconnect_at.get_or_init(Instant::now);
+    let away_s = (reconnect_at - dropped_at).as_secs_f64();
+    let tcp_before = procstat::tcp_counters();
+    storm.reconnect.cancel();
+    let rest = {
+        let args = args.clone();
+        tokio::spawn(async move {
+            publisher::publish_range(&args, boundary..args.events, deadline).await
+        })
+    };
+    let dropped = storm.dropped.load(Ordering::Relaxed);
+    let until = deadline.min(reconnect_at + args.catch_up_limit);
+    loop {
+        let done = storm.caught_up.load(Ordering::Relaxed) + storm.failed.load(Ordering::Relaxed);
+        if done >= dropped {
+            break;
+        }
+        if Instant::now() >= until {
+            hit_deadline |= until == deadline;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let tcp_after = procstat::tcp_counters();
+    let caught_up = storm.caught_up.load(Ordering::Relaxed);
+    let catch_up_us = {
+        let samples = storm.catch_up_us.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = tally::histogram();
+        for &us in samples.iter() {
+            h.saturating_record(us);
+        }
+        h
+    };
+    let rest = rest.await.context("the publisher task panicked")??;
+    published.merge(rest);
+    let report = Reconnect {
+        after_event: k,
+        missed: boundary - k,
+        boundary,
+        away_s,
+        dropped,
+        without_id: storm.without_id.load(Ordering::Relaxed),
+        reconnected: storm.reconnected.load(Ordering::Relaxed),
+        failed: storm.failed.load(Ordering::Relaxed),
+        failure_samples: storm
+            .failure_samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+        caught_up,
+        all_caught_up_s: (dropped > 0 && caught_up == dropped)
+            .then(|| catch_up_us.max() as f64 / 1e6),
+        catch_up_us: Percentiles::of(&catch_up_us),
+        listen_overflows: tcp_before
+            .zip(tcp_after)
+            .map(|(a, b)| b.listen_overflows.saturating_sub(a.listen_overflows)),
+        syn_retransmits: tcp_before
+            .zip(tcp_after)
+            .map(|(a, b)| b.syn_retransmits.saturating_sub(a.syn_retransmits)),
+        ..Reconnect::default()
+    };
+    Ok((
+        published,
+        StormOutcome {
+            report,
+            hit_deadline,
+        },
+    ))
+}
+
 /// `acked` split by topic.
 fn by_topic(acked: &[u64], topics: u64) -> Vec<Vec<u64>> {
     let mut by_topic = vec![Vec::new(); topics as usize];
@@ -374,7 +531,13 @@ struct Stopped {
 impl Fleet {
     /// Starts `n` subscribers and waits until each is connected or failed,
     /// or the deadline passes.
-    async fn connect(args: &SubscribeArgs, n: u64, events: u64, deadline: Instant) -> Self {
+    async fn connect(
+        args: &SubscribeArgs,
+        n: u64,
+        events: u64,
+        reconnect: bool,
+        deadline: Instant,
+    ) -> Self {
         let shared = Arc::new(Shared::new(args.topics, args.connect_concurrency as usize));
         let spec = Arc::new(Spec {
             sub_url: args.sub_url.clone(),
@@ -384,6 +547,7 @@ impl Fleet {
             last_event_id: args.last_event_id.clone(),
             source_ips: args.source_ips,
             connect_timeout: args.connect_timeout,
+            reconnect,
         });
         let started = Instant::now();
         let mut tasks = JoinSet::new();

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     http::{self, Body, HeadError},
-    tally::{Payload, Recorder, Tally, Verdict},
+    tally::{Payload, Recorder, Tally, Verdict, events_on_topic},
     target::{self, Target},
     wall_ns,
 };
@@ -54,6 +54,38 @@ pub struct Shared {
     pub connected_per_topic: Mutex<Vec<u64>>,
     /// Why connections failed.
     pub failures: Mutex<Failures>,
+    /// The reconnect storm, when the run has one.
+    pub storm: Storm,
+}
+
+/// The reconnect storm's shared state: the run fires `drop` (every subscriber closes its
+/// stream), sets `boundary`, then fires `reconnect`.
+#[derive(Debug, Default)]
+pub struct Storm {
+    /// Closes every stream (each subscriber then waits for `reconnect`).
+    pub drop: CancellationToken,
+    /// Reopens every dropped stream with `Last-Event-ID`.
+    pub reconnect: CancellationToken,
+    /// When `reconnect` fired (set just before): catch-up times count from here, not from
+    /// when each subscriber's task first ran after it.
+    pub reconnect_at: std::sync::OnceLock<tokio::time::Instant>,
+    /// Events `0..boundary` were published before the reconnects started: a subscriber
+    /// is caught up once it has all of them (of its topic).
+    pub boundary: AtomicU64,
+    /// Streams closed by `drop`.
+    pub dropped: AtomicU64,
+    /// Dropped subscribers that sent no `Last-Event-ID` (no event with an `id` before).
+    pub without_id: AtomicU64,
+    /// Streams reopened (status 200).
+    pub reconnected: AtomicU64,
+    /// Reconnects that failed.
+    pub failed: AtomicU64,
+    /// Reconnected subscribers that have every event before `boundary`.
+    pub caught_up: AtomicU64,
+    /// Per caught-up subscriber: µs from the reconnect signal to catching up.
+    pub catch_up_us: Mutex<Vec<u64>>,
+    /// The first few reconnect failures.
+    pub failure_samples: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -69,6 +101,7 @@ impl Shared {
             delivered: AtomicU64::new(0),
             connected_per_topic: Mutex::new(vec![0; usize::try_from(topics).unwrap_or(0)]),
             failures: Mutex::default(),
+            storm: Storm::default(),
         }
     }
 }
@@ -109,6 +142,8 @@ pub struct Spec {
     pub source_ips: u8,
     /// Time allowed to connect and read the head.
     pub connect_timeout: Duration,
+    /// Drop and reconnect on the [`Storm`] signals.
+    pub reconnect: bool,
 }
 
 /// How a subscriber ended.
@@ -137,7 +172,7 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
         tokio::select! {
             biased;
             () = shared.cancel.cancelled() => return Outcome::Failed,
-            r = tokio::time::timeout(spec.connect_timeout, open(&spec, index, topic)) => r,
+            r = tokio::time::timeout(spec.connect_timeout, open(&spec, index, topic, None)) => r,
         }
     };
     let (mut stream, head, rest) = match opened {
@@ -167,30 +202,96 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
         sse: Decoder::new(),
         tally: Tally::new(topic, spec.topics, spec.events),
         batch: Vec::new(),
+        last_id: String::new(),
+        catch_up: None,
     };
-    if let Err(why) = reader.process(&shared, index, &rest) {
-        return reader.finish(Some(why));
-    }
     let mut buf = vec![0; READ_BUF];
-    let cancelled = shared.cancel.cancelled();
-    tokio::pin!(cancelled);
-    let ended = loop {
-        let n = tokio::select! {
-            biased;
-            () = &mut cancelled => break None,
-            r = stream.read(&mut buf) => r,
+    let drop_signal = spec.reconnect.then_some(&shared.storm.drop);
+    match reader
+        .stream(&shared, index, &mut stream, &rest, &mut buf, drop_signal)
+        .await
+    {
+        Ended::Dropped => {}
+        Ended::Cancelled => return reader.finish(None),
+        Ended::Early(why) => return reader.finish(Some(why)),
+    }
+    drop(stream);
+    let storm = &shared.storm;
+    storm.dropped.fetch_add(1, Ordering::Relaxed);
+    tokio::select! {
+        biased;
+        () = shared.cancel.cancelled() => return reader.finish(None),
+        () = storm.reconnect.cancelled() => {}
+    }
+    let started = *storm.reconnect_at.get_or_init(tokio::time::Instant::now);
+    let last_id = (!reader.last_id.is_empty()).then(|| reader.last_id.clone());
+    if last_id.is_none() {
+        storm.without_id.fetch_add(1, Ordering::Relaxed);
+    }
+    let reopened = {
+        let Ok(_permit) = shared.connect_permits.acquire().await else {
+            return reader.finish(Some("reconnect: no permit".to_owned()));
         };
-        match n {
-            Ok(0) => break Some("closed by the server".to_owned()),
-            Ok(n) => {
-                if let Err(why) = reader.process(&shared, index, &buf[..n]) {
-                    break Some(why);
-                }
-            }
-            Err(e) => break Some(format!("read: {e}")),
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => Err(Failure::TimedOut),
+            r = tokio::time::timeout(
+                spec.connect_timeout,
+                open(&spec, index, topic, last_id.as_deref()),
+            ) => r.unwrap_or(Err(Failure::TimedOut)),
         }
     };
-    reader.finish(ended)
+    let (mut stream, head, rest) = match reopened {
+        Ok(opened) => opened,
+        Err(failure) => {
+            storm.failed.fetch_add(1, Ordering::Relaxed);
+            let why = format!("reconnect: {}", failure.message());
+            let mut samples = storm
+                .failure_samples
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if samples.len() < MAX_SAMPLES && !samples.contains(&why) {
+                samples.push(why.clone());
+            }
+            drop(samples);
+            return reader.finish(Some(why));
+        }
+    };
+    storm.reconnected.fetch_add(1, Ordering::Relaxed);
+    let boundary = storm.boundary.load(Ordering::Relaxed);
+    reader.body = Body::new(head.framing);
+    reader.sse = Decoder::new();
+    reader.catch_up = Some(CatchUp {
+        boundary,
+        expected: events_on_topic(topic, spec.topics, boundary.min(spec.events)),
+        started,
+    });
+    reader.check_caught_up(&shared);
+    match reader
+        .stream(&shared, index, &mut stream, &rest, &mut buf, None)
+        .await
+    {
+        Ended::Dropped | Ended::Cancelled => reader.finish(None),
+        Ended::Early(why) => reader.finish(Some(why)),
+    }
+}
+
+/// Why [`StreamReader::stream`] returned.
+enum Ended {
+    /// `shared.cancel`: the run is over.
+    Cancelled,
+    /// The storm's `drop` signal.
+    Dropped,
+    /// The stream ended on its own, for this reason.
+    Early(String),
+}
+
+/// A reconnected subscriber's progress towards every event published before the
+/// reconnects.
+struct CatchUp {
+    boundary: u64,
+    expected: u64,
+    started: tokio::time::Instant,
 }
 
 /// Per-stream decoding state.
@@ -200,9 +301,66 @@ struct StreamReader {
     tally: Tally,
     /// Payloads delivered in the current read, for the latency recorder.
     batch: Vec<Payload>,
+    /// The `Last-Event-ID` of the last message, to resume with.
+    last_id: String,
+    /// Set once reconnected, until caught up.
+    catch_up: Option<CatchUp>,
 }
 
 impl StreamReader {
+    /// Processes `rest` then the stream until it ends, `shared.cancel` fires, or `drop`
+    /// (when given) fires.
+    async fn stream(
+        &mut self,
+        shared: &Shared,
+        index: u64,
+        stream: &mut TcpStream,
+        rest: &[u8],
+        buf: &mut [u8],
+        drop: Option<&CancellationToken>,
+    ) -> Ended {
+        if let Err(why) = self.process(shared, index, rest) {
+            return Ended::Early(why);
+        }
+        let never = CancellationToken::new();
+        let drop = drop.unwrap_or(&never);
+        loop {
+            let n = tokio::select! {
+                biased;
+                () = shared.cancel.cancelled() => return Ended::Cancelled,
+                () = drop.cancelled() => return Ended::Dropped,
+                r = stream.read(buf) => r,
+            };
+            match n {
+                Ok(0) => return Ended::Early("closed by the server".to_owned()),
+                Ok(n) => {
+                    if let Err(why) = self.process(shared, index, &buf[..n]) {
+                        return Ended::Early(why);
+                    }
+                }
+                Err(e) => return Ended::Early(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// Counts this subscriber as caught up once it has every event before the boundary.
+    fn check_caught_up(&mut self, shared: &Shared) {
+        let Some(catch_up) = &self.catch_up else {
+            return;
+        };
+        if self.tally.seen_before(catch_up.boundary) >= catch_up.expected {
+            let us = catch_up.started.elapsed().as_micros() as u64;
+            self.catch_up = None;
+            let storm = &shared.storm;
+            storm
+                .catch_up_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(us);
+            storm.caught_up.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Handles bytes read from the socket; `Err` says why the stream is
     /// over.
     fn process(&mut self, shared: &Shared, index: u64, bytes: &[u8]) -> Result<(), String> {
@@ -217,13 +375,18 @@ impl StreamReader {
         self.batch.clear();
         loop {
             match self.sse.next_item() {
-                Ok(Some(Item::Message(message))) => match Payload::parse(&message.data) {
-                    Some(payload) => match self.tally.record(&payload) {
-                        Verdict::New | Verdict::OutOfOrder => self.batch.push(payload),
-                        Verdict::Duplicate | Verdict::Unexpected => {}
-                    },
-                    None => self.tally.ignored += 1,
-                },
+                Ok(Some(Item::Message(message))) => {
+                    if message.last_event_id != self.last_id {
+                        self.last_id.clone_from(&message.last_event_id);
+                    }
+                    match Payload::parse(&message.data) {
+                        Some(payload) => match self.tally.record(&payload) {
+                            Verdict::New | Verdict::OutOfOrder => self.batch.push(payload),
+                            Verdict::Duplicate | Verdict::Unexpected => {}
+                        },
+                        None => self.tally.ignored += 1,
+                    }
+                }
                 Ok(Some(Item::Retry(_) | Item::Comment(_))) => {}
                 Ok(None) => break,
                 Err(e) => return Err(format!("SSE: {e}")),
@@ -235,6 +398,7 @@ impl StreamReader {
                 .delivered
                 .fetch_add(self.batch.len() as u64, Ordering::Relaxed);
             self.tally.last_delivery_ns = now_ns;
+            self.check_caught_up(shared);
         }
         if self.body.is_done() {
             return Err("the response body ended".to_owned());
@@ -257,6 +421,17 @@ enum Failure {
     TimedOut,
     Status(u16),
     Protocol(String),
+}
+
+impl Failure {
+    fn message(&self) -> String {
+        match self {
+            Failure::Io(e) => e.to_string(),
+            Failure::TimedOut => "timed out".to_owned(),
+            Failure::Status(status) => format!("status {status}"),
+            Failure::Protocol(why) => why.clone(),
+        }
+    }
 }
 
 fn fail(shared: &Shared, failure: Failure) {
@@ -298,6 +473,7 @@ async fn open(
     spec: &Spec,
     index: u64,
     topic: u64,
+    last_event_id: Option<&str>,
 ) -> Result<(TcpStream, http::Head, Vec<u8>), Failure> {
     let url = target::expand(&spec.sub_url, topic, index);
     let target = Target::parse(&url).map_err(|e| Failure::Protocol(format!("{e:#}")))?;
@@ -308,7 +484,7 @@ async fn open(
         &target.authority,
         &target.path_and_query,
         spec.token.as_deref(),
-        spec.last_event_id.as_deref(),
+        last_event_id.or(spec.last_event_id.as_deref()),
     );
     stream
         .write_all(request.as_bytes())
@@ -406,6 +582,8 @@ mod tests {
                 sse: Decoder::new(),
                 tally: Tally::new(0, 1, 6),
                 batch: Vec::new(),
+                last_id: String::new(),
+                catch_up: None,
             };
             for chunk in wire.as_bytes().chunks(piece) {
                 reader.process(&shared, 0, chunk).unwrap();
@@ -426,6 +604,7 @@ mod tests {
             );
             assert_eq!(shared.delivered.load(Ordering::Relaxed), 5);
             assert_eq!(shared.recorder.merged().from_send.len(), 5);
+            assert_eq!(reader.last_id, "5");
         }
     }
 }

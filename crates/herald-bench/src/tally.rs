@@ -161,6 +161,22 @@ impl Tally {
         self.seen[(bit / 64) as usize] & (1 << (bit % 64)) != 0
     }
 
+    /// How many events with `seq < end` were delivered.
+    pub fn seen_before(&self, end: u64) -> u64 {
+        let bits = events_on_topic(self.topic, self.topics, end.min(self.events));
+        let (words, rest) = ((bits / 64) as usize, bits % 64);
+        let full: u64 = self.seen[..words]
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        let partial = if rest > 0 {
+            u64::from((self.seen[words] & ((1u64 << rest) - 1)).count_ones())
+        } else {
+            0
+        };
+        full + partial
+    }
+
     /// Of the events in `published` (sorted `seq`s that the server
     /// acknowledged), how many this subscriber should have received, and how
     /// many of those it did not.
@@ -342,6 +358,30 @@ mod tests {
         ];
         for (topics, events, seqs, expect) in table {
             check(*topics, *events, seqs, *expect);
+        }
+    }
+
+    #[test]
+    fn seen_before_counts_a_prefix() {
+        let mut tally = Tally::new(1, 2, 200);
+        for seq in [1, 3, 7, 129, 131, 199] {
+            tally.record(&payload(seq, 1));
+        }
+        let table = [
+            (0, 0),
+            (1, 0),
+            (2, 1),
+            (4, 2),
+            (8, 3),
+            (129, 3),
+            (130, 4),
+            (132, 5),
+            (199, 5),
+            (200, 6),
+            (1_000, 6),
+        ];
+        for (end, want) in table {
+            assert_eq!(tally.seen_before(end), want, "end {end}");
         }
     }
 

@@ -207,6 +207,60 @@ async fn herald_run_loses_nothing() {
     assert!(!report.limits.duration_limit_hit);
 }
 
+/// S5 in small: every subscriber drops after 20 events, 30 are published while they are
+/// away, and Herald replays them after `Last-Event-ID`: nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_reconnect_storm_resumes() {
+    let herald = Herald::start().await;
+    let token = herald.publisher_token().await;
+    let sub_url = format!("{}?topic=bench-{{topic}}", herald.hub());
+    let args = RunArgs::parse_from([
+        "run",
+        "--sub-url",
+        &sub_url,
+        "--pub-url",
+        &herald.hub(),
+        "--token",
+        &token,
+        "--subscribers",
+        "20",
+        "--topics",
+        "2",
+        "--events",
+        "70",
+        "--rate",
+        "200",
+        "--reconnect-after",
+        "20",
+        "--missed",
+        "30",
+        "--settle",
+        "200ms",
+        "--drain",
+        "10s",
+        "--catch-up-limit",
+        "10s",
+        "--duration-limit",
+        "60s",
+    ]);
+    let report = herald_bench::run(args).await.expect("the run completes");
+    print(&report);
+    let r = report.reconnect.as_ref().unwrap();
+    assert_eq!((r.after_event, r.missed, r.boundary), (20, 30, 50), "{r:?}");
+    assert_eq!((r.dropped, r.reconnected, r.failed), (20, 20, 0), "{r:?}");
+    assert_eq!((r.without_id, r.caught_up), (0, 20), "{r:?}");
+    assert!(r.all_caught_up_s.is_some(), "{r:?}");
+    assert_eq!(report.subscribers.ended_early, 0);
+    let d = report.deliveries.as_ref().unwrap();
+    // 10 subscribers on each topic, 35 events on each topic.
+    assert_eq!((d.expected, d.delivered), (700, 700), "{d:?}");
+    assert_eq!((d.lost, d.duplicated, d.out_of_order), (0, 0, 0), "{d:?}");
+    assert_eq!(
+        (r.subscribers_with_loss, r.subscribers_with_duplicates),
+        (0, 0)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_idle_holds_connections() {
     let herald = Herald::start().await;
