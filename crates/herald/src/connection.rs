@@ -11,13 +11,7 @@
 //! headers, HTTP/2) goes to hyper and the axum router, which first re-read the bytes this
 //! module already took from the socket.
 
-use std::{
-    io,
-    net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
@@ -25,7 +19,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header},
     response::IntoResponse,
 };
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use hyper_util::{
@@ -33,7 +27,7 @@ use hyper_util::{
     server::{conn::auto, graceful::Watcher},
 };
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf},
+    io::{AsyncReadExt, AsyncWriteExt},
     time::timeout,
 };
 use tower::ServiceExt;
@@ -70,8 +64,8 @@ pub(crate) struct Shared {
 enum Next {
     /// Stream this subscription.
     Stream(CountedStream, OpenStream),
-    /// Hand the connection to hyper.
-    Router(Rewind),
+    /// Hand the connection to hyper, with the bytes already read from it.
+    Router(CountedStream, Bytes),
     /// Nothing (answered already, or the client left).
     Done,
 }
@@ -84,7 +78,7 @@ enum Next {
 pub(crate) async fn serve(context: Shared, watcher: Watcher, io: CountedStream, peer: SocketAddr) {
     match Box::pin(accept(&context.state, io, peer)).await {
         Next::Stream(io, stream) => stream_to(io, stream).await,
-        Next::Router(io) => Box::pin(route(context.router, watcher, io, peer)).await,
+        Next::Router(io, read) => Box::pin(route(context.router, watcher, io, read, peer)).await,
         Next::Done => {}
     }
 }
@@ -98,10 +92,7 @@ async fn accept(state: &AppState, mut io: CountedStream, peer: SocketAddr) -> Ne
         Ok(Err(_)) | Err(_) => return Next::Done,
     };
     let Some((headers, uri)) = request else {
-        return Next::Router(Rewind {
-            prefix: head.freeze(),
-            inner: io,
-        });
+        return Next::Router(io, head.freeze());
     };
     drop(head);
     match mercure::open_stream(state, peer.ip(), &headers, &uri).await {
@@ -114,7 +105,10 @@ async fn accept(state: &AppState, mut io: CountedStream, peer: SocketAddr) -> Ne
 }
 
 /// Serves the connection with hyper and the router.
-async fn route(router: Router, watcher: Watcher, io: Rewind, peer: SocketAddr) {
+async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes, peer: SocketAddr) {
+    // hyper reads the request again from its first byte: what was read, then the socket.
+    let (reader, writer) = tokio::io::split(io);
+    let io = tokio::io::join(std::io::Cursor::new(read).chain(reader), writer);
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request
@@ -280,58 +274,6 @@ async fn write(io: &mut CountedStream, bytes: &[u8]) -> bool {
         timeout(WRITE_TIMEOUT, io.write_all(bytes)).await,
         Ok(Ok(()))
     )
-}
-
-/// A connection whose first bytes were already read: they are read again first.
-struct Rewind {
-    prefix: Bytes,
-    inner: CountedStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.prefix.has_remaining() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
