@@ -40,7 +40,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::{Step, is_root, modified, run, target_dir};
+use crate::{Step, install_packages, modified, run, target_dir};
 
 pub(crate) const USAGE: &str = "\
 Usage: cargo xtask bench compare [--quick] [--only herald,nchan,pushpin,node,python,raw]
@@ -1476,37 +1476,7 @@ fn ensure_system_packages(peers: &[Peer]) -> Result<()> {
         needed.push(("/usr/bin/node", "nodejs"));
     }
     needed.push(("/usr/bin/taskset", "util-linux"));
-    let missing: Vec<&str> = needed
-        .iter()
-        .filter(|(path, _)| !Path::new(path).exists())
-        .map(|&(_, package)| package)
-        .collect();
-    if missing.is_empty() {
-        println!(
-            "all present: {}",
-            needed.iter().map(|p| p.1).collect::<Vec<_>>().join(", ")
-        );
-        return Ok(());
-    }
-    let packages = missing.join(" ");
-    if !is_root()? {
-        bail!(
-            "missing system packages: {packages}; install them with `sudo apt-get install -y {packages}`"
-        );
-    }
-    let mut update = Command::new("apt-get");
-    update
-        .arg("update")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null());
-    run(&mut update, "")?;
-    let mut install = Command::new("apt-get");
-    install
-        .args(["install", "-y", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null());
-    run(&mut install, "")
+    install_packages(&needed)
 }
 
 /// `npm ci` in bench/peers/node unless express is installed from the current lock file.

@@ -142,13 +142,19 @@ fn test(root: &Path) -> Result<()> {
 
 /// Installs the packages of [`SYSTEM_PACKAGES`] whose file is missing, with one apt-get call.
 fn ensure_system_packages() -> Result<()> {
-    let missing: Vec<&str> = SYSTEM_PACKAGES
+    install_packages(SYSTEM_PACKAGES)
+}
+
+/// Installs, with one apt-get call, the package of each `(file, package)` pair whose file
+/// is missing, and checks that the files then exist.
+fn install_packages(needed: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = needed
         .iter()
         .filter(|(path, _)| !Path::new(path).exists())
         .map(|&(_, package)| package)
         .collect();
     if missing.is_empty() {
-        let packages: Vec<&str> = SYSTEM_PACKAGES.iter().map(|&(_, p)| p).collect();
+        let packages: Vec<&str> = needed.iter().map(|&(_, p)| p).collect();
         println!("all present: {}", packages.join(", "));
         return Ok(());
     }
@@ -172,7 +178,7 @@ fn ensure_system_packages() -> Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null());
     run(&mut install, "")?;
-    for (path, package) in SYSTEM_PACKAGES {
+    for (path, package) in needed {
         if !Path::new(path).exists() {
             bail!("apt-get installed {package} but {path} still does not exist");
         }
