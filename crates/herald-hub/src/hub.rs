@@ -129,6 +129,9 @@ pub struct SubscribeRequest {
     /// `Last-Event-ID` (or `lastEventID`): resume after this update, `earliest` for all
     /// retained updates.
     pub last_event_id: Option<String>,
+    /// Overrides [`HubConfig::max_selectors`] for subscriptions the server builds itself
+    /// (an app stream covers every workspace its user may read), never for a client's own.
+    pub max_selectors: Option<usize>,
 }
 
 /// An acknowledged publish.
@@ -270,7 +273,24 @@ impl Hub {
     /// [`PublishError::Invalid`] when the update breaks a limit or cannot be framed;
     /// [`PublishError::Unavailable`] when the log failed or the hub is stopping. In both
     /// cases nothing was acknowledged.
-    pub async fn publish(&self, mut update: Update) -> Result<Published, PublishError> {
+    pub async fn publish(&self, update: Update) -> Result<Published, PublishError> {
+        self.enqueue(update).await?.await
+    }
+
+    /// Hands `update` to the sequencer and returns a future of its acknowledgement.
+    ///
+    /// Updates enqueued one after another, by one task or under one lock, are sequenced in
+    /// that order: a caller that must keep its own order (the app, relaying changes in
+    /// commit order) enqueues under its lock and awaits the acknowledgement outside it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Hub::publish`].
+    pub async fn enqueue(
+        &self,
+        mut update: Update,
+    ) -> Result<impl Future<Output = Result<Published, PublishError>> + Send + 'static, PublishError>
+    {
         update.validate(&self.shared.config.limits)?;
         let id: Arc<str> = match update.id.take() {
             Some(id) => id.into(),
@@ -291,16 +311,17 @@ impl Hub {
             record,
             reply,
         };
-        let stopping = || PublishError::Unavailable("the hub is shutting down".into());
         self.shared
             .publish_tx
             .send(request)
             .await
             .map_err(|_| stopping())?;
-        match acked.await.map_err(|_| stopping())? {
-            Ok(seq) => Ok(Published { id, seq }),
-            Err(error) => Err(PublishError::Unavailable(error)),
-        }
+        Ok(async move {
+            match acked.await.map_err(|_| stopping())? {
+                Ok(seq) => Ok(Published { id, seq }),
+                Err(error) => Err(PublishError::Unavailable(error)),
+            }
+        })
     }
 
     /// Registers a subscriber and returns its stream of SSE bytes: the `retry:` hint, then
@@ -315,21 +336,22 @@ impl Hub {
         request: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
         let config = &self.shared.config;
+        let max_selectors = request.max_selectors.unwrap_or(config.max_selectors);
         if request.topics.is_empty() {
             return Err(SubscribeError::NoTopic);
         }
-        if request.topics.len() > config.max_selectors {
+        if request.topics.len() > max_selectors {
             return Err(SubscribeError::TooManySelectors {
                 count: request.topics.len(),
-                limit: config.max_selectors,
+                limit: max_selectors,
             });
         }
         if let Some(claims) = &request.claims
-            && claims.len() > config.max_selectors
+            && claims.len() > max_selectors
         {
             return Err(SubscribeError::TooManySelectors {
                 count: claims.len(),
-                limit: config.max_selectors,
+                limit: max_selectors,
             });
         }
         let selectors = self.intern_selectors(&request.topics)?;
@@ -367,6 +389,16 @@ impl Hub {
             head,
             head_id,
         ))
+    }
+
+    /// Whether the log holds an update with `id`: lets a relay that may have published an
+    /// update before a crash publish it again only if it is missing.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn contains(&self, id: &str) -> Result<bool, LogError> {
+        Ok(self.latest_seq_of(id).await?.is_some())
     }
 
     async fn latest_seq_of(&self, id: &str) -> Result<Option<u64>, LogError> {
@@ -651,6 +683,10 @@ impl Hub {
             .all
             .len()
     }
+}
+
+fn stopping() -> PublishError {
+    PublishError::Unavailable("the hub is shutting down".into())
 }
 
 impl Interner {

@@ -36,5 +36,5 @@ pub use hub::{Hub, HubConfig, PublishError, Published, SubscribeError, Subscribe
 pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
 pub use metrics::HubMetrics;
 pub use subscriber::QueueLimits;
-pub use subscription::Subscription;
+pub use subscription::{Closer, Subscription};
 pub use update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits};

@@ -93,6 +93,12 @@ impl Subscription {
         self.head_id.as_deref()
     }
 
+    /// A handle that ends this stream from elsewhere, after what is already queued for it
+    /// has been yielded: the app ends a user's streams when their access changes.
+    pub fn closer(&self) -> Closer {
+        Closer(self.subscriber.clone())
+    }
+
     /// Whether the stream starts with a `reset` event because the requested id is unknown.
     pub fn is_reset(&self) -> bool {
         self.reset
@@ -166,6 +172,17 @@ impl Subscription {
         self.reset = true;
         self.hub.shared.metrics.resets.inc();
         reset_frame(self.head_id.as_deref(), "expired", None)
+    }
+}
+
+/// Ends a [`Subscription`] from outside it; see [`Subscription::closer`].
+#[derive(Clone, Debug)]
+pub struct Closer(Arc<Subscriber>);
+
+impl Closer {
+    /// Ends the stream once it has yielded every frame already queued. Idempotent.
+    pub fn close(&self) {
+        self.0.close();
     }
 }
 

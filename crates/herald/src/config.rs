@@ -99,6 +99,14 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Email of the admin created on first start, when the app has no user yet.
+    #[arg(long, env = "HERALD_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// Password of that admin; generated and printed once when not given.
+    #[arg(long, env = "HERALD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
 }
 
 /// How logs are written.
@@ -137,6 +145,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Drain time limit at shutdown.
     pub shutdown_grace: Duration,
+    /// The first admin's email, if chosen.
+    pub admin_email: Option<String>,
+    /// The first admin's password, if chosen.
+    pub admin_password: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -258,6 +270,8 @@ impl Config {
                 .map(|o| o.trim_end_matches('/').to_owned())
                 .collect(),
             shutdown_grace: args.shutdown_grace,
+            admin_email: args.admin_email.clone(),
+            admin_password: args.admin_password.clone(),
         })
     }
 }

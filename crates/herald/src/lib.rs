@@ -16,7 +16,10 @@
 //! - `error`: [`error::ApiError`], the one error type of the API.
 //! - `state`: [`state::AppState`], shared by handlers.
 //! - `cli`: the `herald` command and its subcommands.
+//! - `app`: the app built on the hub — users, workspaces, collections, their streams and
+//!   the web UI.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;

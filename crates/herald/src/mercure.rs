@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::{
     auth::{self, TokenSource},
     error::{ApiError, ErrorCode},
-    limits::{ClientAddr, Refused},
+    limits::ClientAddr,
     state::AppState,
 };
 
@@ -159,35 +159,9 @@ pub async fn open_stream(
             ));
         }
     };
-    // The header wins over the query parameter, as the Mercure spec says.
-    let last_event_id = match headers.get("last-event-id") {
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("the Last-Event-ID header is not valid text"))?
-                .to_owned(),
-        ),
-        None => query_last_id,
-    };
-    if last_event_id
-        .as_ref()
-        .is_some_and(|id| id.len() > state.hub.config().limits.max_id_len)
-    {
-        return Err(ApiError::bad_request("the last event id is too long"));
-    }
+    let last_event_id = state.last_event_id(headers, query_last_id)?;
 
-    let permit = state.limiter.try_acquire(peer).map_err(|refused| {
-        state.metrics.refused(refused);
-        match refused {
-            Refused::Global => {
-                ApiError::unavailable("the server holds as many streams as it may; retry later")
-            }
-            Refused::PerIp => ApiError::new(
-                ErrorCode::TooManyConnections,
-                "too many open streams from this address",
-            ),
-        }
-    })?;
+    let permit = state.admit_stream(peer)?;
 
     // A token's authority ends at its expiry, on open streams too: the stream closes then,
     // and the client must come back with a fresh token.
@@ -199,6 +173,7 @@ pub async fn open_stream(
         topics,
         claims: claims.and_then(|c| c.mercure).and_then(|m| m.subscribe),
         last_event_id,
+        max_selectors: None,
     };
     let subscription = state
         .hub

@@ -24,6 +24,7 @@ use tower_http::{
 };
 
 use crate::{
+    app::{self, App},
     config::Config,
     connection,
     error::{ApiError, ErrorCode},
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
     // No CORS headers at all unless origins are configured: secure by default.
     let cors = (!state.cors_origins.is_empty()).then(|| cors_layer(&state.cors_origins));
     Router::new()
+        .merge(crate::app::routes())
         .route(mercure::PATH, get(mercure::subscribe).post(mercure::publish))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -80,7 +82,7 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -150,13 +152,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the hub")?;
-    let state = AppState::new(hub, &config);
+    let pool = app::open_db(&config.data_dir.join(app::APP_FILE))
+        .await
+        .context("cannot open the app database")?;
+    let first_start = app::bootstrap(
+        &pool,
+        config.admin_email.clone(),
+        config.admin_password.clone(),
+    )
+    .await?;
+    let the_app = App::start(pool, hub.clone(), shutdown.clone())
+        .await
+        .context("cannot start the app")?;
+    let state = AppState::new(hub, the_app, &config);
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     let mut listener = CountingListener::new(listener, state.metrics.connections.clone());
     tracing::info!(%address, max_streams = config.max_connections, "herald is listening");
     println!("Herald hub at http://{address}{}", mercure::PATH);
+    println!("Herald app at http://{address}/");
+    if let Some(first) = first_start {
+        // Printed once, on stdout only: the log never carries credentials.
+        match first.generated_password {
+            Some(password) => println!(
+                "First start: sign in as {} with password {password} (shown only now)",
+                first.email
+            ),
+            None => println!(
+                "First start: sign in as {} with the password from HERALD_ADMIN_PASSWORD",
+                first.email
+            ),
+        }
+    }
 
     tokio::spawn(signal(shutdown.clone()));
     let shared = connection::Shared {

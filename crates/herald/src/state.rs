@@ -1,12 +1,17 @@
 //! [`AppState`]: what every handler shares.
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use axum::http::{HeaderMap, header};
 use herald_hub::Hub;
 
 use crate::{
-    auth::Verifier, config::Config, error::ApiError, limits::StreamLimiter, mercure::SelectorCache,
+    app::App,
+    auth::Verifier,
+    config::Config,
+    error::{ApiError, ErrorCode},
+    limits::{Refused, StreamLimiter, StreamPermit},
+    mercure::SelectorCache,
     metrics::ServerMetrics,
 };
 
@@ -37,6 +42,8 @@ pub struct Inner {
     pub cors_origins: Vec<String>,
     /// Counters of the HTTP layer.
     pub metrics: ServerMetrics,
+    /// The app: users, workspaces, collections and their streams.
+    pub app: App,
 }
 
 impl std::ops::Deref for AppState {
@@ -49,7 +56,7 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// State for `hub` under `config`.
-    pub fn new(hub: Hub, config: &Config) -> Self {
+    pub fn new(hub: Hub, app: App, config: &Config) -> Self {
         let limiter = Arc::new(StreamLimiter::new(
             config.max_connections,
             config.max_connections_per_ip,
@@ -66,6 +73,7 @@ impl AppState {
                 publish_selectors: SelectorCache::default(),
                 cors_origins: config.cors_origins.clone(),
                 metrics,
+                app,
             }),
         }
     }
@@ -73,6 +81,58 @@ impl AppState {
     /// Whether a `mercure.publish` claim allows publishing to `topic`.
     pub fn may_publish(&self, allowed: &[String], topic: &str) -> bool {
         self.publish_selectors.any_matches(allowed, topic)
+    }
+
+    /// Admits one more stream from `peer` against the global and per-address limits; the
+    /// permit frees its slot when dropped.
+    ///
+    /// # Errors
+    ///
+    /// 503 when the server is full, 429 when `peer` holds too many streams.
+    pub fn admit_stream(&self, peer: IpAddr) -> Result<StreamPermit, ApiError> {
+        self.limiter.try_acquire(peer).map_err(|refused| {
+            self.metrics.refused(refused);
+            match refused {
+                Refused::Global => {
+                    ApiError::unavailable("the server holds as many streams as it may; retry later")
+                }
+                Refused::PerIp => ApiError::new(
+                    ErrorCode::TooManyConnections,
+                    "too many open streams from this address",
+                ),
+            }
+        })
+    }
+
+    /// The id a reconnecting subscriber resumes after: the `Last-Event-ID` header, which
+    /// wins over `from_query` as the Mercure spec says.
+    ///
+    /// # Errors
+    ///
+    /// 400 when it is not text or longer than an update id may be.
+    pub fn last_event_id(
+        &self,
+        headers: &HeaderMap,
+        from_query: Option<String>,
+    ) -> Result<Option<String>, ApiError> {
+        let id = match headers.get("last-event-id") {
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .map_err(|_| {
+                        ApiError::bad_request("the Last-Event-ID header is not valid text")
+                    })?
+                    .to_owned(),
+            ),
+            None => from_query,
+        };
+        if id
+            .as_ref()
+            .is_some_and(|id| id.len() > self.hub.config().limits.max_id_len)
+        {
+            return Err(ApiError::bad_request("the last event id is too long"));
+        }
+        Ok(id)
     }
 
     /// A publish authenticated by cookie must come from an allowed origin: otherwise any
@@ -96,7 +156,8 @@ impl AppState {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!(
-                "cookie-authenticated publishes are not allowed from origin {origin:?}"
+                "cookie-authenticated requests that change something are not allowed from \
+                 origin {origin:?}"
             )))
         }
     }

@@ -62,6 +62,7 @@ impl TestHub {
                 topics: topics.iter().map(|t| t.to_string()).collect(),
                 claims: claims.map(|c| c.iter().map(|c| c.to_string()).collect()),
                 last_event_id: last.map(str::to_owned),
+                max_selectors: None,
             })
             .await
             .unwrap();

@@ -145,7 +145,7 @@ async fn publish_rejections_store_nothing() {
     assert_eq!(
         ApiError::read(response).await,
         forbidden(
-            "cookie-authenticated publishes are not allowed from origin \"https://evil.example\""
+            "cookie-authenticated requests that change something are not allowed from origin \"https://evil.example\""
         )
     );
 

@@ -1,0 +1,399 @@
+//! Accounts: argon2 password hashes, browser sessions, API tokens, and the first admin.
+//!
+//! Session cookies and API tokens are 256 random bits; the database keeps only their
+//! SHA-256, so a copy of it opens no session. Passwords are hashed with argon2id on a
+//! blocking thread, since one hash takes tens of milliseconds of CPU.
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{
+        SaltString,
+        rand_core::{OsRng, RngCore},
+    },
+};
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+
+use crate::{
+    app::{
+        internal,
+        model::{self, NewUser, User, UserRole},
+        policy::Actor,
+    },
+    error::{ApiError, ErrorCode},
+};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "herald_session";
+
+/// How long a session lasts without a new login.
+pub const SESSION_TTL_SECS: i64 = 30 * 24 * 3600;
+
+/// Every API token starts with this, so leaked ones are easy to find in code and logs
+/// scanners, and so a JWT is never mistaken for one.
+pub const TOKEN_PREFIX: &str = "hrld_";
+
+/// Hashes a password with argon2id and a random salt.
+///
+/// # Errors
+///
+/// Never in practice; argon2 fails only on absurd parameters.
+pub async fn hash_password(password: String) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
+    })
+    .await?
+}
+
+/// Checks `password` against a stored hash; `None` (no such user) still costs one hash, so
+/// response times do not tell which emails exist.
+async fn verify_password(password: String, hash: Option<String>) -> bool {
+    /// A hash of a random password, made once, for timing-equal misses.
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let found = hash.is_some();
+        let stored = hash.unwrap_or_else(|| {
+            DECOY
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default()
+                        .hash_password(random_secret().as_bytes(), &salt)
+                        .map(|hash| hash.to_string())
+                        .unwrap_or_default()
+                })
+                .clone()
+        });
+        let ok = PasswordHash::new(&stored).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        ok && found
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// 256 random bits as hex.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// The stored form of a session cookie or an API token.
+pub fn secret_hash(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unix_now() -> i64 {
+    super::unix_ms() / 1000
+}
+
+/// Inserts a user, hashing its password.
+///
+/// # Errors
+///
+/// 400 for bad fields, 409 when the email is taken.
+pub async fn add_user(pool: &SqlitePool, new: NewUser) -> Result<User, ApiError> {
+    new.validate()?;
+    let hash = hash_password(new.password).await.map_err(internal)?;
+    let user = User {
+        id: model::new_id(),
+        email: new.email,
+        name: new.name,
+        role: new.role,
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, role, password_hash, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(user.role)
+    .bind(hash)
+    .bind(model::now())
+    .execute(pool)
+    .await
+    .map_err(internal)?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("a user with email {:?} already exists", user.email),
+        ));
+    }
+    Ok(user)
+}
+
+/// Makes an API token for the user with `email`; returns the token, shown only this once.
+///
+/// # Errors
+///
+/// 404 when there is no such user.
+pub async fn create_token(
+    pool: &SqlitePool,
+    email: &str,
+    name: &str,
+    can_notify: bool,
+) -> Result<String, ApiError> {
+    let user_id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+        .map_err(internal)?;
+    let user_id = user_id.ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, format!("no user with email {email:?}"))
+    })?;
+    let token = format!("{TOKEN_PREFIX}{}", random_secret());
+    sqlx::query(
+        "INSERT INTO api_tokens (token_hash, user_id, name, can_notify, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(secret_hash(&token))
+    .bind(user_id)
+    .bind(name)
+    .bind(can_notify)
+    .bind(unix_now())
+    .execute(pool)
+    .await
+    .map_err(internal)?;
+    Ok(token)
+}
+
+/// Checks a login; on success opens a session and returns the user and the cookie value.
+///
+/// # Errors
+///
+/// 401 for an unknown email or a wrong password, with the same message for both.
+pub async fn login(
+    pool: &SqlitePool,
+    email: &str,
+    password: String,
+) -> Result<(User, String), ApiError> {
+    let row: Option<(String, String, String, UserRole, String)> =
+        sqlx::query_as("SELECT id, email, name, role, password_hash FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(pool)
+            .await
+            .map_err(internal)?;
+    let (user, hash) = match row {
+        Some((id, email, name, role, hash)) => (
+            Some(User {
+                id,
+                email,
+                name,
+                role,
+            }),
+            Some(hash),
+        ),
+        None => (None, None),
+    };
+    let user = match (verify_password(password, hash).await, user) {
+        (true, Some(user)) => user,
+        _ => return Err(ApiError::unauthorized("wrong email or password")),
+    };
+    let secret = random_secret();
+    let now = unix_now();
+    sqlx::query(
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(secret_hash(&secret))
+    .bind(&user.id)
+    .bind(now)
+    .bind(now + SESSION_TTL_SECS)
+    .execute(pool)
+    .await
+    .map_err(internal)?;
+    Ok((user, secret))
+}
+
+/// Ends a session.
+///
+/// # Errors
+///
+/// When the database fails.
+pub async fn logout(pool: &SqlitePool, session_hash: &str) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+        .bind(session_hash)
+        .execute(pool)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Credentials presented with a request.
+#[derive(Debug)]
+pub enum Credentials<'a> {
+    /// The session cookie's value.
+    Session(&'a str),
+    /// A bearer API token.
+    Token(&'a str),
+}
+
+/// The actor a session cookie or API token stands for.
+///
+/// # Errors
+///
+/// 401 when it is unknown or expired.
+pub async fn authenticate(
+    pool: &SqlitePool,
+    credentials: Credentials<'_>,
+) -> Result<Actor, ApiError> {
+    type Row = (String, String, String, UserRole, bool);
+    let (hash, row): (String, Option<Row>) = match credentials {
+        Credentials::Session(secret) => {
+            let hash = secret_hash(secret);
+            let row = sqlx::query_as(
+                "SELECT u.id, u.email, u.name, u.role, FALSE FROM sessions s \
+                 JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            )
+            .bind(&hash)
+            .bind(unix_now())
+            .fetch_optional(pool)
+            .await
+            .map_err(internal)?;
+            (hash, row)
+        }
+        Credentials::Token(token) => {
+            let hash = secret_hash(token);
+            let row = sqlx::query_as(
+                "SELECT u.id, u.email, u.name, u.role, t.can_notify FROM api_tokens t \
+                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+            )
+            .bind(&hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(internal)?;
+            (hash, row)
+        }
+    };
+    let Some((id, email, name, role, can_notify)) = row else {
+        return Err(ApiError::unauthorized(
+            "the session or token is unknown or expired; sign in again",
+        ));
+    };
+    Ok(Actor {
+        user: User {
+            id,
+            email,
+            name,
+            role,
+        },
+        session: matches!(credentials, Credentials::Session(_)).then_some(hash),
+        can_notify,
+    })
+}
+
+/// What the first start created.
+#[derive(Debug)]
+pub struct Bootstrap {
+    /// The admin's email.
+    pub email: String,
+    /// The admin's password, when it was generated (not taken from the environment).
+    pub generated_password: Option<String>,
+}
+
+/// On an empty database, creates the first admin (`email`, and `password` or a generated
+/// one) and a workspace it owns, with its `general` channel. Returns what it created, or
+/// `None` when users already exist.
+///
+/// # Errors
+///
+/// When the database fails or the given email or password is invalid.
+pub async fn bootstrap(
+    pool: &SqlitePool,
+    email: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Option<Bootstrap>> {
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(pool)
+        .await?;
+    if users > 0 {
+        return Ok(None);
+    }
+    let email = email.unwrap_or_else(|| "admin@localhost".to_owned());
+    let generated = password.is_none().then(|| random_secret()[..20].to_owned());
+    let password = password.or_else(|| generated.clone()).unwrap_or_default();
+    let admin = add_user(
+        pool,
+        NewUser {
+            email: email.clone(),
+            name: "Admin".to_owned(),
+            password,
+            role: UserRole::Admin,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create the first admin: {}", e.message))?;
+    let (ws, now) = (model::new_id(), model::now());
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO workspaces (id, name, created_by, created_at, updated_at) \
+         VALUES (?, 'My workspace', ?, ?, ?)",
+    )
+    .bind(&ws)
+    .bind(&admin.id)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES (?, ?, 'owner', ?)",
+    )
+    .bind(&ws)
+    .bind(&admin.id)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO channels (id, workspace_id, name, is_default, created_by, created_at, \
+         updated_at) VALUES (?, ?, 'general', TRUE, ?, ?, ?)",
+    )
+    .bind(model::new_id())
+    .bind(&ws)
+    .bind(&admin.id)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(Bootstrap {
+        email,
+        generated_password: generated,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_verify_and_misses_fail() {
+        let hash = hash_password("correct horse".into()).await.unwrap();
+        assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
+        assert!(!verify_password("wrong".into(), Some(hash)).await);
+        assert!(!verify_password("anything".into(), None).await);
+    }
+
+    #[test]
+    fn secrets_are_random_and_stored_hashed() {
+        let (a, b) = (random_secret(), random_secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(secret_hash(&a).len(), 64);
+        assert_ne!(secret_hash(&a), a);
+    }
+}

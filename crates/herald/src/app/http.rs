@@ -1,0 +1,493 @@
+//! The app's routes: parsing, authentication and CSRF checks, then a call into the service.
+
+use std::convert::Infallible;
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use futures::StreamExt as _;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::json;
+
+use crate::{
+    app::{
+        accounts::{self, Credentials, SESSION_COOKIE, SESSION_TTL_SECS, TOKEN_PREFIX},
+        assets,
+        model::{
+            self, Broadcast, Channel, Login, NewMember, NewUser, Note, Notify, Todo, WorkspaceBody,
+        },
+        policy::{Actor, Kind},
+        service::{MAX_PAGE, Resource},
+        streams::StreamRequest,
+    },
+    error::{ApiError, ErrorCode},
+    limits::ClientAddr,
+    state::AppState,
+};
+
+/// Largest JSON body the app accepts.
+pub(crate) const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// The app's routes, to merge into the server's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(assets::index))
+        .route("/herald.js", get(assets::client))
+        .route("/assets/{file}", get(assets::file))
+        .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
+        .route("/api/me", get(me))
+        .route("/api/users", get(users).post(create_user))
+        .route("/api/notify", post(notify))
+        .route("/api/events", get(events))
+        .route("/api/workspaces", get(workspaces).post(create_workspace))
+        .route(
+            "/api/workspaces/{ws}",
+            get(workspace)
+                .patch(rename_workspace)
+                .delete(delete_workspace),
+        )
+        .route("/api/workspaces/{ws}/events", get(workspace_events))
+        .route("/api/workspaces/{ws}/broadcast", post(broadcast))
+        .route(
+            "/api/workspaces/{ws}/members",
+            get(members).post(add_member),
+        )
+        .route(
+            "/api/workspaces/{ws}/members/{user}",
+            axum::routing::delete(remove_member),
+        )
+        .merge(collection::<Todo>())
+        .merge(collection::<Channel>())
+        .merge(collection::<Note>())
+}
+
+fn collection<R: Resource + Sync>() -> Router<AppState> {
+    let name = R::KIND.as_str();
+    Router::new()
+        .route(
+            &format!("/api/workspaces/{{ws}}/{name}"),
+            get(list::<R>).post(create::<R>),
+        )
+        .route(
+            &format!("/api/workspaces/{{ws}}/{name}/{{id}}"),
+            get(get_one::<R>).patch(update::<R>).delete(delete::<R>),
+        )
+}
+
+/// The signed-in user, from the session cookie or a bearer API token.
+///
+/// A request authenticated by cookie that may change something must not come from another
+/// site (CSRF): SameSite=Lax already keeps the cookie off cross-site POSTs in browsers that
+/// honour it, and the `Origin` check covers the rest.
+impl FromRequestParts<AppState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let pool = state.app.pool();
+        if let Some(token) = bearer(&parts.headers) {
+            if !token.starts_with(TOKEN_PREFIX) {
+                return Err(ApiError::unauthorized(format!(
+                    "the bearer token is not a Herald API token (they start with {TOKEN_PREFIX})"
+                )));
+            }
+            return accounts::authenticate(pool, Credentials::Token(token)).await;
+        }
+        let Some(session) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(ApiError::unauthorized(
+                "sign in first (POST /api/login), or send an API token",
+            ));
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            state.check_cookie_origin(&parts.headers)?;
+        }
+        accounts::authenticate(pool, Credentials::Session(session)).await
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// A JSON body: `application/json`, at most [`MAX_JSON_BODY`] bytes, no unknown fields.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &AppState) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "the body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is larger than {MAX_JSON_BODY} bytes"),
+                )
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))
+    }
+}
+
+/// A path segment that must be an id.
+struct Ws(String);
+
+impl FromRequestParts<AppState> for Ws {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Params {
+            ws: String,
+        }
+        let Path(params) = Path::<Params>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        model::id("workspace id", &params.ws).map(Self)
+    }
+}
+
+/// The `{id}` of a resource path.
+struct ItemId(String);
+
+impl FromRequestParts<AppState> for ItemId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        #[derive(Deserialize)]
+        struct Params {
+            id: String,
+        }
+        let Path(params) = Path::<Params>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        model::id("id", &params.id).map(Self)
+    }
+}
+
+fn created(value: impl serde::Serialize) -> Response {
+    (StatusCode::CREATED, Json(value)).into_response()
+}
+
+fn items<T: serde::Serialize>(items: Vec<T>) -> Json<serde_json::Value> {
+    Json(json!({ "items": items }))
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Login>,
+) -> Result<Response, ApiError> {
+    state.check_cookie_origin(&headers)?;
+    let (user, secret) = accounts::login(state.app.pool(), &body.email, body.password).await?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECS}"
+    );
+    let mut response = Json(user).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
+    );
+    Ok(response)
+}
+
+async fn logout(State(state): State<AppState>, actor: Actor) -> Result<Response, ApiError> {
+    if let Some(session) = &actor.session {
+        accounts::logout(state.app.pool(), session).await?;
+        state.app.streams().end_session(session);
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("herald_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    Ok(response)
+}
+
+async fn me(actor: Actor) -> Json<model::User> {
+    Json(actor.user)
+}
+
+async fn users(State(state): State<AppState>, _: Actor) -> Result<impl IntoResponse, ApiError> {
+    let users: Vec<model::User> =
+        sqlx::query_as("SELECT id, email, name, role FROM users ORDER BY name, email")
+            .fetch_all(state.app.pool())
+            .await
+            .map_err(crate::app::internal)?;
+    Ok(items(users))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    actor: Actor,
+    JsonBody(body): JsonBody<NewUser>,
+) -> Result<Response, ApiError> {
+    if !actor.is_admin() {
+        return Err(ApiError::forbidden("only admins may create users"));
+    }
+    Ok(created(accounts::add_user(state.app.pool(), body).await?))
+}
+
+async fn workspaces(
+    State(state): State<AppState>,
+    actor: Actor,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(items(state.app.workspaces(&actor).await?))
+}
+
+async fn create_workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    JsonBody(body): JsonBody<WorkspaceBody>,
+) -> Result<Response, ApiError> {
+    Ok(created(
+        state.app.create_workspace(&actor, body.name).await?,
+    ))
+}
+
+async fn workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.app.workspace(&actor, &ws).await?))
+}
+
+async fn rename_workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    JsonBody(body): JsonBody<WorkspaceBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        state.app.rename_workspace(&actor, &ws, body.name).await?,
+    ))
+}
+
+async fn delete_workspace(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+) -> Result<StatusCode, ApiError> {
+    state.app.delete_workspace(&actor, &ws).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn members(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(items(state.app.members(&actor, &ws).await?))
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    JsonBody(body): JsonBody<NewMember>,
+) -> Result<Response, ApiError> {
+    Ok(created(state.app.add_member(&actor, &ws, body).await?))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    actor: Actor,
+    Path((ws, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ws = model::id("workspace id", &ws)?;
+    state.app.remove_member(&actor, &ws, &user).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+async fn list<R: Resource>(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit must be 1–{MAX_PAGE}")));
+    }
+    let after = query
+        .after
+        .as_deref()
+        .map(|a| model::id("after", a))
+        .transpose()?;
+    Ok(Json(
+        state
+            .app
+            .list::<R>(&actor, &ws, after.as_deref(), limit)
+            .await?,
+    ))
+}
+
+async fn get_one<R: Resource>(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    ItemId(id): ItemId,
+) -> Result<Json<R>, ApiError> {
+    Ok(Json(state.app.get::<R>(&actor, &ws, &id).await?))
+}
+
+async fn create<R: Resource>(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    JsonBody(body): JsonBody<R::Create>,
+) -> Result<Response, ApiError> {
+    Ok(created(state.app.create::<R>(&actor, &ws, body).await?))
+}
+
+async fn update<R: Resource>(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    ItemId(id): ItemId,
+    JsonBody(patch): JsonBody<R::Patch>,
+) -> Result<Json<R>, ApiError> {
+    Ok(Json(state.app.update::<R>(&actor, &ws, &id, patch).await?))
+}
+
+async fn delete<R: Resource>(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    ItemId(id): ItemId,
+) -> Result<StatusCode, ApiError> {
+    state.app.delete::<R>(&actor, &ws, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn notify(
+    State(state): State<AppState>,
+    actor: Actor,
+    JsonBody(body): JsonBody<Notify>,
+) -> Result<Response, ApiError> {
+    let id = state.app.notify(&actor, &body.user_id, body.data).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+async fn broadcast(
+    State(state): State<AppState>,
+    actor: Actor,
+    Ws(ws): Ws,
+    JsonBody(body): JsonBody<Broadcast>,
+) -> Result<Response, ApiError> {
+    let id = state.app.broadcast(&actor, &ws, body.data).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamQuery {
+    workspace: Option<String>,
+    types: Option<String>,
+    last_event_id: Option<String>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
+    actor: Actor,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let workspace = query
+        .workspace
+        .as_deref()
+        .map(|ws| model::id("workspace", ws))
+        .transpose()?;
+    stream(&state, peer.ip(), &actor, &headers, query, workspace).await
+}
+
+async fn workspace_events(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
+    actor: Actor,
+    Ws(ws): Ws,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    stream(&state, peer.ip(), &actor, &headers, query, Some(ws)).await
+}
+
+async fn stream(
+    state: &AppState,
+    peer: std::net::IpAddr,
+    actor: &Actor,
+    headers: &HeaderMap,
+    query: StreamQuery,
+    workspace: Option<String>,
+) -> Result<Response, ApiError> {
+    let types = query.types.as_deref().map(Kind::parse_list).transpose()?;
+    let last_event_id = state.last_event_id(headers, query.last_event_id)?;
+    let permit = state.admit_stream(peer)?;
+    let frames = state
+        .app
+        .open_stream(
+            actor,
+            StreamRequest {
+                workspace,
+                types,
+                last_event_id,
+            },
+        )
+        .await?
+        .map(move |frames| {
+            // The permit lives as long as the stream.
+            let _ = &permit;
+            Ok::<_, Infallible>(frames)
+        });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache, no-transform")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(frames))
+        .map_err(crate::app::internal)
+}

@@ -1,0 +1,345 @@
+//! The app the seeds describe, built on the hub: users and sessions, workspaces and members,
+//! todos, channels and notes, with every change streamed live to whoever may see it.
+//!
+//! # Layout
+//!
+//! - `model`: resources, request bodies and field checks.
+//! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
+//! - `accounts`: passwords, sessions, API tokens, the first admin.
+//! - `service`: every change, each in one transaction with its event (the outbox).
+//! - `streams`: `GET /api/events` and the registry that ends streams when access changes.
+//! - `http`: the routes, the `Actor` extractor and the JSON body extractor.
+//! - `assets`: the web UI and `herald.js`, embedded in the binary.
+//!
+//! # How a change becomes an event
+//!
+//! A [`Change`] holds the app's write lock and a transaction. The service makes the change
+//! and [`Change::emit`]s its event, which writes an `outbox` row in the same transaction, so
+//! the event exists exactly when the change does. [`Change::commit`] commits, then hands the
+//! events to the hub's sequencer while still holding the lock, so the log orders events as
+//! the database ordered their changes; then it waits for the log to acknowledge them and
+//! deletes their outbox rows. If Herald dies in between, the relay at the next start (and
+//! every second while running) publishes what the outbox still holds and the log lacks.
+
+pub mod accounts;
+pub mod assets;
+mod http;
+pub mod model;
+pub mod policy;
+mod service;
+pub mod streams;
+
+use std::{collections::HashSet, path::Path, str::FromStr, sync::Arc, time::Duration};
+
+use herald_hub::{Hub, Update};
+use sqlx::{
+    Sqlite, SqlitePool, Transaction,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio_util::sync::CancellationToken;
+
+pub use accounts::{Bootstrap, add_user, bootstrap, create_token};
+pub use http::routes;
+pub use model::{NewUser, UserRole};
+pub use policy::Actor;
+pub use streams::Streams;
+
+use crate::error::{ApiError, ErrorCode};
+
+/// The file in the data directory that holds the app's data and its outbox.
+pub const APP_FILE: &str = "app.db";
+
+/// How often the relay looks for events whose publish failed or was cut short.
+const RELAY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Outbox rows the relay takes per round.
+const RELAY_BATCH: i64 = 256;
+
+/// The app: its database, the hub its events go to, and its open streams. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: SqlitePool,
+    hub: Hub,
+    /// One writer at a time: SQLite allows no more, and holding it from commit to hand-over
+    /// keeps the log's order equal to the database's.
+    write: tokio::sync::Mutex<()>,
+    /// Outbox rows a request is publishing right now; the relay leaves them alone.
+    inflight: std::sync::Mutex<HashSet<String>>,
+    streams: Streams,
+}
+
+/// Opens (creating if needed) the app database at `path` and runs its migrations.
+///
+/// # Errors
+///
+/// When the file cannot be opened or migrated.
+pub async fn open_db(path: &Path) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    Ok(pool)
+}
+
+impl App {
+    /// The app on `pool`, sending its events to `hub`. Relays what the outbox still holds
+    /// from a previous run before returning, then keeps relaying until `shutdown`.
+    ///
+    /// # Errors
+    ///
+    /// When the outbox cannot be read or the hub refuses its events.
+    pub async fn start(
+        pool: SqlitePool,
+        hub: Hub,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let app = Self {
+            inner: Arc::new(Inner {
+                pool,
+                hub,
+                write: tokio::sync::Mutex::new(()),
+                inflight: std::sync::Mutex::default(),
+                streams: Streams::default(),
+            }),
+        };
+        let relayed = app.relay().await?;
+        if relayed > 0 {
+            tracing::info!(
+                relayed,
+                "published events left in the outbox by the last run"
+            );
+        }
+        tokio::spawn(app.clone().relay_forever(shutdown));
+        Ok(app)
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub(crate) fn streams(&self) -> &Streams {
+        &self.inner.streams
+    }
+
+    /// Starts a change: takes the write lock and opens a transaction.
+    pub(crate) async fn change(&self) -> Result<Change<'_>, ApiError> {
+        let guard = self.inner.write.lock().await;
+        let tx = self.inner.pool.begin().await.map_err(internal)?;
+        Ok(Change {
+            app: self,
+            guard,
+            tx,
+            events: Vec::new(),
+        })
+    }
+
+    /// Publishes outbox rows that no request is publishing and the log does not hold;
+    /// deletes those it holds. Returns how many it published.
+    async fn relay(&self) -> anyhow::Result<usize> {
+        let guard = self.inner.write.lock().await;
+        let rows: Vec<(i64, String, String, String, String)> =
+            sqlx::query_as("SELECT seq, uid, topics, type, data FROM outbox ORDER BY seq LIMIT ?")
+                .bind(RELAY_BATCH)
+                .fetch_all(&self.inner.pool)
+                .await?;
+        let mut done = Vec::new();
+        let mut pending = Vec::new();
+        for (seq, uid, topics, event_type, data) in rows {
+            if self.inflight().contains(&uid) {
+                continue;
+            }
+            if self.inner.hub.contains(&uid).await? {
+                done.push(seq);
+                continue;
+            }
+            let update = Update {
+                topics: serde_json::from_str(&topics)?,
+                data,
+                private: true,
+                id: Some(uid),
+                event_type: Some(event_type),
+                retry: None,
+            };
+            pending.push((seq, self.inner.hub.enqueue(update).await?));
+        }
+        drop(guard);
+        let published = pending.len();
+        for (seq, acked) in pending {
+            acked.await?;
+            done.push(seq);
+        }
+        self.delete_outbox(&done).await?;
+        Ok(published)
+    }
+
+    async fn relay_forever(self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(RELAY_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            match self.relay().await {
+                Ok(0) => {}
+                Ok(relayed) => tracing::info!(relayed, "relayed events from the outbox"),
+                Err(error) => tracing::warn!(%error, "outbox relay failed; retrying"),
+            }
+        }
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.inflight.lock().expect("inflight poisoned")
+    }
+
+    async fn delete_outbox(&self, seqs: &[i64]) -> Result<(), sqlx::Error> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.inner.write.lock().await;
+        let mut query = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM outbox WHERE seq IN ");
+        query.push_tuples(seqs, |mut row, seq| {
+            row.push_bind(seq);
+        });
+        query.build().execute(&self.inner.pool).await?;
+        Ok(())
+    }
+}
+
+/// An event written to the outbox, waiting for its change to commit.
+#[derive(Debug)]
+struct Outgoing {
+    seq: i64,
+    update: Update,
+}
+
+/// One change in progress: the write lock, a transaction, and the events it emits.
+pub(crate) struct Change<'a> {
+    app: &'a App,
+    guard: tokio::sync::MutexGuard<'a, ()>,
+    /// The transaction; the service runs its statements on it.
+    pub(crate) tx: Transaction<'static, Sqlite>,
+    events: Vec<Outgoing>,
+}
+
+impl Change<'_> {
+    /// Records an event of `event_type` (the SSE `event:` field) for `topics`, in the
+    /// change's transaction. Its `data` is `envelope` with its `id` set to the event id,
+    /// which it returns.
+    pub(crate) async fn emit(
+        &mut self,
+        event_type: &str,
+        topics: Vec<String>,
+        mut envelope: serde_json::Value,
+    ) -> Result<String, ApiError> {
+        let uid = model::new_id();
+        envelope["id"] = uid.clone().into();
+        let data = envelope.to_string();
+        let topics_json = serde_json::to_string(&topics).map_err(internal)?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO outbox (uid, topics, type, data, created_at) VALUES (?, ?, ?, ?, ?) \
+             RETURNING seq",
+        )
+        .bind(&uid)
+        .bind(topics_json)
+        .bind(event_type)
+        .bind(&data)
+        .bind(unix_ms())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(internal)?;
+        self.events.push(Outgoing {
+            seq,
+            update: Update {
+                topics,
+                data,
+                private: true,
+                id: Some(uid.clone()),
+                event_type: Some(event_type.to_owned()),
+                retry: None,
+            },
+        });
+        Ok(uid)
+    }
+
+    /// Commits the change and its events, and waits until the log holds the events.
+    ///
+    /// The change stands once the transaction commits. If the hub then fails to store an
+    /// event, the event stays in the outbox and the relay publishes it when the log is back;
+    /// the caller is told the change succeeded, because it did.
+    ///
+    /// # Errors
+    ///
+    /// When the transaction does not commit; then nothing happened.
+    pub(crate) async fn commit(self) -> Result<(), ApiError> {
+        let Self {
+            app,
+            guard,
+            tx,
+            events,
+        } = self;
+        tx.commit().await.map_err(internal)?;
+        let mut pending = Vec::with_capacity(events.len());
+        {
+            let mut inflight = app.inflight();
+            for event in &events {
+                inflight.insert(event.update.id.clone().unwrap_or_default());
+            }
+        }
+        for event in events {
+            let uid = event.update.id.clone().unwrap_or_default();
+            match app.hub().enqueue(event.update).await {
+                Ok(acked) => pending.push((event.seq, uid, acked)),
+                Err(error) => {
+                    tracing::warn!(%error, "event not published; the outbox relay will retry");
+                    app.inflight().remove(&uid);
+                }
+            }
+        }
+        drop(guard);
+        let mut done = Vec::with_capacity(pending.len());
+        for (seq, uid, acked) in pending {
+            match acked.await {
+                Ok(_) => done.push(seq),
+                Err(error) => {
+                    tracing::warn!(%error, "event not stored; the outbox relay will retry");
+                }
+            }
+            app.inflight().remove(&uid);
+        }
+        if let Err(error) = app.delete_outbox(&done).await {
+            // Harmless: the relay finds the events in the log and deletes the rows.
+            tracing::warn!(%error, "cannot clear published events from the outbox");
+        }
+        Ok(())
+    }
+}
+
+/// A storage failure: logged in full, shown to the client as a plain 500.
+pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, error.to_string())
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

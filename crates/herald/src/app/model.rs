@@ -1,0 +1,380 @@
+//! The app's resources as the REST API shows them, the bodies that create and change them,
+//! and the checks on every field.
+//!
+//! A resource serializes exactly as `GET` returns it, and that same JSON is the `data` of its
+//! events: one shape, one serializer.
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use crate::error::ApiError;
+
+/// Longest todo title, in characters.
+pub const MAX_TITLE: usize = 500;
+/// Longest workspace, channel or user name, in characters.
+pub const MAX_NAME: usize = 100;
+/// Longest note, in characters.
+pub const MAX_CONTENT: usize = 10_000;
+/// Longest email address (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+/// Shortest password. Longer ones are up to the user.
+pub const MIN_PASSWORD: usize = 8;
+/// Longest password: argon2 hashes any length, but a megabyte password is an attack.
+pub const MAX_PASSWORD: usize = 256;
+
+/// A user's global role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase", type_name = "TEXT")]
+pub enum UserRole {
+    /// May read every workspace and note, create users and send notifications.
+    Admin,
+    /// Sees what their workspace memberships allow.
+    Member,
+}
+
+/// A member's role in one workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase", type_name = "TEXT")]
+pub enum MemberRole {
+    /// May rename and delete the workspace, manage members and broadcast.
+    Owner,
+    /// May read and change the workspace's todos and channels, and keep notes.
+    Member,
+}
+
+/// A user, without credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+pub struct User {
+    /// Its id.
+    pub id: String,
+    /// Unique, compared without case.
+    pub email: String,
+    /// Shown to other users, and in events as the author.
+    pub name: String,
+    /// Global role.
+    pub role: UserRole,
+}
+
+/// A workspace, as its events carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Workspace {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: String,
+    /// When it was last renamed.
+    pub updated_at: String,
+}
+
+/// A workspace as the REST API shows it to one caller: with the caller's role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorkspaceView {
+    /// The workspace.
+    #[serde(flatten)]
+    pub workspace: Workspace,
+    /// The caller's role in it; `null` for an admin who is not a member.
+    pub role: Option<MemberRole>,
+}
+
+/// A user's membership of a workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The workspace.
+    pub workspace_id: String,
+    /// The member.
+    pub user_id: String,
+    /// The member's name.
+    pub name: String,
+    /// The member's email.
+    pub email: String,
+    /// Owner or member.
+    pub role: MemberRole,
+    /// When they joined.
+    pub added_at: String,
+}
+
+/// A todo, visible to every member of its workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Todo {
+    /// Its id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// 1–500 characters.
+    pub title: String,
+    /// Whether it is done.
+    pub done: bool,
+    /// Its author.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+/// A channel, visible to every member of its workspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Channel {
+    /// Its id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// 1–100 characters.
+    pub name: String,
+    /// The workspace's `general` channel, which cannot be deleted.
+    pub is_default: bool,
+    /// Its author.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+/// A private note, visible to its author and to admins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    /// Its id.
+    pub id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// 1–10,000 characters.
+    pub content: String,
+    /// Its author, the only member who may see it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
+/// `POST /api/login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The account's email.
+    pub email: String,
+    /// Its password.
+    pub password: String,
+}
+
+/// `POST /api/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Unique email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Initial password.
+    pub password: String,
+    /// Global role.
+    pub role: UserRole,
+}
+
+impl NewUser {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// 400 naming the first bad field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        email(&self.email)?;
+        text("name", &self.name, MAX_NAME)?;
+        let chars = self.password.chars().count();
+        if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
+            return Err(ApiError::bad_request(format!(
+                "password must be {MIN_PASSWORD}–{MAX_PASSWORD} characters"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `POST /api/workspaces` and `PATCH /api/workspaces/{ws}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceBody {
+    /// 1–100 characters.
+    pub name: String,
+}
+
+/// `POST /api/workspaces/{ws}/members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewMember {
+    /// Who to add.
+    pub user_id: String,
+    /// Their role; `member` when absent.
+    #[serde(default = "default_member_role")]
+    pub role: MemberRole,
+}
+
+fn default_member_role() -> MemberRole {
+    MemberRole::Member
+}
+
+/// `POST …/todos`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTodo {
+    /// 1–500 characters.
+    pub title: String,
+    /// Defaults to false.
+    #[serde(default)]
+    pub done: bool,
+}
+
+/// `PATCH …/todos/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TodoPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New state.
+    pub done: Option<bool>,
+}
+
+/// `POST …/channels` and `PATCH …/channels/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelBody {
+    /// 1–100 characters; optional in a patch.
+    pub name: Option<String>,
+}
+
+/// `POST …/notes` and `PATCH …/notes/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    /// 1–10,000 characters; optional in a patch.
+    pub content: Option<String>,
+}
+
+/// `POST /api/notify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Notify {
+    /// The recipient.
+    pub user_id: String,
+    /// Any JSON.
+    pub data: serde_json::Value,
+}
+
+/// `POST /api/workspaces/{ws}/broadcast`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Broadcast {
+    /// Any JSON.
+    pub data: serde_json::Value,
+}
+
+/// Checks a required text field: not blank, at most `max` characters.
+///
+/// # Errors
+///
+/// 400 naming the field.
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("{field} must not be empty")));
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} is {chars} characters; the limit is {max}"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!(
+            "{field} must not contain NUL"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an email address: the shape `local@domain`, at most 254 characters.
+///
+/// # Errors
+///
+/// 400.
+pub fn email(value: &str) -> Result<(), ApiError> {
+    let ok = value.len() <= MAX_EMAIL
+        && value
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "email must look like name@domain and be at most {MAX_EMAIL} characters"
+        )))
+    }
+}
+
+/// Checks that `value` is a UUID, the shape of every id; normalizes it to lower case.
+///
+/// # Errors
+///
+/// 400 naming what was expected.
+pub fn id(what: &str, value: &str) -> Result<String, ApiError> {
+    uuid::Uuid::try_parse(value)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| ApiError::bad_request(format!("{what} {value:?} is not a valid id (a UUID)")))
+}
+
+/// A fresh id: UUID v7, so ids sort by creation and pagination can use them as cursors.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+/// The current time as RFC 3339 with milliseconds, in UTC.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_limits() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("a", None),
+            ("", Some("title must not be empty")),
+            ("   ", Some("title must not be empty")),
+            ("a\0b", Some("title must not contain NUL")),
+        ];
+        for (value, want) in cases {
+            let got = text("title", value, MAX_TITLE).err().map(|e| e.message);
+            assert_eq!(got.as_deref(), *want, "{value:?}");
+        }
+        assert!(text("title", &"é".repeat(MAX_TITLE), MAX_TITLE).is_ok());
+        assert!(text("title", &"é".repeat(MAX_TITLE + 1), MAX_TITLE).is_err());
+    }
+
+    #[test]
+    fn ids_and_emails() {
+        assert!(id("todo", "not-an-id").is_err());
+        assert_eq!(
+            id("todo", "0192F7B2-0000-7000-8000-000000000000").unwrap(),
+            "0192f7b2-0000-7000-8000-000000000000"
+        );
+        assert!(email("a@b").is_ok());
+        for bad in ["", "a", "@b", "a@", "a b@c"] {
+            assert!(email(bad).is_err(), "{bad:?}");
+        }
+        assert!(new_id() < new_id());
+    }
+}

@@ -1,0 +1,911 @@
+//! The service layer: every read applies the policy, and every change runs in one
+//! transaction with the event it emits (see [`Change`]). Handlers in `http` only parse and
+//! call these.
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+use sqlx::{
+    FromRow, Sqlite, SqliteConnection,
+    query::Query,
+    sqlite::{SqliteArguments, SqliteRow},
+};
+
+use crate::{
+    app::{
+        App, Change, internal,
+        model::{
+            self, Channel, ChannelBody, Member, MemberRole, NewMember, NewTodo, Note, NoteBody,
+            Todo, TodoPatch, User, Workspace, WorkspaceView,
+        },
+        policy::{self, Access, Actor, Kind, not_found},
+    },
+    error::ApiError,
+};
+
+/// One page of a collection.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Page<T> {
+    /// The items, oldest first.
+    pub(crate) items: Vec<T>,
+    /// Pass as `after` for the next page; `None` on the last.
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// Most items on one page.
+pub(crate) const MAX_PAGE: u32 = 200;
+
+/// What every new resource starts with.
+#[derive(Debug)]
+pub(crate) struct Base {
+    id: String,
+    workspace_id: String,
+    created_by: String,
+    now: String,
+}
+
+/// A collection under `/api/workspaces/{ws}/…`: todos, channels or notes.
+pub(crate) trait Resource:
+    Serialize + for<'r> FromRow<'r, SqliteRow> + Send + Unpin + 'static
+{
+    /// Its kind, for event types and routing.
+    const KIND: Kind;
+    /// Whether only its author (and admins) may see and change it.
+    const PRIVATE: bool;
+    /// The body that creates one.
+    type Create: DeserializeOwned + Send + 'static;
+    /// The body that changes one.
+    type Patch: DeserializeOwned + Send + 'static;
+
+    /// A new resource from a checked body.
+    fn create(base: Base, body: Self::Create) -> Result<Self, ApiError>;
+    /// Applies a checked patch; refuses an empty one.
+    fn apply(&mut self, patch: Self::Patch, now: String) -> Result<(), ApiError>;
+    /// Inserts or updates its row.
+    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>>;
+    /// Its author.
+    fn author(&self) -> &str;
+    /// Refuses deletion of what must stay.
+    fn check_delete(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+fn empty_patch() -> ApiError {
+    ApiError::bad_request("the patch changes nothing: give at least one field")
+}
+
+impl Resource for Todo {
+    const KIND: Kind = Kind::Todos;
+    const PRIVATE: bool = false;
+    type Create = NewTodo;
+    type Patch = TodoPatch;
+
+    fn create(base: Base, body: NewTodo) -> Result<Self, ApiError> {
+        model::text("title", &body.title, model::MAX_TITLE)?;
+        Ok(Self {
+            id: base.id,
+            workspace_id: base.workspace_id,
+            title: body.title,
+            done: body.done,
+            created_by: base.created_by,
+            created_at: base.now.clone(),
+            updated_at: base.now,
+        })
+    }
+
+    fn apply(&mut self, patch: TodoPatch, now: String) -> Result<(), ApiError> {
+        if patch.title.is_none() && patch.done.is_none() {
+            return Err(empty_patch());
+        }
+        if let Some(title) = patch.title {
+            model::text("title", &title, model::MAX_TITLE)?;
+            self.title = title;
+        }
+        if let Some(done) = patch.done {
+            self.done = done;
+        }
+        self.updated_at = now;
+        Ok(())
+    }
+
+    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+        sqlx::query(
+            "INSERT INTO todos (id, workspace_id, title, done, created_by, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             title = excluded.title, done = excluded.done, updated_at = excluded.updated_at",
+        )
+        .bind(&self.id)
+        .bind(&self.workspace_id)
+        .bind(&self.title)
+        .bind(self.done)
+        .bind(&self.created_by)
+        .bind(&self.created_at)
+        .bind(&self.updated_at)
+    }
+
+    fn author(&self) -> &str {
+        &self.created_by
+    }
+}
+
+impl Resource for Channel {
+    const KIND: Kind = Kind::Channels;
+    const PRIVATE: bool = false;
+    type Create = ChannelBody;
+    type Patch = ChannelBody;
+
+    fn create(base: Base, body: ChannelBody) -> Result<Self, ApiError> {
+        let name = body
+            .name
+            .ok_or_else(|| ApiError::bad_request("name is required"))?;
+        model::text("name", &name, model::MAX_NAME)?;
+        Ok(Self {
+            id: base.id,
+            workspace_id: base.workspace_id,
+            name,
+            is_default: false,
+            created_by: base.created_by,
+            created_at: base.now.clone(),
+            updated_at: base.now,
+        })
+    }
+
+    fn apply(&mut self, patch: ChannelBody, now: String) -> Result<(), ApiError> {
+        let name = patch.name.ok_or_else(empty_patch)?;
+        model::text("name", &name, model::MAX_NAME)?;
+        self.name = name;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+        sqlx::query(
+            "INSERT INTO channels (id, workspace_id, name, is_default, created_by, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             name = excluded.name, updated_at = excluded.updated_at",
+        )
+        .bind(&self.id)
+        .bind(&self.workspace_id)
+        .bind(&self.name)
+        .bind(self.is_default)
+        .bind(&self.created_by)
+        .bind(&self.created_at)
+        .bind(&self.updated_at)
+    }
+
+    fn author(&self) -> &str {
+        &self.created_by
+    }
+
+    fn check_delete(&self) -> Result<(), ApiError> {
+        if self.is_default {
+            Err(ApiError::conflict(format!(
+                "{:?} is the workspace's default channel and cannot be deleted",
+                self.name
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Resource for Note {
+    const KIND: Kind = Kind::Notes;
+    const PRIVATE: bool = true;
+    type Create = NoteBody;
+    type Patch = NoteBody;
+
+    fn create(base: Base, body: NoteBody) -> Result<Self, ApiError> {
+        let content = body
+            .content
+            .ok_or_else(|| ApiError::bad_request("content is required"))?;
+        model::text("content", &content, model::MAX_CONTENT)?;
+        Ok(Self {
+            id: base.id,
+            workspace_id: base.workspace_id,
+            content,
+            created_by: base.created_by,
+            created_at: base.now.clone(),
+            updated_at: base.now,
+        })
+    }
+
+    fn apply(&mut self, patch: NoteBody, now: String) -> Result<(), ApiError> {
+        let content = patch.content.ok_or_else(empty_patch)?;
+        model::text("content", &content, model::MAX_CONTENT)?;
+        self.content = content;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+        sqlx::query(
+            "INSERT INTO notes (id, workspace_id, content, created_by, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             content = excluded.content, updated_at = excluded.updated_at",
+        )
+        .bind(&self.id)
+        .bind(&self.workspace_id)
+        .bind(&self.content)
+        .bind(&self.created_by)
+        .bind(&self.created_at)
+        .bind(&self.updated_at)
+    }
+
+    fn author(&self) -> &str {
+        &self.created_by
+    }
+}
+
+fn table(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Todos => "todos",
+        Kind::Channels => "channels",
+        Kind::Notes => "notes",
+        other => unreachable!("{other:?} is not a collection"),
+    }
+}
+
+/// The seed-002 envelope of a workspace event; `id` is filled in by [`Change::emit`].
+fn envelope(
+    kind: Kind,
+    action: &str,
+    ws: &str,
+    data: &impl Serialize,
+    actor: &Actor,
+) -> serde_json::Value {
+    json!({
+        "id": null,
+        "type": format!("{}:{action}", kind.as_str()),
+        "action": action,
+        "resourceType": kind.as_str(),
+        "workspaceId": ws,
+        "data": data,
+        "user": actor.envelope(),
+        "timestamp": model::now(),
+    })
+}
+
+/// What an event is about, for its type and its routing.
+struct About<'a> {
+    kind: Kind,
+    action: &'a str,
+    ws: &'a str,
+    /// The resource's author: notes are routed by it.
+    author: &'a str,
+    /// A user whose own streams must hear of it (added, removed, creator).
+    concerns: Option<&'a str>,
+}
+
+/// Emits `kind:action` about `data`, routed by the policy.
+async fn emit(
+    change: &mut Change<'_>,
+    actor: &Actor,
+    about: About<'_>,
+    data: &impl Serialize,
+) -> Result<String, ApiError> {
+    let About {
+        kind,
+        action,
+        ws,
+        author,
+        concerns,
+    } = about;
+    let event_type = format!("{}:{action}", kind.as_str());
+    let topics = policy::route(kind, ws, author, concerns);
+    change
+        .emit(&event_type, topics, envelope(kind, action, ws, data, actor))
+        .await
+}
+
+const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.updated_at";
+
+/// The actor's access to workspace `ws`, read on `conn` (inside a change's transaction for
+/// writes, so the check and the write see the same state).
+async fn access(conn: &mut SqliteConnection, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
+    let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
+        "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w LEFT JOIN members m \
+         ON m.workspace_id = w.id AND m.user_id = ? WHERE w.id = ?"
+    ))
+    .bind(&actor.user.id)
+    .bind(ws)
+    .fetch_optional(conn)
+    .await
+    .map_err(internal)?;
+    match row {
+        Some(row) => Access::check(actor, Some(row.workspace), row.role),
+        None => Access::check(actor, None, None),
+    }
+}
+
+#[derive(FromRow)]
+struct WorkspaceRow {
+    #[sqlx(flatten)]
+    workspace: Workspace,
+    role: Option<MemberRole>,
+}
+
+impl App {
+    async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
+        let mut conn = self.pool().acquire().await.map_err(internal)?;
+        access(&mut conn, actor, ws).await
+    }
+
+    /// The workspaces the actor may read: its memberships, or every one for an admin.
+    pub(crate) async fn workspaces(&self, actor: &Actor) -> Result<Vec<WorkspaceView>, ApiError> {
+        let join = if actor.is_admin() {
+            "LEFT JOIN"
+        } else {
+            "JOIN"
+        };
+        let rows: Vec<WorkspaceRow> = sqlx::query_as(&format!(
+            "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w {join} members m \
+             ON m.workspace_id = w.id AND m.user_id = ? ORDER BY w.id"
+        ))
+        .bind(&actor.user.id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| WorkspaceView {
+                workspace: row.workspace,
+                role: row.role,
+            })
+            .collect())
+    }
+
+    /// One workspace, with the actor's role.
+    pub(crate) async fn workspace(
+        &self,
+        actor: &Actor,
+        ws: &str,
+    ) -> Result<WorkspaceView, ApiError> {
+        let access = self.read_access(actor, ws).await?;
+        Ok(WorkspaceView {
+            workspace: access.workspace,
+            role: access.role,
+        })
+    }
+
+    /// Creates a workspace owned by the actor, with its `general` channel.
+    pub(crate) async fn create_workspace(
+        &self,
+        actor: &Actor,
+        name: String,
+    ) -> Result<WorkspaceView, ApiError> {
+        model::text("name", &name, model::MAX_NAME)?;
+        let now = model::now();
+        let workspace = Workspace {
+            id: model::new_id(),
+            name,
+            created_by: actor.user.id.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let general = Channel {
+            id: model::new_id(),
+            workspace_id: workspace.id.clone(),
+            name: "general".to_owned(),
+            is_default: true,
+            created_by: actor.user.id.clone(),
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let mut change = self.change().await?;
+        sqlx::query(
+            "INSERT INTO workspaces (id, name, created_by, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&workspace.id)
+        .bind(&workspace.name)
+        .bind(&workspace.created_by)
+        .bind(&workspace.created_at)
+        .bind(&workspace.updated_at)
+        .execute(&mut *change.tx)
+        .await
+        .map_err(internal)?;
+        sqlx::query(
+            "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES (?, ?, 'owner', ?)",
+        )
+        .bind(&workspace.id)
+        .bind(&actor.user.id)
+        .bind(&now)
+        .execute(&mut *change.tx)
+        .await
+        .map_err(internal)?;
+        general
+            .save()
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        let ws = workspace.id.clone();
+        let me = Some(actor.user.id.as_str());
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: Kind::Workspaces,
+                action: "created",
+                ws: &ws,
+                author: &actor.user.id,
+                concerns: me,
+            },
+            &workspace,
+        )
+        .await?;
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: Kind::Channels,
+                action: "created",
+                ws: &ws,
+                author: &actor.user.id,
+                concerns: None,
+            },
+            &general,
+        )
+        .await?;
+        change.commit().await?;
+        // The creator's streams (and every admin's) follow a fixed set of workspaces: end
+        // them so they come back following this one too.
+        self.streams().refresh(&actor.user.id);
+        self.streams().refresh_admins();
+        Ok(WorkspaceView {
+            workspace,
+            role: Some(MemberRole::Owner),
+        })
+    }
+
+    /// Renames a workspace; owners and admins.
+    pub(crate) async fn rename_workspace(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        name: String,
+    ) -> Result<WorkspaceView, ApiError> {
+        model::text("name", &name, model::MAX_NAME)?;
+        let mut change = self.change().await?;
+        let access = access(&mut change.tx, actor, ws).await?;
+        access.require_owner("rename it")?;
+        let mut workspace = access.workspace;
+        workspace.name = name;
+        workspace.updated_at = model::now();
+        sqlx::query("UPDATE workspaces SET name = ?, updated_at = ? WHERE id = ?")
+            .bind(&workspace.name)
+            .bind(&workspace.updated_at)
+            .bind(ws)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: Kind::Workspaces,
+                action: "updated",
+                ws,
+                author: &actor.user.id,
+                concerns: None,
+            },
+            &workspace,
+        )
+        .await?;
+        change.commit().await?;
+        Ok(WorkspaceView {
+            workspace,
+            role: access.role,
+        })
+    }
+
+    /// Deletes a workspace and everything in it; owners and admins.
+    pub(crate) async fn delete_workspace(&self, actor: &Actor, ws: &str) -> Result<(), ApiError> {
+        let mut change = self.change().await?;
+        let access = access(&mut change.tx, actor, ws).await?;
+        access.require_owner("delete it")?;
+        sqlx::query("DELETE FROM workspaces WHERE id = ?")
+            .bind(ws)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        let last = access.workspace;
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: Kind::Workspaces,
+                action: "deleted",
+                ws,
+                author: &actor.user.id,
+                concerns: None,
+            },
+            &last,
+        )
+        .await?;
+        change.commit().await?;
+        self.streams().revoke_workspace(ws);
+        Ok(())
+    }
+
+    /// The members of a workspace.
+    pub(crate) async fn members(&self, actor: &Actor, ws: &str) -> Result<Vec<Member>, ApiError> {
+        self.read_access(actor, ws).await?;
+        sqlx::query_as(
+            "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
+             FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? \
+             ORDER BY m.added_at, u.name",
+        )
+        .bind(ws)
+        .fetch_all(self.pool())
+        .await
+        .map_err(internal)
+    }
+
+    /// Adds a member; owners and admins.
+    pub(crate) async fn add_member(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        new: NewMember,
+    ) -> Result<Member, ApiError> {
+        let user_id = model::id("userId", &new.user_id)?;
+        let mut change = self.change().await?;
+        access(&mut change.tx, actor, ws)
+            .await?
+            .require_owner("add members")?;
+        let user: Option<User> =
+            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = ?")
+                .bind(&user_id)
+                .fetch_optional(&mut *change.tx)
+                .await
+                .map_err(internal)?;
+        let user = user.ok_or_else(|| not_found("user"))?;
+        let member = Member {
+            workspace_id: ws.to_owned(),
+            user_id: user.id,
+            name: user.name,
+            email: user.email,
+            role: new.role,
+            added_at: model::now(),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(ws)
+        .bind(&member.user_id)
+        .bind(member.role)
+        .bind(&member.added_at)
+        .execute(&mut *change.tx)
+        .await
+        .map_err(internal)?;
+        if inserted.rows_affected() == 0 {
+            return Err(ApiError::conflict("that user is already a member"));
+        }
+        let concerns = Some(member.user_id.as_str());
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: Kind::Members,
+                action: "added",
+                ws,
+                author: &actor.user.id,
+                concerns,
+            },
+            &member,
+        )
+        .await?;
+        change.commit().await?;
+        self.streams().refresh(&member.user_id);
+        Ok(member)
+    }
+
+    /// Removes a member; owners and admins, or members leaving. The last owner stays.
+    pub(crate) async fn remove_member(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        user_id: &str,
+    ) -> Result<(), ApiError> {
+        let user_id = model::id("userId", user_id)?;
+        let mut change = self.change().await?;
+        let access = access(&mut change.tx, actor, ws).await?;
+        if user_id != actor.user.id {
+            access.require_owner("remove members")?;
+        }
+        let member: Option<Member> = sqlx::query_as(
+            "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
+             FROM members m JOIN users u ON u.id = m.user_id \
+             WHERE m.workspace_id = ? AND m.user_id = ?",
+        )
+        .bind(ws)
+        .bind(&user_id)
+        .fetch_optional(&mut *change.tx)
+        .await
+        .map_err(internal)?;
+        let member = member.ok_or_else(|| not_found("member"))?;
+        if member.role == MemberRole::Owner {
+            let owners: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM members WHERE workspace_id = ? AND role = 'owner'",
+            )
+            .bind(ws)
+            .fetch_one(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+            if owners <= 1 {
+                return Err(ApiError::conflict(
+                    "the last owner cannot be removed; make another member owner first, or \
+                     delete the workspace",
+                ));
+            }
+        }
+        sqlx::query("DELETE FROM members WHERE workspace_id = ? AND user_id = ?")
+            .bind(ws)
+            .bind(&user_id)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        let concerns = Some(user_id.as_str());
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: Kind::Members,
+                action: "removed",
+                ws,
+                author: &actor.user.id,
+                concerns,
+            },
+            &member,
+        )
+        .await?;
+        change.commit().await?;
+        self.streams().revoke(&user_id, ws);
+        Ok(())
+    }
+
+    /// A page of a collection, as the actor may see it.
+    pub(crate) async fn list<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<R>, ApiError> {
+        self.read_access(actor, ws).await?;
+        let see_all = !R::PRIVATE || actor.is_admin();
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut items: Vec<R> = sqlx::query_as(&format!(
+            "SELECT * FROM {} WHERE workspace_id = ? AND id > ? AND (? OR created_by = ?) \
+             ORDER BY id LIMIT ?",
+            table(R::KIND)
+        ))
+        .bind(ws)
+        .bind(after.unwrap_or(""))
+        .bind(see_all)
+        .bind(&actor.user.id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(self.pool())
+        .await
+        .map_err(internal)?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = if more {
+            let last = serde_json::to_value(items.last()).map_err(internal)?;
+            last["id"].as_str().map(str::to_owned)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// One resource, if the actor may see it.
+    pub(crate) async fn get<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        id: &str,
+    ) -> Result<R, ApiError> {
+        self.read_access(actor, ws).await?;
+        let mut conn = self.pool().acquire().await.map_err(internal)?;
+        load::<R>(&mut conn, actor, ws, id).await
+    }
+
+    /// Creates a resource.
+    pub(crate) async fn create<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        body: R::Create,
+    ) -> Result<R, ApiError> {
+        let base = Base {
+            id: model::new_id(),
+            workspace_id: ws.to_owned(),
+            created_by: actor.user.id.clone(),
+            now: model::now(),
+        };
+        let resource = R::create(base, body)?;
+        let mut change = self.change().await?;
+        access(&mut change.tx, actor, ws).await?;
+        resource
+            .save()
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: R::KIND,
+                action: "created",
+                ws,
+                author: resource.author(),
+                concerns: None,
+            },
+            &resource,
+        )
+        .await?;
+        change.commit().await?;
+        Ok(resource)
+    }
+
+    /// Changes a resource the actor may see.
+    pub(crate) async fn update<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        id: &str,
+        patch: R::Patch,
+    ) -> Result<R, ApiError> {
+        let mut change = self.change().await?;
+        access(&mut change.tx, actor, ws).await?;
+        let mut resource = load::<R>(&mut change.tx, actor, ws, id).await?;
+        resource.apply(patch, model::now())?;
+        resource
+            .save()
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: R::KIND,
+                action: "updated",
+                ws,
+                author: resource.author(),
+                concerns: None,
+            },
+            &resource,
+        )
+        .await?;
+        change.commit().await?;
+        Ok(resource)
+    }
+
+    /// Deletes a resource the actor may see; its event carries the last state.
+    pub(crate) async fn delete<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        let mut change = self.change().await?;
+        access(&mut change.tx, actor, ws).await?;
+        let resource = load::<R>(&mut change.tx, actor, ws, id).await?;
+        resource.check_delete()?;
+        sqlx::query(&format!("DELETE FROM {} WHERE id = ?", table(R::KIND)))
+            .bind(id)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        emit(
+            &mut change,
+            actor,
+            About {
+                kind: R::KIND,
+                action: "deleted",
+                ws,
+                author: resource.author(),
+                concerns: None,
+            },
+            &resource,
+        )
+        .await?;
+        change.commit().await
+    }
+
+    /// Sends `data` to one user's streams; admins and `--notify` tokens.
+    pub(crate) async fn notify(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        data: serde_json::Value,
+    ) -> Result<String, ApiError> {
+        if !actor.is_admin() && !actor.can_notify {
+            return Err(ApiError::forbidden(
+                "only admins and API tokens made with --notify may send notifications",
+            ));
+        }
+        let user_id = model::id("userId", user_id)?;
+        let mut change = self.change().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
+            .bind(&user_id)
+            .fetch_optional(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        if exists.is_none() {
+            return Err(not_found("user"));
+        }
+        let envelope = json!({
+            "id": null,
+            "type": "notification",
+            "userId": user_id,
+            "data": data,
+            "user": actor.envelope(),
+            "timestamp": model::now(),
+        });
+        let id = change
+            .emit(
+                "notification",
+                policy::route_notification(&user_id),
+                envelope,
+            )
+            .await?;
+        change.commit().await?;
+        Ok(id)
+    }
+
+    /// Sends `data` to every member of a workspace; its owners, admins, `--notify` tokens.
+    pub(crate) async fn broadcast(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        data: serde_json::Value,
+    ) -> Result<String, ApiError> {
+        let mut change = self.change().await?;
+        let access = access(&mut change.tx, actor, ws).await?;
+        if !actor.can_notify {
+            access.require_owner("broadcast")?;
+        }
+        let envelope = json!({
+            "id": null,
+            "type": "announcement",
+            "workspaceId": ws,
+            "data": data,
+            "user": actor.envelope(),
+            "timestamp": model::now(),
+        });
+        let topics = policy::route(Kind::Announcements, ws, &actor.user.id, None);
+        let id = change.emit("announcement", topics, envelope).await?;
+        change.commit().await?;
+        Ok(id)
+    }
+}
+
+/// Loads one resource of workspace `ws` that the actor may see (404 otherwise, also for a
+/// resource of another workspace).
+async fn load<R: Resource>(
+    conn: &mut SqliteConnection,
+    actor: &Actor,
+    ws: &str,
+    id: &str,
+) -> Result<R, ApiError> {
+    let what = R::KIND.as_str().trim_end_matches('s');
+    let resource: Option<R> = sqlx::query_as(&format!(
+        "SELECT * FROM {} WHERE id = ? AND workspace_id = ?",
+        table(R::KIND)
+    ))
+    .bind(id)
+    .bind(ws)
+    .fetch_optional(conn)
+    .await
+    .map_err(internal)?;
+    match resource {
+        Some(r) if !R::PRIVATE || actor.may_read_note(r.author()) => Ok(r),
+        _ => Err(not_found(what)),
+    }
+}
