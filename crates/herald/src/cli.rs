@@ -1,4 +1,4 @@
-//! The `herald` command: `serve`, `token`, `publish` and `tail`.
+//! The `herald` command: `serve`, `token`, `publish`, `tail`, and `user` administration.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -8,6 +8,7 @@ use futures::StreamExt;
 use herald_client::{Client, Publication};
 
 use crate::{
+    app::{self, NewUser, UserRole},
     auth::{self, Claims, MercureClaim},
     config::{Config, LogFormat, ServeArgs},
     server,
@@ -34,6 +35,61 @@ enum Command {
     Publish(PublishArgs),
     /// Subscribe and print events as they arrive.
     Tail(TailArgs),
+    /// Manage the app's users and their API tokens.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user. The password comes from HERALD_USER_PASSWORD, or is generated and
+    /// printed once.
+    Add(UserAddArgs),
+    /// Create a bearer API token for a user and print it (shown only this once).
+    Token(UserTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UserAddArgs {
+    /// The user's email (unique).
+    #[arg(long)]
+    email: String,
+    /// The user's display name.
+    #[arg(long)]
+    name: String,
+    /// `admin` or `member`.
+    #[arg(long, default_value = "member", value_parser = parse_role)]
+    role: UserRole,
+    /// The initial password. Prefer the environment variable: command lines are visible to
+    /// other users of the machine.
+    #[arg(long, env = "HERALD_USER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Data directory holding the app database.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct UserTokenArgs {
+    /// Email of the user the token acts as.
+    email: String,
+    /// A label for the token, to recognize it later.
+    #[arg(long, default_value = "cli")]
+    name: String,
+    /// Also allow sending notifications and broadcasts.
+    #[arg(long)]
+    notify: bool,
+    /// Data directory holding the app database.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    data_dir: PathBuf,
+}
+
+fn parse_role(role: &str) -> Result<UserRole, String> {
+    match role {
+        "admin" => Ok(UserRole::Admin),
+        "member" => Ok(UserRole::Member),
+        other => Err(format!("unknown role {other:?} (expected admin or member)")),
+    }
 }
 
 /// Where a command finds the key to mint tokens with.
@@ -160,6 +216,8 @@ pub fn main() -> ExitCode {
             Command::Token(args) => token(&args),
             Command::Publish(args) => publish(args).await,
             Command::Tail(args) => tail(args).await,
+            Command::User(UserCommand::Add(args)) => user_add(args).await,
+            Command::User(UserCommand::Token(args)) => user_token(args).await,
         }
         .map(|()| ExitCode::SUCCESS)
     });
@@ -305,5 +363,46 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
             Err(error) => eprintln!("warning: {error}; reconnecting"),
         }
     }
+    Ok(())
+}
+
+async fn app_db(data_dir: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    app::open_db(&data_dir.join(app::APP_FILE))
+        .await
+        .context("cannot open the app database")
+}
+
+async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
+    let pool = app_db(&args.data_dir).await?;
+    let generated = args.password.is_none();
+    let password = args
+        .password
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let user = app::add_user(
+        &pool,
+        NewUser {
+            email: args.email,
+            name: args.name,
+            password: password.clone(),
+            role: args.role,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!("{}", serde_json::to_string(&user)?);
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
+    let pool = app_db(&args.data_dir).await?;
+    let token = app::create_token(&pool, &args.email, &args.name, args.notify)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!("{token}");
     Ok(())
 }

@@ -306,9 +306,9 @@ pub struct Bootstrap {
     pub generated_password: Option<String>,
 }
 
-/// On an empty database, creates the first admin (`email`, and `password` or a generated
+/// When there is no admin yet, creates the first one (`email`, and `password` or a generated
 /// one) and a workspace it owns, with its `general` channel. Returns what it created, or
-/// `None` when users already exist.
+/// `None` when an admin already exists.
 ///
 /// # Errors
 ///
@@ -318,10 +318,10 @@ pub async fn bootstrap(
     email: Option<String>,
     password: Option<String>,
 ) -> anyhow::Result<Option<Bootstrap>> {
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+    let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
         .fetch_one(pool)
         .await?;
-    if users > 0 {
+    if admins > 0 {
         return Ok(None);
     }
     let email = email.unwrap_or_else(|| "admin@localhost".to_owned());
