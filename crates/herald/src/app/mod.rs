@@ -115,6 +115,10 @@ impl App {
                 streams: Streams::default(),
             }),
         };
+        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(unix_ms() / 1000)
+            .execute(&app.inner.pool)
+            .await?;
         let relayed = app.relay().await?;
         if relayed > 0 {
             tracing::info!(
@@ -342,4 +346,95 @@ fn unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_hub::{HubConfig, SqliteLog, SubscribeRequest};
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+
+    async fn outbox_row(pool: &SqlitePool, uid: &str, data: &str) {
+        sqlx::query(
+            "INSERT INTO outbox (uid, topics, type, data, created_at) VALUES (?, ?, 'todos:created', ?, 0)",
+        )
+        .bind(uid)
+        .bind(r#"["herald:ws/w"]"#)
+        .bind(data)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+
+    /// A crash between the app's commit and the log's acknowledgement leaves rows in the
+    /// outbox. At the next start each is published exactly once: those the log lacks are
+    /// published, those it already holds are only cleared.
+    #[tokio::test]
+    async fn the_relay_publishes_what_the_log_lacks_and_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), herald_hub::Durability::Normal)
+            .await
+            .unwrap();
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let hub = Hub::start(
+            HubConfig::default(),
+            Arc::new(log),
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let already = hub
+            .publish(Update {
+                topics: vec!["herald:ws/w".into()],
+                data: "already in the log".into(),
+                private: true,
+                id: Some("event-1".into()),
+                ..Update::default()
+            })
+            .await
+            .unwrap();
+
+        let pool = open_db(&dir.path().join(APP_FILE)).await.unwrap();
+        outbox_row(&pool, "event-1", "already in the log").await;
+        outbox_row(&pool, "event-2", "lost in the crash").await;
+        let app = App::start(pool.clone(), hub.clone(), shutdown.clone())
+            .await
+            .unwrap();
+
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "the outbox is empty after the relay");
+        let topics = vec!["herald:ws/w".to_owned()];
+        let mut replay = hub
+            .subscribe(SubscribeRequest {
+                claims: Some(topics.clone()),
+                topics,
+                last_event_id: Some("earliest".into()),
+                max_selectors: None,
+            })
+            .await
+            .unwrap();
+        use futures::StreamExt as _;
+        let mut text = String::new();
+        while !text.contains("lost in the crash") {
+            let frames = tokio::time::timeout(Duration::from_secs(5), replay.next())
+                .await
+                .unwrap()
+                .unwrap();
+            text.push_str(std::str::from_utf8(&frames).unwrap());
+        }
+        assert_eq!(text.matches("id: event-1").count(), 1, "{text}");
+        assert_eq!(text.matches("id: event-2").count(), 1, "{text}");
+        assert!(
+            text.find("id: event-1") < text.find("id: event-2"),
+            "{text}"
+        );
+        assert_eq!(already.seq, 1);
+        drop(app);
+        shutdown.cancel();
+    }
 }
