@@ -156,6 +156,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                     format!("the body is larger than {MAX_JSON_BODY} bytes"),
                 )
             })?;
+        // serde would read a struct from a JSON array too; every body here is an object.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::bad_request("the JSON body must be an object"));
+        }
         serde_json::from_slice(&bytes)
             .map(Self)
             .map_err(|error| ApiError::bad_request(format!("invalid JSON body: {error}")))

@@ -216,13 +216,8 @@ pub struct WorkspaceBody {
 pub struct NewMember {
     /// Who to add.
     pub user_id: String,
-    /// Their role; `member` when absent.
-    #[serde(default = "default_member_role")]
+    /// Their role.
     pub role: MemberRole,
-}
-
-fn default_member_role() -> MemberRole {
-    MemberRole::Member
 }
 
 /// `POST …/todos`.

@@ -5,6 +5,8 @@
 //! One test binary for the crate (see STYLE.md, section 8). The harness lives in
 //! `support`; each other module covers one area of behaviour.
 
+mod app;
+mod app_streams;
 mod auth;
 mod cli;
 mod durability;
