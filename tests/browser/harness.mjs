@@ -75,13 +75,15 @@ export async function removeTempDir(dir) {
  * GET /healthz answers 200.
  *
  * Pass `dataDir` to reuse the directory of a server stopped earlier (for restart and crash
- * tests); otherwise a fresh temporary one is made. `env` is merged over the inherited
+ * tests); otherwise a fresh temporary one is made. Pass `port` to listen on that port (a
+ * restart on the port of the server it replaces, so clients reconnect to the same URL);
+ * otherwise a free one is picked. `env` is merged over the inherited
  * environment, after HERALD_JWT_KEY, so a test can override the key.
  *
  * Returns `{ url, port, dataDir, proc, stdout, stderr, stop(), kill9() }`; `stdout` and
  * `stderr` are getters over everything the process printed so far.
  */
-export async function startHerald({ args = [], env = {}, dataDir } = {}) {
+export async function startHerald({ args = [], env = {}, dataDir, port: requestedPort } = {}) {
   const bin = process.env.HERALD_BIN;
   if (!bin) {
     throw new Error(
@@ -89,7 +91,7 @@ export async function startHerald({ args = [], env = {}, dataDir } = {}) {
         'or set HERALD_BIN to the absolute path of a built herald binary',
     );
   }
-  const port = await freePort();
+  const port = requestedPort ?? (await freePort());
   const dir = dataDir ?? (await makeTempDir('herald-data-'));
   const url = `http://127.0.0.1:${port}`;
   const argv = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, ...args];
@@ -214,4 +216,49 @@ export function mintToken({ publish = [], subscribe = [], key = TEST_JWT_KEY, ex
   );
   const signature = createHmac('sha256', key).update(`${header}.${payload}`).digest('base64url');
   return `${header}.${payload}.${signature}`;
+}
+
+/**
+ * A client of the app's JSON API signed in as one user: `POST /api/login` with `email` and
+ * `password`, then every request carries the `herald_session` cookie it set.
+ *
+ * Returns `{ user, cookie, request(method, path, body?) }`; `request` resolves with
+ * `{ status, body }` (`body` parsed from JSON when it is JSON) and never throws on a status.
+ * Throws when the login itself is not answered with 200 and a cookie.
+ */
+export async function apiLogin(baseUrl, email, password) {
+  const request = async (method, path, body, cookie) => {
+    const headers = { accept: 'application/json' };
+    if (cookie) headers.cookie = cookie;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const res = await fetch(baseUrl + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await res.text();
+    let parsed = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      // Not JSON: keep the text.
+    }
+    return { status: res.status, body: parsed, setCookie: res.headers.getSetCookie() };
+  };
+
+  const login = await request('POST', '/api/login', { email, password });
+  const session = login.setCookie.map((c) => c.split(';')[0]).find((c) => c.startsWith('herald_session='));
+  if (login.status !== 200 || !session) {
+    throw new Error(`login as ${email} answered ${login.status} ${JSON.stringify(login.body)} (cookie: ${session ?? 'none'})`);
+  }
+  const client = {
+    user: login.body,
+    cookie: session,
+    async request(method, path, body) {
+      const { status, body: answer } = await request(method, path, body, client.cookie);
+      return { status, body: answer };
+    },
+  };
+  return client;
 }
