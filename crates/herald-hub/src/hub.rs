@@ -30,7 +30,7 @@ use crate::{
     metrics::HubMetrics,
     selector::{Selector, SelectorError},
     subscriber::{ClaimSet, Filter, Memo, Pushed, QueueLimits, Subscriber},
-    subscription::{Resume, Subscription},
+    subscription::{Closer, Resume, Subscription},
     update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits, now_ms},
 };
 
@@ -166,6 +166,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: HubMetrics,
     /// `retry:` hint, encoded once.
     pub(crate) retry_frame: Bytes,
+    /// Subscribers to end right after the update with this id is fanned out
+    /// ([`Hub::close_at`]). Weak: a subscriber that goes away on its own is not kept alive.
+    closing: Mutex<HashMap<Arc<str>, Vec<Weak<Subscriber>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -237,9 +240,14 @@ impl Hub {
                 next_subscriber: AtomicU64::new(1),
                 metrics: HubMetrics::default(),
                 retry_frame,
+                closing: Mutex::default(),
                 config,
             }),
         };
+        if hub.shared.log.is_shared() {
+            // Other nodes append too: fan out what the log says, in its order.
+            tracker.spawn(hub.clone().follower(head, shutdown.clone()));
+        }
         tracker.spawn(hub.clone().sequencer(publish_rx, head, shutdown.clone()));
         if let Some(every) = hub.shared.config.heartbeat {
             tracker.spawn(hub.clone().heartbeat(every, shutdown));
@@ -391,6 +399,28 @@ impl Hub {
         ))
     }
 
+    /// Ends the streams of `closers` right after the update with id `id` is fanned out: each
+    /// receives it if it matches, and nothing after it. Call before publishing that update.
+    ///
+    /// The app uses this to revoke access at an exact position: a member removed from a
+    /// workspace sees the removal and no change made after it.
+    pub fn close_at(&self, id: &str, closers: impl IntoIterator<Item = Closer>) {
+        let mut closing = self.shared.closing.lock().expect("closing poisoned");
+        closing
+            .entry(id.into())
+            .or_default()
+            .extend(closers.into_iter().map(|c| Arc::downgrade(c.subscriber())));
+    }
+
+    /// The position of the latest update that carries `id`, if the log still holds it.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn position(&self, id: &str) -> Result<Option<u64>, LogError> {
+        self.latest_seq_of(id).await
+    }
+
     /// Whether the log holds an update with `id`: lets a relay that may have published an
     /// update before a crash publish it again only if it is missing.
     ///
@@ -519,6 +549,16 @@ impl Hub {
 
     /// Stores one batch, then fans it out; returns the new head.
     async fn commit(&self, batch: &mut Vec<PublishRequest>, head: u64, memo: &mut Memo) -> u64 {
+        if self.shared.log.is_shared() {
+            self.commit_shared(batch).await;
+            return self
+                .shared
+                .registry
+                .read()
+                .expect("registry poisoned")
+                .head
+                .load(Ordering::Acquire);
+        }
         // Take the batch apart rather than copy it: the entries (with their data) go to the
         // log, the records (with their encoded frames) to fan-out.
         let mut entries = Vec::with_capacity(batch.len());
@@ -561,6 +601,103 @@ impl Hub {
         head + count
     }
 
+    /// Stores one batch in a shared log and acknowledges it. The log numbers the updates;
+    /// the follower fans them out when it reads them back, in the log's order, together with
+    /// those of other nodes.
+    async fn commit_shared(&self, batch: &mut Vec<PublishRequest>) {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            entries.push(request.entry);
+            replies.push(request.reply);
+        }
+        let started = Instant::now();
+        let stored = self.shared.log.append(&entries).await;
+        let metrics = &self.shared.metrics;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match stored {
+            Ok(seqs) => {
+                metrics
+                    .published
+                    .inc_by(u64::try_from(seqs.len()).unwrap_or(u64::MAX));
+                for (reply, seq) in replies.into_iter().zip(seqs) {
+                    let _ = reply.send(Ok(seq));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, updates = replies.len(), "shared event log append failed");
+                let message = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+
+    /// In a cluster: reads the shared log from `after` on, and fans out every record in
+    /// order, whichever node appended it. It is the only task that fans out, so the
+    /// registration hand-over works as on a single node. When the log is unreachable it
+    /// retries with backoff; open streams stay up meanwhile.
+    async fn follower(self, mut after: u64, shutdown: CancellationToken) {
+        const BACKOFF_MIN: Duration = Duration::from_millis(100);
+        const BACKOFF_MAX: Duration = Duration::from_secs(2);
+        let config = &self.shared.config;
+        let log = self.shared.log.clone();
+        let mut memo = Memo::default();
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return,
+                read = log.follow(after, config.max_batch) => read,
+            };
+            let records = match read {
+                Ok(records) => {
+                    backoff = BACKOFF_MIN;
+                    records
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "cannot read the shared event log");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            };
+            let Some(last) = records.last().map(|r| r.seq) else {
+                self.shared.metrics.log_lag.set(0);
+                continue;
+            };
+            let records: Vec<Arc<Record>> = records.into_iter().map(Arc::new).collect();
+            {
+                let mut history = self.shared.history.lock().expect("history poisoned");
+                if records[0].seq != after + 1 {
+                    // Retention removed records this node had not read yet; the history
+                    // must stay contiguous, and replays of those read the log (and reset).
+                    history.clear();
+                }
+                for record in &records {
+                    history.push(record.clone());
+                }
+            }
+            self.fan_out(&records, &mut memo);
+            after = last;
+            if records.len() == config.max_batch
+                && let Ok(head) = log.head().await
+            {
+                self.shared
+                    .metrics
+                    .log_lag
+                    .set(i64::try_from(head.saturating_sub(after)).unwrap_or(i64::MAX));
+            } else {
+                self.shared.metrics.log_lag.set(0);
+            }
+        }
+    }
+
     /// After a failed append, asks the log where it stands: a commit can fail after the
     /// data reached the disk (an fsync error), and reusing those positions would make every
     /// later append fail too. Such updates were refused to their publishers but are in the
@@ -590,6 +727,7 @@ impl Hub {
     fn fan_out(&self, records: &[Arc<Record>], memo: &mut Memo) {
         let Some(last) = records.last() else { return };
         let registry = self.shared.registry.read().expect("registry poisoned");
+        let mut closing = self.shared.closing.lock().expect("closing poisoned");
         let mut delivered = 0u64;
         let mut lagged = 0u64;
         let mut count = |pushed: Pushed| match pushed {
@@ -614,8 +752,17 @@ impl Hub {
                     count(subscriber.push(record.seq, &record.frame));
                 }
             }
+            if !closing.is_empty()
+                && let Some(subscribers) = closing.remove(&record.id)
+            {
+                subscribers
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .for_each(|s| s.close());
+            }
         }
         registry.head.store(last.seq, Ordering::Release);
+        drop(closing);
         drop(registry);
         let metrics = &self.shared.metrics;
         metrics.deliveries.inc_by(delivered);

@@ -8,6 +8,7 @@
 //! - [`selector`]: topic selectors (exact, `*`, RFC 6570 URI templates).
 //! - `update`: [`Update`] (what a publisher sends) and [`Record`] (sequenced, encoded once).
 //! - `log`: the [`EventLog`] trait and [`SqliteLog`], the embedded durable log.
+//! - `redis_log`: [`RedisLog`], the log a cluster's nodes share, in a Redis Stream.
 //! - `history`: the newest records in memory, for cheap replay.
 //! - `subscriber`: a subscriber's filter and bounded queue.
 //! - `subscription`: the stream of one subscriber (prelude, replay, live).
@@ -27,6 +28,7 @@ mod history;
 mod hub;
 mod log;
 mod metrics;
+mod redis_log;
 pub mod selector;
 mod subscriber;
 mod subscription;
@@ -35,6 +37,7 @@ mod update;
 pub use hub::{Hub, HubConfig, PublishError, Published, SubscribeError, SubscribeRequest};
 pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
 pub use metrics::HubMetrics;
+pub use redis_log::RedisLog;
 pub use subscriber::QueueLimits;
 pub use subscription::{Closer, Subscription};
 pub use update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits};

@@ -20,7 +20,26 @@ use crate::update::{Record, Update};
 /// A failure of the storage under the log. Publishes fail with it; nothing is acknowledged.
 #[derive(Debug, thiserror::Error)]
 #[error("event log: {0}")]
-pub struct LogError(#[from] sqlx::Error);
+pub struct LogError(Box<dyn std::error::Error + Send + Sync>);
+
+impl LogError {
+    /// A log error with `message`, for storage that reports failures as text.
+    pub fn other(message: impl Into<String>) -> Self {
+        Self(message.into().into())
+    }
+}
+
+impl From<sqlx::Error> for LogError {
+    fn from(error: sqlx::Error) -> Self {
+        Self(Box::new(error))
+    }
+}
+
+impl From<redis::RedisError> for LogError {
+    fn from(error: redis::RedisError) -> Self {
+        Self(Box::new(error))
+    }
+}
 
 /// One update on its way into the log, already sequenced.
 #[derive(Debug, Clone)]
@@ -37,10 +56,14 @@ pub struct Entry {
 
 /// Ordered, durable storage of updates.
 ///
-/// Only the hub's sequencer appends, one batch at a time, with strictly increasing `seq`.
+/// A log of one node ([`SqliteLog`]) is appended to by the hub's sequencer only, one batch at
+/// a time, with the strictly increasing `seq`s the sequencer assigned. A shared log
+/// ([`EventLog::is_shared`], e.g. `RedisLog`) has writers on other nodes too: it numbers
+/// entries itself, and the hub fans out what it reads back with [`EventLog::follow`].
 pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a batch in one transaction; returns once it is durable.
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<(), LogError>>;
+    /// Stores a batch atomically; returns once it is durable, with each entry's position
+    /// (for a node's own log, the `seq`s it was given).
+    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>>;
     /// Records with `after < seq <= up_to`, in order, at most `limit` of them.
     fn read(
         &self,
@@ -56,6 +79,17 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Returns how many were deleted.
     fn prune(&self, below_seq: u64, before_ms: Option<i64>)
     -> BoxFuture<'_, Result<u64, LogError>>;
+
+    /// Whether other nodes append to this log too.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Records after `after`, in order, at most `limit`; a shared log waits a moment for new
+    /// ones when there are none yet.
+    fn follow(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
+        self.read(after, u64::MAX >> 1, limit)
+    }
 }
 
 /// How hard SQLite works to keep a commit across a power loss.
@@ -115,27 +149,28 @@ impl SqliteLog {
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|e| LogError(e.into()))?;
+            .map_err(|e| LogError::from(sqlx::Error::from(e)))?;
         Ok(Self { pool })
     }
 }
 
 impl EventLog for SqliteLog {
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<(), LogError>> {
+    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
         Box::pin(async move {
+            let seqs = entries.iter().map(|e| e.seq).collect();
             // sqlx runs SQLite on a thread of its own, so every statement is a round trip
             // between threads. One INSERT is atomic by itself, so a batch that fits in one
             // statement needs no BEGIN and COMMIT: one round trip instead of three.
             if entries.len() <= INSERT_CHUNK {
                 insert(entries).build().execute(&self.pool).await?;
-                return Ok(());
+                return Ok(seqs);
             }
             let mut tx = self.pool.begin().await?;
             for chunk in entries.chunks(INSERT_CHUNK) {
                 insert(chunk).build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
-            Ok(())
+            Ok(seqs)
         })
     }
 
@@ -218,8 +253,8 @@ fn insert(entries: &[Entry]) -> QueryBuilder<'_, Sqlite> {
 
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Record, LogError> {
     let topics: String = row.try_get("topics")?;
-    let topics: Vec<String> =
-        serde_json::from_str(&topics).map_err(|e| LogError(sqlx::Error::Decode(Box::new(e))))?;
+    let topics: Vec<String> = serde_json::from_str(&topics)
+        .map_err(|e| LogError::from(sqlx::Error::Decode(Box::new(e))))?;
     let retry: Option<i64> = row.try_get("retry")?;
     let update = Update {
         topics,

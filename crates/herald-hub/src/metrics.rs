@@ -19,6 +19,8 @@ pub struct HubMetrics {
     pub deliveries: Counter,
     /// Subscribers registered now.
     pub subscribers: Gauge,
+    /// In a cluster: positions of the shared log this node has not fanned out yet.
+    pub log_lag: Gauge,
     /// Subscriptions that asked to resume (`Last-Event-ID`).
     pub replays: Counter,
     /// Updates sent by replays.
@@ -37,6 +39,7 @@ impl Default for HubMetrics {
             published: Counter::default(),
             deliveries: Counter::default(),
             subscribers: Gauge::default(),
+            log_lag: Gauge::default(),
             replays: Counter::default(),
             replayed: Counter::default(),
             resets: Counter::default(),
@@ -49,6 +52,11 @@ impl Default for HubMetrics {
 impl HubMetrics {
     /// Adds every metric to `registry` (under the registry's prefix).
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "log_lag_updates",
+            "In a cluster: updates in the shared log this node has not fanned out yet",
+            self.log_lag.clone(),
+        );
         registry.register(
             "updates_published",
             "Updates stored in the event log and fanned out",

@@ -184,6 +184,10 @@ impl Closer {
     pub fn close(&self) {
         self.0.close();
     }
+
+    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
+        &self.0
+    }
 }
 
 impl Stream for Subscription {

@@ -100,6 +100,16 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
+    /// Redis that makes this node part of a cluster: the event log is then a Redis Stream
+    /// shared by every node, instead of SQLite in the data directory. Run Redis with
+    /// `appendonly yes` and `appendfsync always` so acknowledged updates survive its restart.
+    #[arg(long, env = "HERALD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of the Redis keys, so several clusters can share one Redis.
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald")]
+    pub redis_prefix: String,
+
     /// Email of the admin created on first start, when the app has no user yet.
     #[arg(long, env = "HERALD_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
@@ -145,6 +155,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Drain time limit at shutdown.
     pub shutdown_grace: Duration,
+    /// The cluster's Redis, if any.
+    pub redis_url: Option<String>,
+    /// Prefix of the cluster's Redis keys.
+    pub redis_prefix: String,
     /// The first admin's email, if chosen.
     pub admin_email: Option<String>,
     /// The first admin's password, if chosen.
@@ -230,6 +244,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &args.redis_url
+            && !url.starts_with("redis://")
+        {
+            return Err("--redis-url must start with redis://".into());
+        }
+        if args.redis_prefix.is_empty() || args.redis_prefix.contains(char::is_whitespace) {
+            return Err("--redis-prefix must be a non-empty word".into());
+        }
         let max_connections = match args.max_connections {
             0 => crate::limits::raise_fd_limit()
                 .saturating_sub(FD_RESERVE)
@@ -270,6 +292,8 @@ impl Config {
                 .map(|o| o.trim_end_matches('/').to_owned())
                 .collect(),
             shutdown_grace: args.shutdown_grace,
+            redis_url: args.redis_url.clone(),
+            redis_prefix: args.redis_prefix.clone(),
             admin_email: args.admin_email.clone(),
             admin_password: args.admin_password.clone(),
         })

@@ -14,7 +14,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use herald_hub::{Hub, SqliteLog};
+use herald_hub::{EventLog, Hub, RedisLog, SqliteLog};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{
@@ -139,14 +139,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
-    let log = SqliteLog::open(&config.data_dir.join(LOG_FILE), config.durability)
-        .await
-        .context("cannot open the event log")?;
+    let log: Arc<dyn EventLog> = match &config.redis_url {
+        Some(url) => {
+            let log = RedisLog::connect(url, &config.redis_prefix)
+                .await
+                .context("cannot reach the cluster's Redis (--redis-url)")?;
+            tracing::info!(prefix = %config.redis_prefix, "clustered: the event log is shared in Redis");
+            Arc::new(log)
+        }
+        None => Arc::new(
+            SqliteLog::open(&config.data_dir.join(LOG_FILE), config.durability)
+                .await
+                .context("cannot open the event log")?,
+        ),
+    };
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let hub = Hub::start(
         config.hub.clone(),
-        Arc::new(log),
+        log,
         &tracker,
         shutdown.clone(),
     )

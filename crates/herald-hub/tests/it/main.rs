@@ -329,3 +329,65 @@ async fn shutdown_stores_pending_publishes_and_ends_streams() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn close_at_ends_a_stream_right_after_the_named_update() {
+    let hub = TestHub::start(config()).await;
+    let mut closing = hub.subscribe(&["a", "b"], None, None).await;
+    let mut filtered = hub.subscribe(&["b"], None, None).await;
+    let mut other = hub.subscribe(&["a"], None, None).await;
+    hub.publish("a", "before").await;
+    hub.hub.close_at(
+        "the-end",
+        [
+            closing.subscription.closer(),
+            filtered.subscription.closer(),
+        ],
+    );
+    // Concurrent publishers race the marked update; nothing after it may reach `closing`.
+    let racer = {
+        let hub = hub.hub.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let update = Update {
+                    topics: vec!["a".into()],
+                    data: format!("race {i}"),
+                    ..Update::default()
+                };
+                hub.publish(update).await.unwrap();
+            }
+        })
+    };
+    hub.publish_update(Update {
+        topics: vec!["a".into()],
+        data: "the end".into(),
+        id: Some("the-end".into()),
+        ..Update::default()
+    })
+    .await;
+    racer.await.unwrap();
+    hub.publish("a", "after").await;
+
+    let mut seen = Vec::new();
+    while let Some(message) = closing.next().await {
+        seen.push(message.data);
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("before"));
+    assert_eq!(seen.last().map(String::as_str), Some("the end"), "{seen:?}");
+    assert!(!seen.iter().any(|d| d == "after"));
+    // A stream the marked update does not match still ends there.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while filtered.subscription.next().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream of `b` ends too");
+    // Others go on.
+    let mut rest = Vec::new();
+    while let Some(message) = other.next().await {
+        rest.push(message.data);
+        if rest.last().is_some_and(|d| d == "after") {
+            break;
+        }
+    }
+    assert!(rest.contains(&"the end".to_owned()));
+}
