@@ -30,7 +30,7 @@ use crate::{
     metrics::HubMetrics,
     selector::{Selector, SelectorError},
     subscriber::{ClaimSet, Filter, Memo, Pushed, QueueLimits, Subscriber},
-    subscription::{Closer, Resume, Subscription},
+    subscription::{Resume, Subscription},
     update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits, now_ms},
 };
 
@@ -166,9 +166,6 @@ pub(crate) struct Shared {
     pub(crate) metrics: HubMetrics,
     /// `retry:` hint, encoded once.
     pub(crate) retry_frame: Bytes,
-    /// Subscribers to end right after the update with this id is fanned out
-    /// ([`Hub::close_at`]). Weak: a subscriber that goes away on its own is not kept alive.
-    closing: Mutex<HashMap<Arc<str>, Vec<Weak<Subscriber>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -240,7 +237,6 @@ impl Hub {
                 next_subscriber: AtomicU64::new(1),
                 metrics: HubMetrics::default(),
                 retry_frame,
-                closing: Mutex::default(),
                 config,
             }),
         };
@@ -397,19 +393,6 @@ impl Hub {
             head,
             head_id,
         ))
-    }
-
-    /// Ends the streams of `closers` right after the update with id `id` is fanned out: each
-    /// receives it if it matches, and nothing after it. Call before publishing that update.
-    ///
-    /// The app uses this to revoke access at an exact position: a member removed from a
-    /// workspace sees the removal and no change made after it.
-    pub fn close_at(&self, id: &str, closers: impl IntoIterator<Item = Closer>) {
-        let mut closing = self.shared.closing.lock().expect("closing poisoned");
-        closing
-            .entry(id.into())
-            .or_default()
-            .extend(closers.into_iter().map(|c| Arc::downgrade(c.subscriber())));
     }
 
     /// The position of the latest update that carries `id`, if the log still holds it.
@@ -727,7 +710,6 @@ impl Hub {
     fn fan_out(&self, records: &[Arc<Record>], memo: &mut Memo) {
         let Some(last) = records.last() else { return };
         let registry = self.shared.registry.read().expect("registry poisoned");
-        let mut closing = self.shared.closing.lock().expect("closing poisoned");
         let mut delivered = 0u64;
         let mut lagged = 0u64;
         let mut count = |pushed: Pushed| match pushed {
@@ -752,17 +734,19 @@ impl Hub {
                     count(subscriber.push(record.seq, &record.frame));
                 }
             }
-            if !closing.is_empty()
-                && let Some(subscribers) = closing.remove(&record.id)
-            {
-                subscribers
-                    .iter()
-                    .filter_map(Weak::upgrade)
-                    .for_each(|s| s.close());
+            // After the pushes: a closed subscriber still gets this record if it matched.
+            for topic in &record.closes {
+                for subscriber in registry
+                    .by_topic
+                    .get(topic)
+                    .into_iter()
+                    .flat_map(HashMap::values)
+                {
+                    subscriber.close();
+                }
             }
         }
         registry.head.store(last.seq, Ordering::Release);
-        drop(closing);
         drop(registry);
         let metrics = &self.shared.metrics;
         metrics.deliveries.inc_by(delivered);

@@ -117,7 +117,7 @@ impl FromStr for Durability {
     }
 }
 
-/// Rows per INSERT statement; 8 parameters each stays far under SQLite's variable limit.
+/// Rows per INSERT statement; 9 parameters each stays far under SQLite's variable limit.
 const INSERT_CHUNK: usize = 256;
 
 /// The embedded event log: one SQLite file in WAL mode.
@@ -182,7 +182,7 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT seq, uid, topics, data, private, type, retry, created_at FROM updates \
+                "SELECT seq, uid, topics, data, private, type, retry, created_at, closes FROM updates \
                  WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             )
             .bind(seq_to_sql(after))
@@ -234,7 +234,7 @@ impl EventLog for SqliteLog {
 /// One multi-row INSERT of `entries`.
 fn insert(entries: &[Entry]) -> QueryBuilder<'_, Sqlite> {
     let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-        "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at) ",
+        "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at, closes) ",
     );
     query.push_values(entries, |mut row, e| {
         let topics =
@@ -246,7 +246,10 @@ fn insert(entries: &[Entry]) -> QueryBuilder<'_, Sqlite> {
             .push_bind(e.update.private)
             .push_bind(e.update.event_type.as_deref())
             .push_bind(e.update.retry.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
-            .push_bind(e.created_at_ms);
+            .push_bind(e.created_at_ms)
+            .push_bind((!e.update.closes.is_empty()).then(|| {
+                serde_json::to_string(&e.update.closes).expect("strings always serialize")
+            }));
     });
     query
 }
@@ -256,7 +259,14 @@ fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Record, LogError> {
     let topics: Vec<String> = serde_json::from_str(&topics)
         .map_err(|e| LogError::from(sqlx::Error::Decode(Box::new(e))))?;
     let retry: Option<i64> = row.try_get("retry")?;
+    let closes: Option<String> = row.try_get("closes")?;
+    let closes: Vec<String> = match closes {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| LogError::from(sqlx::Error::Decode(Box::new(e))))?,
+        None => Vec::new(),
+    };
     let update = Update {
+        closes,
         topics,
         data: row.try_get("data")?,
         private: row.try_get("private")?,
@@ -296,6 +306,11 @@ mod tests {
                 id: None,
                 event_type: Some("kind".into()),
                 retry: Some(1500),
+                closes: if seq.is_multiple_of(3) {
+                    vec!["u".into()]
+                } else {
+                    Vec::new()
+                },
             },
             created_at_ms,
         }
@@ -346,6 +361,8 @@ mod tests {
         assert_eq!(&*r.id, "id-5");
         assert!(r.private);
         assert_eq!(&*r.topics, &["t".into(), "u".into()] as &[Box<str>]);
+        assert_eq!(&*r.closes, &["u".into()] as &[Box<str>], "seq 12 closes u");
+        assert!(page[0].closes.is_empty(), "seq 11 closes nothing");
         assert_eq!(
             r.frame,
             herald_sse::Event::new("data 12\nline two")

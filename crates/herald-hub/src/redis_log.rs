@@ -9,7 +9,8 @@
 //! - `{prefix}:log` — the stream. An update at position `seq` has the entry id `{seq}-0`, so
 //!   positions are contiguous and `XRANGE`/`XREAD` speak in positions directly. Fields: `u`
 //!   (id), `t` (topics, JSON), `d` (data), `p` (private, `0`/`1`), `y` (type, empty when
-//!   none), `r` (retry, empty when none), `c` (Unix milliseconds).
+//!   none), `r` (retry, empty when none), `c` (Unix milliseconds), `x` (topics whose
+//!   subscribers end after it, JSON, empty when none).
 //! - `{prefix}:head` — the last position ever assigned (it survives trimming).
 //! - `{prefix}:ids` — a hash from update id to its latest position, for `Last-Event-ID`.
 //!
@@ -46,19 +47,19 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const PRUNE_MAX: usize = 10_000;
 
 /// Appends a batch atomically: numbers new ids after `head`, skips known ids.
-/// KEYS: log, head, ids. ARGV: 7 fields per entry (u, t, d, p, y, r, c).
+/// KEYS: log, head, ids. ARGV: 8 fields per entry (u, t, d, p, y, r, c, x).
 /// Returns each entry's position.
 const APPEND: &str = r"
 local head = tonumber(redis.call('GET', KEYS[2]) or '0')
 local seqs = {}
-for i = 1, #ARGV, 7 do
+for i = 1, #ARGV, 8 do
   local known = redis.call('HGET', KEYS[3], ARGV[i])
   if known then
     seqs[#seqs + 1] = tonumber(known)
   else
     head = head + 1
     redis.call('XADD', KEYS[1], head .. '-0', 'u', ARGV[i], 't', ARGV[i + 1], 'd', ARGV[i + 2],
-      'p', ARGV[i + 3], 'y', ARGV[i + 4], 'r', ARGV[i + 5], 'c', ARGV[i + 6])
+      'p', ARGV[i + 3], 'y', ARGV[i + 4], 'r', ARGV[i + 5], 'c', ARGV[i + 6], 'x', ARGV[i + 7])
     redis.call('HSET', KEYS[3], ARGV[i], head)
     seqs[#seqs + 1] = head
   end
@@ -185,8 +186,15 @@ fn record_of(entry: &StreamId) -> Result<Record, LogError> {
     let topics: Vec<String> = serde_json::from_str(&text("t")?).map_err(|_| bad("topics"))?;
     let event_type = text("y")?;
     let retry = text("r")?;
+    let closes = text("x").unwrap_or_default();
+    let closes = if closes.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&closes).map_err(|_| bad("closes"))?
+    };
     let update = Update {
         topics,
+        closes,
         data: text("d")?,
         private: text("p")? == "1",
         id: None,
@@ -223,7 +231,13 @@ impl EventLog for RedisLog {
                     .arg(if e.update.private { "1" } else { "0" })
                     .arg(e.update.event_type.as_deref().unwrap_or(""))
                     .arg(e.update.retry.map(|r| r.to_string()).unwrap_or_default())
-                    .arg(e.created_at_ms);
+                    .arg(e.created_at_ms)
+                    .arg(if e.update.closes.is_empty() {
+                        String::new()
+                    } else {
+                        serde_json::to_string(&e.update.closes)
+                            .expect("a list of strings always serializes")
+                    });
             }
             let mut conn = self.conn.clone();
             invocation

@@ -184,10 +184,6 @@ impl Closer {
     pub fn close(&self) {
         self.0.close();
     }
-
-    pub(crate) fn subscriber(&self) -> &Arc<Subscriber> {
-        &self.0
-    }
 }
 
 impl Stream for Subscription {

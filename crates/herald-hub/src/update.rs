@@ -45,6 +45,11 @@ pub struct Update {
     pub event_type: Option<String>,
     /// The SSE `retry:` field, in milliseconds.
     pub retry: Option<u64>,
+    /// Exact topics whose subscribers are ended right after this update is fanned out live
+    /// (replay does not end anything). Not part of the Mercure protocol: a server built on
+    /// the hub uses it to revoke access at an exact position in the log, on every node of a
+    /// cluster at once. The subscribers see this update if they match it, and nothing after.
+    pub closes: Vec<String>,
 }
 
 /// Why an update was refused before anything was stored.
@@ -87,7 +92,13 @@ impl Update {
                 limit: limits.max_topics,
             });
         }
-        for topic in &self.topics {
+        if self.closes.len() > limits.max_topics {
+            return Err(InvalidUpdate::TooManyTopics {
+                count: self.closes.len(),
+                limit: limits.max_topics,
+            });
+        }
+        for topic in self.topics.iter().chain(&self.closes) {
             if topic.is_empty() {
                 return Err(field("topic", "must not be empty"));
             }
@@ -151,6 +162,8 @@ pub struct Record {
     pub topics: Box<[Box<str>]>,
     /// Whether only authorized subscribers may receive it.
     pub private: bool,
+    /// Topics whose subscribers end after this update ([`Update::closes`]).
+    pub closes: Box<[Box<str>]>,
     /// Unix time of the publish, in milliseconds.
     pub created_at_ms: i64,
     /// The complete SSE frame, encoded once.
@@ -171,6 +184,7 @@ impl Record {
             id,
             topics: update.topics.iter().map(|t| t.as_str().into()).collect(),
             private: update.private,
+            closes: update.closes.iter().map(|t| t.as_str().into()).collect(),
             created_at_ms,
             frame: event.encode(),
         }

@@ -331,20 +331,15 @@ async fn shutdown_stores_pending_publishes_and_ends_streams() {
 }
 
 #[tokio::test]
-async fn close_at_ends_a_stream_right_after_the_named_update() {
+async fn a_closing_update_ends_the_streams_of_its_topics_right_after_itself() {
     let hub = TestHub::start(config()).await;
-    let mut closing = hub.subscribe(&["a", "b"], None, None).await;
-    let mut filtered = hub.subscribe(&["b"], None, None).await;
+    // `closing` follows the control topic `u` and sees the closing update; `filtered`
+    // follows `u` but not `a`, so it does not see it and still ends there; `other` goes on.
+    let mut closing = hub.subscribe(&["a", "u"], None, None).await;
+    let mut filtered = hub.subscribe(&["b", "u"], None, None).await;
     let mut other = hub.subscribe(&["a"], None, None).await;
     hub.publish("a", "before").await;
-    hub.hub.close_at(
-        "the-end",
-        [
-            closing.subscription.closer(),
-            filtered.subscription.closer(),
-        ],
-    );
-    // Concurrent publishers race the marked update; nothing after it may reach `closing`.
+    // Concurrent publishers race the closing update; nothing after it may reach `closing`.
     let racer = {
         let hub = hub.hub.clone();
         tokio::spawn(async move {
@@ -361,7 +356,7 @@ async fn close_at_ends_a_stream_right_after_the_named_update() {
     hub.publish_update(Update {
         topics: vec!["a".into()],
         data: "the end".into(),
-        id: Some("the-end".into()),
+        closes: vec!["u".into()],
         ..Update::default()
     })
     .await;
@@ -374,14 +369,11 @@ async fn close_at_ends_a_stream_right_after_the_named_update() {
     }
     assert_eq!(seen.first().map(String::as_str), Some("before"));
     assert_eq!(seen.last().map(String::as_str), Some("the end"), "{seen:?}");
-    assert!(!seen.iter().any(|d| d == "after"));
-    // A stream the marked update does not match still ends there.
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while filtered.subscription.next().await.is_some() {}
     })
     .await;
     assert!(ended.is_ok(), "the stream of `b` ends too");
-    // Others go on.
     let mut rest = Vec::new();
     while let Some(message) = other.next().await {
         rest.push(message.data);
@@ -390,4 +382,15 @@ async fn close_at_ends_a_stream_right_after_the_named_update() {
         }
     }
     assert!(rest.contains(&"the end".to_owned()));
+
+    // Replaying the closing update ends nothing: the new stream computed its rights after.
+    let mut replay = hub.subscribe(&["a", "u"], None, Some("earliest")).await;
+    let mut replayed = Vec::new();
+    while let Some(message) = replay.next().await {
+        replayed.push(message.data);
+        if replayed.last().is_some_and(|d| d == "after") {
+            break;
+        }
+    }
+    assert!(replayed.contains(&"the end".to_owned()));
 }
