@@ -25,11 +25,12 @@ struct NullLog {
 }
 
 impl EventLog for NullLog {
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<(), LogError>> {
+    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
         if let Some(last) = entries.last() {
             *self.head.lock().unwrap() = last.seq;
         }
-        async { Ok(()) }.boxed()
+        let seqs = entries.iter().map(|e| e.seq).collect();
+        async { Ok(seqs) }.boxed()
     }
     fn read(&self, _: u64, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
         async { Ok(Vec::new()) }.boxed()
