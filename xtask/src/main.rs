@@ -26,11 +26,17 @@ mod bench;
 /// System packages the tests need: (a file that exists once it is installed, Debian package).
 ///
 /// A missing file gets its package installed with apt-get, so a fresh machine needs no
-/// manual setup. Add a service the tests spawn here, e.g.
-/// `("/usr/bin/redis-server", "redis-server")`.
+/// manual setup. Add a service the tests spawn here.
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // Headless browser for tests/browser (playwright-core drives it; never downloaded).
     ("/usr/bin/chromium", "chromium"),
+    // The Redis that cluster tests share between Herald nodes (tests/it/services.rs).
+    ("/usr/bin/redis-server", "redis-server"),
+    // The PostgreSQL the tests run throwaway clusters of (tests/it/services.rs finds the
+    // newest /usr/lib/postgresql/<version>/bin). pg_createcluster comes with
+    // postgresql-common, which only a server package pulls in, and has no version in its
+    // path; /usr/lib/postgresql alone also exists with just the client installed.
+    ("/usr/bin/pg_createcluster", "postgresql"),
 ];
 
 /// The Node project of the browser tests, relative to the workspace root.

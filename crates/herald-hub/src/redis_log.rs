@@ -137,11 +137,16 @@ impl RedisLog {
     /// When the URL is invalid or Redis does not answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LogError> {
         let client = Client::open(url).map_err(redis_error)?;
+        // Fail fast while Redis is away: one reconnection attempt per command, so a publish
+        // is refused (503) in about a connect timeout instead of waiting through a long
+        // series of retries; the next command tries again.
         let config = |timeout: Duration| {
             ConnectionManagerConfig::new()
                 .set_response_timeout(Some(timeout))
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_max_delay(Duration::from_secs(2))
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(50))
+                .set_max_delay(Duration::from_millis(500))
         };
         let conn = ConnectionManager::new_with_config(client.clone(), config(RESPONSE_TIMEOUT))
             .await

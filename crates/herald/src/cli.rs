@@ -64,9 +64,8 @@ struct UserAddArgs {
     /// other users of the machine.
     #[arg(long, env = "HERALD_USER_PASSWORD", hide_env_values = true)]
     password: Option<String>,
-    /// Data directory holding the app database.
-    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,17 +78,23 @@ struct UserTokenArgs {
     /// Also allow sending notifications and broadcasts.
     #[arg(long)]
     notify: bool,
-    /// Data directory holding the app database.
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// Where a command finds the app's database: as `herald serve` does.
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// The app's database URL (`postgres://…` or `sqlite://…`), as given to `herald serve`.
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Data directory holding the app database (app.db) when no --database-url is given.
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
 }
 
 fn parse_role(role: &str) -> Result<UserRole, String> {
-    match role {
-        "admin" => Ok(UserRole::Admin),
-        "member" => Ok(UserRole::Member),
-        other => Err(format!("unknown role {other:?} (expected admin or member)")),
-    }
+    role.parse()
 }
 
 /// Where a command finds the key to mint tokens with.
@@ -232,7 +237,9 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // PostgreSQL's notices (such as "relation already exists, skipping" from the
+        // migrations at every start) are not news.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -366,16 +373,17 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn app_db(data_dir: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    app::open_db(&data_dir.join(app::APP_FILE))
+async fn app_db(args: &DbArgs) -> anyhow::Result<sqlx::AnyPool> {
+    if let Some(url) = &args.database_url {
+        app::Backend::of_url(url).map_err(anyhow::Error::msg)?;
+    }
+    app::open_db(args.database_url.as_deref(), &args.data_dir)
         .await
         .context("cannot open the app database")
 }
 
 async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
-    let pool = app_db(&args.data_dir).await?;
+    let pool = app_db(&args.db).await?;
     let generated = args.password.is_none();
     let password = args
         .password
@@ -399,7 +407,7 @@ async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 }
 
 async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
-    let pool = app_db(&args.data_dir).await?;
+    let pool = app_db(&args.db).await?;
     let token = app::create_token(&pool, &args.email, &args.name, args.notify)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;

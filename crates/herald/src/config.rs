@@ -12,9 +12,16 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Directory for the event log (SQLite) and the generated JWT key.
+    /// Directory for the event log (SQLite), the generated JWT key and, without
+    /// --database-url, the app's database (app.db).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     pub data_dir: PathBuf,
+
+    /// Where the app keeps its data: `postgres://user:password@host/database` (which the
+    /// nodes of a cluster share) or `sqlite:///path/app.db`. Default: SQLite in
+    /// <data-dir>/app.db.
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// HS256 key that verifies publisher and subscriber JWTs. When no key is given, one is
     /// generated on first start and kept in <data-dir>/jwt.key.
@@ -135,6 +142,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where the data lives.
     pub data_dir: PathBuf,
+    /// The app's database, when not SQLite in `data_dir`. Holds a password: never logged.
+    pub database_url: Option<String>,
     /// Key for publisher JWTs.
     pub publisher_key: Vec<u8>,
     /// Key for subscriber JWTs.
@@ -171,6 +180,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field(
+                "database",
+                &self.database_url.as_deref().map(crate::app::describe_url),
+            )
             .field("anonymous", &self.anonymous)
             .field("hub", &self.hub)
             .field("max_body", &self.max_body)
@@ -229,6 +242,9 @@ impl Config {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        if let Some(url) = &args.database_url {
+            crate::app::Backend::of_url(url)?;
+        }
         for origin in &args.cors_origins {
             if origin == "*" {
                 return Err(
@@ -278,6 +294,7 @@ impl Config {
         Ok(Self {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
+            database_url: args.database_url.clone(),
             publisher_key: publisher_key.into_bytes(),
             subscriber_key: subscriber_key.into_bytes(),
             anonymous: args.anonymous,

@@ -155,17 +155,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let hub = Hub::start(
-        config.hub.clone(),
-        log,
-        &tracker,
-        shutdown.clone(),
-    )
-    .await
-    .context("cannot start the hub")?;
-    let pool = app::open_db(&config.data_dir.join(app::APP_FILE))
+    let hub = Hub::start(config.hub.clone(), log, &tracker, shutdown.clone())
+        .await
+        .context("cannot start the hub")?;
+    let pool = app::open_db(config.database_url.as_deref(), &config.data_dir)
         .await
         .context("cannot open the app database")?;
+    let database = match &config.database_url {
+        Some(url) => app::describe_url(url),
+        None => format!("SQLite {}", config.data_dir.join(app::APP_FILE).display()),
+    };
+    tracing::info!(%database, "opened the app database");
     let first_start = app::bootstrap(
         &pool,
         config.admin_email.clone(),

@@ -1,10 +1,15 @@
 -- The app's data: users and their credentials, workspaces and members, the three
 -- collections, and the outbox that carries each change's event to the hub's log.
 -- Ids are UUIDs (v7, so they sort by creation); times are RFC 3339 text in UTC.
+--
+-- The same schema exists for PostgreSQL (`migrations/postgres/`), and one set of queries
+-- reads both through sqlx's Any driver. So: emails are stored lower-case (the app folds
+-- them) instead of compared with COLLATE NOCASE, and booleans are INTEGER 0 or 1, because
+-- the Any driver refuses columns declared BOOLEAN in SQLite (`Flag` decodes both).
 
 CREATE TABLE users (
     id            TEXT PRIMARY KEY,
-    email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    email         TEXT NOT NULL UNIQUE,
     name          TEXT NOT NULL,
     role          TEXT NOT NULL CHECK (role IN ('admin', 'member')),
     password_hash TEXT NOT NULL,
@@ -25,7 +30,7 @@ CREATE TABLE api_tokens (
     token_hash TEXT PRIMARY KEY,
     user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name       TEXT NOT NULL,
-    can_notify INTEGER NOT NULL,
+    can_notify INTEGER NOT NULL CHECK (can_notify IN (0, 1)),
     created_at INTEGER NOT NULL
 );
 
@@ -50,7 +55,7 @@ CREATE TABLE todos (
     id           TEXT PRIMARY KEY,
     workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     title        TEXT NOT NULL,
-    done         INTEGER NOT NULL,
+    done         INTEGER NOT NULL CHECK (done IN (0, 1)),
     created_by   TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     updated_at   TEXT NOT NULL
@@ -61,7 +66,7 @@ CREATE TABLE channels (
     id           TEXT PRIMARY KEY,
     workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     name         TEXT NOT NULL,
-    is_default   INTEGER NOT NULL,
+    is_default   INTEGER NOT NULL CHECK (is_default IN (0, 1)),
     created_by   TEXT NOT NULL,
     created_at   TEXT NOT NULL,
     updated_at   TEXT NOT NULL

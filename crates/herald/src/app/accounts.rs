@@ -12,12 +12,13 @@ use argon2::{
     },
 };
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::{
     app::{
+        db::{Flag, Writer},
         internal,
-        model::{self, NewUser, User, UserRole},
+        model::{self, NewUser, User},
         policy::Actor,
     },
     error::{ApiError, ErrorCode},
@@ -102,23 +103,23 @@ fn unix_now() -> i64 {
     super::unix_ms() / 1000
 }
 
-/// Inserts a user, hashing its password.
+/// Inserts a user, hashing its password. Its email is stored in lower case.
 ///
 /// # Errors
 ///
-/// 400 for bad fields, 409 when the email is taken.
-pub async fn add_user(pool: &SqlitePool, new: NewUser) -> Result<User, ApiError> {
+/// 400 for bad fields, 409 when the email is taken (in any case).
+pub async fn add_user(pool: &AnyPool, new: NewUser) -> Result<User, ApiError> {
     new.validate()?;
     let hash = hash_password(new.password).await.map_err(internal)?;
     let user = User {
         id: model::new_id(),
-        email: new.email,
+        email: model::normalize_email(&new.email),
         name: new.name,
         role: new.role,
     };
     let inserted = sqlx::query(
         "INSERT INTO users (id, email, name, role, password_hash, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (email) DO NOTHING",
     )
     .bind(&user.id)
     .bind(&user.email)
@@ -144,13 +145,13 @@ pub async fn add_user(pool: &SqlitePool, new: NewUser) -> Result<User, ApiError>
 ///
 /// 404 when there is no such user.
 pub async fn create_token(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     email: &str,
     name: &str,
     can_notify: bool,
 ) -> Result<String, ApiError> {
-    let user_id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = ?")
-        .bind(email)
+    let user_id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(model::normalize_email(email))
         .fetch_optional(pool)
         .await
         .map_err(internal)?;
@@ -160,7 +161,7 @@ pub async fn create_token(
     let token = format!("{TOKEN_PREFIX}{}", random_secret());
     sqlx::query(
         "INSERT INTO api_tokens (token_hash, user_id, name, can_notify, created_at) \
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(secret_hash(&token))
     .bind(user_id)
@@ -179,13 +180,13 @@ pub async fn create_token(
 ///
 /// 401 for an unknown email or a wrong password, with the same message for both.
 pub async fn login(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     email: &str,
     password: String,
 ) -> Result<(User, String), ApiError> {
-    let row: Option<(String, String, String, UserRole, String)> =
-        sqlx::query_as("SELECT id, email, name, role, password_hash FROM users WHERE email = ?")
-            .bind(email)
+    let row: Option<(String, String, String, model::UserRole, String)> =
+        sqlx::query_as("SELECT id, email, name, role, password_hash FROM users WHERE email = $1")
+            .bind(model::normalize_email(email))
             .fetch_optional(pool)
             .await
             .map_err(internal)?;
@@ -208,7 +209,8 @@ pub async fn login(
     let secret = random_secret();
     let now = unix_now();
     sqlx::query(
-        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(secret_hash(&secret))
     .bind(&user.id)
@@ -225,8 +227,8 @@ pub async fn login(
 /// # Errors
 ///
 /// When the database fails.
-pub async fn logout(pool: &SqlitePool, session_hash: &str) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+pub async fn logout(pool: &AnyPool, session_hash: &str) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(session_hash)
         .execute(pool)
         .await
@@ -248,50 +250,49 @@ pub enum Credentials<'a> {
 /// # Errors
 ///
 /// 401 when it is unknown or expired.
-pub async fn authenticate(
-    pool: &SqlitePool,
-    credentials: Credentials<'_>,
-) -> Result<Actor, ApiError> {
-    type Row = (String, String, String, UserRole, bool);
-    let (hash, row): (String, Option<Row>) = match credentials {
+pub async fn authenticate(pool: &AnyPool, credentials: Credentials<'_>) -> Result<Actor, ApiError> {
+    /// A token's user, and whether the token may notify.
+    #[derive(sqlx::FromRow)]
+    struct TokenRow {
+        #[sqlx(flatten)]
+        user: User,
+        can_notify: Flag,
+    }
+    let (hash, found): (String, Option<(User, bool)>) = match credentials {
         Credentials::Session(secret) => {
             let hash = secret_hash(secret);
-            let row = sqlx::query_as(
-                "SELECT u.id, u.email, u.name, u.role, FALSE FROM sessions s \
-                 JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            let user: Option<User> = sqlx::query_as(
+                "SELECT u.id, u.email, u.name, u.role FROM sessions s \
+                 JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
             )
             .bind(&hash)
             .bind(unix_now())
             .fetch_optional(pool)
             .await
             .map_err(internal)?;
-            (hash, row)
+            // Sessions never notify: only API tokens made with --notify do.
+            (hash, user.map(|user| (user, false)))
         }
         Credentials::Token(token) => {
             let hash = secret_hash(token);
-            let row = sqlx::query_as(
+            let row: Option<TokenRow> = sqlx::query_as(
                 "SELECT u.id, u.email, u.name, u.role, t.can_notify FROM api_tokens t \
-                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
             )
             .bind(&hash)
             .fetch_optional(pool)
             .await
             .map_err(internal)?;
-            (hash, row)
+            (hash, row.map(|row| (row.user, row.can_notify.into())))
         }
     };
-    let Some((id, email, name, role, can_notify)) = row else {
+    let Some((user, can_notify)) = found else {
         return Err(ApiError::unauthorized(
             "the session or token is unknown or expired; sign in again",
         ));
     };
     Ok(Actor {
-        user: User {
-            id,
-            email,
-            name,
-            role,
-        },
+        user,
         session: matches!(credentials, Credentials::Session(_)).then_some(hash),
         can_notify,
     })
@@ -310,18 +311,24 @@ pub struct Bootstrap {
 /// one) and a workspace it owns, with its `general` channel. Returns what it created, or
 /// `None` when an admin already exists.
 ///
+/// It holds the write lock throughout, so nodes of a cluster starting together on an empty
+/// database create one admin between them.
+///
 /// # Errors
 ///
 /// When the database fails or the given email or password is invalid.
 pub async fn bootstrap(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     email: Option<String>,
     password: Option<String>,
 ) -> anyhow::Result<Option<Bootstrap>> {
+    let turn = tokio::sync::Mutex::new(());
+    let mut writer = Writer::acquire(&turn, pool).await?;
     let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
-        .fetch_one(pool)
+        .fetch_one(&mut *writer)
         .await?;
     if admins > 0 {
+        writer.release().await;
         return Ok(None);
     }
     let email = email.unwrap_or_else(|| "admin@localhost".to_owned());
@@ -330,10 +337,10 @@ pub async fn bootstrap(
     let admin = add_user(
         pool,
         NewUser {
-            email: email.clone(),
+            email,
             name: "Admin".to_owned(),
             password,
-            role: UserRole::Admin,
+            role: model::UserRole::Admin,
         },
     )
     .await
@@ -342,7 +349,7 @@ pub async fn bootstrap(
     let mut tx = pool.begin().await?;
     sqlx::query(
         "INSERT INTO workspaces (id, name, created_by, created_at, updated_at) \
-         VALUES (?, 'My workspace', ?, ?, ?)",
+         VALUES ($1, 'My workspace', $2, $3, $4)",
     )
     .bind(&ws)
     .bind(&admin.id)
@@ -351,7 +358,8 @@ pub async fn bootstrap(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES (?, ?, 'owner', ?)",
+        "INSERT INTO members (workspace_id, user_id, role, added_at) \
+         VALUES ($1, $2, 'owner', $3)",
     )
     .bind(&ws)
     .bind(&admin.id)
@@ -360,18 +368,20 @@ pub async fn bootstrap(
     .await?;
     sqlx::query(
         "INSERT INTO channels (id, workspace_id, name, is_default, created_by, created_at, \
-         updated_at) VALUES (?, ?, 'general', TRUE, ?, ?, ?)",
+         updated_at) VALUES ($1, $2, 'general', $3, $4, $5, $6)",
     )
     .bind(model::new_id())
     .bind(&ws)
+    .bind(true)
     .bind(&admin.id)
     .bind(&now)
     .bind(&now)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    writer.release().await;
     Ok(Some(Bootstrap {
-        email,
+        email: admin.email,
         generated_password: generated,
     }))
 }

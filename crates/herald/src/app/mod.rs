@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - `db`: the database (SQLite or PostgreSQL, one set of queries), its migrations and the
+//!   write lock.
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
 //! - `accounts`: passwords, sessions, API tokens, the first admin.
@@ -13,41 +15,39 @@
 //!
 //! # How a change becomes an event
 //!
-//! A [`Change`] holds the app's write lock and a transaction. The service makes the change
-//! and [`Change::emit`]s its event, which writes an `outbox` row in the same transaction, so
-//! the event exists exactly when the change does. [`Change::commit`] commits, then hands the
-//! events to the hub's sequencer while still holding the lock, so the log orders events as
-//! the database ordered their changes; then it waits for the log to acknowledge them and
-//! deletes their outbox rows. If Herald dies in between, the relay at the next start (and
-//! every second while running) publishes what the outbox still holds and the log lacks.
+//! A [`Change`] holds the app's write lock (the process's mutex and, on PostgreSQL, an
+//! advisory lock that makes it cluster-wide: see `db`) and a transaction. The service makes
+//! the change and [`Change::emit`]s its event, which writes an `outbox` row in the same
+//! transaction, so the event exists exactly when the change does. [`Change::commit`]
+//! commits, then hands the events to the hub's sequencer while still holding the lock, so
+//! the log orders events as the database ordered their changes; then it waits for the log
+//! to acknowledge them and deletes their outbox rows. If Herald dies in between, the relay
+//! at the next start (and every second while running, on every node) publishes what the
+//! outbox still holds and the log lacks.
 
 pub mod accounts;
 pub mod assets;
+pub mod db;
 mod http;
 pub mod model;
 pub mod policy;
 mod service;
 pub mod streams;
 
-use std::{collections::HashSet, path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use herald_hub::{Hub, Update};
-use sqlx::{
-    Sqlite, SqlitePool, Transaction,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-};
+use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
 pub use accounts::{Bootstrap, add_user, bootstrap, create_token};
+pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use http::routes;
 pub use model::{NewUser, UserRole};
 pub use policy::Actor;
 pub use streams::Streams;
 
 use crate::error::{ApiError, ErrorCode};
-
-/// The file in the data directory that holds the app's data and its outbox.
-pub const APP_FILE: &str = "app.db";
 
 /// How often the relay looks for events whose publish failed or was cut short.
 const RELAY_INTERVAL: Duration = Duration::from_secs(1);
@@ -63,35 +63,15 @@ pub struct App {
 
 #[derive(Debug)]
 struct Inner {
-    pool: SqlitePool,
+    pool: AnyPool,
     hub: Hub,
-    /// One writer at a time: SQLite allows no more, and holding it from commit to hand-over
-    /// keeps the log's order equal to the database's.
+    /// One writer at a time in this process: SQLite allows no more, and holding it from
+    /// commit to hand-over keeps the log's order equal to the database's. On PostgreSQL a
+    /// [`db::Writer`] adds an advisory lock, for one writer at a time in the cluster.
     write: tokio::sync::Mutex<()>,
     /// Outbox rows a request is publishing right now; the relay leaves them alone.
     inflight: std::sync::Mutex<HashSet<String>>,
     streams: Streams,
-}
-
-/// Opens (creating if needed) the app database at `path` and runs its migrations.
-///
-/// # Errors
-///
-/// When the file cannot be opened or migrated.
-pub async fn open_db(path: &Path) -> anyhow::Result<SqlitePool> {
-    let options = SqliteConnectOptions::from_str("sqlite://")?
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options)
-        .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(pool)
 }
 
 impl App {
@@ -102,7 +82,7 @@ impl App {
     ///
     /// When the outbox cannot be read or the hub refuses its events.
     pub async fn start(
-        pool: SqlitePool,
+        pool: AnyPool,
         hub: Hub,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
@@ -115,7 +95,7 @@ impl App {
                 streams: Streams::default(),
             }),
         };
-        sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(unix_ms() / 1000)
             .execute(&app.inner.pool)
             .await?;
@@ -130,7 +110,7 @@ impl App {
         Ok(app)
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.inner.pool
     }
 
@@ -142,13 +122,17 @@ impl App {
         &self.inner.streams
     }
 
+    /// Waits for the write lock (see [`db::Writer`]).
+    async fn writer(&self) -> Result<db::Writer<'_>, sqlx::Error> {
+        db::Writer::acquire(&self.inner.write, &self.inner.pool).await
+    }
+
     /// Starts a change: takes the write lock and opens a transaction.
     pub(crate) async fn change(&self) -> Result<Change<'_>, ApiError> {
-        let guard = self.inner.write.lock().await;
-        let tx = self.inner.pool.begin().await.map_err(internal)?;
+        let mut tx = self.writer().await.map_err(internal)?;
+        tx.begin().await.map_err(internal)?;
         Ok(Change {
             app: self,
-            guard,
             tx,
             events: Vec::new(),
         })
@@ -156,12 +140,17 @@ impl App {
 
     /// Publishes outbox rows that no request is publishing and the log does not hold;
     /// deletes those it holds. Returns how many it published.
+    ///
+    /// It holds the write lock while it enqueues, like a change, so its events take their
+    /// place in the log between changes, in outbox order. Several nodes may relay the same
+    /// row at once; the check against the log keeps that rare, and the log drops a second
+    /// copy of an id.
     async fn relay(&self) -> anyhow::Result<usize> {
-        let guard = self.inner.write.lock().await;
+        let mut writer = self.writer().await?;
         let rows: Vec<(i64, String, String, String, String)> =
-            sqlx::query_as("SELECT seq, uid, topics, type, data FROM outbox ORDER BY seq LIMIT ?")
+            sqlx::query_as("SELECT seq, uid, topics, type, data FROM outbox ORDER BY seq LIMIT $1")
                 .bind(RELAY_BATCH)
-                .fetch_all(&self.inner.pool)
+                .fetch_all(&mut *writer)
                 .await?;
         let mut done = Vec::new();
         let mut pending = Vec::new();
@@ -180,10 +169,11 @@ impl App {
                 id: Some(uid),
                 event_type: Some(event_type),
                 retry: None,
+                closes: Vec::new(),
             };
             pending.push((seq, self.inner.hub.enqueue(update).await?));
         }
-        drop(guard);
+        writer.release().await;
         let published = pending.len();
         for (seq, acked) in pending {
             acked.await?;
@@ -213,16 +203,24 @@ impl App {
         self.inner.inflight.lock().expect("inflight poisoned")
     }
 
+    /// Deletes the outbox rows `seqs`. Takes the process's turn (SQLite has one writer at a
+    /// time), not the cluster's: deleting published rows reorders nothing.
     async fn delete_outbox(&self, seqs: &[i64]) -> Result<(), sqlx::Error> {
         if seqs.is_empty() {
             return Ok(());
         }
-        let _guard = self.inner.write.lock().await;
-        let mut query = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM outbox WHERE seq IN ");
-        query.push_tuples(seqs, |mut row, seq| {
-            row.push_bind(seq);
-        });
-        query.build().execute(&self.inner.pool).await?;
+        let _turn = self.inner.write.lock().await;
+        for chunk in seqs.chunks(RELAY_BATCH as usize) {
+            let sql = format!(
+                "DELETE FROM outbox WHERE seq IN ({})",
+                db::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for seq in chunk {
+                query = query.bind(seq);
+            }
+            query.execute(&self.inner.pool).await?;
+        }
         Ok(())
     }
 }
@@ -237,9 +235,9 @@ struct Outgoing {
 /// One change in progress: the write lock, a transaction, and the events it emits.
 pub(crate) struct Change<'a> {
     app: &'a App,
-    guard: tokio::sync::MutexGuard<'a, ()>,
-    /// The transaction; the service runs its statements on it.
-    pub(crate) tx: Transaction<'static, Sqlite>,
+    /// The write lock's connection, inside the change's transaction; the service runs its
+    /// statements on it. Dropping the change rolls back and releases the lock.
+    pub(crate) tx: db::Writer<'a>,
     events: Vec<Outgoing>,
 }
 
@@ -258,8 +256,8 @@ impl Change<'_> {
         let data = envelope.to_string();
         let topics_json = serde_json::to_string(&topics).map_err(internal)?;
         let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (uid, topics, type, data, created_at) VALUES (?, ?, ?, ?, ?) \
-             RETURNING seq",
+            "INSERT INTO outbox (uid, topics, type, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
         )
         .bind(&uid)
         .bind(topics_json)
@@ -278,6 +276,7 @@ impl Change<'_> {
                 id: Some(uid.clone()),
                 event_type: Some(event_type.to_owned()),
                 retry: None,
+                closes: Vec::new(),
             },
         });
         Ok(uid)
@@ -295,8 +294,7 @@ impl Change<'_> {
     pub(crate) async fn commit(self) -> Result<(), ApiError> {
         let Self {
             app,
-            guard,
-            tx,
+            mut tx,
             events,
         } = self;
         tx.commit().await.map_err(internal)?;
@@ -317,7 +315,7 @@ impl Change<'_> {
                 }
             }
         }
-        drop(guard);
+        tx.release().await;
         let mut done = Vec::with_capacity(pending.len());
         for (seq, uid, acked) in pending {
             match acked.await {
@@ -355,9 +353,10 @@ mod tests {
 
     use super::*;
 
-    async fn outbox_row(pool: &SqlitePool, uid: &str, data: &str) {
+    async fn outbox_row(pool: &AnyPool, uid: &str, data: &str) {
         sqlx::query(
-            "INSERT INTO outbox (uid, topics, type, data, created_at) VALUES (?, ?, 'todos:created', ?, 0)",
+            "INSERT INTO outbox (uid, topics, type, data, created_at) \
+             VALUES ($1, $2, 'todos:created', $3, 0)",
         )
         .bind(uid)
         .bind(r#"["herald:ws/w"]"#)
@@ -396,7 +395,7 @@ mod tests {
             .await
             .unwrap();
 
-        let pool = open_db(&dir.path().join(APP_FILE)).await.unwrap();
+        let pool = open_db(None, dir.path()).await.unwrap();
         outbox_row(&pool, "event-1", "already in the log").await;
         outbox_row(&pool, "event-2", "lost in the crash").await;
         let app = App::start(pool.clone(), hub.clone(), shutdown.clone())

@@ -9,6 +9,34 @@ use sqlx::FromRow;
 
 use crate::error::ApiError;
 
+/// Stores an enum with `as_str` and `FromStr` as the TEXT of its name, through `sqlx::Any`
+/// (whose drivers know no enums).
+macro_rules! text_column {
+    ($name:ty) => {
+        impl sqlx::Type<sqlx::Any> for $name {
+            fn type_info() -> sqlx::any::AnyTypeInfo {
+                <str as sqlx::Type<sqlx::Any>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Any> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<'q, sqlx::Any>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Any> for $name {
+            fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <String as sqlx::Decode<'r, sqlx::Any>>::decode(value)?;
+                Ok(text.parse()?)
+            }
+        }
+    };
+}
+
 /// Longest todo title, in characters.
 pub const MAX_TITLE: usize = 500;
 /// Longest workspace, channel or user name, in characters.
@@ -22,10 +50,9 @@ pub const MIN_PASSWORD: usize = 8;
 /// Longest password: argon2 hashes any length, but a megabyte password is an attack.
 pub const MAX_PASSWORD: usize = 256;
 
-/// A user's global role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+/// A user's global role. Stored as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase", type_name = "TEXT")]
 pub enum UserRole {
     /// May read every workspace and note, create users and send notifications.
     Admin,
@@ -33,10 +60,9 @@ pub enum UserRole {
     Member,
 }
 
-/// A member's role in one workspace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+/// A member's role in one workspace. Stored as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-#[sqlx(rename_all = "lowercase", type_name = "TEXT")]
 pub enum MemberRole {
     /// May rename and delete the workspace, manage members and broadcast.
     Owner,
@@ -44,12 +70,60 @@ pub enum MemberRole {
     Member,
 }
 
+impl UserRole {
+    /// Its name, as JSON and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+impl std::str::FromStr for UserRole {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "admin" => Ok(Self::Admin),
+            "member" => Ok(Self::Member),
+            other => Err(format!("unknown role {other:?} (expected admin or member)")),
+        }
+    }
+}
+
+text_column!(UserRole);
+
+impl MemberRole {
+    /// Its name, as JSON and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Member => "member",
+        }
+    }
+}
+
+impl std::str::FromStr for MemberRole {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "owner" => Ok(Self::Owner),
+            "member" => Ok(Self::Member),
+            other => Err(format!("unknown role {other:?} (expected owner or member)")),
+        }
+    }
+}
+
+text_column!(MemberRole);
+
 /// A user, without credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
 pub struct User {
     /// Its id.
     pub id: String,
-    /// Unique, compared without case.
+    /// Unique, stored in lower case (see [`normalize_email`]).
     pub email: String,
     /// Shown to other users, and in events as the author.
     pub name: String,
@@ -112,6 +186,7 @@ pub struct Todo {
     /// 1–500 characters.
     pub title: String,
     /// Whether it is done.
+    #[sqlx(try_from = "crate::app::db::Flag")]
     pub done: bool,
     /// Its author.
     pub created_by: String,
@@ -132,6 +207,7 @@ pub struct Channel {
     /// 1–100 characters.
     pub name: String,
     /// The workspace's `general` channel, which cannot be deleted.
+    #[sqlx(try_from = "crate::app::db::Flag")]
     pub is_default: bool,
     /// Its author.
     pub created_by: String,
@@ -318,6 +394,12 @@ pub fn email(value: &str) -> Result<(), ApiError> {
     }
 }
 
+/// An email as it is stored and looked up: in lower case, so that addresses differing only
+/// in case are one account.
+pub fn normalize_email(email: &str) -> String {
+    email.to_lowercase()
+}
+
 /// Checks that `value` is a UUID, the shape of every id; normalizes it to lower case.
 ///
 /// # Errors
@@ -357,6 +439,22 @@ mod tests {
         }
         assert!(text("title", &"é".repeat(MAX_TITLE), MAX_TITLE).is_ok());
         assert!(text("title", &"é".repeat(MAX_TITLE + 1), MAX_TITLE).is_err());
+    }
+
+    /// The database spells roles as JSON does.
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in [UserRole::Admin, UserRole::Member] {
+            assert_eq!(role.as_str().parse::<UserRole>(), Ok(role));
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        for role in [MemberRole::Owner, MemberRole::Member] {
+            assert_eq!(role.as_str().parse::<MemberRole>(), Ok(role));
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+        }
+        assert!("Admin".parse::<UserRole>().is_err());
+        assert!("admin".parse::<MemberRole>().is_err());
+        assert_eq!(normalize_email("Alice@Example.COM"), "alice@example.com");
     }
 
     #[test]

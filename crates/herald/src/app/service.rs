@@ -5,9 +5,9 @@
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use sqlx::{
-    FromRow, Sqlite, SqliteConnection,
+    Any, AnyConnection, FromRow,
+    any::{AnyArguments, AnyRow},
     query::Query,
-    sqlite::{SqliteArguments, SqliteRow},
 };
 
 use crate::{
@@ -46,7 +46,7 @@ pub(crate) struct Base {
 
 /// A collection under `/api/workspaces/{ws}/…`: todos, channels or notes.
 pub(crate) trait Resource:
-    Serialize + for<'r> FromRow<'r, SqliteRow> + Send + Unpin + 'static
+    Serialize + for<'r> FromRow<'r, AnyRow> + Send + Unpin + 'static
 {
     /// Its kind, for event types and routing.
     const KIND: Kind;
@@ -62,7 +62,7 @@ pub(crate) trait Resource:
     /// Applies a checked patch; refuses an empty one.
     fn apply(&mut self, patch: Self::Patch, now: String) -> Result<(), ApiError>;
     /// Inserts or updates its row.
-    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>>;
+    fn save(&self) -> Query<'_, Any, AnyArguments<'_>>;
     /// Its author.
     fn author(&self) -> &str;
     /// Refuses deletion of what must stay.
@@ -109,10 +109,10 @@ impl Resource for Todo {
         Ok(())
     }
 
-    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    fn save(&self) -> Query<'_, Any, AnyArguments<'_>> {
         sqlx::query(
             "INSERT INTO todos (id, workspace_id, title, done, created_by, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
              title = excluded.title, done = excluded.done, updated_at = excluded.updated_at",
         )
         .bind(&self.id)
@@ -159,10 +159,10 @@ impl Resource for Channel {
         Ok(())
     }
 
-    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    fn save(&self) -> Query<'_, Any, AnyArguments<'_>> {
         sqlx::query(
             "INSERT INTO channels (id, workspace_id, name, is_default, created_by, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
              name = excluded.name, updated_at = excluded.updated_at",
         )
         .bind(&self.id)
@@ -219,10 +219,10 @@ impl Resource for Note {
         Ok(())
     }
 
-    fn save(&self) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    fn save(&self) -> Query<'_, Any, AnyArguments<'_>> {
         sqlx::query(
             "INSERT INTO notes (id, workspace_id, content, created_by, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET \
              content = excluded.content, updated_at = excluded.updated_at",
         )
         .bind(&self.id)
@@ -303,10 +303,10 @@ const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.upd
 
 /// The actor's access to workspace `ws`, read on `conn` (inside a change's transaction for
 /// writes, so the check and the write see the same state).
-async fn access(conn: &mut SqliteConnection, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
+async fn access(conn: &mut AnyConnection, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
     let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
         "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w LEFT JOIN members m \
-         ON m.workspace_id = w.id AND m.user_id = ? WHERE w.id = ?"
+         ON m.workspace_id = w.id AND m.user_id = $1 WHERE w.id = $2"
     ))
     .bind(&actor.user.id)
     .bind(ws)
@@ -341,7 +341,7 @@ impl App {
         };
         let rows: Vec<WorkspaceRow> = sqlx::query_as(&format!(
             "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w {join} members m \
-             ON m.workspace_id = w.id AND m.user_id = ? ORDER BY w.id"
+             ON m.workspace_id = w.id AND m.user_id = $1 ORDER BY w.id"
         ))
         .bind(&actor.user.id)
         .fetch_all(self.pool())
@@ -396,7 +396,7 @@ impl App {
         let mut change = self.change().await?;
         sqlx::query(
             "INSERT INTO workspaces (id, name, created_by, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&workspace.id)
         .bind(&workspace.name)
@@ -407,7 +407,7 @@ impl App {
         .await
         .map_err(internal)?;
         sqlx::query(
-            "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES (?, ?, 'owner', ?)",
+            "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES ($1, $2, 'owner', $3)",
         )
         .bind(&workspace.id)
         .bind(&actor.user.id)
@@ -473,7 +473,7 @@ impl App {
         let mut workspace = access.workspace;
         workspace.name = name;
         workspace.updated_at = model::now();
-        sqlx::query("UPDATE workspaces SET name = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE workspaces SET name = $1, updated_at = $2 WHERE id = $3")
             .bind(&workspace.name)
             .bind(&workspace.updated_at)
             .bind(ws)
@@ -505,7 +505,7 @@ impl App {
         let mut change = self.change().await?;
         let access = access(&mut change.tx, actor, ws).await?;
         access.require_owner("delete it")?;
-        sqlx::query("DELETE FROM workspaces WHERE id = ?")
+        sqlx::query("DELETE FROM workspaces WHERE id = $1")
             .bind(ws)
             .execute(&mut *change.tx)
             .await
@@ -534,7 +534,7 @@ impl App {
         self.read_access(actor, ws).await?;
         sqlx::query_as(
             "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
-             FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? \
+             FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 \
              ORDER BY m.added_at, u.name",
         )
         .bind(ws)
@@ -556,7 +556,7 @@ impl App {
             .await?
             .require_owner("add members")?;
         let user: Option<User> =
-            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = ?")
+            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
                 .bind(&user_id)
                 .fetch_optional(&mut *change.tx)
                 .await
@@ -571,7 +571,7 @@ impl App {
             added_at: model::now(),
         };
         let inserted = sqlx::query(
-            "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
         .bind(ws)
@@ -619,7 +619,7 @@ impl App {
         let member: Option<Member> = sqlx::query_as(
             "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
              FROM members m JOIN users u ON u.id = m.user_id \
-             WHERE m.workspace_id = ? AND m.user_id = ?",
+             WHERE m.workspace_id = $1 AND m.user_id = $2",
         )
         .bind(ws)
         .bind(&user_id)
@@ -629,7 +629,7 @@ impl App {
         let member = member.ok_or_else(|| not_found("member"))?;
         if member.role == MemberRole::Owner {
             let owners: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM members WHERE workspace_id = ? AND role = 'owner'",
+                "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND role = 'owner'",
             )
             .bind(ws)
             .fetch_one(&mut *change.tx)
@@ -642,7 +642,7 @@ impl App {
                 ));
             }
         }
-        sqlx::query("DELETE FROM members WHERE workspace_id = ? AND user_id = ?")
+        sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND user_id = $2")
             .bind(ws)
             .bind(&user_id)
             .execute(&mut *change.tx)
@@ -679,8 +679,8 @@ impl App {
         let see_all = !R::PRIVATE || actor.is_admin();
         let limit = limit.clamp(1, MAX_PAGE);
         let mut items: Vec<R> = sqlx::query_as(&format!(
-            "SELECT * FROM {} WHERE workspace_id = ? AND id > ? AND (? OR created_by = ?) \
-             ORDER BY id LIMIT ?",
+            "SELECT * FROM {} WHERE workspace_id = $1 AND id > $2 AND ($3 OR created_by = $4) \
+             ORDER BY id LIMIT $5",
             table(R::KIND)
         ))
         .bind(ws)
@@ -797,7 +797,7 @@ impl App {
         access(&mut change.tx, actor, ws).await?;
         let resource = load::<R>(&mut change.tx, actor, ws, id).await?;
         resource.check_delete()?;
-        sqlx::query(&format!("DELETE FROM {} WHERE id = ?", table(R::KIND)))
+        sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table(R::KIND)))
             .bind(id)
             .execute(&mut *change.tx)
             .await
@@ -832,7 +832,7 @@ impl App {
         }
         let user_id = model::id("userId", user_id)?;
         let mut change = self.change().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = ?")
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
             .bind(&user_id)
             .fetch_optional(&mut *change.tx)
             .await
@@ -889,14 +889,14 @@ impl App {
 /// Loads one resource of workspace `ws` that the actor may see (404 otherwise, also for a
 /// resource of another workspace).
 async fn load<R: Resource>(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     actor: &Actor,
     ws: &str,
     id: &str,
 ) -> Result<R, ApiError> {
     let what = R::KIND.as_str().trim_end_matches('s');
     let resource: Option<R> = sqlx::query_as(&format!(
-        "SELECT * FROM {} WHERE id = ? AND workspace_id = ?",
+        "SELECT * FROM {} WHERE id = $1 AND workspace_id = $2",
         table(R::KIND)
     ))
     .bind(id)

@@ -235,6 +235,17 @@ async fn serve_refuses_bad_configuration_with_status_64() {
             &["--jwt-key", KEY, "--cors-origin", "example.com"],
             "error: --cors-origin \"example.com\" is not an origin like https://app.example.com\n",
         ),
+        (
+            // The message names the schemes, never the URL (it holds a password).
+            &[
+                "--jwt-key",
+                KEY,
+                "--database-url",
+                "mysql://herald:s3cret@db/herald",
+            ],
+            "error: --database-url must start with sqlite:, postgres: or postgresql: \
+             (for example postgres://herald:secret@db.example.com/herald)\n",
+        ),
     ];
     for (flags, message) in cases {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];

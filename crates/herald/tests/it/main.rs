@@ -6,9 +6,11 @@
 //! `support`; each other module covers one area of behaviour.
 
 mod app;
+mod app_postgres;
 mod app_streams;
 mod auth;
 mod cli;
+mod cluster;
 mod durability;
 mod handover;
 mod heartbeat;
@@ -19,5 +21,6 @@ mod private;
 mod pubsub;
 mod replay;
 mod retention;
+mod services;
 mod slow;
 mod support;

@@ -583,6 +583,16 @@ impl SubscribeReq {
         Sse::new(response)
     }
 
+    /// Opens the stream; on any answer but 200, returns its status and body instead.
+    pub(crate) async fn try_open(self) -> Result<Sse, (StatusCode, String)> {
+        let response = self.send().await;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err((status, response.text().await.unwrap_or_default()));
+        }
+        Ok(Sse::new(response))
+    }
+
     /// Sends the request, expecting an error answer.
     pub(crate) async fn error(self) -> ApiError {
         let response = self.send().await;

@@ -1,0 +1,485 @@
+//! The app's database: SQLite by default (`<data-dir>/app.db`), or PostgreSQL, which the
+//! nodes of a cluster share. Both are reached through `sqlx::Any`, with one set of queries,
+//! and the migrations of the backend in use run at every start.
+//!
+//! # One set of queries for both
+//!
+//! - Placeholders are `$1, $2, …`, PostgreSQL's syntax; SQLite binds `$N` by its number
+//!   too. `sqlx::QueryBuilder` would write `?`: lists of values use `placeholders`.
+//! - Values are TEXT, integers (`i64`) and booleans. PostgreSQL declares booleans BOOLEAN.
+//!   SQLite declares them INTEGER (0 or 1): the Any driver refuses a column declared BOOLEAN
+//!   in SQLite, and reads SQLite's booleans as integers, so they are decoded as a `Flag`.
+//!   Roles are TEXT (see `model::UserRole`).
+//! - Emails are stored and looked up in lower case, rather than compared with SQLite's
+//!   `COLLATE NOCASE`.
+//!
+//! # The write lock
+//!
+//! Changes are serialized, and each hands its events to the hub's log before the next one
+//! starts, so the log orders events as the database ordered their changes. A `Writer`
+//! holds that turn: the process's mutex and, on PostgreSQL, a session-level advisory lock
+//! on the very connection the change runs on, which makes the turn cluster-wide. It is
+//! released after the events are enqueued, on every path: explicitly on success, from
+//! `Drop` (asynchronously, or by closing the connection) on errors and cancellation; and if
+//! the process dies, its sessions end and PostgreSQL releases the lock.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use sqlx::{
+    Any, AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Decode,
+    TransactionManager as _, Type, ValueRef as _,
+    any::{
+        AnyConnectOptions, AnyPoolOptions, AnyTransactionManager, AnyTypeInfo, AnyTypeInfoKind,
+        AnyValueRef,
+    },
+    error::BoxDynError,
+    pool::PoolConnection,
+};
+
+/// The file in the data directory that holds the app's data when no database URL is given.
+pub const APP_FILE: &str = "app.db";
+
+/// Most connections to an SQLite file: one writer at a time, a few readers.
+const SQLITE_CONNECTIONS: u32 = 4;
+
+/// Most connections of one node to PostgreSQL. A change holds one for its duration, every
+/// read borrows one briefly.
+const POSTGRES_CONNECTIONS: u32 = 16;
+
+/// How long SQLite waits for another process (`herald user add`, say) to finish writing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// The PostgreSQL advisory lock every node takes for a change: any fixed number, the same
+/// on every node ("herald" and 1, in ASCII).
+pub const WRITE_LOCK_KEY: i64 = 0x6865_7261_6c64_0001;
+
+/// How long releasing the advisory lock of an abandoned change may take before its
+/// connection is closed instead (which releases it too).
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The database behind the app's pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One file, one node.
+    Sqlite,
+    /// A server, possibly shared by several nodes.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, by its scheme: `sqlite:`, `postgres:` or
+    /// `postgresql:`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the accepted schemes, without the URL (it may hold a password).
+    pub fn of_url(url: &str) -> Result<Self, String> {
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme);
+        match scheme.map(str::to_ascii_lowercase).as_deref() {
+            Some("sqlite") => Ok(Self::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Self::Postgres),
+            _ => Err(
+                "--database-url must start with sqlite:, postgres: or postgresql: \
+                 (for example postgres://herald:secret@db.example.com/herald)"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The backend of `pool`.
+    pub fn of(pool: &AnyPool) -> Self {
+        match pool.connect_options().database_url.scheme() {
+            "sqlite" => Self::Sqlite,
+            _ => Self::Postgres,
+        }
+    }
+}
+
+/// A database URL as it may be logged: the backend, host, port and database, without the
+/// user, password or parameters.
+pub fn describe_url(url: &str) -> String {
+    let rest = url.split_once(':').map_or("", |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    match Backend::of_url(url) {
+        Ok(Backend::Sqlite) => format!("SQLite {}", rest.trim_start_matches("//")),
+        Ok(Backend::Postgres) => {
+            let rest = rest.trim_start_matches("//");
+            let (authority, database) = rest.split_once('/').unwrap_or((rest, ""));
+            // The user and password come before the last `@`.
+            let host = authority.rsplit('@').next().unwrap_or_default();
+            let host = if host.is_empty() { "localhost" } else { host };
+            format!("PostgreSQL {host}/{database}")
+        }
+        Err(_) => "an unknown database".to_owned(),
+    }
+}
+
+/// Opens the app database and runs its migrations: PostgreSQL or SQLite as `database_url`
+/// says, or else SQLite in `data_dir/app.db` (creating the directory and the file).
+///
+/// SQLite connections run in WAL mode with `synchronous=FULL`, foreign keys on and a busy
+/// timeout.
+///
+/// # Errors
+///
+/// When the database cannot be reached, opened or migrated. The message never holds the
+/// URL's password.
+pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Result<AnyPool> {
+    sqlx::any::install_default_drivers();
+    let url = match database_url {
+        Some(url) => url.to_owned(),
+        None => {
+            std::fs::create_dir_all(data_dir).with_context(|| {
+                format!("cannot create the data directory {}", data_dir.display())
+            })?;
+            sqlite_url(&data_dir.join(APP_FILE))?
+        }
+    };
+    let backend = Backend::of_url(&url).map_err(anyhow::Error::msg)?;
+    let url = match backend {
+        // Create the file if it is missing, unless the URL says otherwise.
+        Backend::Sqlite if !url.contains("mode=") => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}mode=rwc")
+        }
+        _ => url,
+    };
+    let described = describe_url(&url);
+    // Parse errors of a URL may quote it: keep them out of the message.
+    let options = AnyConnectOptions::from_str(&url)
+        .map_err(|_| anyhow::anyhow!("the database URL of {described} is not valid"))?;
+    // One connection first: a pool that cannot connect retries until it times out and then
+    // says only that, where this says why (refused, bad password, no such database).
+    options
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {described}"))?
+        .close()
+        .await
+        .with_context(|| format!("cannot connect to {described}"))?;
+    let pool = match backend {
+        Backend::Sqlite => AnyPoolOptions::new()
+            .max_connections(SQLITE_CONNECTIONS)
+            .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
+        Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS),
+    }
+    .connect_with(options)
+    .await
+    .with_context(|| format!("cannot connect to {described}"))?;
+    match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
+    }
+    .with_context(|| format!("cannot migrate {described}"))?;
+    Ok(pool)
+}
+
+/// The URL of the SQLite file at `path`, made absolute and percent-encoded.
+fn sqlite_url(path: &Path) -> anyhow::Result<String> {
+    let path =
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let mut url = String::from("sqlite://");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(url)
+}
+
+/// What every SQLite connection needs; the URL cannot say it.
+async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in [
+        "PRAGMA journal_mode = WAL".to_owned(),
+        "PRAGMA synchronous = FULL".to_owned(),
+        "PRAGMA foreign_keys = ON".to_owned(),
+        format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"),
+    ] {
+        sqlx::query(&pragma).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, …` for `count` values: a list for `IN (…)`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A boolean column: BOOLEAN in PostgreSQL, INTEGER 0 or 1 in SQLite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Flag(pub(crate) bool);
+
+impl From<Flag> for bool {
+    fn from(flag: Flag) -> Self {
+        flag.0
+    }
+}
+
+impl Type<Any> for Flag {
+    fn type_info() -> AnyTypeInfo {
+        <bool as Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &AnyTypeInfo) -> bool {
+        ty.kind() == AnyTypeInfoKind::Bool || ty.kind().is_integer()
+    }
+}
+
+impl<'r> Decode<'r, Any> for Flag {
+    fn decode(value: AnyValueRef<'r>) -> Result<Self, BoxDynError> {
+        if value.type_info().kind() == AnyTypeInfoKind::Bool {
+            <bool as Decode<Any>>::decode(value).map(Flag)
+        } else {
+            <i64 as Decode<Any>>::decode(value).map(|n| Flag(n != 0))
+        }
+    }
+}
+
+/// The app's write lock, held by one change (or one relay round) at a time: the process's
+/// turn and, on PostgreSQL, the advisory lock [`WRITE_LOCK_KEY`] taken on the connection the
+/// change runs on. Derefs to that connection.
+///
+/// The transaction is opened and committed on the connection itself rather than through a
+/// `sqlx::Transaction`, which would keep the connection until the commit and then hand it
+/// back to the pool: the lock must be released on the same connection after the commit.
+pub(crate) struct Writer<'a> {
+    /// The process's turn. Released after the connection (see `Drop`).
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+    /// The connection; `None` once released.
+    conn: Option<PoolConnection<Any>>,
+    /// Whether the connection may hold the advisory lock. Set before the lock is asked for,
+    /// so that a writer dropped while waiting for it still releases it.
+    advisory: bool,
+    /// Whether a transaction is open on the connection.
+    in_transaction: bool,
+    backend: Backend,
+}
+
+impl<'a> Writer<'a> {
+    /// Waits for the write lock: the process's `turn`, a connection of `pool`, and on
+    /// PostgreSQL the advisory lock on that connection.
+    ///
+    /// # Errors
+    ///
+    /// When no connection can be had or the lock cannot be asked for.
+    pub(crate) async fn acquire(
+        turn: &'a tokio::sync::Mutex<()>,
+        pool: &AnyPool,
+    ) -> Result<Self, sqlx::Error> {
+        let turn = turn.lock().await;
+        let conn = pool.acquire().await?;
+        let backend = Backend::of(pool);
+        let mut writer = Self {
+            _turn: turn,
+            conn: Some(conn),
+            advisory: false,
+            in_transaction: false,
+            backend,
+        };
+        if backend == Backend::Postgres {
+            writer.advisory = true;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(WRITE_LOCK_KEY)
+                .execute(&mut *writer)
+                .await?;
+        }
+        Ok(writer)
+    }
+
+    /// Opens a transaction on the connection. On SQLite it takes the database's write lock
+    /// at once (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes
+    /// fails with SQLITE_BUSY, without waiting, when another connection (a login, the CLI)
+    /// wrote in between.
+    ///
+    /// # Errors
+    ///
+    /// When the database refuses.
+    pub(crate) async fn begin(&mut self) -> Result<(), sqlx::Error> {
+        let statement = match self.backend {
+            Backend::Sqlite => Some("BEGIN IMMEDIATE".into()),
+            Backend::Postgres => None,
+        };
+        AnyTransactionManager::begin(self, statement).await?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// Commits the transaction; the lock stays held.
+    ///
+    /// # Errors
+    ///
+    /// When the commit fails; dropping the writer then rolls back.
+    pub(crate) async fn commit(&mut self) -> Result<(), sqlx::Error> {
+        AnyTransactionManager::commit(self).await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Releases the lock now, rolling back a transaction still open.
+    pub(crate) async fn release(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if self.in_transaction {
+                AnyTransactionManager::start_rollback(&mut conn);
+            }
+            if self.advisory {
+                unlock(conn).await;
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Writer<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.conn.as_ref().expect("the writer's connection is held")
+    }
+}
+
+impl std::ops::DerefMut for Writer<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("the writer's connection is held")
+    }
+}
+
+impl Drop for Writer<'_> {
+    /// A writer dropped unreleased (a change that failed or was cancelled): roll back, and
+    /// release the advisory lock in the background, or close the connection so that
+    /// PostgreSQL releases it. The process's turn passes on at once; the next writer then
+    /// waits for the advisory lock.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if self.in_transaction {
+            AnyTransactionManager::start_rollback(&mut conn);
+        }
+        if self.advisory {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    runtime.spawn(unlock(conn));
+                }
+                Err(_) => conn.close_on_drop(),
+            }
+        }
+    }
+}
+
+/// Releases the advisory lock held by `conn`'s session; closes the connection (ending the
+/// session, which releases it too) when that fails or takes too long, so no pooled
+/// connection ever keeps the lock.
+async fn unlock(mut conn: PoolConnection<Any>) {
+    let unlocked = tokio::time::timeout(
+        UNLOCK_TIMEOUT,
+        sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+            .bind(WRITE_LOCK_KEY)
+            .fetch_one(&mut *conn),
+    )
+    .await;
+    match unlocked {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            // Not held: the lock request itself failed. Nothing to release.
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "cannot release the app's write lock; closing its connection");
+            conn.close_on_drop();
+        }
+        Err(_) => {
+            tracing::warn!("releasing the app's write lock timed out; closing its connection");
+            conn.close_on_drop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_backend_and_are_described_without_secrets() {
+        let cases: &[(&str, Result<Backend, ()>, &str)] = &[
+            (
+                "postgres://herald:s3cret@db.example.com:6432/app?sslmode=require&password=x",
+                Ok(Backend::Postgres),
+                "PostgreSQL db.example.com:6432/app",
+            ),
+            (
+                "postgresql://herald:s3cret@db/app",
+                Ok(Backend::Postgres),
+                "PostgreSQL db/app",
+            ),
+            (
+                "sqlite:///var/lib/herald/app.db?mode=rwc",
+                Ok(Backend::Sqlite),
+                "SQLite /var/lib/herald/app.db",
+            ),
+            ("sqlite:app.db", Ok(Backend::Sqlite), "SQLite app.db"),
+            ("mysql://root:s3cret@db/app", Err(()), "an unknown database"),
+            ("app.db", Err(()), "an unknown database"),
+        ];
+        for (url, backend, described) in cases {
+            assert_eq!(&Backend::of_url(url).map_err(|_| ()), backend, "{url}");
+            assert_eq!(describe_url(url), *described, "{url}");
+            assert!(!describe_url(url).contains("s3cret"), "{url}");
+        }
+        assert_eq!(placeholders(3, 3), "$3, $4, $5");
+    }
+
+    /// The SQLite settings the app relies on hold on every connection of the pool, and the
+    /// file lands where it should even when its path needs escaping.
+    #[tokio::test]
+    async fn sqlite_connections_are_durable_and_check_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data dir?#%");
+        let pool = open_db(None, &data_dir).await.unwrap();
+        assert!(data_dir.join(APP_FILE).is_file());
+        assert_eq!(Backend::of(&pool), Backend::Sqlite);
+        let mut conns = Vec::new();
+        for _ in 0..SQLITE_CONNECTIONS {
+            let mut conn = pool.acquire().await.unwrap();
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            for (pragma, want) in [
+                ("synchronous", 2), // FULL
+                ("foreign_keys", 1),
+                ("busy_timeout", i64::from(SQLITE_BUSY_TIMEOUT_MS)),
+            ] {
+                let got: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "PRAGMA {pragma}");
+            }
+            conns.push(conn);
+        }
+        drop(conns);
+
+        // `$N` placeholders bind by number, in any order and repeated.
+        let got: (String, i64, String) = sqlx::query_as("SELECT $2, $1, $2 || $3")
+            .bind(7_i64)
+            .bind("a")
+            .bind("b")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(got, ("a".to_owned(), 7, "ab".to_owned()));
+
+        // Booleans go in as bool and come back as a Flag (SQLite answers integers).
+        let flags: (Flag, Flag) = sqlx::query_as("SELECT $1, FALSE")
+            .bind(true)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(flags, (Flag(true), Flag(false)));
+    }
+}
