@@ -83,6 +83,8 @@ CREATE TABLE notes (
     updated_at   TEXT COLLATE "C" NOT NULL
 );
 CREATE INDEX notes_workspace ON notes (workspace_id, created_by, id);
+-- Admins list every note of a workspace.
+CREATE INDEX notes_workspace_all ON notes (workspace_id, id);
 
 -- Events written in the same transaction as their change, waiting to be sequenced into the
 -- hub's log. A row leaves only once the log holds its event (`uid`). Rows are numbered
@@ -93,5 +95,7 @@ CREATE TABLE outbox (
     topics     TEXT NOT NULL,
     type       TEXT NOT NULL,
     data       TEXT NOT NULL,
+    -- JSON array of topics whose streams end after this event (revocations), or ''.
+    closes     TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );

@@ -222,20 +222,6 @@ pub async fn login(
     Ok((user, secret))
 }
 
-/// Ends a session.
-///
-/// # Errors
-///
-/// When the database fails.
-pub async fn logout(pool: &AnyPool, session_hash: &str) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-        .bind(session_hash)
-        .execute(pool)
-        .await
-        .map_err(internal)?;
-    Ok(())
-}
-
 /// Credentials presented with a request.
 #[derive(Debug)]
 pub enum Credentials<'a> {
@@ -322,7 +308,7 @@ pub async fn bootstrap(
     email: Option<String>,
     password: Option<String>,
 ) -> anyhow::Result<Option<Bootstrap>> {
-    let turn = tokio::sync::Mutex::new(());
+    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
     let mut writer = Writer::acquire(&turn, pool).await?;
     let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
         .fetch_one(&mut *writer)

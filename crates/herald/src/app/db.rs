@@ -23,6 +23,7 @@
 //! `Drop` (asynchronously, or by closing the connection) on errors and cancellation; and if
 //! the process dies, its sessions end and PostgreSQL releases the lock.
 
+use std::sync::Arc;
 use std::{path::Path, str::FromStr, time::Duration};
 
 use anyhow::Context as _;
@@ -248,9 +249,10 @@ impl<'r> Decode<'r, Any> for Flag {
 /// The transaction is opened and committed on the connection itself rather than through a
 /// `sqlx::Transaction`, which would keep the connection until the commit and then hand it
 /// back to the pool: the lock must be released on the same connection after the commit.
-pub(crate) struct Writer<'a> {
-    /// The process's turn. Released after the connection (see `Drop`).
-    _turn: tokio::sync::MutexGuard<'a, ()>,
+pub(crate) struct Writer {
+    /// The process's turn. Released after the connection (see `Drop`). Owned, so a change
+    /// can finish in a task of its own when its request goes away.
+    _turn: tokio::sync::OwnedMutexGuard<()>,
     /// The connection; `None` once released.
     conn: Option<PoolConnection<Any>>,
     /// Whether the connection may hold the advisory lock. Set before the lock is asked for,
@@ -261,7 +263,7 @@ pub(crate) struct Writer<'a> {
     backend: Backend,
 }
 
-impl<'a> Writer<'a> {
+impl Writer {
     /// Waits for the write lock: the process's `turn`, a connection of `pool`, and on
     /// PostgreSQL the advisory lock on that connection.
     ///
@@ -269,10 +271,10 @@ impl<'a> Writer<'a> {
     ///
     /// When no connection can be had or the lock cannot be asked for.
     pub(crate) async fn acquire(
-        turn: &'a tokio::sync::Mutex<()>,
+        turn: &Arc<tokio::sync::Mutex<()>>,
         pool: &AnyPool,
     ) -> Result<Self, sqlx::Error> {
-        let turn = turn.lock().await;
+        let turn = turn.clone().lock_owned().await;
         let conn = pool.acquire().await?;
         let backend = Backend::of(pool);
         let mut writer = Self {
@@ -334,7 +336,7 @@ impl<'a> Writer<'a> {
     }
 }
 
-impl std::ops::Deref for Writer<'_> {
+impl std::ops::Deref for Writer {
     type Target = AnyConnection;
 
     fn deref(&self) -> &AnyConnection {
@@ -342,13 +344,13 @@ impl std::ops::Deref for Writer<'_> {
     }
 }
 
-impl std::ops::DerefMut for Writer<'_> {
+impl std::ops::DerefMut for Writer {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         self.conn.as_mut().expect("the writer's connection is held")
     }
 }
 
-impl Drop for Writer<'_> {
+impl Drop for Writer {
     /// A writer dropped unreleased (a change that failed or was cancelled): roll back, and
     /// release the advisory lock in the background, or close the connection so that
     /// PostgreSQL releases it. The process's turn passes on at once; the next writer then

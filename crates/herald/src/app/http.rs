@@ -229,10 +229,7 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, actor: Actor) -> Result<Response, ApiError> {
-    if let Some(session) = &actor.session {
-        accounts::logout(state.app.pool(), session).await?;
-        state.app.streams().end_session(session);
-    }
+    state.app.logout(&actor).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

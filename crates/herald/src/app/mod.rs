@@ -9,7 +9,8 @@
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
 //! - `accounts`: passwords, sessions, API tokens, the first admin.
 //! - `service`: every change, each in one transaction with its event (the outbox).
-//! - `streams`: `GET /api/events` and the registry that ends streams when access changes.
+//! - `streams`: `GET /api/events`: the topics a user's stream follows, and how it ends when
+//!   they change.
 //! - `http`: the routes, the `Actor` extractor and the JSON body extractor.
 //! - `assets`: the web UI and `herald.js`, embedded in the binary.
 //!
@@ -36,7 +37,7 @@ pub mod streams;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use herald_hub::{Hub, Update};
+use herald_hub::{Hub, PublishError, Update};
 use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +46,6 @@ pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use http::routes;
 pub use model::{NewUser, UserRole};
 pub use policy::Actor;
-pub use streams::Streams;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -55,7 +55,7 @@ const RELAY_INTERVAL: Duration = Duration::from_secs(1);
 /// Outbox rows the relay takes per round.
 const RELAY_BATCH: i64 = 256;
 
-/// The app: its database, the hub its events go to, and its open streams. Cheap to clone.
+/// The app: its database and the hub its events go to. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct App {
     inner: Arc<Inner>,
@@ -68,10 +68,9 @@ struct Inner {
     /// One writer at a time in this process: SQLite allows no more, and holding it from
     /// commit to hand-over keeps the log's order equal to the database's. On PostgreSQL a
     /// [`db::Writer`] adds an advisory lock, for one writer at a time in the cluster.
-    write: tokio::sync::Mutex<()>,
+    write: Arc<tokio::sync::Mutex<()>>,
     /// Outbox rows a request is publishing right now; the relay leaves them alone.
     inflight: std::sync::Mutex<HashSet<String>>,
-    streams: Streams,
 }
 
 impl App {
@@ -90,9 +89,8 @@ impl App {
             inner: Arc::new(Inner {
                 pool,
                 hub,
-                write: tokio::sync::Mutex::new(()),
+                write: Arc::default(),
                 inflight: std::sync::Mutex::default(),
-                streams: Streams::default(),
             }),
         };
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
@@ -118,21 +116,17 @@ impl App {
         &self.inner.hub
     }
 
-    pub(crate) fn streams(&self) -> &Streams {
-        &self.inner.streams
-    }
-
     /// Waits for the write lock (see [`db::Writer`]).
-    async fn writer(&self) -> Result<db::Writer<'_>, sqlx::Error> {
+    async fn writer(&self) -> Result<db::Writer, sqlx::Error> {
         db::Writer::acquire(&self.inner.write, &self.inner.pool).await
     }
 
     /// Starts a change: takes the write lock and opens a transaction.
-    pub(crate) async fn change(&self) -> Result<Change<'_>, ApiError> {
+    pub(crate) async fn change(&self) -> Result<Change, ApiError> {
         let mut tx = self.writer().await.map_err(internal)?;
         tx.begin().await.map_err(internal)?;
         Ok(Change {
-            app: self,
+            app: self.clone(),
             tx,
             events: Vec::new(),
         })
@@ -147,14 +141,36 @@ impl App {
     /// copy of an id.
     async fn relay(&self) -> anyhow::Result<usize> {
         let mut writer = self.writer().await?;
-        let rows: Vec<(i64, String, String, String, String)> =
-            sqlx::query_as("SELECT seq, uid, topics, type, data FROM outbox ORDER BY seq LIMIT $1")
-                .bind(RELAY_BATCH)
-                .fetch_all(&mut *writer)
-                .await?;
+        let (pending, mut done) = self.enqueue_stored(&mut writer, i64::MAX).await?;
+        writer.release().await;
+        let published = pending.len();
+        for (seq, acked) in pending {
+            acked.await?;
+            done.push(seq);
+        }
+        self.delete_outbox(&done).await?;
+        Ok(published)
+    }
+
+    /// Enqueues, in outbox order, the stored events before position `before` that no
+    /// request is publishing and the log does not hold yet (those it holds are returned as
+    /// done). Runs under the write lock, so nothing can be enqueued between them.
+    async fn enqueue_stored(
+        &self,
+        writer: &mut db::Writer,
+        before: i64,
+    ) -> anyhow::Result<(Vec<(i64, Acked)>, Vec<i64>)> {
+        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT seq, uid, topics, type, data, closes FROM outbox WHERE seq < $1 \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(before)
+        .bind(RELAY_BATCH)
+        .fetch_all(&mut **writer)
+        .await?;
         let mut done = Vec::new();
         let mut pending = Vec::new();
-        for (seq, uid, topics, event_type, data) in rows {
+        for (seq, uid, topics, event_type, data, closes) in rows {
             if self.inflight().contains(&uid) {
                 continue;
             }
@@ -169,18 +185,18 @@ impl App {
                 id: Some(uid),
                 event_type: Some(event_type),
                 retry: None,
-                closes: Vec::new(),
+                closes: if closes.is_empty() {
+                    Vec::new()
+                } else {
+                    serde_json::from_str(&closes)?
+                },
             };
-            pending.push((seq, self.inner.hub.enqueue(update).await?));
+            pending.push((
+                seq,
+                Box::pin(self.inner.hub.enqueue(update).await?) as Acked,
+            ));
         }
-        writer.release().await;
-        let published = pending.len();
-        for (seq, acked) in pending {
-            acked.await?;
-            done.push(seq);
-        }
-        self.delete_outbox(&done).await?;
-        Ok(published)
+        Ok((pending, done))
     }
 
     async fn relay_forever(self, shutdown: CancellationToken) {
@@ -225,6 +241,10 @@ impl App {
     }
 }
 
+/// The acknowledgement of one enqueued event.
+type Acked =
+    std::pin::Pin<Box<dyn Future<Output = Result<herald_hub::Published, PublishError>> + Send>>;
+
 /// An event written to the outbox, waiting for its change to commit.
 #[derive(Debug)]
 struct Outgoing {
@@ -233,36 +253,44 @@ struct Outgoing {
 }
 
 /// One change in progress: the write lock, a transaction, and the events it emits.
-pub(crate) struct Change<'a> {
-    app: &'a App,
+pub(crate) struct Change {
+    app: App,
     /// The write lock's connection, inside the change's transaction; the service runs its
     /// statements on it. Dropping the change rolls back and releases the lock.
-    pub(crate) tx: db::Writer<'a>,
+    pub(crate) tx: db::Writer,
     events: Vec<Outgoing>,
 }
 
-impl Change<'_> {
+impl Change {
     /// Records an event of `event_type` (the SSE `event:` field) for `topics`, in the
-    /// change's transaction. Its `data` is `envelope` with its `id` set to the event id,
-    /// which it returns.
+    /// change's transaction; once it is fanned out, the streams following `closes` end (a
+    /// revocation). Its `data` is `envelope` with its `id` set to the event id, which it
+    /// returns.
     pub(crate) async fn emit(
         &mut self,
         event_type: &str,
         topics: Vec<String>,
+        closes: Vec<String>,
         mut envelope: serde_json::Value,
     ) -> Result<String, ApiError> {
         let uid = model::new_id();
         envelope["id"] = uid.clone().into();
         let data = envelope.to_string();
         let topics_json = serde_json::to_string(&topics).map_err(internal)?;
+        let closes_json = if closes.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&closes).map_err(internal)?
+        };
         let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (uid, topics, type, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+            "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
         )
         .bind(&uid)
         .bind(topics_json)
         .bind(event_type)
         .bind(&data)
+        .bind(closes_json)
         .bind(unix_ms())
         .fetch_one(&mut *self.tx)
         .await
@@ -276,7 +304,7 @@ impl Change<'_> {
                 id: Some(uid.clone()),
                 event_type: Some(event_type.to_owned()),
                 retry: None,
-                closes: Vec::new(),
+                closes,
             },
         });
         Ok(uid)
@@ -285,46 +313,68 @@ impl Change<'_> {
     /// Commits the change and its events, and waits until the log holds the events.
     ///
     /// The change stands once the transaction commits. If the hub then fails to store an
-    /// event, the event stays in the outbox and the relay publishes it when the log is back;
-    /// the caller is told the change succeeded, because it did.
+    /// event, the event stays in the outbox and is published later — before any newer event,
+    /// by the next change or by the relay; the caller is told the change succeeded, because
+    /// it did. The work runs in a task of its own, so a client that goes away mid-way
+    /// cancels nothing.
     ///
     /// # Errors
     ///
     /// When the transaction does not commit; then nothing happened.
     pub(crate) async fn commit(self) -> Result<(), ApiError> {
+        tokio::spawn(self.finish())
+            .await
+            .map_err(|error| internal(format!("the change's task failed: {error}")))?
+    }
+
+    async fn finish(self) -> Result<(), ApiError> {
         let Self {
             app,
             mut tx,
             events,
         } = self;
         tx.commit().await.map_err(internal)?;
-        let mut pending = Vec::with_capacity(events.len());
+        // Events of earlier changes that did not reach the log go first, so the log keeps
+        // the database's order.
+        let first = events.first().map_or(i64::MAX, |e| e.seq);
+        let (mut pending, mut done) = match app.enqueue_stored(&mut tx, first).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(%error, "cannot publish earlier events; the relay will retry");
+                (Vec::new(), Vec::new())
+            }
+        };
         {
             let mut inflight = app.inflight();
             for event in &events {
                 inflight.insert(event.update.id.clone().unwrap_or_default());
             }
         }
+        let mut uids = Vec::with_capacity(events.len());
         for event in events {
             let uid = event.update.id.clone().unwrap_or_default();
             match app.hub().enqueue(event.update).await {
-                Ok(acked) => pending.push((event.seq, uid, acked)),
+                Ok(acked) => pending.push((event.seq, Box::pin(acked) as Acked)),
                 Err(error) => {
                     tracing::warn!(%error, "event not published; the outbox relay will retry");
-                    app.inflight().remove(&uid);
                 }
             }
+            uids.push(uid);
         }
         tx.release().await;
-        let mut done = Vec::with_capacity(pending.len());
-        for (seq, uid, acked) in pending {
+        for (seq, acked) in pending {
             match acked.await {
                 Ok(_) => done.push(seq),
                 Err(error) => {
                     tracing::warn!(%error, "event not stored; the outbox relay will retry");
                 }
             }
-            app.inflight().remove(&uid);
+        }
+        {
+            let mut inflight = app.inflight();
+            for uid in &uids {
+                inflight.remove(uid);
+            }
         }
         if let Err(error) = app.delete_outbox(&done).await {
             // Harmless: the relay finds the events in the log and deletes the rows.
@@ -355,8 +405,8 @@ mod tests {
 
     async fn outbox_row(pool: &AnyPool, uid: &str, data: &str) {
         sqlx::query(
-            "INSERT INTO outbox (uid, topics, type, data, created_at) \
-             VALUES ($1, $2, 'todos:created', $3, 0)",
+            "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
+             VALUES ($1, $2, 'todos:created', $3, '', 0)",
         )
         .bind(uid)
         .bind(r#"["herald:ws/w"]"#)

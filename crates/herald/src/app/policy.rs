@@ -181,6 +181,39 @@ fn user_topic(user: &str) -> String {
     format!("herald:user/{user}")
 }
 
+/// Every admin's streams follow this topic, so that the creation of a workspace, which they
+/// may all read, can end them (they come back following it too).
+const ADMINS_TOPIC: &str = "herald:admins";
+
+/// The topic of control events, which carry only revocations and reach no stream.
+pub const CONTROL_TOPIC: &str = "herald:control";
+
+/// The topic every stream opened with session `session_hash` follows, so logging out ends
+/// them on every node. Derived by hashing again: the topic never carries what is stored.
+pub fn session_topic(session_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(session_hash.as_bytes());
+    let short: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("herald:session/{short}")
+}
+
+/// The streams an event ends, after delivering it: those whose topics it makes wrong.
+/// A membership change ends the streams of the user it concerns (they reconnect following
+/// the new set of workspaces); a new workspace also ends admins' streams; a deleted one
+/// ends every stream that follows it.
+pub fn closes(kind: Kind, action: &str, ws: &str, concerns: Option<&str>) -> Vec<String> {
+    let mut topics: Vec<String> = concerns.map(user_topic).into_iter().collect();
+    match (kind, action) {
+        (Kind::Workspaces, "created") => topics.push(ADMINS_TOPIC.to_owned()),
+        (Kind::Workspaces, "deleted") => {
+            topics.push(workspace_topic(ws));
+            topics.extend(Kind::ALL.iter().map(|&k| kind_topic(ws, k)));
+        }
+        _ => {}
+    }
+    topics
+}
+
 /// The topics of an event of `kind` in workspace `ws`. `author` is the note's author (for
 /// notes); `concerns` the user whose membership changed (for `members:*` and
 /// `workspaces:created`), who must hear of it even when they can no longer read `ws`.
@@ -200,7 +233,8 @@ pub fn route_notification(user: &str) -> Vec<String> {
 
 /// The topics a stream of `actor` follows: for each workspace it may read, the kinds asked
 /// for (all when `types` is `None`), with notes narrowed to the actor's own unless it is an
-/// admin; and always the actor's own topic.
+/// admin; and always the actor's own topic, its session's, and the admins' for admins —
+/// those carry revocations.
 pub fn stream_topics<'a>(
     actor: &Actor,
     workspaces: impl IntoIterator<Item = &'a str>,
@@ -214,6 +248,10 @@ pub fn stream_topics<'a>(
         }
     };
     let mut topics = vec![user_topic(&actor.user.id)];
+    topics.extend(actor.session.as_deref().map(session_topic));
+    if actor.is_admin() {
+        topics.push(ADMINS_TOPIC.to_owned());
+    }
     for ws in workspaces {
         match types {
             None => {

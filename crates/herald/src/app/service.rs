@@ -280,7 +280,7 @@ struct About<'a> {
 
 /// Emits `kind:action` about `data`, routed by the policy.
 async fn emit(
-    change: &mut Change<'_>,
+    change: &mut Change,
     actor: &Actor,
     about: About<'_>,
     data: &impl Serialize,
@@ -294,8 +294,14 @@ async fn emit(
     } = about;
     let event_type = format!("{}:{action}", kind.as_str());
     let topics = policy::route(kind, ws, author, concerns);
+    let closes = policy::closes(kind, action, ws, concerns);
     change
-        .emit(&event_type, topics, envelope(kind, action, ws, data, actor))
+        .emit(
+            &event_type,
+            topics,
+            closes,
+            envelope(kind, action, ws, data, actor),
+        )
         .await
 }
 
@@ -449,10 +455,6 @@ impl App {
         )
         .await?;
         change.commit().await?;
-        // The creator's streams (and every admin's) follow a fixed set of workspaces: end
-        // them so they come back following this one too.
-        self.streams().refresh(&actor.user.id);
-        self.streams().refresh_admins();
         Ok(WorkspaceView {
             workspace,
             role: Some(MemberRole::Owner),
@@ -525,7 +527,6 @@ impl App {
         )
         .await?;
         change.commit().await?;
-        self.streams().revoke_workspace(ws);
         Ok(())
     }
 
@@ -599,7 +600,6 @@ impl App {
         )
         .await?;
         change.commit().await?;
-        self.streams().refresh(&member.user_id);
         Ok(member)
     }
 
@@ -663,7 +663,6 @@ impl App {
         )
         .await?;
         change.commit().await?;
-        self.streams().revoke(&user_id, ws);
         Ok(())
     }
 
@@ -678,19 +677,27 @@ impl App {
         self.read_access(actor, ws).await?;
         let see_all = !R::PRIVATE || actor.is_admin();
         let limit = limit.clamp(1, MAX_PAGE);
-        let mut items: Vec<R> = sqlx::query_as(&format!(
-            "SELECT * FROM {} WHERE workspace_id = $1 AND id > $2 AND ($3 OR created_by = $4) \
-             ORDER BY id LIMIT $5",
-            table(R::KIND)
-        ))
-        .bind(ws)
-        .bind(after.unwrap_or(""))
-        .bind(see_all)
-        .bind(&actor.user.id)
-        .bind(i64::from(limit) + 1)
-        .fetch_all(self.pool())
-        .await
-        .map_err(internal)?;
+        // Two statements rather than one with `($3 OR created_by = $4)`: the planner cannot
+        // use an index through a bound OR, and would scan and sort the workspace per page.
+        let table = table(R::KIND);
+        let query = if see_all {
+            format!(
+                "SELECT * FROM {table} WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            )
+        } else {
+            format!(
+                "SELECT * FROM {table} WHERE workspace_id = $1 AND id > $2 AND created_by = $4 \
+                 ORDER BY id LIMIT $3"
+            )
+        };
+        let mut statement = sqlx::query_as(&query)
+            .bind(ws)
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(limit) + 1);
+        if !see_all {
+            statement = statement.bind(&actor.user.id);
+        }
+        let mut items: Vec<R> = statement.fetch_all(self.pool()).await.map_err(internal)?;
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = if more {
@@ -721,6 +728,9 @@ impl App {
         ws: &str,
         body: R::Create,
     ) -> Result<R, ApiError> {
+        let mut change = self.change().await?;
+        // The id is made under the write lock, so ids follow commit order and a client
+        // paging with `after` cannot miss an item committed after it read a later one.
         let base = Base {
             id: model::new_id(),
             workspace_id: ws.to_owned(),
@@ -728,7 +738,6 @@ impl App {
             now: model::now(),
         };
         let resource = R::create(base, body)?;
-        let mut change = self.change().await?;
         access(&mut change.tx, actor, ws).await?;
         resource
             .save()
@@ -852,6 +861,7 @@ impl App {
             .emit(
                 "notification",
                 policy::route_notification(&user_id),
+                Vec::new(),
                 envelope,
             )
             .await?;
@@ -867,9 +877,21 @@ impl App {
         data: serde_json::Value,
     ) -> Result<String, ApiError> {
         let mut change = self.change().await?;
-        let access = access(&mut change.tx, actor, ws).await?;
-        if !actor.can_notify {
-            access.require_owner("broadcast")?;
+        if actor.can_notify {
+            // A token made to notify may broadcast to any workspace that exists.
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+                    .bind(ws)
+                    .fetch_optional(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+            if exists.is_none() {
+                return Err(not_found("workspace"));
+            }
+        } else {
+            access(&mut change.tx, actor, ws)
+                .await?
+                .require_owner("broadcast")?;
         }
         let envelope = json!({
             "id": null,
@@ -880,7 +902,9 @@ impl App {
             "timestamp": model::now(),
         });
         let topics = policy::route(Kind::Announcements, ws, &actor.user.id, None);
-        let id = change.emit("announcement", topics, envelope).await?;
+        let id = change
+            .emit("announcement", topics, Vec::new(), envelope)
+            .await?;
         change.commit().await?;
         Ok(id)
     }
@@ -907,5 +931,36 @@ async fn load<R: Resource>(
     match resource {
         Some(r) if !R::PRIVATE || actor.may_read_note(r.author()) => Ok(r),
         _ => Err(not_found(what)),
+    }
+}
+
+impl App {
+    /// Ends the actor's session, and with it every stream it opened, on every node: the
+    /// session's row goes, and a control event ends the streams following its topic.
+    pub(crate) async fn logout(&self, actor: &Actor) -> Result<(), ApiError> {
+        let Some(session) = &actor.session else {
+            return Ok(());
+        };
+        let mut change = self.change().await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(session)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        let envelope = json!({
+            "id": null,
+            "type": "sessions:ended",
+            "user": actor.envelope(),
+            "timestamp": model::now(),
+        });
+        change
+            .emit(
+                "sessions:ended",
+                vec![policy::CONTROL_TOPIC.to_owned()],
+                vec![policy::session_topic(session)],
+                envelope,
+            )
+            .await?;
+        change.commit().await
     }
 }

@@ -1,28 +1,23 @@
-//! The app's event streams, and [`Streams`]: the registry that ends them when their user's
-//! access changes.
+//! The app's event streams.
 //!
 //! A stream follows a fixed set of hub topics, computed by the policy when it opens. When
 //! that set stops being right — the user was removed from a workspace, added to one, logged
-//! out — the stream is ended after what is already queued for it (so a removed user still
-//! sees the `members:removed` event that explains why). The browser reconnects with its
-//! `Last-Event-ID`, and the new stream follows the new set, replaying what it missed under
-//! today's rights.
+//! out — the change that made it wrong carries a closing update (`Update::closes`) for a
+//! topic the stream follows: its own user's, its session's, or the admins'. Every node ends
+//! such streams right after fanning that update out, so a removed user sees the
+//! `members:removed` event that explains why, and nothing after it, wherever their stream
+//! is. The browser reconnects with its `Last-Event-ID`, and the new stream follows the new
+//! set, replaying what it missed under today's rights.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
-use herald_hub::{Closer, SubscribeError, SubscribeRequest};
+use herald_hub::{SubscribeError, SubscribeRequest};
 
 use crate::{
     app::{
-        App,
+        App, internal,
         policy::{self, Actor, Kind},
     },
     error::ApiError,
@@ -31,91 +26,6 @@ use crate::{
 /// Most workspaces one stream follows. An admin of a larger installation filters with
 /// `?workspace=`; each workspace costs two exact topics.
 pub const MAX_STREAM_WORKSPACES: usize = 2_000;
-
-/// Open app streams, by id.
-#[derive(Debug, Default)]
-pub struct Streams {
-    next: AtomicU64,
-    /// Bumped by every revocation, so a stream that computed its topics while one ran can
-    /// tell, and end itself rather than keep following what it may no longer see.
-    epoch: AtomicU64,
-    open: Mutex<HashMap<u64, Registered>>,
-}
-
-#[derive(Debug)]
-struct Registered {
-    user: String,
-    admin: bool,
-    session: Option<String>,
-    /// The workspaces it follows.
-    workspaces: BTreeSet<String>,
-    /// Whether it follows every workspace its user may read (`/api/events` without
-    /// `?workspace=`), and so must be renewed when that set grows.
-    all: bool,
-    closer: Closer,
-}
-
-impl Streams {
-    fn close_where(&self, mut matches: impl FnMut(&Registered) -> bool) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        let open = self.open.lock().expect("streams poisoned");
-        for stream in open.values().filter(|s| matches(s)) {
-            stream.closer.close();
-        }
-    }
-
-    /// Ends `user`'s streams that follow `ws`: they were removed from it.
-    pub fn revoke(&self, user: &str, ws: &str) {
-        self.close_where(|s| s.user == user && s.workspaces.contains(ws));
-    }
-
-    /// Ends every stream that follows `ws`: it was deleted.
-    pub fn revoke_workspace(&self, ws: &str) {
-        self.close_where(|s| s.workspaces.contains(ws));
-    }
-
-    /// Ends `user`'s streams that follow all their workspaces: the set grew.
-    pub fn refresh(&self, user: &str) {
-        self.close_where(|s| s.user == user && s.all);
-    }
-
-    /// Ends admins' streams that follow all workspaces: a workspace was created.
-    pub fn refresh_admins(&self) {
-        self.close_where(|s| s.admin && s.all);
-    }
-
-    /// Ends the streams a session opened: it logged out.
-    pub fn end_session(&self, session: &str) {
-        self.close_where(|s| s.session.as_deref() == Some(session));
-    }
-
-    /// How many app streams are open.
-    pub fn len(&self) -> usize {
-        self.open.lock().expect("streams poisoned").len()
-    }
-
-    /// Whether no app stream is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Removes a stream from the registry when its body is dropped.
-struct Deregister {
-    app: App,
-    id: u64,
-}
-
-impl Drop for Deregister {
-    fn drop(&mut self) {
-        self.app
-            .streams()
-            .open
-            .lock()
-            .expect("streams poisoned")
-            .remove(&self.id);
-    }
-}
 
 /// What a stream asks for.
 #[derive(Debug, Default)]
@@ -141,20 +51,7 @@ impl App {
         actor: &Actor,
         request: StreamRequest,
     ) -> Result<BoxStream<'static, Bytes>, ApiError> {
-        let epoch = self.streams().epoch.load(Ordering::SeqCst);
-        let all = request.workspace.is_none();
-        let workspaces: BTreeSet<String> = match &request.workspace {
-            Some(ws) => {
-                self.workspace(actor, ws).await?;
-                BTreeSet::from([ws.clone()])
-            }
-            None => self
-                .workspaces(actor)
-                .await?
-                .into_iter()
-                .map(|view| view.workspace.id)
-                .collect(),
-        };
+        let workspaces = self.readable(actor, request.workspace.as_deref()).await?;
         if workspaces.len() > MAX_STREAM_WORKSPACES {
             return Err(ApiError::bad_request(format!(
                 "this stream would follow {} workspaces (the limit is \
@@ -180,8 +77,19 @@ impl App {
                 SubscribeError::Unavailable(error) => ApiError::unavailable(error.to_string()),
                 invalid => ApiError::bad_request(invalid.to_string()),
             })?;
+        // A change of rights between the check above and the registration has had its
+        // closing update fanned out before this stream could hear it. Now that it is
+        // registered, every later change reaches it; check once more for one in between,
+        // and if there was, end at once: the client reconnects under the new rights.
+        let unchanged = self.session_alive(actor).await?
+            && self
+                .readable(actor, request.workspace.as_deref())
+                .await
+                .is_ok_and(|now| now == workspaces);
+        if !unchanged {
+            subscription.closer().close();
+        }
 
-        let id = self.streams().next.fetch_add(1, Ordering::Relaxed);
         let connected = serde_json::json!({
             "userId": actor.user.id,
             "workspaces": workspaces,
@@ -189,34 +97,43 @@ impl App {
         let connected = herald_sse::Event::new(connected.to_string())
             .with_event("connected")
             .encode();
-        {
-            let mut open = self.streams().open.lock().expect("streams poisoned");
-            open.insert(
-                id,
-                Registered {
-                    user: actor.user.id.clone(),
-                    admin: actor.is_admin(),
-                    session: actor.session.clone(),
-                    workspaces,
-                    all,
-                    closer: subscription.closer(),
-                },
-            );
-            if self.streams().epoch.load(Ordering::SeqCst) != epoch {
-                // Access changed while the topics were computed: start over.
-                subscription.closer().close();
-            }
-        }
-        let deregister = Deregister {
-            app: self.clone(),
-            id,
-        };
         Ok(futures::stream::once(async move { connected })
             .chain(subscription)
-            .map(move |frames| {
-                let _ = &deregister;
-                frames
-            })
             .boxed())
+    }
+
+    /// The workspaces a stream of `actor` follows: `only` (404 unless readable), or every
+    /// one it may read.
+    async fn readable(
+        &self,
+        actor: &Actor,
+        only: Option<&str>,
+    ) -> Result<BTreeSet<String>, ApiError> {
+        Ok(match only {
+            Some(ws) => {
+                self.workspace(actor, ws).await?;
+                BTreeSet::from([ws.to_owned()])
+            }
+            None => self
+                .workspaces(actor)
+                .await?
+                .into_iter()
+                .map(|view| view.workspace.id)
+                .collect(),
+        })
+    }
+
+    /// Whether the session the actor came with still exists (true for API tokens).
+    async fn session_alive(&self, actor: &Actor) -> Result<bool, ApiError> {
+        let Some(session) = &actor.session else {
+            return Ok(true);
+        };
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT token_hash FROM sessions WHERE token_hash = $1")
+                .bind(session)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(internal)?;
+        Ok(found.is_some())
     }
 }

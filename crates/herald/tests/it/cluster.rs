@@ -17,6 +17,7 @@ use std::{
 use herald_sse::{Item, Message};
 use reqwest::StatusCode;
 use tokio::time::{Instant, sleep, timeout};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     services::Redis,
@@ -35,6 +36,14 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long the cluster may take to notice that Redis went away or came back.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Spawns `task`, which is aborted if the test ends first (a failing test then shows its
+/// own panic, not those of helpers that outlived the nodes).
+fn spawn<T: Send + 'static>(
+    task: impl Future<Output = T> + Send + 'static,
+) -> AbortOnDropHandle<T> {
+    AbortOnDropHandle::new(tokio::spawn(task))
+}
 
 /// A node of the cluster that shares `redis`.
 async fn node(redis: &Redis) -> TestServer {
@@ -302,7 +311,7 @@ async fn every_node_delivers_every_update_once_in_the_same_order_with_the_same_i
         .iter()
         .enumerate()
         .map(|(n, server)| {
-            tokio::spawn(publisher(
+            spawn(publisher(
                 server.http.clone(),
                 server.hub_url(),
                 format!("race{n}-"),
@@ -391,15 +400,11 @@ async fn subscribers_of_a_killed_node_resume_on_another_with_no_gap_and_no_dupli
 
     // The log's order, as seen by a subscriber that stays on node B all along.
     let reference = on_t(&b).open().await;
-    let reference = tokio::spawn(follow(reference, on_t(&b), "on B".to_owned()));
+    let reference = spawn(follow(reference, on_t(&b), "on B".to_owned()));
     let mut subscribers = Vec::new();
     for n in 0..SUBSCRIBERS {
         let first = on_t(&a).open().await;
-        subscribers.push(tokio::spawn(follow(
-            first,
-            on_t(&c),
-            format!("subscriber {n}"),
-        )));
+        subscribers.push(spawn(follow(first, on_t(&c), format!("subscriber {n}"))));
     }
 
     // One publisher on node B, each publish once the previous was answered: the log's
@@ -409,7 +414,7 @@ async fn subscribers_of_a_killed_node_resume_on_another_with_no_gap_and_no_dupli
         let http = b.http.clone();
         let hub = b.hub_url();
         let acked_count = acked_count.clone();
-        tokio::spawn(async move {
+        spawn(async move {
             let token = admin_token();
             let (mut acked, mut unacked) = (Vec::new(), Vec::new());
             for n in 0..UPDATES {
@@ -490,7 +495,7 @@ async fn a_redis_outage_refuses_publishes_then_everything_recovers_without_resta
     let mut tasks = Vec::new();
     for (request, name) in subscribers {
         let first = request.clone().open().await;
-        tasks.push(tokio::spawn(follow(first, request, name)));
+        tasks.push(spawn(follow(first, request, name)));
     }
 
     let mut acked = Vec::new();
