@@ -11,6 +11,7 @@ mod app_streams;
 mod auth;
 mod cli;
 mod cluster;
+mod cluster_app;
 mod durability;
 mod handover;
 mod heartbeat;

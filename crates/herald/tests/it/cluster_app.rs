@@ -1,0 +1,168 @@
+//! The app on a cluster: three real nodes sharing PostgreSQL (the app's data) and Redis
+//! (the event log). A change made through one node reaches streams on the others exactly
+//! once and in order, private notes stay private across nodes, revocation ends streams
+//! held by another node, and a kill -9 between nodes loses nothing.
+
+use serde_json::json;
+
+use crate::{
+    services::{Postgres, Redis},
+    support::{
+        ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppEvent, AppStream, ITEM_TIMEOUT, PASSWORD,
+        TestServer, id_of,
+    },
+};
+
+/// A node of the cluster on `redis` and `postgres`, whose first start may make the admin.
+async fn node(redis: &Redis, postgres: &Postgres) -> TestServer {
+    let (redis, postgres) = (redis.url(), postgres.url());
+    TestServer::with_env(
+        &[
+            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+        &["--redis-url", &redis, "--database-url", &postgres],
+    )
+    .await
+}
+
+/// The events of `stream` up to and including the `kind` event about resource `id`.
+async fn until_resource(stream: &mut AppStream, kind: &str, id: &str) -> Vec<AppEvent> {
+    let mut events = Vec::new();
+    loop {
+        let event = stream.next_event().await;
+        let done = event.event == kind && event.data["data"]["id"] == id;
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}
+
+/// The titles of the `todos:created` events among `events`, in order.
+fn todo_titles(events: &[AppEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "todos:created")
+        .map(|e| {
+            e.data["data"]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_app_works_across_nodes() {
+    let (redis, postgres) = tokio::join!(Redis::start(), Postgres::start());
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&redis, &postgres).await);
+    }
+    let (n1, n2, n3) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Users and sessions are shared: made through node 1, signed in through others.
+    let admin = AppClient::login(n1, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    admin
+        .create_user("alice@example.com", "Alice", "member")
+        .await;
+    admin.create_user("bob@example.com", "Bob", "member").await;
+    admin
+        .create_user("carol@example.com", "Carol", "member")
+        .await;
+    let alice = AppClient::login(n3, "alice@example.com", PASSWORD).await;
+    let bob = AppClient::login(n1, "bob@example.com", PASSWORD).await;
+    let carol = AppClient::login(n2, "carol@example.com", PASSWORD).await;
+    let ws = id_of(&alice.create_workspace("Team").await);
+    alice.add_member(&ws, &bob.id(), "member").await;
+
+    // Bob's browser-like stream is on node 1, Carol's (not a member) on node 2; Alice
+    // works through node 3.
+    let bob_on_n1 = AppClient::with_cookie(n1, &bob.cookie());
+    let mut bob_stream = bob_on_n1.events("/api/events").open().await;
+    assert_eq!(bob_stream.connected_workspaces(), vec![ws.clone()]);
+    let carol_on_n2 = AppClient::with_cookie(n2, &carol.cookie());
+    let mut carol_stream = carol_on_n2.events("/api/events").open().await;
+
+    let mut titles = Vec::new();
+    for i in 0..20 {
+        let title = format!("todo {i}");
+        alice.create(&ws, "todos", json!({ "title": title })).await;
+        titles.push(title);
+        if i == 9 {
+            // A private note, made through node 3: it must not reach Bob on node 1.
+            alice
+                .create(&ws, "notes", json!({ "content": "Alice's secret" }))
+                .await;
+        }
+    }
+    let marker = alice
+        .create(&ws, "channels", json!({ "name": "marker" }))
+        .await;
+    // The marker's event id, from Alice's own view of the log on node 2.
+    let alice_on_n2 = AppClient::with_cookie(n2, &alice.cookie());
+    let mut alice_stream = alice_on_n2
+        .events(&format!("/api/events?workspace={ws}"))
+        .last_event_id("earliest")
+        .open()
+        .await;
+    let all = until_resource(&mut alice_stream, "channels:created", &id_of(&marker)).await;
+    assert!(
+        all.iter().any(|e| e.event == "notes:created"),
+        "Alice sees her note"
+    );
+    assert_eq!(todo_titles(&all), titles, "replayed on node 2 in order");
+
+    let received = until_resource(&mut bob_stream, "channels:created", &id_of(&marker)).await;
+    assert_eq!(
+        todo_titles(&received),
+        titles,
+        "every todo, once, in order, on another node"
+    );
+    assert!(
+        received.iter().all(|e| e.event != "notes:created"),
+        "a private note reached another user on another node: {received:#?}"
+    );
+    // Carol sees nothing of the workspace: her next event is her own notification.
+    admin
+        .post(
+            "/api/notify",
+            &json!({ "userId": carol.id(), "data": { "hello": "Carol" } }),
+        )
+        .await
+        .expect(202);
+    let next = carol_stream.next_event().await;
+    assert_eq!(next.event, "notification", "{next:#?}");
+
+    // Bob is removed through node 2; his stream on node 1 shows why, then ends, and
+    // nothing Alice adds afterwards reaches it.
+    alice_on_n2
+        .delete(&format!("/api/workspaces/{ws}/members/{}", bob.id()))
+        .await
+        .expect(204);
+    let removed = bob_stream.next_event().await;
+    assert_eq!(removed.event, "members:removed", "{removed:#?}");
+    bob_stream.expect_end(ITEM_TIMEOUT).await;
+
+    // A node dies; Alice's stream resumes on another one from its last id, and sees the
+    // changes made meanwhile exactly once.
+    let resume_from = removed.id.clone();
+    let mut nodes = nodes;
+    nodes[0].kill9().await;
+    let after: Vec<String> = (0..5).map(|i| format!("after kill {i}")).collect();
+    for title in &after {
+        alice.create(&ws, "todos", json!({ "title": title })).await;
+    }
+    let end = alice
+        .create(&ws, "channels", json!({ "name": "end" }))
+        .await;
+    let alice_on_n3 = AppClient::with_cookie(&nodes[2], &alice.cookie());
+    let mut resumed = alice_on_n3
+        .events(&format!("/api/events?workspace={ws}"))
+        .last_event_id(&resume_from)
+        .open()
+        .await;
+    let tail = until_resource(&mut resumed, "channels:created", &id_of(&end)).await;
+    assert_eq!(todo_titles(&tail), after);
+}
