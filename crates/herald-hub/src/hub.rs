@@ -129,6 +129,11 @@ pub struct SubscribeRequest {
     /// `Last-Event-ID` (or `lastEventID`): resume after this update, `earliest` for all
     /// retained updates.
     pub last_event_id: Option<String>,
+    /// Positions before this one are not replayed: a resume from earlier starts with a
+    /// `reset` (reason `before-access`) instead. A server built on the hub sets it to where
+    /// the subscriber's access began, so a new member is not replayed what happened before
+    /// they could see it.
+    pub not_before: Option<u64>,
     /// Overrides [`HubConfig::max_selectors`] for subscriptions the server builds itself
     /// (an app stream covers every workspace its user may read), never for a client's own.
     pub max_selectors: Option<usize>,
@@ -370,6 +375,12 @@ impl Hub {
                 Some(seq) => Resume::After(seq),
                 None => Resume::Unknown(id.into()),
             }),
+        };
+        let resume = match (resume, request.not_before) {
+            (Some(Resume::After(seq)), Some(floor)) if seq < floor => Some(Resume::BeforeAccess(
+                request.last_event_id.unwrap_or_default().into(),
+            )),
+            (resume, _) => resume,
         };
 
         let filter = Filter { selectors, claims };

@@ -28,6 +28,8 @@ pub(crate) enum Resume {
     After(u64),
     /// The subscriber's `Last-Event-ID` is not (or no longer) in the log.
     Unknown(Arc<str>),
+    /// The subscriber's `Last-Event-ID` is older than its access (`not_before`).
+    BeforeAccess(Arc<str>),
 }
 
 /// The stream of one subscriber. Yields SSE bytes, ready to write; each item may hold many
@@ -68,6 +70,15 @@ impl Subscription {
                 prelude.extend_from_slice(&reset_frame(
                     head_id.as_deref(),
                     "unknown-id",
+                    Some(&id),
+                ));
+                (head, true)
+            }
+            Some(Resume::BeforeAccess(id)) => {
+                hub.shared.metrics.resets.inc();
+                prelude.extend_from_slice(&reset_frame(
+                    head_id.as_deref(),
+                    "before-access",
                     Some(&id),
                 ));
                 (head, true)

@@ -48,6 +48,9 @@ CREATE TABLE members (
     user_id      TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     role         TEXT NOT NULL CHECK (role IN ('owner', 'member')),
     added_at     TEXT COLLATE "C" NOT NULL,
+    -- The event that gave the member access (members:added, workspaces:created): a
+    -- stream does not replay what came before it. NULL for the first workspace.
+    joined_event TEXT,
     PRIMARY KEY (workspace_id, user_id)
 );
 CREATE INDEX members_user ON members (user_id);

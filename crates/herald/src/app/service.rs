@@ -305,6 +305,18 @@ async fn emit(
         .await
 }
 
+/// Records the event that gave `user` access to `ws`; replays do not reach before it.
+async fn joined_at(change: &mut Change, ws: &str, user: &str, event: &str) -> Result<(), ApiError> {
+    sqlx::query("UPDATE members SET joined_event = $1 WHERE workspace_id = $2 AND user_id = $3")
+        .bind(event)
+        .bind(ws)
+        .bind(user)
+        .execute(&mut *change.tx)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.updated_at";
 
 /// The actor's access to workspace `ws`, read on `conn` (inside a change's transaction for
@@ -428,7 +440,7 @@ impl App {
             .map_err(internal)?;
         let ws = workspace.id.clone();
         let me = Some(actor.user.id.as_str());
-        emit(
+        let joined = emit(
             &mut change,
             actor,
             About {
@@ -441,6 +453,7 @@ impl App {
             &workspace,
         )
         .await?;
+        joined_at(&mut change, &ws, &actor.user.id, &joined).await?;
         emit(
             &mut change,
             actor,
@@ -586,7 +599,7 @@ impl App {
             return Err(ApiError::conflict("that user is already a member"));
         }
         let concerns = Some(member.user_id.as_str());
-        emit(
+        let joined = emit(
             &mut change,
             actor,
             About {
@@ -599,6 +612,7 @@ impl App {
             &member,
         )
         .await?;
+        joined_at(&mut change, ws, &member.user_id, &joined).await?;
         change.commit().await?;
         Ok(member)
     }

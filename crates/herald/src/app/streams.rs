@@ -64,6 +64,10 @@ impl App {
             workspaces.iter().map(String::as_str),
             request.types.as_ref(),
         );
+        let not_before = match &request.last_event_id {
+            Some(_) => self.access_began(actor, &workspaces).await?,
+            None => None,
+        };
         let subscription = self
             .hub()
             .subscribe(SubscribeRequest {
@@ -71,6 +75,7 @@ impl App {
                 max_selectors: Some(topics.len()),
                 topics,
                 last_event_id: request.last_event_id,
+                not_before,
             })
             .await
             .map_err(|error| match error {
@@ -121,6 +126,39 @@ impl App {
                 .map(|view| view.workspace.id)
                 .collect(),
         })
+    }
+
+    /// The log position where the actor's access to the newest of `workspaces` began (the
+    /// event that made it a member), so that a resume from before it is a `reset` rather
+    /// than a replay of what it could not see then. Admins see everything: no floor. A
+    /// joining event that retention removed bounds nothing, since all before it went too.
+    async fn access_began(
+        &self,
+        actor: &Actor,
+        workspaces: &BTreeSet<String>,
+    ) -> Result<Option<u64>, ApiError> {
+        if actor.is_admin() {
+            return Ok(None);
+        }
+        let joined: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT workspace_id, joined_event FROM members WHERE user_id = $1")
+                .bind(&actor.user.id)
+                .fetch_all(self.pool())
+                .await
+                .map_err(internal)?;
+        let mut floor = None;
+        for (ws, event) in joined {
+            let Some(event) = event.filter(|_| workspaces.contains(&ws)) else {
+                continue;
+            };
+            let position = self
+                .hub()
+                .position(&event)
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            floor = floor.max(position);
+        }
+        Ok(floor)
     }
 
     /// Whether the session the actor came with still exists (true for API tokens).

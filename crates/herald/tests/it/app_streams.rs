@@ -752,3 +752,56 @@ async fn notifications_and_broadcasts_reach_only_their_audience() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_new_member_is_not_replayed_what_happened_before_they_joined() {
+    let world = AppWorld::start().await;
+    let AppWorld {
+        alice,
+        bob,
+        carol,
+        ws,
+        ..
+    } = &world;
+    // Before Carol joins: a todo is made and deleted. Its content must not reach her. Bob,
+    // a member all along, sees it live.
+    let mut bob_live = bob.events(&world.ws_path("events")).open().await;
+    let secret = todo(alice, ws, "made and deleted before Carol joined").await;
+    alice
+        .delete(&world.ws_path(&format!("todos/{}", id_of(&secret))))
+        .await
+        .expect(204);
+    let created = bob_live.next_event().await;
+    assert_change(&created, "todos:created", ws, &secret, alice);
+    alice.add_member(ws, &carol.id(), "member").await;
+
+    // Resuming from the beginning, or from an id of before she joined, is a reset: reload
+    // through REST, which shows what is there now.
+    let mut from_start = carol
+        .events(&world.ws_path("events"))
+        .last_event_id("earliest")
+        .open()
+        .await;
+    let reset = from_start.next_event().await;
+    assert_eq!(reset.event, "reset", "{reset:#?}");
+    assert_eq!(reset.data["reason"], "before-access", "{reset:#?}");
+    let after = todo(alice, ws, "after Carol joined").await;
+    expect_created(&mut [&mut from_start], ws, &after, alice).await;
+
+    // From an id of after she joined, the replay is exact.
+    let mut resumed = carol
+        .events(&world.ws_path("events"))
+        .last_event_id(&reset.id)
+        .open()
+        .await;
+    expect_created(&mut [&mut resumed], ws, &after, alice).await;
+
+    // Bob, a member since before those changes, is replayed them.
+    let mut bob_resumed = bob
+        .events(&world.ws_path("events"))
+        .last_event_id(&created.id)
+        .open()
+        .await;
+    let deleted = bob_resumed.next_event().await;
+    assert_change(&deleted, "todos:deleted", ws, &secret, alice);
+}
