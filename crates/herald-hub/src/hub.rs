@@ -118,6 +118,16 @@ pub enum SubscribeError {
     Unavailable(#[from] LogError),
 }
 
+/// A server's own rule on which records a resume replays ([`SubscribeRequest::replay_filter`]).
+#[derive(Clone)]
+pub struct ReplayFilter(pub Arc<dyn Fn(&Record) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for ReplayFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplayFilter")
+    }
+}
+
 /// What a subscriber asks for.
 #[derive(Clone, Debug, Default)]
 pub struct SubscribeRequest {
@@ -129,11 +139,10 @@ pub struct SubscribeRequest {
     /// `Last-Event-ID` (or `lastEventID`): resume after this update, `earliest` for all
     /// retained updates.
     pub last_event_id: Option<String>,
-    /// Positions before this one are not replayed: a resume from earlier starts with a
-    /// `reset` (reason `before-access`) instead. A server built on the hub sets it to where
-    /// the subscriber's access began, so a new member is not replayed what happened before
-    /// they could see it.
-    pub not_before: Option<u64>,
+    /// Decides, for each record a resume would replay, whether it is replayed. A server
+    /// built on the hub uses it where access began at some position: a new member is not
+    /// replayed what happened before they could see it. Live delivery is not filtered.
+    pub replay_filter: Option<ReplayFilter>,
     /// Overrides [`HubConfig::max_selectors`] for subscriptions the server builds itself
     /// (an app stream covers every workspace its user may read), never for a client's own.
     pub max_selectors: Option<usize>,
@@ -376,12 +385,6 @@ impl Hub {
                 None => Resume::Unknown(id.into()),
             }),
         };
-        let resume = match (resume, request.not_before) {
-            (Some(Resume::After(seq)), Some(floor)) if seq < floor => Some(Resume::BeforeAccess(
-                request.last_event_id.unwrap_or_default().into(),
-            )),
-            (resume, _) => resume,
-        };
 
         let filter = Filter { selectors, claims };
         let id = self.shared.next_subscriber.fetch_add(1, Ordering::Relaxed);
@@ -403,6 +406,7 @@ impl Hub {
             resume,
             head,
             head_id,
+            request.replay_filter,
         ))
     }
 

@@ -34,7 +34,9 @@ mod subscriber;
 mod subscription;
 mod update;
 
-pub use hub::{Hub, HubConfig, PublishError, Published, SubscribeError, SubscribeRequest};
+pub use hub::{
+    Hub, HubConfig, PublishError, Published, ReplayFilter, SubscribeError, SubscribeRequest,
+};
 pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
 pub use metrics::HubMetrics;
 pub use redis_log::RedisLog;

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, future::BoxFuture};
 
 use crate::{
-    hub::Hub,
+    hub::{Hub, ReplayFilter},
     log::LogError,
     subscriber::{Drained, Memo, State, Subscriber},
     update::Record,
@@ -28,8 +28,6 @@ pub(crate) enum Resume {
     After(u64),
     /// The subscriber's `Last-Event-ID` is not (or no longer) in the log.
     Unknown(Arc<str>),
-    /// The subscriber's `Last-Event-ID` is older than its access (`not_before`).
-    BeforeAccess(Arc<str>),
 }
 
 /// The stream of one subscriber. Yields SSE bytes, ready to write; each item may hold many
@@ -48,6 +46,8 @@ pub struct Subscription {
     replay_to: u64,
     page: Option<BoxFuture<'static, Result<Vec<Arc<Record>>, LogError>>>,
     memo: Memo,
+    /// The server's rule on what a resume replays, if any.
+    replay_filter: Option<ReplayFilter>,
     head_id: Option<Arc<str>>,
     reset: bool,
     ended: bool,
@@ -60,6 +60,7 @@ impl Subscription {
         resume: Option<Resume>,
         head: u64,
         head_id: Option<Arc<str>>,
+        replay_filter: Option<ReplayFilter>,
     ) -> Self {
         let mut prelude = BytesMut::from(&hub.shared.retry_frame[..]);
         let (cursor, reset) = match resume {
@@ -74,15 +75,6 @@ impl Subscription {
                 ));
                 (head, true)
             }
-            Some(Resume::BeforeAccess(id)) => {
-                hub.shared.metrics.resets.inc();
-                prelude.extend_from_slice(&reset_frame(
-                    head_id.as_deref(),
-                    "before-access",
-                    Some(&id),
-                ));
-                (head, true)
-            }
         };
         Self {
             hub,
@@ -92,6 +84,7 @@ impl Subscription {
             replay_to: head,
             page: None,
             memo: Memo::default(),
+            replay_filter,
             head_id,
             reset,
             ended: false,
@@ -169,6 +162,10 @@ impl Subscription {
                 .subscriber
                 .filter
                 .accepts(record, &mut self.memo, false)
+                && self
+                    .replay_filter
+                    .as_ref()
+                    .is_none_or(|keep| (keep.0)(record))
             {
                 frames.extend_from_slice(&record.frame);
                 replayed += 1;

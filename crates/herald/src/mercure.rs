@@ -174,7 +174,7 @@ pub async fn open_stream(
         claims: claims.and_then(|c| c.mercure).and_then(|m| m.subscribe),
         last_event_id,
         max_selectors: None,
-        not_before: None,
+        replay_filter: None,
     };
     let subscription = state
         .hub

@@ -63,7 +63,7 @@ impl TestHub {
                 claims: claims.map(|c| c.iter().map(|c| c.to_string()).collect()),
                 last_event_id: last.map(str::to_owned),
                 max_selectors: None,
-                not_before: None,
+                replay_filter: None,
             })
             .await
             .unwrap();

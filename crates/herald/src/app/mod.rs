@@ -464,7 +464,7 @@ mod tests {
                 topics,
                 last_event_id: Some("earliest".into()),
                 max_selectors: None,
-                not_before: None,
+                replay_filter: None,
             })
             .await
             .unwrap();

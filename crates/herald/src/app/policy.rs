@@ -161,6 +161,12 @@ impl Kind {
     }
 }
 
+/// The workspace a topic belongs to, if it is one of a workspace's.
+pub fn workspace_of(topic: &str) -> Option<&str> {
+    let rest = topic.strip_prefix("herald:ws/")?;
+    Some(rest.split_once('/').map_or(rest, |(ws, _)| ws))
+}
+
 /// Every event about workspace `ws` goes to this topic, except notes.
 fn workspace_topic(ws: &str) -> String {
     format!("herald:ws/{ws}")
@@ -312,6 +318,18 @@ mod tests {
         assert!(removed.iter().any(|t| b_elsewhere.contains(t)));
         // Another workspace's stream hears nothing of `w`.
         assert!(!todo.iter().any(|t| b_elsewhere.contains(t)));
+    }
+
+    #[test]
+    fn topics_name_their_workspace() {
+        for topic in route(Kind::Notes, "w1", "a", Some("u"))
+            .iter()
+            .chain(&route(Kind::Todos, "w1", "a", None))
+            .filter(|t| t.starts_with("herald:ws/"))
+        {
+            assert_eq!(workspace_of(topic), Some("w1"), "{topic}");
+        }
+        assert_eq!(workspace_of(&user_topic("u")), None);
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! is. The browser reconnects with its `Last-Event-ID`, and the new stream follows the new
 //! set, replaying what it missed under today's rights.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
-use herald_hub::{SubscribeError, SubscribeRequest};
+use herald_hub::{Record, ReplayFilter, SubscribeError, SubscribeRequest};
 
 use crate::{
     app::{
@@ -64,8 +67,8 @@ impl App {
             workspaces.iter().map(String::as_str),
             request.types.as_ref(),
         );
-        let not_before = match &request.last_event_id {
-            Some(_) => self.access_began(actor, &workspaces).await?,
+        let replay_filter = match &request.last_event_id {
+            Some(_) => self.replay_filter(actor, &workspaces, &topics).await?,
             None => None,
         };
         let subscription = self
@@ -75,7 +78,7 @@ impl App {
                 max_selectors: Some(topics.len()),
                 topics,
                 last_event_id: request.last_event_id,
-                not_before,
+                replay_filter,
             })
             .await
             .map_err(|error| match error {
@@ -128,15 +131,17 @@ impl App {
         })
     }
 
-    /// The log position where the actor's access to the newest of `workspaces` began (the
-    /// event that made it a member), so that a resume from before it is a `reset` rather
-    /// than a replay of what it could not see then. Admins see everything: no floor. A
-    /// joining event that retention removed bounds nothing, since all before it went too.
-    async fn access_began(
+    /// What a resume of `actor`'s stream may replay: a record of a workspace only from
+    /// the position where the actor's access to it began (the event that made it a member),
+    /// so a new member is not replayed what happened before they could see it. Admins see
+    /// everything: no filter. A joining event that retention removed bounds nothing, since
+    /// everything before it went too.
+    async fn replay_filter(
         &self,
         actor: &Actor,
         workspaces: &BTreeSet<String>,
-    ) -> Result<Option<u64>, ApiError> {
+        topics: &[String],
+    ) -> Result<Option<ReplayFilter>, ApiError> {
         if actor.is_admin() {
             return Ok(None);
         }
@@ -146,7 +151,7 @@ impl App {
                 .fetch_all(self.pool())
                 .await
                 .map_err(internal)?;
-        let mut floor = None;
+        let mut floors = HashMap::new();
         for (ws, event) in joined {
             let Some(event) = event.filter(|_| workspaces.contains(&ws)) else {
                 continue;
@@ -156,9 +161,23 @@ impl App {
                 .position(&event)
                 .await
                 .map_err(|e| ApiError::unavailable(e.to_string()))?;
-            floor = floor.max(position);
+            if let Some(position) = position {
+                floors.insert(ws, position);
+            }
         }
-        Ok(floor)
+        if floors.is_empty() {
+            return Ok(None);
+        }
+        let follows: HashSet<String> = topics.iter().cloned().collect();
+        Ok(Some(ReplayFilter(Arc::new(move |record: &Record| {
+            // Replayed when a topic it reached the stream through was visible then.
+            record.topics.iter().any(|topic| {
+                follows.contains(&**topic)
+                    && policy::workspace_of(topic)
+                        .and_then(|ws| floors.get(ws))
+                        .is_none_or(|&floor| record.seq >= floor)
+            })
+        }))))
     }
 
     /// Whether the session the actor came with still exists (true for API tokens).
