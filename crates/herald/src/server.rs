@@ -66,12 +66,15 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.hub.check_log().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(error) => {
-            ApiError::unavailable(format!("the event log is unavailable: {error}")).into_response()
-        }
+    if let Err(error) = state.hub.check_log().await {
+        return ApiError::unavailable(format!("the event log is unavailable: {error}"))
+            .into_response();
     }
+    if let Err(error) = state.app.check_db().await {
+        return ApiError::unavailable(format!("the app's database is unavailable: {error}"))
+            .into_response();
+    }
+    (StatusCode::OK, "ready").into_response()
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {

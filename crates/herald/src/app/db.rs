@@ -165,6 +165,8 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
             .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
         Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS),
     }
+    // A database that went away fails requests in seconds (503), rather than holding them.
+    .acquire_timeout(ACQUIRE_TIMEOUT)
     .connect_with(options)
     .await
     .with_context(|| format!("cannot connect to {described}"))?;
@@ -175,6 +177,9 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
     .with_context(|| format!("cannot migrate {described}"))?;
     Ok(pool)
 }
+
+/// How long a request waits for a database connection before it fails.
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The URL of the SQLite file at `path`, made absolute and percent-encoded.
 fn sqlite_url(path: &Path) -> anyhow::Result<String> {

@@ -108,6 +108,18 @@ impl App {
         Ok(app)
     }
 
+    /// Checks that the app's database answers; for readiness probes.
+    ///
+    /// # Errors
+    ///
+    /// The database's error when it does not.
+    pub async fn check_db(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .map(|_| ())
+    }
+
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.inner.pool
     }
@@ -320,7 +332,8 @@ impl Change {
     ///
     /// # Errors
     ///
-    /// When the transaction does not commit; then nothing happened.
+    /// 503 when the event log does not answer just before the commit (then the change is
+    /// rolled back), or when the transaction does not commit; then nothing happened.
     pub(crate) async fn commit(self) -> Result<(), ApiError> {
         tokio::spawn(self.finish())
             .await
@@ -333,6 +346,15 @@ impl Change {
             mut tx,
             events,
         } = self;
+        if !events.is_empty()
+            && let Err(error) = app.hub().check_log().await
+        {
+            // Dropping `tx` rolls the change back: nothing is acknowledged whose event
+            // cannot be stored now.
+            return Err(ApiError::unavailable(format!(
+                "the event log is unavailable, so nothing was changed: {error}"
+            )));
+        }
         tx.commit().await.map_err(internal)?;
         // Events of earlier changes that did not reach the log go first, so the log keeps
         // the database's order.
@@ -385,7 +407,26 @@ impl Change {
 }
 
 /// A storage failure: logged in full, shown to the client as a plain 500.
-pub(crate) fn internal(error: impl std::fmt::Display) -> ApiError {
+///
+/// A database that cannot be reached is a 503, not a bug: the client may retry, and nothing
+/// was changed.
+pub(crate) fn internal<E: std::fmt::Display + 'static>(error: E) -> ApiError {
+    let unreachable = (&error as &dyn std::any::Any)
+        .downcast_ref::<sqlx::Error>()
+        .is_some_and(|e| {
+            matches!(
+                e,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Protocol(_)
+            )
+        });
+    if unreachable {
+        tracing::warn!(%error, "the app's database is unavailable");
+        return ApiError::unavailable("the database is unavailable; nothing was changed");
+    }
     ApiError::new(ErrorCode::Internal, error.to_string())
 }
 

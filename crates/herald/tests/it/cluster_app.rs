@@ -168,3 +168,53 @@ async fn the_app_works_across_nodes() {
     let tail = until_resource(&mut resumed, "channels:created", &id_of(&end)).await;
     assert_eq!(todo_titles(&tail), after);
 }
+
+#[tokio::test]
+async fn app_changes_fail_cleanly_while_redis_is_down() {
+    let (mut redis, postgres) = tokio::join!(Redis::start(), Postgres::start());
+    let server = node(&redis, &postgres).await;
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let ws = id_of(&admin.create_workspace("Team").await);
+    let todos = format!("/api/workspaces/{ws}/todos");
+    let mut stream = admin
+        .events(&format!("/api/events?workspace={ws}"))
+        .open()
+        .await;
+
+    redis.stop().await;
+    // The event log is down: a change is refused with a 503 and a JSON body, and is not
+    // made (the database keeps nothing of it).
+    let refused = admin
+        .post(&todos, &json!({ "title": "while Redis is down" }))
+        .await
+        .expect_error(503, "unavailable");
+    assert!(
+        refused.message.contains("nothing was changed"),
+        "{refused:?}"
+    );
+    assert!(
+        admin.items(&todos).await.is_empty(),
+        "the refused todo was not stored"
+    );
+
+    redis.restart().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let made = loop {
+        let reply = admin
+            .post(&todos, &json!({ "title": "after Redis returned" }))
+            .await;
+        if reply.status == 201 {
+            break reply.expect(201);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "changes still refused 30 s after Redis returned"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    // The stream stayed up through the outage and gets the change, and only it.
+    let event = stream.next_event().await;
+    assert_eq!(event.event, "todos:created", "{event:#?}");
+    assert_eq!(event.data["data"], made);
+    assert_eq!(admin.items(&todos).await, vec![made]);
+}
