@@ -95,6 +95,56 @@ const NCHAN_S5_BUFFER: u32 = 200;
 const NCHAN_MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
 
 /// Entry point of `cargo xtask bench …`.
+/// Scenarios of the smoke run in `cargo xtask test`: fan-out, and the reconnect storm that
+/// resumes every subscriber by `Last-Event-ID`.
+const SMOKE_SCENARIOS: [&str; 2] = ["s1", "s5"];
+
+/// The benchmark smoke run of `cargo xtask test`: the quick comparison against Herald
+/// alone, which fails on any lost, duplicated or missing delivery. Speed is not judged: a
+/// timed test on a shared machine would fail for the machine's reasons.
+pub(crate) fn smoke(root: &Path) -> Result<()> {
+    let results = target_dir(root).join("bench-results").join("quick");
+    for scenario in SMOKE_SCENARIOS {
+        // A stale result must not pass for this run's.
+        let _ = fs::remove_file(results.join(scenario).join("herald.json"));
+    }
+    let args = [
+        "compare",
+        "--quick",
+        "--only",
+        "herald",
+        "--scenarios",
+        &SMOKE_SCENARIOS.join(","),
+    ]
+    .map(str::to_owned);
+    main(root, &args)?;
+    for scenario in SMOKE_SCENARIOS {
+        let path = results.join(scenario).join("herald.json");
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("the smoke run wrote no {}", path.display()))?;
+        let result: Value = serde_json::from_str(&text)?;
+        if let Some(error) = result["error"].as_str() {
+            bail!("smoke run {scenario}: {error}");
+        }
+        let d = &result["reports"]["run"]["deliveries"];
+        let count = |key: &str| d[key].as_u64();
+        match (
+            count("expected"),
+            count("delivered"),
+            count("lost"),
+            count("duplicated"),
+        ) {
+            (Some(expected), Some(delivered), Some(0), Some(0)) if expected == delivered => {
+                println!(
+                    "smoke {scenario}: {delivered} of {expected} delivered, none lost or duplicated"
+                );
+            }
+            _ => bail!("smoke run {scenario} lost or duplicated deliveries: {d}"),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
     if args.first().map(String::as_str) == Some("raw-server") {
         let port = match args.get(1..3) {

@@ -2,7 +2,8 @@
 //!
 //! It runs the same steps on a developer's machine and in CI (`.ci/run`), starting from a
 //! fresh clone: it installs the system packages and Node modules the tests need, then runs
-//! rustfmt, clippy, the Rust tests, and the browser tests against the built `herald` binary.
+//! rustfmt, clippy, the Rust tests, the browser tests against the built `herald` binary, and
+//! a benchmark smoke run (Herald alone, quick S1 and S5, zero loss asserted, speed not).
 //!
 //! # Layout
 //!
@@ -52,7 +53,8 @@ Commands:
   test    Run every check, in order, stopping at the first failure:
             install missing system packages (apt-get) and Node modules (npm ci),
             cargo fmt --check, cargo clippy -D warnings, cargo test,
-            then build herald and run the browser tests (node --test tests/browser)
+            then build herald and run the browser tests (node --test tests/browser),
+            then a benchmark smoke run against Herald alone (asserts zero loss)
   ci      Same as test (what .ci/run runs)
   bench   `bench compare [--quick] [--only ..] [--scenarios ..]`: Herald side by side with
           Nchan, Pushpin, Node, Python and a raw write loop; writes BENCHMARKS.md
@@ -141,6 +143,8 @@ fn test(root: &Path) -> Result<()> {
         .args(&tests)
         .env("HERALD_BIN", &herald);
     run(&mut node, &format!("HERALD_BIN={}", herald.display())).context("browser tests failed")?;
+
+    bench::smoke(root).context("the benchmark smoke run failed")?;
 
     total.done();
     Ok(())
