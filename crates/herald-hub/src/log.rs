@@ -117,6 +117,12 @@ impl FromStr for Durability {
     }
 }
 
+/// SQLite's page cache per connection, in KiB.
+const CACHE_KIB: u64 = 16 * 1024;
+
+/// How much of the log file SQLite may map instead of reading it with `pread`.
+const MMAP_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Rows per INSERT statement; 9 parameters each stays far under SQLite's variable limit.
 const INSERT_CHUNK: usize = 256;
 
@@ -141,7 +147,12 @@ impl SqliteLog {
                 Durability::Full => SqliteSynchronous::Full,
                 Durability::Normal => SqliteSynchronous::Normal,
             })
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // The id index takes random UUIDs: with SQLite's default 2 MiB page cache most
+            // inserts read B-tree pages back through `pread`, a copy each. Keep the working
+            // set (100,000 retained updates by default) in memory instead.
+            .pragma("cache_size", format!("-{}", CACHE_KIB))
+            .pragma("mmap_size", MMAP_BYTES.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
