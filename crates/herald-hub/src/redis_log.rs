@@ -125,10 +125,6 @@ impl std::fmt::Debug for RedisLog {
     }
 }
 
-fn redis_error(error: redis::RedisError) -> LogError {
-    LogError::from(error)
-}
-
 impl RedisLog {
     /// Connects to the Redis at `url`, keeping the log under keys `{prefix}:…`.
     ///
@@ -136,7 +132,7 @@ impl RedisLog {
     ///
     /// When the URL is invalid or Redis does not answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LogError> {
-        let client = Client::open(url).map_err(redis_error)?;
+        let client = Client::open(url).map_err(LogError::from)?;
         // Fail fast while Redis is away: one reconnection attempt per command, so a publish
         // is refused (503) in about a connect timeout instead of waiting through a long
         // series of retries; the next command tries again.
@@ -150,11 +146,11 @@ impl RedisLog {
         };
         let conn = ConnectionManager::new_with_config(client.clone(), config(RESPONSE_TIMEOUT))
             .await
-            .map_err(redis_error)?;
+            .map_err(LogError::from)?;
         let follow_conn =
             ConnectionManager::new_with_config(client, config(FOLLOW_BLOCK + RESPONSE_TIMEOUT))
                 .await
-                .map_err(redis_error)?;
+                .map_err(LogError::from)?;
         Ok(Self {
             conn,
             follow_conn,
@@ -248,7 +244,7 @@ impl EventLog for RedisLog {
             invocation
                 .invoke_async(&mut conn)
                 .await
-                .map_err(redis_error)
+                .map_err(LogError::from)
         })
     }
 
@@ -271,7 +267,7 @@ impl EventLog for RedisLog {
                     limit,
                 )
                 .await
-                .map_err(redis_error)?;
+                .map_err(LogError::from)?;
             records_of(&reply.ids)
         })
     }
@@ -279,14 +275,14 @@ impl EventLog for RedisLog {
     fn latest_seq_of<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<u64>, LogError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            conn.hget(&self.keys.ids, id).await.map_err(redis_error)
+            conn.hget(&self.keys.ids, id).await.map_err(LogError::from)
         })
     }
 
     fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
         Box::pin(async move {
             let mut conn = self.conn.clone();
-            let head: Option<u64> = conn.get(&self.keys.head).await.map_err(redis_error)?;
+            let head: Option<u64> = conn.get(&self.keys.head).await.map_err(LogError::from)?;
             Ok(head.unwrap_or(0))
         })
     }
@@ -306,7 +302,7 @@ impl EventLog for RedisLog {
                 .arg(PRUNE_MAX)
                 .invoke_async(&mut conn)
                 .await
-                .map_err(redis_error)
+                .map_err(LogError::from)
         })
     }
 
@@ -328,7 +324,7 @@ impl EventLog for RedisLog {
                 .arg(format!("{after}-0"))
                 .query_async(&mut conn)
                 .await
-                .map_err(redis_error)?;
+                .map_err(LogError::from)?;
             match reply {
                 Some(reply) => {
                     let entries: Vec<StreamId> =

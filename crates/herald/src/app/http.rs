@@ -1,6 +1,6 @@
 //! The app's routes: parsing, authentication and CSRF checks, then a call into the service.
 
-use std::convert::Infallible;
+use std::{collections::HashMap, convert::Infallible};
 
 use axum::{
     Json, Router,
@@ -166,21 +166,28 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// A path segment that must be an id.
+/// The path parameter `key`, which must be an id (a UUID): 400 otherwise, naming `what`.
+async fn path_id(
+    parts: &mut Parts,
+    state: &AppState,
+    key: &str,
+    what: &str,
+) -> Result<String, ApiError> {
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let value = params.get(key).map_or("", String::as_str);
+    model::id(what, value)
+}
+
+/// The `{ws}` of a workspace path.
 struct Ws(String);
 
 impl FromRequestParts<AppState> for Ws {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        #[derive(Deserialize)]
-        struct Params {
-            ws: String,
-        }
-        let Path(params) = Path::<Params>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        model::id("workspace id", &params.ws).map(Self)
+        path_id(parts, state, "ws", "workspace id").await.map(Self)
     }
 }
 
@@ -191,14 +198,7 @@ impl FromRequestParts<AppState> for ItemId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        #[derive(Deserialize)]
-        struct Params {
-            id: String,
-        }
-        let Path(params) = Path::<Params>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
-        model::id("id", &params.id).map(Self)
+        path_id(parts, state, "id", "id").await.map(Self)
     }
 }
 

@@ -197,10 +197,8 @@ pub const CONTROL_TOPIC: &str = "herald:control";
 /// The topic every stream opened with session `session_hash` follows, so logging out ends
 /// them on every node. Derived by hashing again: the topic never carries what is stored.
 pub fn session_topic(session_hash: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(session_hash.as_bytes());
-    let short: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("herald:session/{short}")
+    let hashed = crate::app::accounts::secret_hash(session_hash);
+    format!("herald:session/{}", &hashed[..32])
 }
 
 /// The streams an event ends, after delivering it: those whose topics it makes wrong.

@@ -63,6 +63,8 @@ pub(crate) trait Resource:
     fn apply(&mut self, patch: Self::Patch, now: String) -> Result<(), ApiError>;
     /// Inserts or updates its row.
     fn save(&self) -> Query<'_, Any, AnyArguments<'_>>;
+    /// Its id.
+    fn id(&self) -> &str;
     /// Its author.
     fn author(&self) -> &str;
     /// Refuses deletion of what must stay.
@@ -124,6 +126,10 @@ impl Resource for Todo {
         .bind(&self.updated_at)
     }
 
+    fn id(&self) -> &str {
+        &self.id
+    }
+
     fn author(&self) -> &str {
         &self.created_by
     }
@@ -172,6 +178,10 @@ impl Resource for Channel {
         .bind(&self.created_by)
         .bind(&self.created_at)
         .bind(&self.updated_at)
+    }
+
+    fn id(&self) -> &str {
+        &self.id
     }
 
     fn author(&self) -> &str {
@@ -231,6 +241,10 @@ impl Resource for Note {
         .bind(&self.created_by)
         .bind(&self.created_at)
         .bind(&self.updated_at)
+    }
+
+    fn id(&self) -> &str {
+        &self.id
     }
 
     fn author(&self) -> &str {
@@ -715,8 +729,7 @@ impl App {
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = if more {
-            let last = serde_json::to_value(items.last()).map_err(internal)?;
-            last["id"].as_str().map(str::to_owned)
+            items.last().map(|item| item.id().to_owned())
         } else {
             None
         };
