@@ -126,10 +126,18 @@ const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 /// Rows per INSERT statement; 9 parameters each stays far under SQLite's variable limit.
 const INSERT_CHUNK: usize = 256;
 
+/// Connections that serve replays and id lookups, beside the one writer.
+const READERS: u32 = 3;
+
 /// The embedded event log: one SQLite file in WAL mode.
+///
+/// Appends and pruning go through a pool of exactly one connection. A connection's page
+/// cache is only valid while no other connection has written: with writes spread over a
+/// pool, every append would find its cache stale and read the id index back with `pread`.
 #[derive(Clone, Debug)]
 pub struct SqliteLog {
-    pool: SqlitePool,
+    writer: SqlitePool,
+    readers: SqlitePool,
 }
 
 impl SqliteLog {
@@ -153,15 +161,19 @@ impl SqliteLog {
             // set (100,000 retained updates by default) in memory instead.
             .pragma("cache_size", format!("-{}", CACHE_KIB))
             .pragma("mmap_size", MMAP_BYTES.to_string());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| LogError::from(sqlx::Error::from(e)))?;
-        Ok(Self { pool })
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
+            .await?;
+        Ok(Self { writer, readers })
     }
 }
 
@@ -173,10 +185,10 @@ impl EventLog for SqliteLog {
             // between threads. One INSERT is atomic by itself, so a batch that fits in one
             // statement needs no BEGIN and COMMIT: one round trip instead of three.
             if entries.len() <= INSERT_CHUNK {
-                insert(entries).build().execute(&self.pool).await?;
+                insert(entries).build().execute(&self.writer).await?;
                 return Ok(seqs);
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             for chunk in entries.chunks(INSERT_CHUNK) {
                 insert(chunk).build().execute(&mut *tx).await?;
             }
@@ -199,7 +211,7 @@ impl EventLog for SqliteLog {
             .bind(seq_to_sql(after))
             .bind(seq_to_sql(up_to))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await?;
             rows.iter().map(record_from_row).collect()
         })
@@ -209,7 +221,7 @@ impl EventLog for SqliteLog {
         Box::pin(async move {
             let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM updates WHERE uid = ?")
                 .bind(id)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.readers)
                 .await?;
             Ok(seq.map(seq_from_sql))
         })
@@ -220,7 +232,7 @@ impl EventLog for SqliteLog {
             let seq: i64 = sqlx::query_scalar(
                 "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0)",
             )
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await?;
             Ok(seq_from_sql(seq))
         })
@@ -235,7 +247,7 @@ impl EventLog for SqliteLog {
             let result = sqlx::query("DELETE FROM updates WHERE seq <= ? OR created_at < ?")
                 .bind(seq_to_sql(below_seq))
                 .bind(before_ms.unwrap_or(i64::MIN))
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             Ok(result.rows_affected())
         })
