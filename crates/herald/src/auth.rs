@@ -5,6 +5,12 @@
 //! are HS256 JWTs whose `mercure` claim lists the selectors the bearer may publish to and
 //! the private updates it may receive. Tokens never reach the log.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -51,11 +57,20 @@ pub enum TokenSource {
     Query,
 }
 
+/// Verified tokens remembered at most, per key. Only tokens whose signature checked out are
+/// kept, so the cache cannot be filled with garbage; when full it starts over.
+const VERIFIED_CACHE: usize = 4_096;
+
 /// A key that verifies HS256 tokens.
+///
+/// A publisher or a fleet of browsers sends the same token over and over: its claims are
+/// kept after the first verification (keyed by the whole token, never by a part of it), and
+/// only its expiry is checked again.
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    verified: Arc<Mutex<HashMap<Box<str>, Arc<Claims>>>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -76,6 +91,7 @@ impl Verifier {
         Self {
             key: DecodingKey::from_secret(secret),
             validation,
+            verified: Arc::default(),
         }
     }
 
@@ -84,13 +100,32 @@ impl Verifier {
     /// # Errors
     ///
     /// 401 with the reason (expired, bad signature, malformed), never echoing the token.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
+        self.verify_at(token, unix_now())
+    }
+
+    /// [`Verifier::verify`] with `now` (Unix seconds) as the time a remembered token's
+    /// expiry is checked against.
+    fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Claims>, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
         if token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::unauthorized("the JWT is too long"));
         }
-        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
+        let known = self
+            .verified
+            .lock()
+            .expect("token cache poisoned")
+            .get(token)
+            .cloned();
+        if let Some(claims) = known {
+            // The same rule as the first verification: expired once `exp` is in the past.
+            if claims.exp.is_some_and(|exp| exp < now) {
+                return Err(ApiError::unauthorized("the JWT has expired"));
+            }
+            return Ok(claims);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| Arc::new(data.claims))
             .map_err(|error| {
                 let why = match error.kind() {
                     ErrorKind::ExpiredSignature => "the JWT has expired",
@@ -100,8 +135,21 @@ impl Verifier {
                     _ => "the JWT is malformed",
                 };
                 ApiError::unauthorized(why)
-            })
+            })?;
+        let mut verified = self.verified.lock().expect("token cache poisoned");
+        if verified.len() >= VERIFIED_CACHE {
+            verified.clear();
+        }
+        verified.insert(token.into(), claims.clone());
+        Ok(claims)
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Finds the request's token, if any.
@@ -184,7 +232,13 @@ mod tests {
         let verifier = Verifier::new(KEY);
         let good = mint(KEY, &claims(None)).unwrap();
         assert_eq!(
-            verifier.verify(&good).unwrap().mercure.unwrap().publish,
+            verifier
+                .verify(&good)
+                .unwrap()
+                .mercure
+                .clone()
+                .unwrap()
+                .publish,
             Some(vec!["*".into()])
         );
         let cases = [
@@ -199,6 +253,31 @@ mod tests {
         for (token, why) in cases {
             assert_eq!(verifier.verify(&token).unwrap_err().message, why);
         }
+    }
+
+    #[test]
+    fn remembered_tokens_still_expire_and_match_whole() {
+        let verifier = Verifier::new(KEY);
+        let now = unix_now();
+        let token = mint(KEY, &claims(Some(now + 60))).unwrap();
+        let first = verifier.verify(&token).unwrap();
+        // The second answer comes from the cache: the same claims, not a new decode.
+        assert!(Arc::ptr_eq(&first, &verifier.verify(&token).unwrap()));
+        assert_eq!(
+            verifier.verify_at(&token, now + 61).unwrap_err().message,
+            "the JWT has expired"
+        );
+        // Another payload under the remembered signature is not the remembered token.
+        let (_, signature) = token.rsplit_once('.').unwrap();
+        let other = mint(KEY, &claims(None)).unwrap();
+        let (unsigned, _) = other.rsplit_once('.').unwrap();
+        assert_eq!(
+            verifier
+                .verify(&format!("{unsigned}.{signature}"))
+                .unwrap_err()
+                .message,
+            "the JWT signature is invalid"
+        );
     }
 
     #[test]

@@ -48,7 +48,8 @@ pub async fn publish(
     }
     let allowed = claims
         .mercure
-        .and_then(|m| m.publish)
+        .as_ref()
+        .and_then(|m| m.publish.as_deref())
         .ok_or_else(|| ApiError::forbidden("the JWT has no mercure.publish claim"))?;
 
     let is_form = headers
@@ -69,7 +70,7 @@ pub async fn publish(
     let update = parse_update(&body)?;
 
     for topic in &update.topics {
-        if !state.may_publish(&allowed, topic) {
+        if !state.may_publish(allowed, topic) {
             return Err(ApiError::forbidden(format!(
                 "the JWT does not allow publishing to topic {topic:?}"
             )));
@@ -168,10 +169,13 @@ pub async fn open_stream(
     let expires_in = claims
         .as_ref()
         .and_then(|c| c.exp)
-        .map(|exp| Duration::from_secs(exp.saturating_sub(unix_now())));
+        .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
     let request = SubscribeRequest {
         topics,
-        claims: claims.and_then(|c| c.mercure).and_then(|m| m.subscribe),
+        claims: claims
+            .as_ref()
+            .and_then(|c| c.mercure.as_ref())
+            .and_then(|m| m.subscribe.clone()),
         last_event_id,
         max_selectors: None,
         replay_filter: None,
@@ -221,12 +225,6 @@ pub async fn open_stream(
         headers: response_headers,
         frames,
     })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads at most `limit` bytes of body.

@@ -38,7 +38,7 @@ async fn token_prints_a_jwt_that_publishes() {
     assert_eq!(jwt.matches('.').count(), 2, "{jwt}");
 
     let claims = Verifier::new(KEY.as_bytes()).verify(jwt).unwrap();
-    let mercure = claims.mercure.unwrap();
+    let mercure = claims.mercure.clone().unwrap();
     assert_eq!(mercure.publish, Some(vec!["*".to_owned()]));
     assert_eq!(mercure.subscribe, None);
     // The default lifetime is an hour.
