@@ -7,17 +7,28 @@
 //! HTTP implementation stays allocated for the life of the stream, which is most of what an
 //! idle subscriber costs under hyper (an 8 KiB read buffer and an 8 KiB header buffer).
 //!
-//! Every other request (publishes, metrics, cross-origin subscriptions that need CORS
-//! headers, HTTP/2) goes to hyper and the axum router, which first re-read the bytes this
-//! module already took from the socket.
+//! A plain HTTP/1.1 publish (`POST /.well-known/mercure` with a `Content-Length`, from the
+//! same origin) is answered here too, with the router's own [`mercure::authorize_publish`]
+//! and [`mercure::publish_form`], and the connection is kept for the next request. A
+//! publisher's requests are the hot path of durable publishing, and hyper, the router and
+//! its layers cost more per request than the publish itself.
+//!
+//! Every other request (metrics, the app, cross-origin requests that need CORS headers,
+//! `Expect: 100-continue`, chunked bodies, HTTP/1.0, HTTP/2) goes to hyper and the axum
+//! router, which first re-read the bytes this module already took from the socket.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{
+    cell::RefCell,
+    io,
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
 
 use axum::{
     Router,
     extract::ConnectInfo,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header},
-    response::IntoResponse,
+    http::{HeaderMap, HeaderName, HeaderValue, Uri, header},
+    response::{IntoResponse, Response},
 };
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -28,12 +39,13 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    time::timeout,
+    time::{Instant, timeout},
 };
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::{
-    error::ApiError,
+    error::{ApiError, ErrorCode},
     limits::{ClientAddr, CountedStream},
     mercure::{self, OpenStream},
     state::AppState,
@@ -46,7 +58,8 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Most request headers parsed here; a request with more goes to hyper.
 const MAX_HEADERS: usize = 48;
 
-/// How long a client has to send its request head.
+/// How long a client has to send its request head (and, on a kept connection, the next
+/// one), and a publish its body.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one write to a subscriber may take. A peer that accepts nothing for this long
@@ -58,6 +71,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct Shared {
     pub(crate) state: AppState,
     pub(crate) router: Router,
+    /// Cancelled when the server stops: a kept publish connection closes between requests.
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// What to do with a connection once its request head is read.
@@ -76,32 +91,138 @@ enum Next {
 /// phase: the setup and the hyper connection are boxed so that an idle subscription keeps
 /// only the small state of [`stream_to`].
 pub(crate) async fn serve(context: Shared, watcher: Watcher, io: CountedStream, peer: SocketAddr) {
-    match Box::pin(accept(&context.state, io, peer)).await {
+    match Box::pin(accept(&context.state, &context.shutdown, io, peer)).await {
         Next::Stream(io, stream) => stream_to(io, stream).await,
         Next::Router(io, read) => Box::pin(route(context.router, watcher, io, read, peer)).await,
         Next::Done => {}
     }
 }
 
-/// Reads the request head and, for a subscription, opens it.
-async fn accept(state: &AppState, mut io: CountedStream, peer: SocketAddr) -> Next {
-    let mut head = BytesMut::with_capacity(1024);
-    let request = match timeout(HEAD_TIMEOUT, read_head(&mut io, &mut head)).await {
-        Ok(Ok(request)) => request,
-        // Silent, broken or closed before a request: nothing to answer.
-        Ok(Err(_)) | Err(_) => return Next::Done,
-    };
-    let Some((headers, uri)) = request else {
-        return Next::Router(io, head.freeze());
-    };
-    drop(head);
-    match mercure::open_stream(state, peer.ip(), &headers, &uri).await {
-        Ok(stream) => Next::Stream(io, stream),
-        Err(error) => {
-            write_error(io, error).await;
-            Next::Done
+/// Reads request heads: serves publishes until the connection closes or brings another
+/// request, and opens a subscription.
+async fn accept(
+    state: &AppState,
+    shutdown: &CancellationToken,
+    mut io: CountedStream,
+    peer: SocketAddr,
+) -> Next {
+    let mut buffer = BytesMut::with_capacity(1024);
+    loop {
+        let read = tokio::select! {
+            read = timeout(HEAD_TIMEOUT, read_head(&mut io, &mut buffer)) => read,
+            // Between requests only: one that has begun is answered first.
+            () = shutdown.cancelled(), if buffer.is_empty() => return Next::Done,
+        };
+        let request = match read {
+            Ok(Ok(request)) => request,
+            // Silent, broken or closed before a request: nothing to answer.
+            Ok(Err(_)) | Err(_) => return Next::Done,
+        };
+        match request {
+            Direct::Subscribe(headers, uri) => {
+                drop(buffer);
+                return match mercure::open_stream(state, peer.ip(), &headers, &uri).await {
+                    Ok(stream) => Next::Stream(io, stream),
+                    Err(error) => {
+                        write_error(io, error).await;
+                        Next::Done
+                    }
+                };
+            }
+            Direct::Publish(publish) => {
+                if !serve_publish(state, &mut io, &mut buffer, publish).await {
+                    linger(io).await;
+                    return Next::Done;
+                }
+            }
+            Direct::No => return Next::Router(io, buffer.freeze()),
         }
     }
+}
+
+/// Answers one publish whose head is at the start of `buffer`, leaving in `buffer` whatever
+/// the client sent after its body. Returns whether the connection stays open.
+async fn serve_publish(
+    state: &AppState,
+    io: &mut CountedStream,
+    buffer: &mut BytesMut,
+    publish: Publish,
+) -> bool {
+    let started = Instant::now();
+    let Publish {
+        headers,
+        uri,
+        head_len,
+        body_len,
+        keep_alive,
+    } = publish;
+    let authorized = mercure::authorize_publish(state, &headers, uri.query()).and_then(|p| {
+        if body_len > state.max_body {
+            let limit = state.max_body;
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is larger than {limit} bytes"),
+            ));
+        }
+        Ok(p)
+    });
+    let publisher = match authorized {
+        Ok(publisher) => publisher,
+        Err(error) => {
+            // Refused before its body is read: the body stays unread, so the connection ends.
+            write_response(io, error.into_response(), false).await;
+            return false;
+        }
+    };
+    drop(headers);
+    let _ = buffer.split_to(head_len);
+    let complete = timeout(HEAD_TIMEOUT, async {
+        while buffer.len() < body_len {
+            buffer.reserve(body_len - buffer.len());
+            if io.read_buf(buffer).await? == 0 {
+                return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if !matches!(complete, Ok(Ok(()))) {
+        return false;
+    }
+    let body = buffer.split_to(body_len);
+    match mercure::publish_form(state, &publisher, &body, started).await {
+        Ok(id) => {
+            let mut out = BytesMut::with_capacity(256 + id.len());
+            out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            put_header(
+                &mut out,
+                header::CONTENT_TYPE.as_str(),
+                mercure::PUBLISHED_CONTENT_TYPE.as_bytes(),
+            );
+            finish_head(&mut out, id.len(), keep_alive);
+            out.extend_from_slice(id.as_bytes());
+            write(io, &out).await && keep_alive
+        }
+        Err(error) => write_response(io, error.into_response(), keep_alive).await && keep_alive,
+    }
+}
+
+/// How long a connection that is being closed is read from (and what it sends discarded),
+/// at most.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes a connection whose last answer may still be in flight while the client is still
+/// sending (a refused publish's body): closing a socket with unread bytes resets it, and a
+/// reset can destroy the answer before the client reads it. So: end our side, then read and
+/// discard until the client closes too, for [`LINGER`] at most.
+async fn linger(mut io: CountedStream) {
+    let _ = timeout(LINGER, async {
+        io.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while io.read(&mut sink).await? > 0 {}
+        io::Result::Ok(())
+    })
+    .await;
 }
 
 /// Serves the connection with hyper and the router.
@@ -128,13 +249,42 @@ async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes,
     }
 }
 
-/// Reads until the request head is complete. Returns its headers and target when it is a
-/// subscribe request this module serves, `None` when hyper should serve it.
-async fn read_head(
-    io: &mut CountedStream,
-    head: &mut BytesMut,
-) -> io::Result<Option<(HeaderMap, Uri)>> {
+/// A request this module answers itself.
+enum Direct {
+    /// A same-origin HTTP/1 subscription: its headers and target.
+    Subscribe(HeaderMap, Uri),
+    /// A plain HTTP/1.1 publish.
+    Publish(Publish),
+    /// Anything else: hyper's.
+    No,
+}
+
+/// The head of a publish this module answers.
+struct Publish {
+    headers: HeaderMap,
+    uri: Uri,
+    /// Bytes of the head, at the start of the buffer.
+    head_len: usize,
+    /// The `Content-Length`.
+    body_len: usize,
+    /// Whether the connection stays open after the answer.
+    keep_alive: bool,
+}
+
+/// Reads until a request head is complete (starting with what `head` already holds), and
+/// says whether this module answers it.
+async fn read_head(io: &mut CountedStream, head: &mut BytesMut) -> io::Result<Direct> {
     loop {
+        if !head.is_empty() {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut slots);
+            match request.parse(head) {
+                Ok(httparse::Status::Complete(len)) => return Ok(direct(&request, len)),
+                Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => {}
+                // Too long, too many headers, or malformed: hyper answers it properly.
+                _ => return Ok(Direct::No),
+            }
+        }
         if head.capacity() == head.len() {
             head.reserve(1024);
         }
@@ -142,46 +292,84 @@ async fn read_head(
             return if head.is_empty() {
                 Err(io::ErrorKind::UnexpectedEof.into())
             } else {
-                Ok(None)
+                Ok(Direct::No)
             };
-        }
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut slots);
-        match request.parse(head) {
-            Ok(httparse::Status::Complete(_)) => return Ok(subscribe_request(&request)),
-            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => continue,
-            // Too long, too many headers, or malformed: hyper answers it properly.
-            _ => return Ok(None),
         }
     }
 }
 
-/// The headers and target of `request` if it is a same-origin HTTP/1 subscription.
-fn subscribe_request(request: &httparse::Request<'_, '_>) -> Option<(HeaderMap, Uri)> {
-    if request.method != Some(Method::GET.as_str()) {
-        return None;
-    }
-    let target = request.path?;
+/// Whether `request`, whose head is `head_len` bytes, is one this module answers.
+fn direct(request: &httparse::Request<'_, '_>, head_len: usize) -> Direct {
+    let Some(target) = request.path else {
+        return Direct::No;
+    };
     if target.split('?').next() != Some(mercure::PATH) {
-        return None;
+        return Direct::No;
     }
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
-    for h in request.headers.iter() {
+    let Some(headers) = header_map(request.headers) else {
+        return Direct::No;
+    };
+    // Cross-origin requests need the router's CORS layer; upgrades are not ours.
+    if headers.contains_key(header::ORIGIN) || headers.contains_key(header::UPGRADE) {
+        return Direct::No;
+    }
+    let Ok(uri) = target.parse::<Uri>() else {
+        return Direct::No;
+    };
+    match request.method {
+        Some("GET") => {
+            // Requests with a body are not plain subscriptions.
+            if headers.contains_key(header::TRANSFER_ENCODING)
+                || headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0")
+            {
+                return Direct::No;
+            }
+            Direct::Subscribe(headers, uri)
+        }
+        // HTTP/1.1 only, so that keeping the connection is the default; a chunked body, or
+        // one that waits for `100 Continue`, is hyper's.
+        Some("POST") if request.version == Some(1) => {
+            if headers.contains_key(header::TRANSFER_ENCODING)
+                || headers.contains_key(header::EXPECT)
+            {
+                return Direct::No;
+            }
+            let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+            let body_len = match (lengths.next(), lengths.next()) {
+                (Some(value), None) => value.to_str().ok().and_then(|v| v.parse::<usize>().ok()),
+                _ => None,
+            };
+            let Some(body_len) = body_len else {
+                return Direct::No;
+            };
+            let keep_alive = !headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|token| token.trim().eq_ignore_ascii_case("close"));
+            Direct::Publish(Publish {
+                headers,
+                uri,
+                head_len,
+                body_len,
+                keep_alive,
+            })
+        }
+        _ => Direct::No,
+    }
+}
+
+fn header_map(parsed: &[httparse::Header<'_>]) -> Option<HeaderMap> {
+    let mut headers = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(h.value).ok()?;
         headers.append(name, value);
     }
-    // Cross-origin requests need the router's CORS layer; requests with a body or an
-    // upgrade are not plain subscriptions.
-    let declines = [header::ORIGIN, header::UPGRADE, header::TRANSFER_ENCODING];
-    if declines.iter().any(|name| headers.contains_key(name))
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-    {
-        return None;
-    }
-    Some((headers, target.parse().ok()?))
+    Some(headers)
 }
 
 /// Writes the response head, then every batch of frames, until the subscription ends, the
@@ -227,7 +415,14 @@ async fn stream_to(mut io: CountedStream, stream: OpenStream) {
 
 /// Answers a refused subscription with the same JSON body the router would send.
 async fn write_error(mut io: CountedStream, error: ApiError) {
-    let response = error.into_response();
+    if write_response(&mut io, error.into_response(), false).await {
+        let _ = timeout(WRITE_TIMEOUT, io.shutdown()).await;
+    }
+}
+
+/// Writes a whole response, as the router would, with a `Content-Length`; false when the
+/// peer is gone or stalled.
+async fn write_response(io: &mut CountedStream, response: Response, keep_alive: bool) -> bool {
     let (parts, body) = response.into_parts();
     let body = body
         .collect()
@@ -247,18 +442,45 @@ async fn write_error(mut io: CountedStream, error: ApiError) {
     for (name, value) in &parts.headers {
         put_header(&mut out, name.as_str(), value.as_bytes());
     }
-    put_header(&mut out, "link", mercure::LINK.as_bytes());
-    put_header(
-        &mut out,
-        "content-length",
-        body.len().to_string().as_bytes(),
-    );
-    put_header(&mut out, "connection", b"close");
-    out.extend_from_slice(b"\r\n");
+    finish_head(&mut out, body.len(), keep_alive);
     out.extend_from_slice(&body);
-    if write(&mut io, &out).await {
-        let _ = timeout(WRITE_TIMEOUT, io.shutdown()).await;
+    write(io, &out).await
+}
+
+/// Ends a response head: `Link`, `Date`, `Content-Length` and, unless the connection stays
+/// open, `Connection: close`.
+fn finish_head(out: &mut BytesMut, body_len: usize, keep_alive: bool) {
+    put_header(out, "link", mercure::LINK.as_bytes());
+    DATE.with_borrow_mut(|date| put_header(out, "date", date.now()));
+    put_header(out, "content-length", body_len.to_string().as_bytes());
+    if !keep_alive {
+        put_header(out, "connection", b"close");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Date` header's value, formatted once a second per thread (as hyper does).
+struct Date {
+    second: u64,
+    value: String,
+}
+
+impl Date {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let second = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second || self.value.is_empty() {
+            self.second = second;
+            self.value = httpdate::fmt_http_date(now);
+        }
+        self.value.as_bytes()
+    }
+}
+
+thread_local! {
+    static DATE: RefCell<Date> = const { RefCell::new(Date { second: 0, value: String::new() }) };
 }
 
 fn put_header(out: &mut BytesMut, name: &str, value: &[u8]) {
@@ -280,16 +502,33 @@ async fn write(io: &mut CountedStream, bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn decide(raw: &str) -> Option<(HeaderMap, Uri)> {
+    fn decide(raw: &str) -> Direct {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut slots);
-        assert!(request.parse(raw.as_bytes()).unwrap().is_complete());
-        subscribe_request(&request)
+        let httparse::Status::Complete(len) = request.parse(raw.as_bytes()).unwrap() else {
+            panic!("incomplete head: {raw:?}");
+        };
+        assert_eq!(len, raw.len());
+        direct(&request, len)
+    }
+
+    fn subscribe(raw: &str) -> Option<(HeaderMap, Uri)> {
+        match decide(raw) {
+            Direct::Subscribe(headers, uri) => Some((headers, uri)),
+            _ => None,
+        }
+    }
+
+    fn publish(raw: &str) -> Option<Publish> {
+        match decide(raw) {
+            Direct::Publish(publish) => Some(publish),
+            _ => None,
+        }
     }
 
     #[test]
-    fn which_requests_take_the_direct_path() {
-        let direct = |raw: &str| decide(raw).is_some();
+    fn which_subscriptions_take_the_direct_path() {
+        let direct = |raw: &str| subscribe(raw).is_some();
         assert!(direct(
             "GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: x\r\n\r\n"
         ));
@@ -297,7 +536,7 @@ mod tests {
         assert!(direct(
             "GET /.well-known/mercure?topic=a HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
         ));
-        // Everything else is the router's.
+        // Everything else is the router's (or a publish).
         assert!(!direct("POST /.well-known/mercure HTTP/1.1\r\n\r\n"));
         assert!(!direct("GET /.well-known/mercure/x HTTP/1.1\r\n\r\n"));
         assert!(!direct("GET /healthz HTTP/1.1\r\n\r\n"));
@@ -310,10 +549,42 @@ mod tests {
         assert!(!direct(
             "GET /.well-known/mercure HTTP/1.1\r\nContent-Length: 3\r\n\r\n"
         ));
-        let (headers, uri) =
-            decide("GET /.well-known/mercure?topic=a&topic=b HTTP/1.1\r\nLast-Event-ID: 7\r\n\r\n")
-                .unwrap();
+        let (headers, uri) = subscribe(
+            "GET /.well-known/mercure?topic=a&topic=b HTTP/1.1\r\nLast-Event-ID: 7\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(headers["last-event-id"], "7");
         assert_eq!(uri.query(), Some("topic=a&topic=b"));
+    }
+
+    #[test]
+    fn which_publishes_take_the_direct_path() {
+        let head = "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 12\r\n\r\n";
+        let publish_head = publish(head).unwrap();
+        assert_eq!(publish_head.head_len, head.len());
+        assert_eq!(publish_head.body_len, 12);
+        assert!(publish_head.keep_alive);
+        let closing = publish(
+            "POST /.well-known/mercure HTTP/1.1\r\nConnection: TE, Close\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap();
+        assert!(!closing.keep_alive);
+        // Everything else is the router's.
+        for raw in [
+            // No length, a chunked body, or one waiting for 100 Continue.
+            "POST /.well-known/mercure HTTP/1.1\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+            // Two lengths, or one that is not a number.
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
+            // HTTP/1.0, another origin, another path.
+            "POST /.well-known/mercure HTTP/1.0\r\nContent-Length: 3\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nOrigin: https://a.example\r\nContent-Length: 3\r\n\r\n",
+            "POST /api/todos HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+            "PUT /.well-known/mercure HTTP/1.1\r\nContent-Length: 3\r\n\r\n",
+        ] {
+            assert!(matches!(decide(raw), Direct::No), "{raw:?}");
+        }
     }
 }

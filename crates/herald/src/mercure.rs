@@ -29,6 +29,9 @@ pub const PATH: &str = "/.well-known/mercure";
 pub const LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
 
 /// `POST /.well-known/mercure`: store an update, then fan it out. Answers its id.
+///
+/// Plain HTTP/1 publishes usually take the lighter path in `connection`, which runs the same
+/// [`authorize_publish`] and [`publish_form`].
 pub async fn publish(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -36,22 +39,49 @@ pub async fn publish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let query_token = query_pairs(uri.query())
+    let publisher = authorize_publish(&state, &headers, uri.query())?;
+    let body = read_body(body, state.max_body).await?;
+    let id = publish_form(&state, &publisher, &body, started).await?;
+    Ok(([(header::CONTENT_TYPE, PUBLISHED_CONTENT_TYPE)], id).into_response())
+}
+
+/// The content type of a publish's answer, the update's id.
+pub const PUBLISHED_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
+/// What a publisher may do, checked before its body is read.
+pub struct Publisher {
+    claims: Arc<auth::Claims>,
+}
+
+/// Checks a publish request's token and content type, before its body is read.
+///
+/// # Errors
+///
+/// 401 without a valid token, 403 without a `mercure.publish` claim (or a cookie token
+/// from a foreign origin), 415 for a body that is not a form.
+pub fn authorize_publish(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Publisher, ApiError> {
+    let query_token = query_pairs(query)
         .find(|(key, _)| key == "authorization")
         .map(|(_, value)| value.into_owned());
-    let (token, source) = auth::find_token(&headers, query_token.as_deref())?.ok_or_else(|| {
+    let (token, source) = auth::find_token(headers, query_token.as_deref())?.ok_or_else(|| {
         ApiError::unauthorized("publishing requires a JWT with a mercure.publish claim")
     })?;
     let claims = state.publisher.verify(token)?;
     if source == TokenSource::Cookie {
-        state.check_cookie_origin(&headers)?;
+        state.check_cookie_origin(headers)?;
     }
-    let allowed = claims
+    if claims
         .mercure
         .as_ref()
-        .and_then(|m| m.publish.as_deref())
-        .ok_or_else(|| ApiError::forbidden("the JWT has no mercure.publish claim"))?;
-
+        .and_then(|m| m.publish.as_ref())
+        .is_none()
+    {
+        return Err(ApiError::forbidden("the JWT has no mercure.publish claim"));
+    }
     let is_form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -66,9 +96,29 @@ pub async fn publish(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let body = read_body(body, state.max_body).await?;
-    let update = parse_update(&body)?;
+    Ok(Publisher { claims })
+}
 
+/// Parses a publish form, checks its topics against the publisher's claim, and publishes
+/// it. Answers the update's id once it is stored. `started` is when the request arrived.
+///
+/// # Errors
+///
+/// 400 for a malformed form or update, 403 for a topic the token may not publish to, 503
+/// when the log cannot store it (nothing was published).
+pub async fn publish_form(
+    state: &AppState,
+    publisher: &Publisher,
+    body: &[u8],
+    started: Instant,
+) -> Result<String, ApiError> {
+    let update = parse_update(body)?;
+    let allowed = publisher
+        .claims
+        .mercure
+        .as_ref()
+        .and_then(|m| m.publish.as_deref())
+        .unwrap_or_default();
     for topic in &update.topics {
         if !state.may_publish(allowed, topic) {
             return Err(ApiError::forbidden(format!(
@@ -89,11 +139,7 @@ pub async fn publish(
         .metrics
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        published.id.to_string(),
-    )
-        .into_response())
+    Ok(published.id.to_string())
 }
 
 /// `GET /.well-known/mercure?topic=…`: a stream of the updates matching the selectors.

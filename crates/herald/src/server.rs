@@ -204,6 +204,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shared = connection::Shared {
         router: app(state.clone()),
         state,
+        shutdown: shutdown.clone(),
     };
     let graceful = GracefulShutdown::new();
     let connections = TaskTracker::new();

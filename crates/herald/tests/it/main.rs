@@ -15,6 +15,7 @@ mod cluster_app;
 mod durability;
 mod handover;
 mod heartbeat;
+mod kept;
 mod leak;
 mod limits;
 mod ops;
