@@ -116,7 +116,14 @@ async fn accept(
         let request = match read {
             Ok(Ok(request)) => request,
             // Silent, broken or closed before a request: nothing to answer.
-            Ok(Err(_)) | Err(_) => return Next::Done,
+            Ok(Err(error)) => {
+                tracing::debug!(%peer, %error, read = buffer.len(), "no request head");
+                return Next::Done;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, read = buffer.len(), "no request head in time");
+                return Next::Done;
+            }
         };
         match request {
             Direct::Subscribe(headers, uri) => {
