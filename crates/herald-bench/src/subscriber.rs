@@ -530,11 +530,29 @@ async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStre
         TcpSocket::new_v6()?
     };
     if let Some(ip) = source {
-        socket.bind(SocketAddr::new(ip, 0))?;
+        bind_source(&socket, ip)?;
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// Binds `socket` to source address `ip`, leaving the port to `connect()`.
+///
+/// With port 0, `bind()` picks an ephemeral port before the destination is known, so the
+/// port must be free for any destination: one source address gets only its ~28,000
+/// ephemeral ports, and after runs that churned through tens of thousands of loopback
+/// ports the search for one took connects to 7-12 s. `IP_BIND_ADDRESS_NO_PORT` defers the
+/// choice to `connect()`, where only the whole 4-tuple must be unique. A kernel without it
+/// (before Linux 4.2) refuses the option and binds as before.
+fn bind_source(socket: &TcpSocket, ip: IpAddr) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::socket::setsockopt(
+        socket,
+        nix::sys::socket::sockopt::IpBindAddressNoPort,
+        &true,
+    );
+    socket.bind(SocketAddr::new(ip, 0))
 }
 
 #[cfg(test)]
@@ -554,6 +572,26 @@ mod tests {
         );
         assert_eq!(source_ip(254, 254, v4), Some("127.0.0.1".parse().unwrap()));
         assert_eq!(source_ip(5, 4, v6), None);
+    }
+
+    /// The source address is bound at once, the port only at `connect()`.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn source_port_is_chosen_at_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = listener.local_addr().unwrap();
+        let source: IpAddr = "127.0.0.2".parse().unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        bind_source(&socket, source).unwrap();
+        let bound = socket.local_addr().unwrap();
+        assert_eq!((bound.ip(), bound.port()), (source, 0));
+        let stream = socket.connect(target).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        assert_eq!(local.ip(), source);
+        assert_ne!(local.port(), 0);
+        let (accepted, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer, local);
+        drop(accepted);
     }
 
     /// A stream's bytes, fed in arbitrary pieces, are accounted exactly.
