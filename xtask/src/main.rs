@@ -3,7 +3,8 @@
 //! It runs the same steps on a developer's machine and in CI (`.ci/run`), starting from a
 //! fresh clone: it installs the system packages and Node modules the tests need, then runs
 //! rustfmt, clippy, the Rust tests, the browser tests against the built `herald` binary, and
-//! a benchmark smoke run (Herald alone, quick S1 and S5, zero loss asserted, speed not).
+//! a benchmark smoke run (Herald alone, quick S1 and S5, zero loss and no ordering violation
+//! asserted, speed not).
 //!
 //! # Layout
 //!
@@ -54,7 +55,8 @@ Commands:
             install missing system packages (apt-get) and Node modules (npm ci),
             cargo fmt --check, cargo clippy -D warnings, cargo test,
             then build herald and run the browser tests (node --test tests/browser),
-            then a benchmark smoke run against Herald alone (asserts zero loss)
+            then a benchmark smoke run against Herald alone (asserts zero loss
+            and no ordering violation)
   ci      Same as test (what .ci/run runs)
   bench   `bench compare [--quick] [--only ..] [--scenarios ..]`: Herald side by side with
           Nchan, Pushpin, Node, Python and a raw write loop; writes BENCHMARKS.md

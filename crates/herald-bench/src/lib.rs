@@ -5,7 +5,8 @@
 //! R per second on an open-loop schedule through one of several publish
 //! APIs (Mercure, Nchan, Pushpin, plain JSON), and measures every delivery:
 //! latency from send and from schedule (HDR histograms), loss, duplicates,
-//! reordering, the publisher's lag, and the server's RSS and CPU time from
+//! reordering (told apart from the reversals that concurrent publishes may
+//! cause), the publisher's lag, and the server's RSS and CPU time from
 //! `/proc`. `idle` holds N connections to measure memory per connection.
 //! `run --reconnect-after K --missed M` is a reconnect storm: every subscriber
 //! drops after event K, M events are published while they are away, and all
@@ -34,6 +35,8 @@
 //! - `http.rs`: the request, the response head parser and body framing
 //!   (chunked, length, until close).
 //! - `tally.rs`: the payload, per-subscriber accounting, latency histograms.
+//! - `reversal.rs`: events delivered after a later one, and the rule that
+//!   tells an ordering violation from concurrent publishes.
 //! - `publisher.rs`: the open-loop publisher and the publish request kinds.
 //! - `procstat.rs`: the server's RSS and CPU time from `/proc`.
 //! - `target.rs`: URL templates, parsing, and the loopback-only guard.
@@ -51,6 +54,7 @@ pub mod http;
 pub mod procstat;
 pub mod publisher;
 pub mod report;
+pub mod reversal;
 pub mod run;
 pub mod subscriber;
 pub mod tally;

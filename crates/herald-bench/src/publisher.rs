@@ -3,7 +3,11 @@
 //! shows up as publisher lag and as latency from the schedule.
 //!
 //! `publishers` tasks take the next `k` from a shared counter, wait until it
-//! is due, and send it; each holds at most one request in flight.
+//! is due, and send it; each holds at most one request in flight. Each
+//! request's send and acknowledgement times are kept ([`Attempt`]): with
+//! several publishers, events `k` and `k + 1` may be in flight at once, and
+//! only these times tell whether the server was free to order them either way
+//! (see [`crate::reversal`]).
 
 use std::{
     sync::{
@@ -33,6 +37,8 @@ const MAX_SAMPLES: usize = 5;
 pub struct Published {
     /// `seq`s the server acknowledged (2xx), sorted.
     pub acked: Vec<u64>,
+    /// Every request sent, sorted by `seq`.
+    pub attempts: Vec<Attempt>,
     /// Requests sent (acknowledged or not).
     pub attempted: u64,
     /// Requests that failed: transport error, timeout or non-2xx.
@@ -47,6 +53,19 @@ pub struct Published {
     pub elapsed_s: f64,
     /// The schedule ran into the deadline.
     pub hit_deadline: bool,
+}
+
+/// One publish request: when it was sent, and when the server acknowledged it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The event.
+    pub seq: u64,
+    /// Wall-clock time just before the request was handed to the HTTP client (the
+    /// payload's `sent_ns`), ns since the epoch.
+    pub sent_ns: u64,
+    /// Wall-clock time just after a 2xx response was read, ns since the epoch (`None`:
+    /// the request failed, timed out, or got another status).
+    pub acked_ns: Option<u64>,
 }
 
 /// The HTTP request that publishes one event.
@@ -195,6 +214,7 @@ pub async fn publish_range(
         tasks.spawn(async move {
             let mut lag = tally::histogram();
             let mut acked = Vec::new();
+            let mut attempts = Vec::new();
             let mut hit_deadline = false;
             loop {
                 let k = shared.next.fetch_add(1, Ordering::Relaxed);
@@ -213,21 +233,29 @@ pub async fn publish_range(
                 let sched_ns = sched_ns.unwrap_or(sent_ns);
                 lag.saturating_record(now.saturating_duration_since(due).as_micros() as u64);
                 let result = send(&client, &args, k, sent_ns, sched_ns, deadline).await;
+                attempts.push(Attempt {
+                    seq: k,
+                    sent_ns,
+                    acked_ns: result.is_ok().then(wall_ns),
+                });
                 shared.note(k, sent_ns, result, &mut acked);
             }
-            (lag, acked, hit_deadline)
+            (lag, acked, attempts, hit_deadline)
         });
     }
     let mut lag = tally::histogram();
     let mut acked = Vec::new();
+    let mut attempts = Vec::new();
     let mut hit_deadline = false;
     while let Some(joined) = tasks.join_next().await {
-        let (l, a, h) = joined.context("a publisher task panicked")?;
+        let (l, a, t, h) = joined.context("a publisher task panicked")?;
         let _ = lag.add(&l);
         acked.extend(a);
+        attempts.extend(t);
         hit_deadline |= h;
     }
     acked.sort_unstable();
+    attempts.sort_unstable_by_key(|a| a.seq);
     let elapsed_s = start.elapsed().as_secs_f64();
     let results = std::mem::take(&mut *shared.results.lock().unwrap_or_else(|e| e.into_inner()));
     let first_send_ns = results.first_send_ns;
@@ -237,6 +265,7 @@ pub async fn publish_range(
     };
     Ok(Published {
         acked,
+        attempts,
         attempted: results.attempted,
         errors: results.errors,
         error_samples: results.samples,
@@ -252,6 +281,7 @@ impl Published {
     pub fn empty() -> Self {
         Self {
             acked: Vec::new(),
+            attempts: Vec::new(),
             attempted: 0,
             errors: 0,
             error_samples: Vec::new(),
@@ -267,6 +297,8 @@ impl Published {
     pub fn merge(&mut self, later: Published) {
         self.acked.extend(later.acked);
         self.acked.sort_unstable();
+        self.attempts.extend(later.attempts);
+        self.attempts.sort_unstable_by_key(|a| a.seq);
         self.attempted += later.attempted;
         self.errors += later.errors;
         for sample in later.error_samples {

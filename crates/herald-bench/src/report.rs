@@ -111,8 +111,9 @@ pub struct Reconnect {
     pub subscribers_with_loss: u64,
     /// Subscribers that got at least one event twice.
     pub subscribers_with_duplicates: u64,
-    /// Subscribers that got at least one event after a later one.
-    pub subscribers_out_of_order: u64,
+    /// Subscribers that got at least one event after a later one, concurrent or not
+    /// (`deliveries` tells the kinds apart, over all subscribers).
+    pub subscribers_with_reversals: u64,
     /// The most events one subscriber lost.
     pub most_lost_by_one: u64,
 }
@@ -155,8 +156,15 @@ pub struct Deliveries {
     pub lost: u64,
     /// Deliveries of an event a subscriber already had.
     pub duplicated: u64,
-    /// Deliveries after a higher `seq` had been delivered.
+    /// Ordering violations: deliveries of an event after a later one although its
+    /// publish had been acknowledged before the later one's was sent (see
+    /// [`crate::reversal::kind`]).
     pub out_of_order: u64,
+    /// Deliveries of an event after a later one whose publishes overlapped (or whose
+    /// own publish was never acknowledged): the server may order those either way.
+    pub out_of_order_concurrent: u64,
+    /// The first few violations `[a, b]`: event `a` delivered after event `b`.
+    pub out_of_order_samples: Vec<[u64; 2]>,
     /// Deliveries of events not meant for the subscriber.
     pub unexpected: u64,
     /// SSE messages that were not bench payloads (greetings, ...).
@@ -284,7 +292,7 @@ impl Report {
         if let Some(r) = &self.reconnect {
             let _ = writeln!(
                 s,
-                "reconnect storm: dropped {} after event {}, {} missed over {:.2} s; {} reconnected ({} without an id), {} failed {:?}; {} caught up, all in {}; catch-up p50 {} p99 {} max {}; subscribers with loss {} (at most {} each), with duplicates {}, out of order {}; listen overflows {:?}, SYN retransmits {:?}",
+                "reconnect storm: dropped {} after event {}, {} missed over {:.2} s; {} reconnected ({} without an id), {} failed {:?}; {} caught up, all in {}; catch-up p50 {} p99 {} max {}; subscribers with loss {} (at most {} each), with duplicates {}, with reversals {}; listen overflows {:?}, SYN retransmits {:?}",
                 r.dropped,
                 r.after_event,
                 r.missed,
@@ -302,7 +310,7 @@ impl Report {
                 r.subscribers_with_loss,
                 r.most_lost_by_one,
                 r.subscribers_with_duplicates,
-                r.subscribers_out_of_order,
+                r.subscribers_with_reversals,
                 r.listen_overflows,
                 r.syn_retransmits,
             );
@@ -320,7 +328,7 @@ impl Report {
         if let Some(d) = &self.deliveries {
             let _ = writeln!(
                 s,
-                "deliveries: {} of {} expected, {:.0}/s over {:.2} s; lost {}, duplicated {}, out of order {}, unexpected {}",
+                "deliveries: {} of {} expected, {:.0}/s over {:.2} s; lost {}, duplicated {}, out of order {} (+{} concurrent){}, unexpected {}",
                 d.delivered,
                 d.expected,
                 d.per_sec,
@@ -328,6 +336,17 @@ impl Report {
                 d.lost,
                 d.duplicated,
                 d.out_of_order,
+                d.out_of_order_concurrent,
+                if d.out_of_order_samples.is_empty() {
+                    String::new()
+                } else {
+                    let pairs: Vec<String> = d
+                        .out_of_order_samples
+                        .iter()
+                        .map(|[a, b]| format!("{a} after {b}"))
+                        .collect();
+                    format!(" (e.g. {})", pairs.join(", "))
+                },
                 d.unexpected
             );
         }

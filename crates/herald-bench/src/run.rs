@@ -20,6 +20,7 @@ use crate::{
         Deliveries, Events, LatencyReport, Limits, Percentiles, Reconnect, Report, Server,
         Subscribers,
     },
+    reversal,
     subscriber::{self, Outcome, Shared, Spec},
     tally,
     target::{self, Target},
@@ -192,18 +193,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
         if let Some(r) = reconnect.as_mut() {
             r.report.subscribers_with_loss += u64::from(lost > 0);
             r.report.subscribers_with_duplicates += u64::from(tally.duplicates > 0);
-            r.report.subscribers_out_of_order += u64::from(tally.out_of_order > 0);
+            r.report.subscribers_with_reversals += u64::from(tally.reversals > 0);
             r.report.most_lost_by_one = r.report.most_lost_by_one.max(lost);
         }
         deliveries.expected += e;
         deliveries.lost += lost;
         deliveries.delivered += tally.delivered;
         deliveries.duplicated += tally.duplicates;
-        deliveries.out_of_order += tally.out_of_order;
         deliveries.unexpected += tally.unexpected;
         deliveries.ignored_messages += tally.ignored;
         last_delivery_ns = last_delivery_ns.max(tally.last_delivery_ns);
     }
+    // Every send and acknowledgement time is known now.
+    let attempts = published.as_ref().map_or(&[][..], |p| &p.attempts[..]);
+    let reversals = reversal::classify(&shared.reversals.merged(), attempts);
+    deliveries.out_of_order = reversals.violations;
+    deliveries.out_of_order_concurrent = reversals.concurrent;
+    deliveries.out_of_order_samples = reversals.samples.iter().map(|&(a, b)| [a, b]).collect();
     let first_send_ns = published.as_ref().and_then(|p| p.first_send_ns);
     if let Some(first) = first_send_ns {
         deliveries.window_s = last_delivery_ns.saturating_sub(first) as f64 / 1e9;

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     http::{self, Body, HeadError},
+    reversal::Reversals,
     tally::{Payload, Recorder, Tally, Verdict, events_on_topic},
     target::{self, Target},
     wall_ns,
@@ -40,6 +41,8 @@ const MAX_SAMPLES: usize = 5;
 pub struct Shared {
     /// Latency histograms.
     pub recorder: Recorder,
+    /// Events delivered after a later one, classified at the end of the run.
+    pub reversals: Reversals,
     /// Bounds the connection attempts in flight.
     pub connect_permits: Semaphore,
     /// Ends every subscriber's stream.
@@ -94,6 +97,7 @@ impl Shared {
     pub fn new(topics: u64, concurrency: usize) -> Self {
         Self {
             recorder: Recorder::default(),
+            reversals: Reversals::default(),
             connect_permits: Semaphore::new(concurrency),
             cancel: CancellationToken::new(),
             connected: AtomicU64::new(0),
@@ -202,6 +206,7 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
         sse: Decoder::new(),
         tally: Tally::new(topic, spec.topics, spec.events),
         batch: Vec::new(),
+        reversed: Vec::new(),
         last_id: String::new(),
         catch_up: None,
     };
@@ -301,6 +306,8 @@ struct StreamReader {
     tally: Tally,
     /// Payloads delivered in the current read, for the latency recorder.
     batch: Vec<Payload>,
+    /// Reversals `(a, b)` in the current read, for `shared.reversals`.
+    reversed: Vec<(u64, u64)>,
     /// The `Last-Event-ID` of the last message, to resume with.
     last_id: String,
     /// Set once reconnected, until caught up.
@@ -373,6 +380,7 @@ impl StreamReader {
             .decode(bytes, |chunk| sse.push(chunk))
             .map_err(|e| e.to_string())?;
         self.batch.clear();
+        self.reversed.clear();
         loop {
             match self.sse.next_item() {
                 Ok(Some(Item::Message(message))) => {
@@ -381,7 +389,11 @@ impl StreamReader {
                     }
                     match Payload::parse(&message.data) {
                         Some(payload) => match self.tally.record(&payload) {
-                            Verdict::New | Verdict::OutOfOrder => self.batch.push(payload),
+                            Verdict::New => self.batch.push(payload),
+                            Verdict::Reversal { after } => {
+                                self.batch.push(payload);
+                                self.reversed.push((payload.seq, after));
+                            }
                             Verdict::Duplicate | Verdict::Unexpected => {}
                         },
                         None => self.tally.ignored += 1,
@@ -392,6 +404,7 @@ impl StreamReader {
                 Err(e) => return Err(format!("SSE: {e}")),
             }
         }
+        shared.reversals.record(index, &self.reversed);
         if !self.batch.is_empty() {
             shared.recorder.record(index, now_ns, &self.batch);
             shared
@@ -620,6 +633,7 @@ mod tests {
                 sse: Decoder::new(),
                 tally: Tally::new(0, 1, 6),
                 batch: Vec::new(),
+                reversed: Vec::new(),
                 last_id: String::new(),
                 catch_up: None,
             };
@@ -632,7 +646,7 @@ mod tests {
                 (
                     t.delivered,
                     t.duplicates,
-                    t.out_of_order,
+                    t.reversals,
                     t.ignored,
                     expected,
                     lost
@@ -642,6 +656,8 @@ mod tests {
             );
             assert_eq!(shared.delivered.load(Ordering::Relaxed), 5);
             assert_eq!(shared.recorder.merged().from_send.len(), 5);
+            let reversals = shared.reversals.merged();
+            assert_eq!(reversals.into_iter().collect::<Vec<_>>(), [((2, 3), 1)]);
             assert_eq!(reader.last_id, "5");
         }
     }

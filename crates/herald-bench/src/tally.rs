@@ -1,5 +1,5 @@
 //! Accounting: what each subscriber received ([`Tally`]: lost, duplicated,
-//! out of order), the bench payload ([`Payload`]), and latency histograms
+//! reversed), the bench payload ([`Payload`]), and latency histograms
 //! ([`Latencies`], shared between subscribers through [`Recorder`]).
 
 use std::sync::Mutex;
@@ -67,8 +67,13 @@ impl Payload {
 pub enum Verdict {
     /// First time seen, after everything seen so far.
     New,
-    /// First time seen, but a higher `seq` was delivered before it.
-    OutOfOrder,
+    /// First time seen, but a higher `seq` was delivered before it: a
+    /// reversal of this event and event `after` (see [`crate::reversal`]).
+    Reversal {
+        /// The event it came after: of those seen with a higher `seq`, the
+        /// one sent last, as far as [`Tally::record`] can tell.
+        after: u64,
+    },
     /// Already delivered to this subscriber.
     Duplicate,
     /// Not an event this subscriber should get: another topic, or a `seq`
@@ -89,12 +94,14 @@ pub struct Tally {
     seen: Vec<u64>,
     /// Highest `seq` delivered so far.
     max_seq: Option<u64>,
-    /// Distinct events delivered (new and out of order).
+    /// The event delivered so far that was sent last: `(sent_ns, seq)`.
+    last_sent: Option<(u64, u64)>,
+    /// Distinct events delivered (new and reversed).
     pub delivered: u64,
     /// Deliveries of an event already delivered.
     pub duplicates: u64,
-    /// Deliveries that came after a higher `seq`.
-    pub out_of_order: u64,
+    /// Deliveries that came after a higher `seq` (concurrent or not).
+    pub reversals: u64,
     /// Deliveries of events not meant for this subscriber.
     pub unexpected: u64,
     /// SSE messages whose data is not a bench payload (`connected`
@@ -116,9 +123,10 @@ impl Tally {
             events,
             seen: vec![0; usize::try_from(mine.div_ceil(64)).unwrap_or(0)],
             max_seq: None,
+            last_sent: None,
             delivered: 0,
             duplicates: 0,
-            out_of_order: 0,
+            reversals: 0,
             unexpected: 0,
             ignored: 0,
             last_delivery_ns: 0,
@@ -126,6 +134,16 @@ impl Tally {
     }
 
     /// Accounts for one delivered payload.
+    ///
+    /// A reversal names the event it came after. Whether it breaks the order
+    /// the server owed depends on whether some event `b > seq` seen before it
+    /// was sent after `seq` was acknowledged ([`crate::reversal::kind`]); the
+    /// one most likely to be is the one sent last. The tally keeps two
+    /// candidates: the event sent last (by the payloads' `sent_ns`), when its
+    /// `seq` is higher, else the highest `seq`. That finds a violation whenever
+    /// one exists, unless the event sent last has a lower `seq`; and then that
+    /// event, sent after this one was acknowledged, was delivered before it:
+    /// the server's order broken too, though not in a way `seq`s show.
     pub fn record(&mut self, payload: &Payload) -> Verdict {
         let seq = payload.seq;
         if seq >= self.events
@@ -143,13 +161,27 @@ impl Tally {
         }
         self.seen[word] |= mask;
         self.delivered += 1;
-        if self.max_seq.is_some_and(|max| seq < max) {
-            self.out_of_order += 1;
-            Verdict::OutOfOrder
-        } else {
-            self.max_seq = Some(seq);
-            Verdict::New
+        let verdict = match self.max_seq {
+            Some(max) if seq < max => {
+                self.reversals += 1;
+                let after = match self.last_sent {
+                    Some((_, last)) if last > seq => last,
+                    _ => max,
+                };
+                Verdict::Reversal { after }
+            }
+            _ => {
+                self.max_seq = Some(seq);
+                Verdict::New
+            }
+        };
+        if self
+            .last_sent
+            .is_none_or(|(sent_ns, _)| payload.sent_ns > sent_ns)
+        {
+            self.last_sent = Some((payload.sent_ns, seq));
         }
+        verdict
     }
 
     /// Whether event `seq` was delivered.
@@ -298,7 +330,7 @@ mod tests {
     }
 
     /// Feeds `seqs` to a subscriber of topic 0 of `topics` in a run of
-    /// `events`; compares `delivered dup ooo unexpected lost` (lost against
+    /// `events`; compares `delivered dup reversed unexpected lost` (lost against
     /// every event published).
     fn check(topics: u64, events: u64, seqs: &[u64], expect: [u64; 5]) {
         let mut tally = Tally::new(0, topics, events);
@@ -311,7 +343,7 @@ mod tests {
         let got = [
             tally.delivered,
             tally.duplicates,
-            tally.out_of_order,
+            tally.reversals,
             tally.unexpected,
             lost,
         ];
@@ -324,13 +356,13 @@ mod tests {
     #[test]
     fn accounting() {
         let table: &[(u64, u64, &[u64], [u64; 5])] = &[
-            // topics, events, deliveries: [delivered, dup, ooo, unexpected, lost]
+            // topics, events, deliveries: [delivered, dup, reversed, unexpected, lost]
             (1, 5, &[0, 1, 2, 3, 4], [5, 0, 0, 0, 0]),
             // One lost event.
             (1, 5, &[0, 1, 3, 4], [4, 0, 0, 0, 1]),
             // Lost at the very end and at the start.
             (1, 5, &[1, 2, 3], [3, 0, 0, 0, 2]),
-            // One duplicated event: it is not out of order, and not lost.
+            // One duplicated event: it is not a reversal, and not lost.
             (1, 5, &[0, 1, 1, 2, 3, 4], [5, 1, 0, 0, 0]),
             // A late duplicate of an old event is a duplicate only.
             (1, 5, &[0, 1, 2, 3, 4, 0], [5, 1, 0, 0, 0]),
@@ -392,7 +424,7 @@ mod tests {
         // Right seq parity but the payload says topic 0.
         assert_eq!(tally.record(&payload(5, 0)), Verdict::Unexpected);
         assert_eq!(tally.record(&payload(4, 0)), Verdict::Unexpected);
-        assert_eq!(tally.record(&payload(1, 1)), Verdict::OutOfOrder);
+        assert_eq!(tally.record(&payload(1, 1)), Verdict::Reversal { after: 3 });
         assert_eq!(tally.record(&payload(3, 1)), Verdict::Duplicate);
         // Only acknowledged events are expected.
         assert_eq!(tally.expected_and_lost(&[1, 2, 3, 7]), (3, 1));

@@ -326,8 +326,95 @@ async fn identity_stream_and_json_publish() {
         (360, 0, 0, 0),
         "{d:?}"
     );
+    // It fans out before it answers: whatever the two publishers overlap, it breaks no
+    // order it owed.
+    assert_eq!(d.out_of_order, 0, "{d:?}");
     // Each stream opens with a non-payload `connected` event.
     assert_eq!(d.ignored_messages, 12);
+}
+
+/// Unthrottled, from 16 publishers at once: events overtake each other on the way to
+/// Herald, which may order them either way, but never against an acknowledged publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_concurrent_publishes_break_no_order() {
+    let herald = Herald::start().await;
+    let token = herald.publisher_token().await;
+    let sub_url = format!("{}?topic=bench-{{topic}}", herald.hub());
+    let args = RunArgs::parse_from([
+        "run",
+        "--sub-url",
+        &sub_url,
+        "--pub-url",
+        &herald.hub(),
+        "--token",
+        &token,
+        "--subscribers",
+        "4",
+        "--source-ips",
+        "2",
+        "--events",
+        "600",
+        "--rate",
+        "0",
+        "--publishers",
+        "16",
+        "--settle",
+        "200ms",
+        "--drain",
+        "10s",
+        "--duration-limit",
+        "60s",
+    ]);
+    let report = herald_bench::run(args).await.expect("the run completes");
+    print(&report);
+    let events = report.events.as_ref().unwrap();
+    assert_eq!((events.published, events.errors), (600, 0), "{events:?}");
+    let d = report.deliveries.as_ref().unwrap();
+    assert_eq!((d.expected, d.delivered), (2_400, 2_400), "{d:?}");
+    assert_eq!((d.lost, d.duplicated, d.out_of_order), (0, 0, 0), "{d:?}");
+    assert!(d.out_of_order_samples.is_empty(), "{d:?}");
+}
+
+/// A server that delivers every other event after the next one, though it acknowledged
+/// it before the next one was even sent (one publisher): every such delivery is an
+/// ordering violation, none is put down to concurrency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_reorders_is_caught() {
+    let server = mini::Server::start_swapping().await;
+    let args = RunArgs::parse_from([
+        "run",
+        "--sub-url",
+        &format!("http://{}/sse?topic=bench-{{topic}}", server.addr),
+        "--pub-url",
+        &format!("http://{}/publish", server.addr),
+        "--publish-kind",
+        "json",
+        "--subscribers",
+        "3",
+        "--events",
+        "40",
+        "--rate",
+        "1000",
+        "--settle",
+        "100ms",
+        "--drain",
+        "10s",
+    ]);
+    let report = herald_bench::run(args).await.expect("the run completes");
+    print(&report);
+    let d = report.deliveries.as_ref().unwrap();
+    assert_eq!((d.delivered, d.lost, d.duplicated), (120, 0, 0), "{d:?}");
+    // Events 0, 2, ..., 38, each to 3 subscribers.
+    assert_eq!(
+        (d.out_of_order, d.out_of_order_concurrent),
+        (60, 0),
+        "{d:?}"
+    );
+    assert_eq!(
+        d.out_of_order_samples,
+        [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]],
+        "{d:?}"
+    );
 }
 
 #[tokio::test]

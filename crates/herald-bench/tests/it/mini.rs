@@ -2,7 +2,7 @@
 //! bench is compared with: `GET /sse?topic=T` streams with an identity body
 //! (no chunking, `Connection: close`) and opens with a `connected` event;
 //! `POST /publish` takes `{"topic":..,"data":..}` on a keep-alive
-//! connection.
+//! connection. [`Server::start_swapping`] starts one with an ordering bug.
 
 use std::{
     collections::HashMap,
@@ -19,6 +19,9 @@ use tokio::{
 
 type Topics = Arc<Mutex<HashMap<String, Vec<mpsc::UnboundedSender<String>>>>>;
 
+/// With [`Server::start_swapping`]: per topic, the event held back until the next one.
+type Held = Option<Arc<Mutex<HashMap<String, String>>>>;
+
 /// The running server; stops when dropped.
 pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
@@ -33,19 +36,29 @@ impl Drop for Server {
 
 impl Server {
     pub(crate) async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server that acknowledges every publish at once but delivers every other event
+    /// only after the next one: events 0, 2, 4, ... come after 1, 3, 5, ...
+    pub(crate) async fn start_swapping() -> Self {
+        Self::start_with(Some(Arc::default())).await
+    }
+
+    async fn start_with(held: Held) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let topics = Topics::default();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(serve(conn, topics.clone()));
+                tokio::spawn(serve(conn, topics.clone(), held.clone()));
             }
         });
         Self { addr, task }
     }
 }
 
-async fn serve(mut conn: TcpStream, topics: Topics) {
+async fn serve(mut conn: TcpStream, topics: Topics, held: Held) {
     let mut buf = Vec::new();
     loop {
         // Read one request head.
@@ -93,9 +106,21 @@ async fn serve(mut conn: TcpStream, topics: Topics) {
                     publish["topic"].as_str().unwrap(),
                     publish["data"].as_str().unwrap(),
                 );
+                let mut deliver = vec![data.to_owned()];
+                if let Some(held) = &held {
+                    let mut held = held.lock().unwrap();
+                    match held.remove(topic) {
+                        Some(earlier) => deliver.push(earlier),
+                        None => {
+                            held.insert(topic.to_owned(), deliver.pop().unwrap());
+                        }
+                    }
+                }
                 if let Some(subs) = topics.lock().unwrap().get(topic) {
                     for sub in subs {
-                        let _ = sub.send(data.to_owned());
+                        for data in &deliver {
+                            let _ = sub.send(data.clone());
+                        }
                     }
                 }
                 let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
