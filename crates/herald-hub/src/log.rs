@@ -14,6 +14,8 @@ use sqlx::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
 };
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::update::{Record, Update};
 
@@ -138,6 +140,8 @@ const READERS: u32 = 3;
 pub struct SqliteLog {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Ends the checkpoint task when the last clone is dropped.
+    _checkpoints: Arc<DropGuard>,
 }
 
 impl SqliteLog {
@@ -156,14 +160,19 @@ impl SqliteLog {
                 Durability::Normal => SqliteSynchronous::Normal,
             })
             .busy_timeout(Duration::from_secs(5))
-            // The id index takes random UUIDs: with SQLite's default 2 MiB page cache most
-            // inserts read B-tree pages back through `pread`, a copy each. Keep the working
-            // set (100,000 retained updates by default) in memory instead.
+            // Publishers' own ids may be random: with SQLite's default 2 MiB page cache most
+            // inserts into the id index would read B-tree pages back through `pread`, a copy
+            // each. Keep the working set (100,000 retained updates by default) in memory.
             .pragma("cache_size", format!("-{}", CACHE_KIB))
-            .pragma("mmap_size", MMAP_BYTES.to_string());
+            .pragma("mmap_size", MMAP_BYTES.to_string())
+            // A burst grows the WAL file; once it restarts, give the space back past this.
+            .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
+        // The writer never checkpoints on its own: SQLite would do it inside the commit that
+        // crosses 1,000 WAL pages, holding that publish (and the batch behind it) for
+        // milliseconds. `checkpoints` does it beside the writer instead.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&writer)
@@ -173,7 +182,53 @@ impl SqliteLog {
             .max_connections(READERS)
             .connect_with(options)
             .await?;
-        Ok(Self { writer, readers })
+        let stop = CancellationToken::new();
+        tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
+        Ok(Self {
+            writer,
+            readers,
+            _checkpoints: Arc::new(stop.drop_guard()),
+        })
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// WAL pages past which the writer itself checkpoints, between two appends.
+const WAL_LIMIT_PAGES: i64 = 4_096;
+
+/// The size a WAL file is truncated to when it restarts.
+const WAL_LIMIT_BYTES: i64 = WAL_LIMIT_PAGES * 4096;
+
+/// Keeps the WAL short without stalling appends: a `PASSIVE` checkpoint on a reader
+/// connection copies committed pages while the writer goes on. Under a constant stream of
+/// appends a passive checkpoint may never catch up with the end of the WAL, which then
+/// never restarts; past [`WAL_LIMIT_PAGES`] (16 MiB) the writer runs a `RESTART` checkpoint
+/// between two appends, as SQLite's automatic checkpoint would have, but rarely.
+async fn checkpoints(writer: SqlitePool, readers: SqlitePool, stop: CancellationToken) {
+    let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&readers)
+            .await;
+        match passive {
+            Ok((_, wal_pages, _)) if wal_pages > WAL_LIMIT_PAGES => {
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+                    .execute(&writer)
+                    .await
+                {
+                    tracing::warn!(%error, "event log: WAL checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "event log: WAL checkpoint failed"),
+        }
     }
 }
 
@@ -358,6 +413,32 @@ mod tests {
                 1,
                 "size {size}: nothing of the failed batch is stored"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_beside_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let log = SqliteLog::open(&path, Durability::Normal).await.unwrap();
+        // The migrations' pages reach the file first.
+        tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+        let before = std::fs::metadata(&path).unwrap().len();
+        // Enough pages for the database file to grow once they are copied into it; the
+        // writer itself never checkpoints.
+        for chunk in 0..20_u64 {
+            let batch: Vec<Entry> = (1..=100)
+                .map(|n| entry(chunk * 100 + n, &format!("id-{chunk}-{n}"), 1))
+                .collect();
+            log.append(&batch).await.unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() <= before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no checkpoint within 10 s"
+            );
+            tokio::time::sleep(CHECKPOINT_EVERY).await;
         }
     }
 
