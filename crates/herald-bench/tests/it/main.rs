@@ -293,29 +293,19 @@ async fn herald_idle_holds_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_stream_and_json_publish() {
     let server = mini::Server::start().await;
-    let args = RunArgs::parse_from([
-        "run",
-        "--sub-url",
-        &format!("http://{}/sse?topic=bench-{{topic}}", server.addr),
-        "--pub-url",
-        &format!("http://{}/publish", server.addr),
-        "--publish-kind",
-        "json",
-        "--subscribers",
-        "12",
-        "--topics",
-        "3",
-        "--events",
-        "90",
-        "--rate",
-        "1000",
-        "--publishers",
-        "2",
-        "--settle",
-        "100ms",
-        "--drain",
-        "10s",
-    ]);
+    let args = json_run(
+        &server,
+        &[
+            "--subscribers",
+            "12",
+            "--topics",
+            "3",
+            "--events",
+            "90",
+            "--publishers",
+            "2",
+        ],
+    );
     let report = herald_bench::run(args).await.expect("the run completes");
     print(&report);
     assert_eq!(report.subscribers.connected, 12);
@@ -381,25 +371,7 @@ async fn herald_concurrent_publishes_break_no_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_reorders_is_caught() {
     let server = mini::Server::start_swapping().await;
-    let args = RunArgs::parse_from([
-        "run",
-        "--sub-url",
-        &format!("http://{}/sse?topic=bench-{{topic}}", server.addr),
-        "--pub-url",
-        &format!("http://{}/publish", server.addr),
-        "--publish-kind",
-        "json",
-        "--subscribers",
-        "3",
-        "--events",
-        "40",
-        "--rate",
-        "1000",
-        "--settle",
-        "100ms",
-        "--drain",
-        "10s",
-    ]);
+    let args = json_run(&server, &["--subscribers", "3", "--events", "40"]);
     let report = herald_bench::run(args).await.expect("the run completes");
     print(&report);
     let d = report.deliveries.as_ref().unwrap();
@@ -461,4 +433,28 @@ fn non_loopback_targets_are_refused() {
         "300",
     ]);
     assert!(herald_bench::check_run(&args).is_err());
+}
+
+/// A run against a mini server: subscribers on `/sse`, JSON publishes to `/publish` at
+/// 1,000/s, then `extra`.
+fn json_run(server: &mini::Server, extra: &[&str]) -> RunArgs {
+    let sub_url = format!("http://{}/sse?topic=bench-{{topic}}", server.addr);
+    let pub_url = format!("http://{}/publish", server.addr);
+    let mut args = vec![
+        "run",
+        "--sub-url",
+        &sub_url,
+        "--pub-url",
+        &pub_url,
+        "--publish-kind",
+        "json",
+        "--rate",
+        "1000",
+        "--settle",
+        "100ms",
+        "--drain",
+        "10s",
+    ];
+    args.extend_from_slice(extra);
+    RunArgs::parse_from(args)
 }
