@@ -23,6 +23,8 @@ use tokio::{
     time::{Instant, sleep, timeout},
 };
 
+use crate::support::keep_tail;
+
 /// How long a service may take to start answering. Generous: two cores run the test binary,
 /// several debug Herald servers and the services at once.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -550,25 +552,9 @@ fn spawn(mut command: Command) -> (Child, Arc<Mutex<String>>) {
     let log = Arc::new(Mutex::new(String::new()));
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
-    tokio::spawn(collect(stdout, log.clone()));
-    tokio::spawn(collect(stderr, log.clone()));
+    tokio::spawn(keep_tail(stdout, log.clone()));
+    tokio::spawn(keep_tail(stderr, log.clone()));
     (child, log)
-}
-
-/// Appends what `pipe` yields to `log`, keeping the tail only.
-async fn collect(mut pipe: impl tokio::io::AsyncRead + Unpin, log: Arc<Mutex<String>>) {
-    let mut buf = vec![0; 8192];
-    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
-        let mut text = log.lock().unwrap();
-        text.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if text.len() > 256 * 1024 {
-            let cut = text.len() - 128 * 1024;
-            let cut = (cut..text.len())
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
-            text.drain(..cut);
-        }
-    }
 }
 
 /// The log of a process that exited, with its status; waits briefly for the pipes to

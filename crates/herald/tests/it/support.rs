@@ -342,22 +342,8 @@ async fn launch(
     let stderr = Arc::new(Mutex::new(String::new()));
     let stderr_task = {
         let stderr = stderr.clone();
-        let mut pipe = child.stderr.take().expect("piped stderr");
-        tokio::spawn(async move {
-            let mut buf = vec![0; 8192];
-            while let Ok(n @ 1..) = pipe.read(&mut buf).await {
-                let mut text = stderr.lock().unwrap();
-                text.push_str(&String::from_utf8_lossy(&buf[..n]));
-                // Keep the tail only: enough to explain a failure.
-                if text.len() > 256 * 1024 {
-                    let cut = text.len() - 128 * 1024;
-                    let cut = (cut..text.len())
-                        .find(|&i| text.is_char_boundary(i))
-                        .unwrap_or(0);
-                    text.drain(..cut);
-                }
-            }
-        })
+        let pipe = child.stderr.take().expect("piped stderr");
+        tokio::spawn(keep_tail(pipe, stderr))
     };
     let failed = |mut child: Child, stderr_task: JoinHandle<()>, stderr: Arc<Mutex<String>>| async move {
         let _ = child.start_kill();
@@ -1515,6 +1501,25 @@ impl AppWorld {
             format!("/api/workspaces/{}", self.ws)
         } else {
             format!("/api/workspaces/{}/{rest}", self.ws)
+        }
+    }
+}
+
+/// Appends what `pipe` yields to `log`, keeping the tail only: enough to explain a failure.
+pub(crate) async fn keep_tail(
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
+    log: Arc<Mutex<String>>,
+) {
+    let mut buf = vec![0; 8192];
+    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+        let mut text = log.lock().unwrap();
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if text.len() > 256 * 1024 {
+            let cut = text.len() - 128 * 1024;
+            let cut = (cut..text.len())
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.drain(..cut);
         }
     }
 }
