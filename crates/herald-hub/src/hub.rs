@@ -146,6 +146,10 @@ pub struct SubscribeRequest {
     /// Overrides [`HubConfig::max_selectors`] for subscriptions the server builds itself
     /// (an app stream covers every workspace its user may read), never for a client's own.
     pub max_selectors: Option<usize>,
+    /// Lets updates on reserved topics ([`crate::RESERVED_PREFIX`]) reach this subscription.
+    /// For the streams a server builds itself; a subscription made from a client's own
+    /// selectors must leave it unset, so that no selector or claim reaches them.
+    pub reserved: bool,
 }
 
 /// An acknowledged publish.
@@ -388,7 +392,11 @@ impl Hub {
             }),
         };
 
-        let filter = Filter { selectors, claims };
+        let filter = Filter {
+            selectors,
+            claims,
+            reserved: request.reserved,
+        };
         let id = self.shared.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let subscriber = Arc::new(Subscriber::new(id, filter, config.queue));
         let head = self.register(&subscriber);

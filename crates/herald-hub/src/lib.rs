@@ -42,4 +42,6 @@ pub use metrics::HubMetrics;
 pub use redis_log::RedisLog;
 pub use subscriber::QueueLimits;
 pub use subscription::{Closer, Subscription};
-pub use update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits};
+pub use update::{
+    EARLIEST, InvalidUpdate, RESERVED_PREFIX, Record, Update, UpdateLimits, is_reserved,
+};

@@ -27,6 +27,8 @@ pub(crate) struct Filter {
     /// `None` for an anonymous subscriber or a token without a subscribe claim: public
     /// updates only.
     pub(crate) claims: Option<Arc<ClaimSet>>,
+    /// Whether updates on reserved topics may reach it ([`crate::SubscribeRequest::reserved`]).
+    pub(crate) reserved: bool,
 }
 
 /// Per-update cache of selector results, keyed by the address of the interned selector or
@@ -52,6 +54,9 @@ impl Filter {
     /// Whether `record` goes to this subscriber. `topic_known` is set when fan-out found the
     /// subscriber through the exact-topic index, so a topic already matched.
     pub(crate) fn accepts(&self, record: &Record, memo: &mut Memo, topic_known: bool) -> bool {
+        if record.reserved && !self.reserved {
+            return false;
+        }
         let wanted = topic_known
             || self.selectors.iter().any(|selector| {
                 memo.get_or(selector, || {
@@ -265,6 +270,7 @@ mod tests {
         let filter = Filter {
             selectors: Box::new([]),
             claims: None,
+            reserved: false,
         };
         Subscriber::new(
             1,

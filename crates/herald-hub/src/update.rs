@@ -151,6 +151,22 @@ fn field(field: &'static str, reason: impl Into<String>) -> InvalidUpdate {
 /// The `Last-Event-ID` value that asks for every retained update.
 pub const EARLIEST: &str = "earliest";
 
+/// Topics that begin with this are reserved for the server the hub runs in (Herald's app
+/// puts its workspaces, users and sessions there).
+///
+/// An update on a reserved topic reaches only subscriptions made with
+/// [`SubscribeRequest::reserved`](crate::SubscribeRequest::reserved), which a server sets
+/// for the streams it builds itself, never for a client's own selectors: a `*` or URI
+/// template selector, or a `mercure.subscribe` claim, however broad, never matches one. A
+/// server must refuse client publishes to reserved topics; the hub stores whatever it is
+/// given.
+pub const RESERVED_PREFIX: &str = "herald:";
+
+/// Whether `topic` is in the reserved namespace ([`RESERVED_PREFIX`]).
+pub fn is_reserved(topic: &str) -> bool {
+    topic.starts_with(RESERVED_PREFIX)
+}
+
 /// One update in the log: sequenced, encoded once, shared by every subscriber.
 #[derive(Debug)]
 pub struct Record {
@@ -162,6 +178,9 @@ pub struct Record {
     pub topics: Box<[Box<str>]>,
     /// Whether only authorized subscribers may receive it.
     pub private: bool,
+    /// Whether a topic is reserved ([`is_reserved`]): then only reserved subscriptions may
+    /// receive it, whatever their selectors.
+    pub reserved: bool,
     /// Topics whose subscribers end after this update ([`Update::closes`]).
     pub closes: Box<[Box<str>]>,
     /// Unix time of the publish, in milliseconds.
@@ -184,6 +203,7 @@ impl Record {
             id,
             topics: update.topics.iter().map(|t| t.as_str().into()).collect(),
             private: update.private,
+            reserved: update.topics.iter().any(|t| is_reserved(t)),
             closes: update.closes.iter().map(|t| t.as_str().into()).collect(),
             created_at_ms,
             frame: event.encode(),

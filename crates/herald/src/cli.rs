@@ -306,14 +306,16 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn client(hub: &HubArgs, publish: bool) -> anyhow::Result<Client> {
+/// A client with `--token`, or with a token minted from the key for exactly what the command
+/// does: publishing to `topics`, or subscribing to them.
+fn client(hub: &HubArgs, topics: &[String], publish: bool) -> anyhow::Result<Client> {
     let token = match &hub.token {
         Some(token) => token.clone(),
-        None if publish => mint(&hub.key, vec!["*".into()], vec![], Duration::from_secs(300))?,
+        None if publish => mint(&hub.key, topics.to_vec(), vec![], Duration::from_secs(300))?,
         None => mint(
             &hub.key,
             vec![],
-            vec!["*".into()],
+            topics.to_vec(),
             Duration::from_secs(24 * 3600),
         )?,
     };
@@ -326,6 +328,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     } else {
         args.data
     };
+    let client = client(&args.hub, &args.topic, true)?;
     let update = Publication {
         topics: args.topic,
         data,
@@ -334,13 +337,13 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         event_type: args.event_type,
         retry: args.retry,
     };
-    let id = client(&args.hub, true)?.publish(&update).await?;
+    let id = client.publish(&update).await?;
     println!("{id}");
     Ok(())
 }
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let mut subscribe = client(&args.hub, false)?.subscribe(args.topic);
+    let mut subscribe = client(&args.hub, &args.topic, false)?.subscribe(args.topic);
     if let Some(id) = args.last_event_id {
         subscribe = subscribe.last_event_id(id);
     }

@@ -120,6 +120,9 @@ pub async fn publish_form(
         .and_then(|m| m.publish.as_deref())
         .unwrap_or_default();
     for topic in &update.topics {
+        if herald_hub::is_reserved(topic) {
+            return Err(reserved(topic));
+        }
         if !state.may_publish(allowed, topic) {
             return Err(ApiError::forbidden(format!(
                 "the JWT does not allow publishing to topic {topic:?}"
@@ -206,6 +209,9 @@ pub async fn open_stream(
             ));
         }
     };
+    if let Some(topic) = topics.iter().find(|t| herald_hub::is_reserved(t)) {
+        return Err(reserved(topic));
+    }
     let last_event_id = state.last_event_id(headers, query_last_id)?;
 
     let permit = state.admit_stream(peer)?;
@@ -225,6 +231,8 @@ pub async fn open_stream(
         last_event_id,
         max_selectors: None,
         replay_filter: None,
+        // A client's selectors never reach the app's topics, whatever its claims.
+        reserved: false,
     };
     let subscription = state
         .hub
@@ -271,6 +279,15 @@ pub async fn open_stream(
         headers: response_headers,
         frames,
     })
+}
+
+/// The refusal of a reserved topic or selector in a Mercure request.
+fn reserved(topic: &str) -> ApiError {
+    ApiError::forbidden(format!(
+        "{topic:?} is reserved: topics beginning with {:?} belong to Herald's app and are not \
+         reachable through the Mercure API",
+        herald_hub::RESERVED_PREFIX
+    ))
 }
 
 /// Reads at most `limit` bytes of body.

@@ -56,17 +56,17 @@ impl TestHub {
         claims: Option<&[&str]>,
         last: Option<&str>,
     ) -> Reader {
-        let subscription = self
-            .hub
-            .subscribe(SubscribeRequest {
-                topics: topics.iter().map(|t| t.to_string()).collect(),
-                claims: claims.map(|c| c.iter().map(|c| c.to_string()).collect()),
-                last_event_id: last.map(str::to_owned),
-                max_selectors: None,
-                replay_filter: None,
-            })
-            .await
-            .unwrap();
+        self.subscribe_with(SubscribeRequest {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            claims: claims.map(|c| c.iter().map(|c| c.to_string()).collect()),
+            last_event_id: last.map(str::to_owned),
+            ..SubscribeRequest::default()
+        })
+        .await
+    }
+
+    async fn subscribe_with(&self, request: SubscribeRequest) -> Reader {
+        let subscription = self.hub.subscribe(request).await.unwrap();
         Reader {
             subscription,
             decoder: Decoder::new(),
@@ -243,6 +243,60 @@ async fn private_updates_follow_claims_live_and_in_replay() {
     let mut replay_allowed = hub.subscribe(&["*"], Some(&["*"]), Some(&first)).await;
     assert_eq!(collect(&mut replay_anonymous).await, ["sentinel"]);
     assert_eq!(collect(&mut replay_allowed).await, ["secret", "sentinel"]);
+}
+
+#[tokio::test]
+async fn reserved_topics_reach_only_reserved_subscriptions() {
+    let hub = TestHub::start(config()).await;
+    let everything = || SubscribeRequest {
+        topics: vec!["*".into(), "{+any}".into()],
+        claims: Some(vec!["*".into()]),
+        ..SubscribeRequest::default()
+    };
+    let mut broad = hub.subscribe_with(everything()).await;
+    let mut internal = hub
+        .subscribe_with(SubscribeRequest {
+            topics: vec!["herald:ws/1".into(), "public".into()],
+            claims: Some(vec!["herald:ws/1".into()]),
+            reserved: true,
+            ..SubscribeRequest::default()
+        })
+        .await;
+    let first = hub.publish("public", "first").await;
+    for private in [false, true] {
+        hub.publish_update(Update {
+            topics: vec!["herald:ws/1".into(), "public".into()],
+            data: format!("app private={private}"),
+            private,
+            ..Update::default()
+        })
+        .await;
+    }
+    hub.publish("public", "sentinel").await;
+
+    async fn collect(reader: &mut Reader) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(message) = reader.next().await {
+            seen.push(message.data.clone());
+            if message.data == "sentinel" {
+                break;
+            }
+        }
+        seen
+    }
+    assert_eq!(collect(&mut broad).await, ["first", "sentinel"]);
+    assert_eq!(
+        collect(&mut internal).await,
+        ["first", "app private=false", "app private=true", "sentinel"]
+    );
+    // Replay follows the same rule.
+    let mut replay = hub
+        .subscribe_with(SubscribeRequest {
+            last_event_id: Some(first),
+            ..everything()
+        })
+        .await;
+    assert_eq!(collect(&mut replay).await, ["sentinel"]);
 }
 
 #[tokio::test]

@@ -506,6 +506,7 @@ mod tests {
                 last_event_id: Some("earliest".into()),
                 max_selectors: None,
                 replay_filter: None,
+                reserved: true,
             })
             .await
             .unwrap();

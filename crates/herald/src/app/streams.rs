@@ -79,6 +79,7 @@ impl App {
                 topics,
                 last_event_id: request.last_event_id,
                 replay_filter,
+                reserved: true,
             })
             .await
             .map_err(|error| match error {

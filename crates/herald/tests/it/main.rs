@@ -22,6 +22,7 @@ mod ops;
 mod private;
 mod pubsub;
 mod replay;
+mod reserved;
 mod retention;
 mod services;
 mod slow;
