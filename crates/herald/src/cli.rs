@@ -78,8 +78,15 @@ struct UserTokenArgs {
     /// Also allow sending notifications and broadcasts.
     #[arg(long)]
     notify: bool,
+    /// Lifetime of the token, such as 30d or 12h (default: until revoked).
+    #[arg(long, value_parser = parse_token_ttl)]
+    ttl: Option<Duration>,
     #[command(flatten)]
     db: DbArgs,
+}
+
+fn parse_token_ttl(ttl: &str) -> Result<Duration, String> {
+    app::accounts::parse_ttl(ttl).map_err(|e| e.message)
 }
 
 /// Where a command finds the app's database: as `herald serve` does.
@@ -408,9 +415,14 @@ async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 
 async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
     let pool = app_db(&args.db).await?;
-    let token = app::create_token(&pool, &args.email, &args.name, args.notify)
+    let spec = app::TokenSpec {
+        name: args.name,
+        can_notify: args.notify,
+        ttl: args.ttl,
+    };
+    let made = app::create_token(&pool, &args.email, spec)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    println!("{token}");
+    println!("{}", made.token);
     Ok(())
 }

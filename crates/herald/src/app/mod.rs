@@ -8,6 +8,8 @@
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
 //! - `accounts`: passwords, sessions, API tokens, the first admin.
+//! - `credentials`: revoking a token, changing a password, deactivating a user — each ends
+//!   the streams it makes wrong.
 //! - `service`: every change, each in one transaction with its event (the outbox).
 //! - `streams`: `GET /api/events`: the topics a user's stream follows, and how it ends when
 //!   they change.
@@ -28,6 +30,7 @@
 
 pub mod accounts;
 pub mod assets;
+mod credentials;
 pub mod db;
 mod http;
 pub mod model;
@@ -41,7 +44,7 @@ use herald_hub::{Hub, PublishError, Update};
 use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
-pub use accounts::{Bootstrap, add_user, bootstrap, create_token};
+pub use accounts::{Bootstrap, TokenSpec, add_user, bootstrap, create_token};
 pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use http::routes;
 pub use model::{NewUser, UserRole};
@@ -93,10 +96,15 @@ impl App {
                 inflight: std::sync::Mutex::default(),
             }),
         };
-        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(unix_ms() / 1000)
-            .execute(&app.inner.pool)
-            .await?;
+        for expired in [
+            "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM api_tokens WHERE expires_at < $1",
+        ] {
+            sqlx::query(expired)
+                .bind(unix_ms() / 1000)
+                .execute(&app.inner.pool)
+                .await?;
+        }
         let relayed = app.relay().await?;
         if relayed > 0 {
             tracing::info!(

@@ -2,12 +2,14 @@
 //!
 //! A stream follows a fixed set of hub topics, computed by the policy when it opens. When
 //! that set stops being right — the user was removed from a workspace, added to one, logged
-//! out — the change that made it wrong carries a closing update (`Update::closes`) for a
-//! topic the stream follows: its own user's, its session's, or the admins'. Every node ends
+//! out, deactivated, changed their password, revoked the token the stream was opened with —
+//! the change that made it wrong carries a closing update (`Update::closes`) for a topic the
+//! stream follows: its own user's, its session's, its token's, or the admins'. Every node ends
 //! such streams right after fanning that update out, so a removed user sees the
 //! `members:removed` event that explains why, and nothing after it, wherever their stream
 //! is. The browser reconnects with its `Last-Event-ID`, and the new stream follows the new
-//! set, replaying what it missed under today's rights.
+//! set, replaying what it missed under today's rights. A stream opened with a session or a
+//! token that expires ends when it does.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -15,7 +17,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures::{StreamExt, stream::BoxStream};
+use futures::{FutureExt as _, StreamExt, stream::BoxStream};
 use herald_hub::{Record, ReplayFilter, SubscribeError, SubscribeRequest};
 
 use crate::{
@@ -89,7 +91,7 @@ impl App {
         // closing update fanned out before this stream could hear it. Now that it is
         // registered, every later change reaches it; check once more for one in between,
         // and if there was, end at once: the client reconnects under the new rights.
-        let unchanged = self.session_alive(actor).await?
+        let unchanged = self.credentials_alive(actor).await?
             && self
                 .readable(actor, request.workspace.as_deref())
                 .await
@@ -105,8 +107,16 @@ impl App {
         let connected = herald_sse::Event::new(connected.to_string())
             .with_event("connected")
             .encode();
+        let expiry = match actor.expires_at {
+            Some(at) => {
+                let left = u64::try_from(at - super::unix_ms() / 1000).unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_secs(left)).boxed()
+            }
+            None => futures::future::pending().boxed(),
+        };
         Ok(futures::stream::once(async move { connected })
             .chain(subscription)
+            .take_until(expiry)
             .boxed())
     }
 
@@ -180,17 +190,26 @@ impl App {
         }))))
     }
 
-    /// Whether the session the actor came with still exists (true for API tokens).
-    async fn session_alive(&self, actor: &Actor) -> Result<bool, ApiError> {
-        let Some(session) = &actor.session else {
-            return Ok(true);
-        };
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT token_hash FROM sessions WHERE token_hash = $1")
-                .bind(session)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(internal)?;
+    /// Whether the session or token the actor came with still exists, and its user is
+    /// still active.
+    async fn credentials_alive(&self, actor: &Actor) -> Result<bool, ApiError> {
+        let found: Option<String> = match (&actor.session, &actor.token) {
+            (Some(session), _) => sqlx::query_scalar(
+                "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = $1 AND u.active",
+            )
+            .bind(session),
+            (None, Some(token)) => sqlx::query_scalar(
+                "SELECT t.user_id FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                 WHERE t.id = $1 AND u.active",
+            )
+            .bind(token),
+            (None, None) => return Ok(true),
+        }
+        .fetch_optional(self.pool())
+        .await
+        .map_err(internal)?;
         Ok(found.is_some())
     }
 }
+
