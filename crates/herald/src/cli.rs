@@ -47,6 +47,19 @@ enum UserCommand {
     Add(UserAddArgs),
     /// Create a bearer API token for a user and print it (shown only this once).
     Token(UserTokenArgs),
+    /// Deactivate a user: no login, sessions deleted, API tokens refused; their streams on
+    /// running servers end within a second.
+    Deactivate(UserEmailArgs),
+    /// Activate a deactivated user again.
+    Activate(UserEmailArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UserEmailArgs {
+    /// The user's email.
+    email: String,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,6 +243,8 @@ pub fn main() -> ExitCode {
             Command::Tail(args) => tail(args).await,
             Command::User(UserCommand::Add(args)) => user_add(args).await,
             Command::User(UserCommand::Token(args)) => user_token(args).await,
+            Command::User(UserCommand::Deactivate(args)) => user_set_active(args, false).await,
+            Command::User(UserCommand::Activate(args)) => user_set_active(args, true).await,
         }
         .map(|()| ExitCode::SUCCESS)
     });
@@ -424,5 +439,14 @@ async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     println!("{}", made.token);
+    Ok(())
+}
+
+async fn user_set_active(args: UserEmailArgs, active: bool) -> anyhow::Result<()> {
+    let pool = app_db(&args.db).await?;
+    let account = app::set_active_by_email(&pool, &args.email, active)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!("{}", serde_json::to_string(&account)?);
     Ok(())
 }

@@ -7,14 +7,21 @@
 //! made wrong right after fanning it out — the token's streams, or every stream of the user.
 //! A stream registered while the change landed re-checks its credentials and ends itself
 //! (`streams.rs`), and a request or reconnection after the commit gets a 401.
+//!
+//! `herald user deactivate` makes the same change from outside a server: its event waits in
+//! the outbox, and the outbox relay of the running nodes publishes it within a second.
 
 use serde_json::json;
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::{
     app::{
-        App, accounts, internal,
+        App, accounts,
+        db::Writer,
+        internal,
         model::{self, Account, User},
         policy::{self, Actor, not_found},
+        store_event,
     },
     error::{ApiError, ErrorCode},
 };
@@ -122,25 +129,8 @@ impl App {
             ));
         }
         let mut change = self.change().await?;
-        let user: Option<User> =
-            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *change.tx)
-                .await
-                .map_err(internal)?;
-        let user = user.ok_or_else(|| not_found("user"))?;
-        sqlx::query("UPDATE users SET active = $1 WHERE id = $2")
-            .bind(active)
-            .bind(id)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
+        let user = switch_active(&mut change.tx, id, active).await?;
         if !active {
-            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-                .bind(id)
-                .execute(&mut *change.tx)
-                .await
-                .map_err(internal)?;
             emit_control(
                 &mut change,
                 "users:deactivated",
@@ -152,6 +142,81 @@ impl App {
         change.commit().await?;
         Ok(Account { user, active })
     }
+}
+
+/// Deactivates or reactivates the user with `email` from outside a server (`herald user
+/// deactivate`): the change [`App::set_active`] makes, under the same write lock. Its
+/// control event waits in the outbox for the relay of the running nodes, which publishes it
+/// within a second and so ends the user's streams on every node.
+///
+/// # Errors
+///
+/// 404 when there is no such user; when the database fails.
+pub async fn set_active_by_email(
+    pool: &AnyPool,
+    email: &str,
+    active: bool,
+) -> Result<Account, ApiError> {
+    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    let mut writer = Writer::acquire(&turn, pool).await.map_err(internal)?;
+    writer.begin().await.map_err(internal)?;
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(model::normalize_email(email))
+        .fetch_optional(&mut *writer)
+        .await
+        .map_err(internal)?;
+    let id = id.ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, format!("no user with email {email:?}"))
+    })?;
+    let user = switch_active(&mut writer, &id, active).await?;
+    if !active {
+        let uid = model::new_id();
+        let event_type = "users:deactivated";
+        let envelope = json!({
+            "id": uid,
+            "type": event_type,
+            "user": null,
+            "timestamp": model::now(),
+        });
+        store_event(
+            &mut writer,
+            &uid,
+            event_type,
+            &[policy::CONTROL_TOPIC.to_owned()],
+            &[policy::user_topic(&id)],
+            &envelope.to_string(),
+        )
+        .await?;
+    }
+    writer.commit().await.map_err(internal)?;
+    writer.release().await;
+    Ok(Account { user, active })
+}
+
+/// Sets user `id`'s `active` flag on `conn`, inside a change; deactivation also deletes the
+/// user's sessions. Returns the user.
+async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Result<User, ApiError> {
+    let user: Option<User> =
+        sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(internal)?;
+    let user = user.ok_or_else(|| not_found("user"))?;
+    sqlx::query("UPDATE users SET active = $1 WHERE id = $2")
+        .bind(active)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(internal)?;
+    if !active {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(user)
 }
 
 /// Emits a control event of `event_type` by `actor`, which ends the streams following

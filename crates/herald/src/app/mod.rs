@@ -45,6 +45,7 @@ use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
 pub use accounts::{Bootstrap, TokenSpec, add_user, bootstrap, create_token};
+pub use credentials::set_active_by_email;
 pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use http::routes;
 pub use model::{NewUser, UserRole};
@@ -296,25 +297,7 @@ impl Change {
         let uid = model::new_id();
         envelope["id"] = uid.clone().into();
         let data = envelope.to_string();
-        let topics_json = serde_json::to_string(&topics).map_err(internal)?;
-        let closes_json = if closes.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&closes).map_err(internal)?
-        };
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-        )
-        .bind(&uid)
-        .bind(topics_json)
-        .bind(event_type)
-        .bind(&data)
-        .bind(closes_json)
-        .bind(unix_ms())
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(internal)?;
+        let seq = store_event(&mut self.tx, &uid, event_type, &topics, &closes, &data).await?;
         self.events.push(Outgoing {
             seq,
             update: Update {
@@ -412,6 +395,38 @@ impl Change {
         }
         Ok(())
     }
+}
+
+/// Writes an event to the outbox on `conn`, inside the transaction of its change; returns
+/// its outbox position. A change made outside a server (the CLI) leaves it to the relay of
+/// the running nodes, which publishes it within [`RELAY_INTERVAL`].
+async fn store_event(
+    conn: &mut sqlx::AnyConnection,
+    uid: &str,
+    event_type: &str,
+    topics: &[String],
+    closes: &[String],
+    data: &str,
+) -> Result<i64, ApiError> {
+    let topics_json = serde_json::to_string(topics).map_err(internal)?;
+    let closes_json = if closes.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(closes).map_err(internal)?
+    };
+    sqlx::query_scalar(
+        "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+    )
+    .bind(uid)
+    .bind(topics_json)
+    .bind(event_type)
+    .bind(data)
+    .bind(closes_json)
+    .bind(unix_ms())
+    .fetch_one(conn)
+    .await
+    .map_err(internal)
 }
 
 /// A storage failure: logged in full, shown to the client as a plain 500.

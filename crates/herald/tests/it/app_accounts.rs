@@ -415,3 +415,57 @@ async fn the_cli_makes_tokens_with_a_lifetime() {
     .await;
     assert_eq!(bad.status.code(), Some(64), "{bad:?}");
 }
+
+#[tokio::test]
+async fn the_cli_deactivates_and_activates_users_while_the_server_runs() {
+    let world = AppWorld::start().await;
+    let AppWorld {
+        server,
+        alice,
+        bob,
+        ws,
+        ..
+    } = &world;
+    let dir = server.data_dir().to_str().expect("a UTF-8 path").to_owned();
+    let run = |verb: &'static str| {
+        let mut command = herald_command();
+        command
+            .args(["user", verb, "bob@example.com", "--data-dir", &dir])
+            .kill_on_drop(true);
+        async move {
+            timeout(Duration::from_secs(30), command.output())
+                .await
+                .expect("herald finishes")
+                .expect("run herald")
+        }
+    };
+    let mut bob_stream = bob.events("/api/events").open().await;
+    let mut alice_stream = alice.events("/api/events").open().await;
+
+    // The CLI's change reaches the server through the outbox relay (every second).
+    let deactivated = Instant::now();
+    let output = run("deactivate").await;
+    assert!(output.status.success(), "{output:?}");
+    let printed: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(printed["active"], false, "{printed}");
+    assert_eq!(printed["id"], bob.id());
+    ends(&mut bob_stream, deactivated, Duration::from_secs(5)).await;
+    bob.get("/api/me").await.expect_error(401, "unauthorized");
+    still_open(&mut alice_stream, alice, ws).await;
+
+    let output = run("activate").await;
+    assert!(output.status.success(), "{output:?}");
+    AppClient::login(server, "bob@example.com", PASSWORD).await;
+    let unknown = {
+        let mut command = herald_command();
+        command.args([
+            "user",
+            "deactivate",
+            "nobody@example.com",
+            "--data-dir",
+            &dir,
+        ]);
+        command.output().await.expect("run herald")
+    };
+    assert!(!unknown.status.success());
+}
