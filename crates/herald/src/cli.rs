@@ -47,6 +47,19 @@ enum UserCommand {
     Add(UserAddArgs),
     /// Create a bearer API token for a user and print it (shown only this once).
     Token(UserTokenArgs),
+    /// Deactivate a user: no login, sessions deleted, API tokens refused; their streams on
+    /// running servers end within a second.
+    Deactivate(UserEmailArgs),
+    /// Activate a deactivated user again.
+    Activate(UserEmailArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UserEmailArgs {
+    /// The user's email.
+    email: String,
+    #[command(flatten)]
+    db: DbArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,8 +91,15 @@ struct UserTokenArgs {
     /// Also allow sending notifications and broadcasts.
     #[arg(long)]
     notify: bool,
+    /// Lifetime of the token, such as 30d or 12h (default: until revoked).
+    #[arg(long, value_parser = parse_token_ttl)]
+    ttl: Option<Duration>,
     #[command(flatten)]
     db: DbArgs,
+}
+
+fn parse_token_ttl(ttl: &str) -> Result<Duration, String> {
+    app::accounts::parse_ttl(ttl).map_err(|e| e.message)
 }
 
 /// Where a command finds the app's database: as `herald serve` does.
@@ -223,6 +243,8 @@ pub fn main() -> ExitCode {
             Command::Tail(args) => tail(args).await,
             Command::User(UserCommand::Add(args)) => user_add(args).await,
             Command::User(UserCommand::Token(args)) => user_token(args).await,
+            Command::User(UserCommand::Deactivate(args)) => user_set_active(args, false).await,
+            Command::User(UserCommand::Activate(args)) => user_set_active(args, true).await,
         }
         .map(|()| ExitCode::SUCCESS)
     });
@@ -411,9 +433,23 @@ async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 
 async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
     let pool = app_db(&args.db).await?;
-    let token = app::create_token(&pool, &args.email, &args.name, args.notify)
+    let spec = app::TokenSpec {
+        name: args.name,
+        can_notify: args.notify,
+        ttl: args.ttl,
+    };
+    let made = app::create_token(&pool, &args.email, spec)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    println!("{token}");
+    println!("{}", made.token);
+    Ok(())
+}
+
+async fn user_set_active(args: UserEmailArgs, active: bool) -> anyhow::Result<()> {
+    let pool = app_db(&args.db).await?;
+    let account = app::set_active_by_email(&pool, &args.email, active)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!("{}", serde_json::to_string(&account)?);
     Ok(())
 }

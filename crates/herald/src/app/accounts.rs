@@ -139,17 +139,71 @@ pub async fn add_user(pool: &AnyPool, new: NewUser) -> Result<User, ApiError> {
     Ok(user)
 }
 
-/// Makes an API token for the user with `email`; returns the token, shown only this once.
+/// Most API tokens one user may hold at once (expired ones do not count): each is a row,
+/// and a script that makes one per run without revoking them would grow the table forever.
+pub const MAX_TOKENS_PER_USER: i64 = 100;
+
+/// Longest lifetime a token may be given: ten years. Longer is the same as none (leave
+/// `ttl` out), and keeps expiry times far from overflow.
+pub const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3650 * 24 * 3600);
+
+/// How stale a token's `last_used_at` may be: it is written at most once a minute per token,
+/// so using a token costs no write per request.
+const LAST_USED_GRANULARITY_SECS: i64 = 60;
+
+/// What a new API token is.
+#[derive(Debug)]
+pub struct TokenSpec {
+    /// Its label.
+    pub name: String,
+    /// Whether it may send notifications and broadcasts.
+    pub can_notify: bool,
+    /// Its lifetime; `None`: until revoked.
+    pub ttl: Option<std::time::Duration>,
+}
+
+/// A token just made: what lists show, and the secret, shown only this once.
+#[derive(Debug, serde::Serialize)]
+pub struct NewTokenSecret {
+    /// What lists show.
+    #[serde(flatten)]
+    pub info: model::TokenInfo,
+    /// The bearer token itself.
+    pub token: String,
+}
+
+/// Parses a token lifetime such as `30d`, `12h` or `90m`.
 ///
 /// # Errors
 ///
-/// 404 when there is no such user.
+/// 400 unless it is a duration from one second to [`MAX_TOKEN_TTL`].
+pub fn parse_ttl(ttl: &str) -> Result<std::time::Duration, ApiError> {
+    let parsed = humantime::parse_duration(ttl).map_err(|e| {
+        ApiError::bad_request(format!(
+            "ttl {ttl:?} is not a duration such as 30d or 12h: {e}"
+        ))
+    })?;
+    if parsed.as_secs() == 0 || parsed > MAX_TOKEN_TTL {
+        return Err(ApiError::bad_request(format!(
+            "ttl must be from 1s to {}",
+            humantime::format_duration(MAX_TOKEN_TTL)
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Makes an API token for the user with `email`; returns it, the secret shown only this
+/// once.
+///
+/// # Errors
+///
+/// 404 when there is no such user; 400 for a bad name; 409 when the user holds
+/// [`MAX_TOKENS_PER_USER`] tokens.
 pub async fn create_token(
     pool: &AnyPool,
     email: &str,
-    name: &str,
-    can_notify: bool,
-) -> Result<String, ApiError> {
+    spec: TokenSpec,
+) -> Result<NewTokenSecret, ApiError> {
     let user_id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind(model::normalize_email(email))
         .fetch_optional(pool)
@@ -158,20 +212,118 @@ pub async fn create_token(
     let user_id = user_id.ok_or_else(|| {
         ApiError::new(ErrorCode::NotFound, format!("no user with email {email:?}"))
     })?;
+    add_token(pool, &user_id, spec).await
+}
+
+/// Makes an API token for the user `user_id`.
+///
+/// # Errors
+///
+/// 400 for a bad name; 409 when the user holds [`MAX_TOKENS_PER_USER`] tokens.
+pub(crate) async fn add_token(
+    pool: &AnyPool,
+    user_id: &str,
+    spec: TokenSpec,
+) -> Result<NewTokenSecret, ApiError> {
+    model::text("name", &spec.name, model::MAX_NAME)?;
     let token = format!("{TOKEN_PREFIX}{}", random_secret());
-    sqlx::query(
-        "INSERT INTO api_tokens (token_hash, user_id, name, can_notify, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let now = unix_now();
+    let expires_at = spec
+        .ttl
+        .map(|ttl| now + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2));
+    // The count and the insert are one statement, so concurrent requests cannot each see
+    // room for one more.
+    let inserted = sqlx::query(
+        "INSERT INTO api_tokens (id, token_hash, user_id, name, can_notify, created_at, \
+         expires_at) SELECT $1, $2, $3, $4, $5, $6, $7 WHERE (SELECT COUNT(*) FROM api_tokens \
+         WHERE user_id = $3 AND (expires_at IS NULL OR expires_at > $6)) < $8",
     )
+    .bind(&id)
     .bind(secret_hash(&token))
     .bind(user_id)
-    .bind(name)
-    .bind(can_notify)
-    .bind(unix_now())
+    .bind(&spec.name)
+    .bind(spec.can_notify)
+    .bind(now)
+    .bind(expires_at)
+    .bind(MAX_TOKENS_PER_USER)
     .execute(pool)
     .await
     .map_err(internal)?;
-    Ok(token)
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "this user already holds {MAX_TOKENS_PER_USER} API tokens; revoke one first \
+                 (DELETE /api/tokens/{{id}})"
+            ),
+        ));
+    }
+    Ok(NewTokenSecret {
+        info: model::TokenInfo {
+            id,
+            name: spec.name,
+            notify: spec.can_notify,
+            created_at: model::unix_to_rfc3339(now),
+            expires_at: expires_at.map(model::unix_to_rfc3339),
+            last_used_at: None,
+        },
+        token,
+    })
+}
+
+/// The API tokens of `user_id` that have not expired, oldest first.
+///
+/// # Errors
+///
+/// When the database fails.
+pub(crate) async fn list_tokens(
+    pool: &AnyPool,
+    user_id: &str,
+) -> Result<Vec<model::TokenInfo>, ApiError> {
+    type Row = (String, String, Flag, i64, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, can_notify, created_at, expires_at, last_used_at FROM api_tokens \
+         WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+         ORDER BY created_at, id",
+    )
+    .bind(user_id)
+    .bind(unix_now())
+    .fetch_all(pool)
+    .await
+    .map_err(internal)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, name, notify, created, expires, used)| model::TokenInfo {
+                id,
+                name,
+                notify: notify.into(),
+                created_at: model::unix_to_rfc3339(created),
+                expires_at: expires.map(model::unix_to_rfc3339),
+                last_used_at: used.map(model::unix_to_rfc3339),
+            },
+        )
+        .collect())
+}
+
+/// Whether `password` is the current password of the user `user_id`.
+///
+/// # Errors
+///
+/// When the database fails.
+pub(crate) async fn password_matches(
+    pool: &AnyPool,
+    user_id: &str,
+    password: String,
+) -> Result<bool, ApiError> {
+    let hash: Option<String> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1 AND active")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(internal)?;
+    Ok(verify_password(password, hash).await)
 }
 
 /// Checks a login; on success opens a session and returns the user and the cookie value.
@@ -185,7 +337,10 @@ pub async fn login(
     password: String,
 ) -> Result<(User, String), ApiError> {
     let row: Option<(String, String, String, model::UserRole, String)> =
-        sqlx::query_as("SELECT id, email, name, role, password_hash FROM users WHERE email = $1")
+        // A deactivated user is looked up as a missing one: the same hash, the same 401.
+        sqlx::query_as(
+            "SELECT id, email, name, role, password_hash FROM users WHERE email = $1 AND active",
+        )
             .bind(model::normalize_email(email))
             .fetch_optional(pool)
             .await
@@ -235,53 +390,94 @@ pub enum Credentials<'a> {
 ///
 /// # Errors
 ///
-/// 401 when it is unknown or expired.
+/// 401 when it is unknown, expired or revoked, or its user is deactivated.
 pub async fn authenticate(pool: &AnyPool, credentials: Credentials<'_>) -> Result<Actor, ApiError> {
-    /// A token's user, and whether the token may notify.
+    /// A session's user, and when the session expires.
+    #[derive(sqlx::FromRow)]
+    struct SessionRow {
+        #[sqlx(flatten)]
+        user: User,
+        expires_at: i64,
+    }
+    /// A token's user, and what the token is.
     #[derive(sqlx::FromRow)]
     struct TokenRow {
         #[sqlx(flatten)]
         user: User,
         can_notify: Flag,
+        token_id: String,
+        expires_at: Option<i64>,
+        last_used_at: Option<i64>,
     }
-    let (hash, found): (String, Option<(User, bool)>) = match credentials {
+    let now = unix_now();
+    let actor = match credentials {
         Credentials::Session(secret) => {
             let hash = secret_hash(secret);
-            let user: Option<User> = sqlx::query_as(
-                "SELECT u.id, u.email, u.name, u.role FROM sessions s \
-                 JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
+            let row: Option<SessionRow> = sqlx::query_as(
+                "SELECT u.id, u.email, u.name, u.role, s.expires_at FROM sessions s \
+                 JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.active",
             )
             .bind(&hash)
-            .bind(unix_now())
+            .bind(now)
             .fetch_optional(pool)
             .await
             .map_err(internal)?;
-            // Sessions never notify: only API tokens made with --notify do.
-            (hash, user.map(|user| (user, false)))
+            row.map(|row| Actor {
+                user: row.user,
+                session: Some(hash),
+                // Sessions never notify: only API tokens made with --notify do.
+                can_notify: false,
+                token: None,
+                expires_at: Some(row.expires_at),
+            })
         }
         Credentials::Token(token) => {
-            let hash = secret_hash(token);
             let row: Option<TokenRow> = sqlx::query_as(
-                "SELECT u.id, u.email, u.name, u.role, t.can_notify FROM api_tokens t \
-                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+                "SELECT u.id, u.email, u.name, u.role, t.can_notify, t.id AS token_id, \
+                 t.expires_at, t.last_used_at FROM api_tokens t \
+                 JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 \
+                 AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.active",
             )
-            .bind(&hash)
+            .bind(secret_hash(token))
+            .bind(now)
             .fetch_optional(pool)
             .await
             .map_err(internal)?;
-            (hash, row.map(|row| (row.user, row.can_notify.into())))
+            if let Some(row) = &row
+                && row
+                    .last_used_at
+                    .is_none_or(|used| used <= now - LAST_USED_GRANULARITY_SECS)
+            {
+                note_token_use(pool.clone(), row.token_id.clone(), now);
+            }
+            row.map(|row| Actor {
+                user: row.user,
+                session: None,
+                can_notify: row.can_notify.into(),
+                token: Some(row.token_id),
+                expires_at: row.expires_at,
+            })
         }
     };
-    let Some((user, can_notify)) = found else {
-        return Err(ApiError::unauthorized(
-            "the session or token is unknown or expired; sign in again",
-        ));
-    };
-    Ok(Actor {
-        user,
-        session: matches!(credentials, Credentials::Session(_)).then_some(hash),
-        can_notify,
+    actor.ok_or_else(|| {
+        ApiError::unauthorized("the session or token is unknown or expired; sign in again")
     })
+}
+
+/// Records that token `id` was used at `now`, in the background: the request does not wait
+/// for the write, and a failure costs only a stale "last used".
+fn note_token_use(pool: AnyPool, id: String, now: i64) {
+    tokio::spawn(async move {
+        let written = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(&id)
+            .execute(&pool)
+            .await;
+        if let Err(error) = written {
+            tracing::debug!(%error, "cannot record an API token's use");
+        }
+    });
 }
 
 /// What the first start created.

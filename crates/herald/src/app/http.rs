@@ -19,7 +19,8 @@ use crate::{
         accounts::{self, Credentials, SESSION_COOKIE, SESSION_TTL_SECS, TOKEN_PREFIX},
         assets,
         model::{
-            self, Broadcast, Channel, Login, NewMember, NewUser, Note, Notify, Todo, WorkspaceBody,
+            self, Account, Broadcast, Channel, Login, NewMember, NewToken, NewUser, Note, Notify,
+            PasswordChange, Todo, WorkspaceBody,
         },
         policy::{Actor, Kind},
         service::{MAX_PAGE, Resource},
@@ -42,7 +43,12 @@ pub fn routes() -> Router<AppState> {
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
+        .route("/api/me/password", post(change_password))
+        .route("/api/tokens", get(tokens).post(create_token))
+        .route("/api/tokens/{id}", axum::routing::delete(revoke_token))
         .route("/api/users", get(users).post(create_user))
+        .route("/api/users/{id}/deactivate", post(deactivate_user))
+        .route("/api/users/{id}/activate", post(activate_user))
         .route("/api/notify", post(notify))
         .route("/api/events", get(events))
         .route("/api/workspaces", get(workspaces).post(create_workspace))
@@ -243,12 +249,113 @@ async fn me(actor: Actor) -> Json<model::User> {
 }
 
 async fn users(State(state): State<AppState>, _: Actor) -> Result<impl IntoResponse, ApiError> {
-    let users: Vec<model::User> =
-        sqlx::query_as("SELECT id, email, name, role FROM users ORDER BY name, email")
+    let users: Vec<Account> =
+        sqlx::query_as("SELECT id, email, name, role, active FROM users ORDER BY name, email")
             .fetch_all(state.app.pool())
             .await
             .map_err(crate::app::internal)?;
     Ok(items(users))
+}
+
+/// The `{id}` of a user's path.
+struct UserId(String);
+
+impl FromRequestParts<AppState> for UserId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        path_id(parts, state, "id", "user id").await.map(Self)
+    }
+}
+
+async fn deactivate_user(
+    State(state): State<AppState>,
+    actor: Actor,
+    UserId(id): UserId,
+) -> Result<Json<Account>, ApiError> {
+    Ok(Json(state.app.set_active(&actor, &id, false).await?))
+}
+
+async fn activate_user(
+    State(state): State<AppState>,
+    actor: Actor,
+    UserId(id): UserId,
+) -> Result<Json<Account>, ApiError> {
+    Ok(Json(state.app.set_active(&actor, &id, true).await?))
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    actor: Actor,
+    JsonBody(body): JsonBody<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .change_password(&actor, body.current, body.new)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensQuery {
+    /// Whose tokens (admins only); the caller's by default.
+    user: Option<String>,
+}
+
+async fn tokens(
+    State(state): State<AppState>,
+    actor: Actor,
+    query: Result<Query<TokensQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let user = match query.user {
+        Some(user) => {
+            let user = model::id("user", &user)?;
+            if user != actor.user.id && !actor.is_admin() {
+                return Err(ApiError::forbidden("only admins may list others' tokens"));
+            }
+            user
+        }
+        None => actor.user.id.clone(),
+    };
+    Ok(items(accounts::list_tokens(state.app.pool(), &user).await?))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    actor: Actor,
+    JsonBody(body): JsonBody<NewToken>,
+) -> Result<Response, ApiError> {
+    // A token that could make tokens would outlive its own revocation or expiry.
+    if actor.session.is_none() {
+        return Err(ApiError::forbidden(
+            "API tokens are made from a signed-in session, or with `herald user token`",
+        ));
+    }
+    if body.notify && !actor.is_admin() {
+        return Err(ApiError::forbidden(
+            "only admins may make tokens that notify",
+        ));
+    }
+    let ttl = body.ttl.as_deref().map(accounts::parse_ttl).transpose()?;
+    let spec = accounts::TokenSpec {
+        name: body.name,
+        can_notify: body.notify,
+        ttl,
+    };
+    Ok(created(
+        accounts::add_token(state.app.pool(), &actor.user.id, spec).await?,
+    ))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    actor: Actor,
+    ItemId(id): ItemId,
+) -> Result<StatusCode, ApiError> {
+    state.app.revoke_token(&actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn create_user(

@@ -8,6 +8,8 @@
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
 //! - `accounts`: passwords, sessions, API tokens, the first admin.
+//! - `credentials`: revoking a token, changing a password, deactivating a user — each ends
+//!   the streams it makes wrong.
 //! - `service`: every change, each in one transaction with its event (the outbox).
 //! - `streams`: `GET /api/events`: the topics a user's stream follows, and how it ends when
 //!   they change.
@@ -28,6 +30,7 @@
 
 pub mod accounts;
 pub mod assets;
+mod credentials;
 pub mod db;
 mod http;
 pub mod model;
@@ -41,7 +44,8 @@ use herald_hub::{Hub, PublishError, Update};
 use sqlx::AnyPool;
 use tokio_util::sync::CancellationToken;
 
-pub use accounts::{Bootstrap, add_user, bootstrap, create_token};
+pub use accounts::{Bootstrap, TokenSpec, add_user, bootstrap, create_token};
+pub use credentials::set_active_by_email;
 pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use http::routes;
 pub use model::{NewUser, UserRole};
@@ -93,10 +97,15 @@ impl App {
                 inflight: std::sync::Mutex::default(),
             }),
         };
-        sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(unix_ms() / 1000)
-            .execute(&app.inner.pool)
-            .await?;
+        for expired in [
+            "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM api_tokens WHERE expires_at < $1",
+        ] {
+            sqlx::query(expired)
+                .bind(unix_ms() / 1000)
+                .execute(&app.inner.pool)
+                .await?;
+        }
         let relayed = app.relay().await?;
         if relayed > 0 {
             tracing::info!(
@@ -288,25 +297,7 @@ impl Change {
         let uid = model::new_id();
         envelope["id"] = uid.clone().into();
         let data = envelope.to_string();
-        let topics_json = serde_json::to_string(&topics).map_err(internal)?;
-        let closes_json = if closes.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&closes).map_err(internal)?
-        };
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
-        )
-        .bind(&uid)
-        .bind(topics_json)
-        .bind(event_type)
-        .bind(&data)
-        .bind(closes_json)
-        .bind(unix_ms())
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(internal)?;
+        let seq = store_event(&mut self.tx, &uid, event_type, &topics, &closes, &data).await?;
         self.events.push(Outgoing {
             seq,
             update: Update {
@@ -404,6 +395,38 @@ impl Change {
         }
         Ok(())
     }
+}
+
+/// Writes an event to the outbox on `conn`, inside the transaction of its change; returns
+/// its outbox position. A change made outside a server (the CLI) leaves it to the relay of
+/// the running nodes, which publishes it within [`RELAY_INTERVAL`].
+async fn store_event(
+    conn: &mut sqlx::AnyConnection,
+    uid: &str,
+    event_type: &str,
+    topics: &[String],
+    closes: &[String],
+    data: &str,
+) -> Result<i64, ApiError> {
+    let topics_json = serde_json::to_string(topics).map_err(internal)?;
+    let closes_json = if closes.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(closes).map_err(internal)?
+    };
+    sqlx::query_scalar(
+        "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+    )
+    .bind(uid)
+    .bind(topics_json)
+    .bind(event_type)
+    .bind(data)
+    .bind(closes_json)
+    .bind(unix_ms())
+    .fetch_one(conn)
+    .await
+    .map_err(internal)
 }
 
 /// A storage failure: logged in full, shown to the client as a plain 500.

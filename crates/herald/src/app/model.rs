@@ -268,14 +268,83 @@ impl NewUser {
     pub fn validate(&self) -> Result<(), ApiError> {
         email(&self.email)?;
         text("name", &self.name, MAX_NAME)?;
-        let chars = self.password.chars().count();
-        if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
-            return Err(ApiError::bad_request(format!(
-                "password must be {MIN_PASSWORD}–{MAX_PASSWORD} characters"
-            )));
-        }
-        Ok(())
+        password("password", &self.password)
     }
+}
+
+/// A user as the list of users shows it: with whether the account is active.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, FromRow)]
+pub struct Account {
+    /// The user.
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub user: User,
+    /// `false` once an admin deactivated it: it cannot sign in, and its sessions and API
+    /// tokens are refused.
+    #[sqlx(try_from = "crate::app::db::Flag")]
+    pub active: bool,
+}
+
+/// `POST /api/me/password`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now, to prove it is the user.
+    pub current: String,
+    /// The new password, checked as a new user's is.
+    pub new: String,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// A label, to recognize the token later: 1–100 characters.
+    pub name: String,
+    /// Its lifetime, such as `30d` or `12h`; without it the token lasts until revoked.
+    pub ttl: Option<String>,
+    /// Whether it may send notifications and broadcasts (admins only).
+    #[serde(default)]
+    pub notify: bool,
+}
+
+/// An API token as its owner sees it: never the secret, nor its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// Its public id, for `DELETE /api/tokens/{id}`.
+    pub id: String,
+    /// Its label.
+    pub name: String,
+    /// Whether it may send notifications and broadcasts.
+    pub notify: bool,
+    /// When it was made.
+    pub created_at: String,
+    /// When it stops working; `null`: when revoked.
+    pub expires_at: Option<String>,
+    /// When it was last used, to the minute; `null`: never.
+    pub last_used_at: Option<String>,
+}
+
+/// Checks a password's length: [`MIN_PASSWORD`]–[`MAX_PASSWORD`] characters.
+///
+/// # Errors
+///
+/// 400 naming `field`.
+pub fn password(field: &str, value: &str) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be {MIN_PASSWORD}–{MAX_PASSWORD} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Unix seconds as RFC 3339 in UTC, as the API shows times.
+pub fn unix_to_rfc3339(secs: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0).unsigned_abs());
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// `POST /api/workspaces` and `PATCH /api/workspaces/{ws}`.

@@ -25,6 +25,11 @@ pub struct Actor {
     pub session: Option<String>,
     /// An API token made with `--notify`: may send notifications and broadcasts.
     pub can_notify: bool,
+    /// The public id of the API token that authenticated the request; revoking it ends the
+    /// streams opened with it.
+    pub token: Option<String>,
+    /// When the session or token expires (Unix seconds); streams opened with it end then.
+    pub expires_at: Option<i64>,
 }
 
 impl Actor {
@@ -182,8 +187,9 @@ fn author_notes_topic(ws: &str, author: &str) -> String {
     format!("herald:ws/{ws}/notes/{author}")
 }
 
-/// One user's own events: notifications, and changes to their memberships.
-fn user_topic(user: &str) -> String {
+/// One user's own events: notifications, and changes to their memberships. Closing it ends
+/// every stream of the user (a deactivation, a new password).
+pub fn user_topic(user: &str) -> String {
     format!("herald:user/{user}")
 }
 
@@ -199,6 +205,12 @@ pub const CONTROL_TOPIC: &str = "herald:control";
 pub fn session_topic(session_hash: &str) -> String {
     let hashed = crate::app::accounts::secret_hash(session_hash);
     format!("herald:session/{}", &hashed[..32])
+}
+
+/// The topic every stream opened with the API token `token_id` (its public id) follows, so
+/// revoking the token ends them on every node.
+pub fn token_topic(token_id: &str) -> String {
+    format!("herald:token/{token_id}")
 }
 
 /// The streams an event ends, after delivering it: those whose topics it makes wrong.
@@ -237,8 +249,8 @@ pub fn route_notification(user: &str) -> Vec<String> {
 
 /// The topics a stream of `actor` follows: for each workspace it may read, the kinds asked
 /// for (all when `types` is `None`), with notes narrowed to the actor's own unless it is an
-/// admin; and always the actor's own topic, its session's, and the admins' for admins —
-/// those carry revocations.
+/// admin; and always the actor's own topic, its session's or token's, and the admins' for
+/// admins — those carry revocations.
 pub fn stream_topics<'a>(
     actor: &Actor,
     workspaces: impl IntoIterator<Item = &'a str>,
@@ -253,6 +265,7 @@ pub fn stream_topics<'a>(
     };
     let mut topics = vec![user_topic(&actor.user.id)];
     topics.extend(actor.session.as_deref().map(session_topic));
+    topics.extend(actor.token.as_deref().map(token_topic));
     if actor.is_admin() {
         topics.push(ADMINS_TOPIC.to_owned());
     }
@@ -285,6 +298,8 @@ mod tests {
             },
             session: None,
             can_notify: false,
+            token: None,
+            expires_at: None,
         }
     }
 

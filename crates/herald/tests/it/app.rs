@@ -180,13 +180,18 @@ async fn logins_sessions_and_users() {
     assert_eq!(keys(&edge), USER_KEYS);
     AppClient::login(&server, "e@x", "eight888").await;
 
-    // Every signed-in user lists every user.
+    // Every signed-in user lists every user, with whether the account is active.
     let listed = alice.items("/api/users").await;
     let mut emails: Vec<String> = listed.iter().map(|u| text(u, "email")).collect();
     emails.sort_unstable();
     assert_eq!(emails, [ADMIN_EMAIL, "alice@example.com", "e@x"]);
-    assert!(listed.contains(&alice_user), "{listed:?}");
-    assert!(listed.contains(&admin_user), "{listed:?}");
+    let active = |user: &Value| {
+        let mut user = user.clone();
+        user["active"] = true.into();
+        user
+    };
+    assert!(listed.contains(&active(&alice_user)), "{listed:?}");
+    assert!(listed.contains(&active(&admin_user)), "{listed:?}");
     assert_eq!(admin.items("/api/users").await, listed);
 
     // Logout ends that session and no other.

@@ -218,3 +218,68 @@ async fn app_changes_fail_cleanly_while_redis_is_down() {
     assert_eq!(event.data["data"], made);
     assert_eq!(admin.items(&todos).await, vec![made]);
 }
+
+/// Revoking a token and deactivating a user through one node end the streams they affect on
+/// another, at once; the credentials get a 401 on every node. (The tokens and the `active`
+/// flag live in PostgreSQL here.)
+#[tokio::test]
+async fn revocations_end_streams_on_other_nodes() {
+    let (redis, postgres) = tokio::join!(Redis::start(), Postgres::start());
+    let n1 = node(&redis, &postgres).await;
+    let n2 = node(&redis, &postgres).await;
+    let within = std::time::Duration::from_secs(2);
+
+    let admin = AppClient::login(&n1, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    admin.create_user("bob@example.com", "Bob", "member").await;
+    let bob = AppClient::login(&n1, "bob@example.com", PASSWORD).await;
+    let made = bob
+        .post("/api/tokens", &json!({ "name": "script", "ttl": "1h" }))
+        .await
+        .expect(201);
+    let token = made["token"].as_str().expect("the secret").to_owned();
+    let listed = bob.items("/api/tokens").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0]["expiresAt"].is_string(), "{listed:?}");
+
+    let bob_on_n2 = AppClient::with_cookie(&n2, &bob.cookie());
+    let token_on_n2 = AppClient::with_bearer(&n2, &token);
+    let mut session_stream = bob_on_n2.events("/api/events").open().await;
+    let mut token_stream = token_on_n2.events("/api/events").open().await;
+
+    // The token, revoked through node 1: its stream on node 2 ends, the session's does not.
+    let revoked = tokio::time::Instant::now();
+    admin
+        .delete(&format!("/api/tokens/{}", id_of(&made)))
+        .await
+        .expect(204);
+    token_stream.expect_end(within).await;
+    assert!(revoked.elapsed() < within);
+    token_on_n2
+        .get("/api/me")
+        .await
+        .expect_error(401, "unauthorized");
+
+    // Bob, deactivated through node 1: his stream on node 2 ends, his session is refused
+    // on both nodes, and node 2 lists him inactive.
+    let deactivated = tokio::time::Instant::now();
+    admin
+        .post(&format!("/api/users/{}/deactivate", bob.id()), &json!({}))
+        .await
+        .expect(200);
+    session_stream
+        .expect_end(within.saturating_sub(deactivated.elapsed()))
+        .await;
+    for client in [&bob, &bob_on_n2] {
+        client
+            .get("/api/me")
+            .await
+            .expect_error(401, "unauthorized");
+    }
+    let admin_on_n2 = AppClient::with_cookie(&n2, &admin.cookie());
+    let users = admin_on_n2.items("/api/users").await;
+    let listed_bob = users
+        .iter()
+        .find(|u| u["id"] == bob.id())
+        .expect("Bob is listed");
+    assert_eq!(listed_bob["active"], false, "{users:?}");
+}

@@ -6,6 +6,7 @@
 //! `support`; each other module covers one area of behaviour.
 
 mod app;
+mod app_accounts;
 mod app_postgres;
 mod app_streams;
 mod auth;

@@ -1,0 +1,244 @@
+//! Changes to what lets a user in: revoking an API token, changing a password, and
+//! deactivating (or reactivating) a user.
+//!
+//! Each runs as a [`Change`](crate::app::Change): the database change and a control event
+//! in one transaction. The event reaches no stream (`policy::CONTROL_TOPIC`); it exists for
+//! its closing topics (`Update::closes`), so that every node ends the streams the change
+//! made wrong right after fanning it out — the token's streams, or every stream of the user.
+//! A stream registered while the change landed re-checks its credentials and ends itself
+//! (`streams.rs`), and a request or reconnection after the commit gets a 401.
+//!
+//! `herald user deactivate` makes the same change from outside a server: its event waits in
+//! the outbox, and the outbox relay of the running nodes publishes it within a second.
+
+use serde_json::json;
+use sqlx::{AnyConnection, AnyPool};
+
+use crate::{
+    app::{
+        App, accounts,
+        db::Writer,
+        internal,
+        model::{self, Account, User},
+        policy::{self, Actor, not_found},
+        store_event,
+    },
+    error::{ApiError, ErrorCode},
+};
+
+impl App {
+    /// Revokes API token `id`: the actor's own, or anyone's for an admin. Streams opened
+    /// with it end on every node.
+    ///
+    /// # Errors
+    ///
+    /// 404 when there is no such token, or it belongs to someone else and the actor is not
+    /// an admin.
+    pub(crate) async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(), ApiError> {
+        let mut change = self.change().await?;
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *change.tx)
+                .await
+                .map_err(internal)?;
+        match owner {
+            Some(owner) if owner == actor.user.id || actor.is_admin() => {}
+            _ => return Err(not_found("token")),
+        }
+        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        emit_control(
+            &mut change,
+            "tokens:revoked",
+            actor,
+            vec![policy::token_topic(id)],
+        )
+        .await?;
+        change.commit().await
+    }
+
+    /// Changes the actor's password after checking the current one. Every other session of
+    /// the user is deleted, and every stream of the user ends on every node; the session
+    /// making the request stays (its streams reconnect at once), and so do API tokens.
+    ///
+    /// # Errors
+    ///
+    /// 400 when the new password is too short or too long; 403 when `current` is wrong.
+    pub(crate) async fn change_password(
+        &self,
+        actor: &Actor,
+        current: String,
+        new: String,
+    ) -> Result<(), ApiError> {
+        model::password("the new password", &new)?;
+        if !accounts::password_matches(self.pool(), &actor.user.id, current).await? {
+            return Err(ApiError::forbidden("the current password is not right"));
+        }
+        let hash = accounts::hash_password(new).await.map_err(internal)?;
+        let mut change = self.change().await?;
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(&actor.user.id)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        // The session of this request stays; an empty hash matches none.
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+            .bind(&actor.user.id)
+            .bind(actor.session.as_deref().unwrap_or_default())
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        emit_control(
+            &mut change,
+            "passwords:changed",
+            actor,
+            vec![policy::user_topic(&actor.user.id)],
+        )
+        .await?;
+        change.commit().await
+    }
+
+    /// Deactivates (`active: false`) or reactivates user `id`; admins only. A deactivated
+    /// user cannot sign in, their sessions are deleted, their API tokens are refused until
+    /// they are reactivated, and their streams end on every node.
+    ///
+    /// # Errors
+    ///
+    /// 403 for non-admins; 404 when there is no such user; 409 when an admin deactivates
+    /// themselves (nobody could undo it if they were the last).
+    pub(crate) async fn set_active(
+        &self,
+        actor: &Actor,
+        id: &str,
+        active: bool,
+    ) -> Result<Account, ApiError> {
+        if !actor.is_admin() {
+            return Err(ApiError::forbidden(
+                "only admins may deactivate or activate users",
+            ));
+        }
+        if !active && id == actor.user.id {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "you cannot deactivate yourself; ask another admin",
+            ));
+        }
+        let mut change = self.change().await?;
+        let user = switch_active(&mut change.tx, id, active).await?;
+        if !active {
+            emit_control(
+                &mut change,
+                "users:deactivated",
+                actor,
+                vec![policy::user_topic(id)],
+            )
+            .await?;
+        }
+        change.commit().await?;
+        Ok(Account { user, active })
+    }
+}
+
+/// Deactivates or reactivates the user with `email` from outside a server (`herald user
+/// deactivate`): the change [`App::set_active`] makes, under the same write lock. Its
+/// control event waits in the outbox for the relay of the running nodes, which publishes it
+/// within a second and so ends the user's streams on every node.
+///
+/// # Errors
+///
+/// 404 when there is no such user; when the database fails.
+pub async fn set_active_by_email(
+    pool: &AnyPool,
+    email: &str,
+    active: bool,
+) -> Result<Account, ApiError> {
+    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+    let mut writer = Writer::acquire(&turn, pool).await.map_err(internal)?;
+    writer.begin().await.map_err(internal)?;
+    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(model::normalize_email(email))
+        .fetch_optional(&mut *writer)
+        .await
+        .map_err(internal)?;
+    let id = id.ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, format!("no user with email {email:?}"))
+    })?;
+    let user = switch_active(&mut writer, &id, active).await?;
+    if !active {
+        let uid = model::new_id();
+        let event_type = "users:deactivated";
+        let envelope = json!({
+            "id": uid,
+            "type": event_type,
+            "user": null,
+            "timestamp": model::now(),
+        });
+        store_event(
+            &mut writer,
+            &uid,
+            event_type,
+            &[policy::CONTROL_TOPIC.to_owned()],
+            &[policy::user_topic(&id)],
+            &envelope.to_string(),
+        )
+        .await?;
+    }
+    writer.commit().await.map_err(internal)?;
+    writer.release().await;
+    Ok(Account { user, active })
+}
+
+/// Sets user `id`'s `active` flag on `conn`, inside a change; deactivation also deletes the
+/// user's sessions. Returns the user.
+async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Result<User, ApiError> {
+    let user: Option<User> =
+        sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(internal)?;
+    let user = user.ok_or_else(|| not_found("user"))?;
+    sqlx::query("UPDATE users SET active = $1 WHERE id = $2")
+        .bind(active)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(internal)?;
+    if !active {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(internal)?;
+    }
+    Ok(user)
+}
+
+/// Emits a control event of `event_type` by `actor`, which ends the streams following
+/// `closes`.
+async fn emit_control(
+    change: &mut crate::app::Change,
+    event_type: &str,
+    actor: &Actor,
+    closes: Vec<String>,
+) -> Result<String, ApiError> {
+    let envelope = json!({
+        "id": null,
+        "type": event_type,
+        "user": actor.envelope(),
+        "timestamp": model::now(),
+    });
+    change
+        .emit(
+            event_type,
+            vec![policy::CONTROL_TOPIC.to_owned()],
+            closes,
+            envelope,
+        )
+        .await
+}
