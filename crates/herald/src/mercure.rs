@@ -58,7 +58,8 @@ pub struct Publisher {
 /// # Errors
 ///
 /// 401 without a valid token, 403 without a `mercure.publish` claim (or a cookie token
-/// from a foreign origin), 415 for a body that is not a form.
+/// from a foreign origin), 415 for a body that is not a form, 429 when the token published
+/// more than `--publish-rate` allows.
 pub fn authorize_publish(
     state: &AppState,
     headers: &HeaderMap,
@@ -96,6 +97,11 @@ pub fn authorize_publish(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    // `--publish-rate`, per token: one hash lookup, and nothing at all when it is off.
+    state.rates.publishes.take(token).map_err(|limited| {
+        state.metrics.rate_limited("publish");
+        ApiError::rate_limited("too many publishes with this token", limited)
+    })?;
     Ok(Publisher { claims })
 }
 

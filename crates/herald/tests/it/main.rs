@@ -21,6 +21,7 @@ mod limits;
 mod ops;
 mod private;
 mod pubsub;
+mod rate_limits;
 mod replay;
 mod retention;
 mod services;
