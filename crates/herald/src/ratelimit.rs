@@ -346,7 +346,11 @@ impl LoginLimits {
     ///
     /// The limit that refused it and when to come back. A refused attempt still counts
     /// against its address.
-    pub fn admit(&self, ip: IpAddr, account: &str) -> Result<LoginAttempt<'_>, (LoginLimit, Limited)> {
+    pub fn admit(
+        &self,
+        ip: IpAddr,
+        account: &str,
+    ) -> Result<LoginAttempt<'_>, (LoginLimit, Limited)> {
         let ip = client_key(ip);
         self.per_ip.take(&ip).map_err(|l| (LoginLimit::Ip, l))?;
         self.per_account_ip
@@ -476,7 +480,9 @@ mod tests {
         }
         assert!(limiter.len() <= MAX_KEYS, "{} keys", limiter.len());
         // The newest keys are still limited.
-        limiter.take_at(&(keys - 1), keys / 1000 * 1_000_000).unwrap_err();
+        limiter
+            .take_at(&(keys - 1), keys / 1000 * 1_000_000)
+            .unwrap_err();
 
         // Idle keys go first, and losslessly.
         let limiter = RateLimiter::new(rate("1/1s"));

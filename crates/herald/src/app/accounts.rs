@@ -115,9 +115,7 @@ async fn hashing<T: Send + 'static>(
             drop(turn);
         }))
         .map_err(|_| internal("the password-hashing threads are gone"))?;
-    result
-        .await
-        .map_err(|_| internal("a password hash failed"))
+    result.await.map_err(|_| internal("a password hash failed"))
 }
 
 /// Hashes a password with argon2id and a random salt.
@@ -127,8 +125,10 @@ async fn hashing<T: Send + 'static>(
 /// 503 when no hashing turn frees up within [`HASH_WAIT`]; argon2 itself fails only on
 /// absurd parameters (500).
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    hashing(move || new_hash(&password).map_err(|e| internal(format!("cannot hash the password: {e}"))))
-        .await?
+    hashing(move || {
+        new_hash(&password).map_err(|e| internal(format!("cannot hash the password: {e}")))
+    })
+    .await?
 }
 
 /// A new argon2id hash of `password`, with argon2's default parameters and a random salt, in

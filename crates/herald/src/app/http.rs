@@ -165,17 +165,20 @@ async fn charge_change(state: &AppState, parts: &Parts, actor: &Actor) -> Result
         Err(error) if error.code == ErrorCode::NotFound => return Ok(()),
         Err(error) => return Err(error),
     }
-    rates.workspace_changes.take(ws.as_str()).map_err(|limited| {
-        state.metrics.rate_limited("workspace_change");
-        ApiError::rate_limited(
-            format!(
-                "too many changes in this workspace; at most {} per {}",
-                rates.workspace_changes.rate().burst,
-                humantime::format_duration(rates.workspace_changes.rate().period)
-            ),
-            limited,
-        )
-    })
+    rates
+        .workspace_changes
+        .take(ws.as_str())
+        .map_err(|limited| {
+            state.metrics.rate_limited("workspace_change");
+            ApiError::rate_limited(
+                format!(
+                    "too many changes in this workspace; at most {} per {}",
+                    rates.workspace_changes.rate().burst,
+                    humantime::format_duration(rates.workspace_changes.rate().period)
+                ),
+                limited,
+            )
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -304,10 +307,7 @@ async fn login(
             };
             state.metrics.rate_limited(name);
             ApiError::rate_limited(
-                format!(
-                    "{message}; retry in {} s",
-                    limited.retry_after_secs()
-                ),
+                format!("{message}; retry in {} s", limited.retry_after_secs()),
                 limited,
             )
         })?;

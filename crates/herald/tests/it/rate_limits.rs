@@ -53,8 +53,16 @@ async fn reply(what: &str, response: reqwest::Response) -> Reply {
 fn retry_after(reply: Reply, max: u64) -> u64 {
     let secs: u64 = header(&reply.headers, "retry-after")
         .parse()
-        .unwrap_or_else(|_| panic!("{}: no numeric Retry-After: {:?}", reply.what, reply.headers));
-    assert!((1..=max).contains(&secs), "Retry-After {secs} is not in 1..={max}");
+        .unwrap_or_else(|_| {
+            panic!(
+                "{}: no numeric Retry-After: {:?}",
+                reply.what, reply.headers
+            )
+        });
+    assert!(
+        (1..=max).contains(&secs),
+        "Retry-After {secs} is not in 1..={max}"
+    );
     reply.expect_error(429, "rate_limited");
     secs
 }
@@ -115,7 +123,10 @@ async fn a_login_flood_keeps_memory_flat() {
             StatusCode::UNAUTHORIZED => unauthorized += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
                 let secs = header(&reply.headers, "retry-after");
-                assert!(secs.parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After {secs:?}");
+                assert!(
+                    secs.parse::<u64>().is_ok_and(|s| s >= 1),
+                    "Retry-After {secs:?}"
+                );
                 reply.expect_error(503, "unavailable");
                 unavailable += 1;
             }
@@ -171,8 +182,18 @@ async fn wrong_passwords_meet_429_without_locking_the_owner_out() {
         .await
         .expect(200);
     // Attempts 6–20 met the account's limit for that address, 21–40 the address's own.
-    assert!(server.metric("herald_rate_limited_total{limit=\"login_failure\"}").await >= 10.0);
-    assert!(server.metric("herald_rate_limited_total{limit=\"login_ip\"}").await >= 10.0);
+    assert!(
+        server
+            .metric("herald_rate_limited_total{limit=\"login_failure\"}")
+            .await
+            >= 10.0
+    );
+    assert!(
+        server
+            .metric("herald_rate_limited_total{limit=\"login_ip\"}")
+            .await
+            >= 10.0
+    );
 }
 
 /// Failures from many addresses drain the account's own budget: then every address waits,
@@ -184,7 +205,12 @@ async fn guesses_from_many_addresses_wait_for_retry_after() {
             ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
             ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
         ],
-        &["--login-failure-rate", "2/100s", "--login-account-rate", "3/9s"],
+        &[
+            "--login-failure-rate",
+            "2/100s",
+            "--login-account-rate",
+            "3/9s",
+        ],
     )
     .await;
     let a = client_from("127.0.0.3");
@@ -208,7 +234,12 @@ async fn guesses_from_many_addresses_wait_for_retry_after() {
     login(&owner, &server, ADMIN_EMAIL, ADMIN_PASSWORD)
         .await
         .expect(200);
-    assert!(server.metric("herald_rate_limited_total{limit=\"login_account\"}").await >= 1.0);
+    assert!(
+        server
+            .metric("herald_rate_limited_total{limit=\"login_account\"}")
+            .await
+            >= 1.0
+    );
 }
 
 /// Every login from one address counts against `--login-ip-rate`, whatever the account.
@@ -223,9 +254,14 @@ async fn logins_are_limited_per_address() {
     }
     let reply = login(&a, &server, "user9@example.com", "password-0").await;
     retry_after(reply, 100);
-    login(&client_from("127.0.0.7"), &server, "user9@example.com", "password-0")
-        .await
-        .expect_error(401, "unauthorized");
+    login(
+        &client_from("127.0.0.7"),
+        &server,
+        "user9@example.com",
+        "password-0",
+    )
+    .await
+    .expect_error(401, "unauthorized");
 }
 
 /// Changes are limited per user and per workspace; a refused change changes nothing, and
@@ -249,9 +285,13 @@ async fn app_changes_are_limited_per_user_and_per_workspace() {
     .await;
     let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     // The admin's changes 1–3.
-    let alice = admin.new_member(&server, "alice@example.com", "Alice").await;
+    let alice = admin
+        .new_member(&server, "alice@example.com", "Alice")
+        .await;
     let bob = admin.new_member(&server, "bob@example.com", "Bob").await;
-    let carol = admin.new_member(&server, "carol@example.com", "Carol").await;
+    let carol = admin
+        .new_member(&server, "carol@example.com", "Carol")
+        .await;
     // Alice's 1 and 2; the workspace's 1.
     let ws = id_of(&alice.create_workspace("Team").await);
     alice.add_member(&ws, &bob.id(), "member").await;
@@ -266,7 +306,10 @@ async fn app_changes_are_limited_per_user_and_per_workspace() {
     }
     // Alice's 3 and 4; the workspace's 2 and 3. Reads are free.
     for title in ["a1", "a2"] {
-        alice.post(&todos, &json!({"title": title})).await.expect(201);
+        alice
+            .post(&todos, &json!({"title": title}))
+            .await
+            .expect(201);
         alice.get(&todos).await.expect(200);
     }
     retry_after(alice.post(&todos, &json!({"title": "a3"})).await, 100);
@@ -307,8 +350,18 @@ async fn app_changes_are_limited_per_user_and_per_workspace() {
         .expect(201);
     // Logout is no change to limit.
     alice.post("/api/logout", &json!({})).await.expect(204);
-    assert!(server.metric("herald_rate_limited_total{limit=\"app_change\"}").await >= 1.0);
-    assert!(server.metric("herald_rate_limited_total{limit=\"workspace_change\"}").await >= 1.0);
+    assert!(
+        server
+            .metric("herald_rate_limited_total{limit=\"app_change\"}")
+            .await
+            >= 1.0
+    );
+    assert!(
+        server
+            .metric("herald_rate_limited_total{limit=\"workspace_change\"}")
+            .await
+            >= 1.0
+    );
 }
 
 /// Publishes are limited per token, on the direct HTTP/1 path and through the router (a
@@ -328,7 +381,13 @@ async fn publishes_are_limited_per_token() {
         if let Some(origin) = origin {
             request = request.header("origin", origin);
         }
-        async move { reply("POST /.well-known/mercure", request.send().await.expect("POST")).await }
+        async move {
+            reply(
+                "POST /.well-known/mercure",
+                request.send().await.expect("POST"),
+            )
+            .await
+        }
     };
     for id in ["p1", "p2", "p3"] {
         assert_eq!(publish(&first, id, None).await.status, StatusCode::OK);
@@ -348,5 +407,10 @@ async fn publishes_are_limited_per_token() {
 
     let ids = server.stored_ids_then(topic, "sentinel").await;
     assert_eq!(ids, ["p1", "p2", "p3", "q1", "q2", "q3", "sentinel"]);
-    assert!(server.metric("herald_rate_limited_total{limit=\"publish\"}").await >= 3.0);
+    assert!(
+        server
+            .metric("herald_rate_limited_total{limit=\"publish\"}")
+            .await
+            >= 3.0
+    );
 }
