@@ -40,7 +40,7 @@ pub const TOKEN_PREFIX: &str = "hrld_";
 /// How long a request waits for its turn to hash a password before it is answered 503.
 ///
 /// Each argon2id hash holds 19 MiB (argon2's default memory cost) and a core for tens of
-/// milliseconds, so hashes run at most one per core at a time ([`hashing_permits`]): more
+/// milliseconds, so hashes run at most one per core at a time (`hashing_permits`): more
 /// in parallel would add memory, not throughput. A flood of logins then waits here, in a
 /// queue that costs a few hundred bytes per request, and what cannot be served within this
 /// time is refused instead of queued without end.
@@ -65,11 +65,10 @@ type HashJob = Box<dyn FnOnce() + Send>;
 /// The threads that compute password hashes, one per hashing turn, fed through this
 /// channel.
 ///
-/// Long-lived threads of their own, not tokio's blocking pool: the allocator keeps the
-/// 19 MiB an argon2 hash frees in the arena of the thread that freed it, and the blocking
-/// pool would spread hashes over ever new threads, each arena keeping its own (a flood of
-/// logins left about 500 MB behind that way, with two hashes at a time). Here as many
-/// arenas hold argon2 memory as there are turns.
+/// Long-lived threads of their own, not tokio's blocking pool: each keeps its argon2
+/// memory from one hash to the next (see `argon2id`), so the process holds that memory
+/// once per turn, however many hashes it computes and on whichever threads tokio would
+/// have run them.
 static HASHERS: LazyLock<std::sync::mpsc::Sender<HashJob>> = LazyLock::new(|| {
     let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
