@@ -287,6 +287,7 @@ fn mint(
             subscribe: (!subscribe.is_empty()).then_some(subscribe),
         }),
         exp,
+        sub: None,
     };
     auth::mint(key.key()?.as_bytes(), &claims).context("cannot sign the token")
 }

@@ -150,7 +150,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_WORKSPACE_CHANGE_RATE", default_value = "500/5s")]
     pub workspace_change_rate: Rate,
 
-    /// Mercure publishes per publisher token (BURST/PERIOD; 0: no limit, the default).
+    /// Mercure publishes per publisher: per the JWT's `sub` claim, or per token without one
+    /// (BURST/PERIOD; 0: no limit, the default).
     #[arg(long, env = "HERALD_PUBLISH_RATE", default_value = "0")]
     pub publish_rate: Rate,
 }
@@ -218,7 +219,7 @@ pub struct Rates {
     pub app_change: Rate,
     /// App changes per workspace.
     pub workspace_change: Rate,
-    /// Publishes per publisher token.
+    /// Publishes per publisher (JWT subject, else token).
     pub publish: Rate,
 }
 

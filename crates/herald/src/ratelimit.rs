@@ -282,7 +282,7 @@ pub struct RateLimits {
     pub user_changes: RateLimiter,
     /// App changes per workspace, all members together (`--workspace-change-rate`).
     pub workspace_changes: RateLimiter,
-    /// Publishes per publisher token (`--publish-rate`).
+    /// Publishes per publisher: the JWT's subject, else the token (`--publish-rate`).
     pub publishes: RateLimiter,
 }
 

@@ -6,12 +6,14 @@
 use std::{net::IpAddr, time::Duration};
 
 use futures::future::join_all;
+use herald::auth::{Claims, MercureClaim};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::time::{sleep, timeout};
 
 use crate::support::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, Reply, TestServer, header, id_of, token,
+    ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, KEY, Reply, TestServer, header, id_of, token,
+    token_with,
 };
 
 /// A client whose requests leave from `source`, a loopback address: another client address
@@ -364,11 +366,26 @@ async fn app_changes_are_limited_per_user_and_per_workspace() {
     );
 }
 
-/// Publishes are limited per token, on the direct HTTP/1 path and through the router (a
-/// request with an `Origin`) alike; a refused publish stores nothing, and another token
-/// goes on.
+/// A publisher token for subject `sub`; `n` makes tokens of one subject differ.
+fn subject_token(sub: &str, n: u64) -> String {
+    token_with(
+        KEY,
+        &Claims {
+            mercure: Some(MercureClaim {
+                publish: Some(vec!["*".to_owned()]),
+                subscribe: None,
+            }),
+            exp: Some(4_000_000_000 + n),
+            sub: Some(sub.to_owned()),
+        },
+    )
+}
+
+/// Publishes are limited per publisher (the token's subject, else the token), on the
+/// direct HTTP/1 path and through the router (a request with an `Origin`) alike; a refused
+/// publish stores nothing, and other publishers go on.
 #[tokio::test]
-async fn publishes_are_limited_per_token() {
+async fn publishes_are_limited_per_publisher() {
     let server = TestServer::with_args(&["--publish-rate", "3/300s"]).await;
     let topic = "https://example.com/rated";
     let (first, second) = (token(&["*"], &[]), token(&[topic], &[]));
@@ -405,8 +422,22 @@ async fn publishes_are_limited_per_token() {
     }
     retry_after(publish(&second, "refused-second", None).await, 100);
 
+    // Tokens that name the same subject share its budget, whatever else differs.
+    let (left, right) = (subject_token("backend", 1), subject_token("backend", 2));
+    for (token, id) in [(&left, "s1"), (&right, "s2"), (&left, "s3")] {
+        assert_eq!(publish(token, id, None).await.status, StatusCode::OK);
+    }
+    retry_after(publish(&right, "refused-subject", None).await, 100);
+    let other = subject_token("another", 1);
+    assert_eq!(publish(&other, "o1", None).await.status, StatusCode::OK);
+
     let ids = server.stored_ids_then(topic, "sentinel").await;
-    assert_eq!(ids, ["p1", "p2", "p3", "q1", "q2", "q3", "sentinel"]);
+    assert_eq!(
+        ids,
+        [
+            "p1", "p2", "p3", "q1", "q2", "q3", "s1", "s2", "s3", "o1", "sentinel"
+        ]
+    );
     assert!(
         server
             .metric("herald_rate_limited_total{limit=\"publish\"}")
