@@ -44,6 +44,10 @@ pub struct Claims {
     /// Expiry, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
+    /// The subject: who the token stands for. Publishes are rate-limited per subject, or
+    /// per token when it names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 /// Where a token was found.
@@ -224,6 +228,7 @@ mod tests {
                 subscribe: None,
             }),
             exp,
+            sub: None,
         }
     }
 

@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use herald_hub::{Durability, HubConfig, QueueLimits, UpdateLimits};
 
+use crate::ratelimit::Rate;
+
 /// Flags of `herald serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -124,6 +126,34 @@ pub struct ServeArgs {
     /// Password of that admin; generated and printed once when not given.
     #[arg(long, env = "HERALD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+
+    /// Login attempts from one client address (IPv6: one /64), whatever the account, as
+    /// BURST/PERIOD: at most BURST at once, refilled evenly over PERIOD (0: no limit).
+    #[arg(long, env = "HERALD_LOGIN_IP_RATE", default_value = "20/1m")]
+    pub login_ip_rate: Rate,
+
+    /// Failed logins to one account from one client address (BURST/PERIOD; 0: no limit).
+    /// Right passwords do not count.
+    #[arg(long, env = "HERALD_LOGIN_FAILURE_RATE", default_value = "5/2m30s")]
+    pub login_failure_rate: Rate,
+
+    /// Failed logins to one account from all addresses together (BURST/PERIOD; 0: no limit).
+    #[arg(long, env = "HERALD_LOGIN_ACCOUNT_RATE", default_value = "20/2m")]
+    pub login_account_rate: Rate,
+
+    /// App changes (POST, PATCH, DELETE under /api) by one user (BURST/PERIOD; 0: no limit).
+    #[arg(long, env = "HERALD_APP_CHANGE_RATE", default_value = "100/5s")]
+    pub app_change_rate: Rate,
+
+    /// App changes in one workspace, by all its members together (BURST/PERIOD; 0: no
+    /// limit).
+    #[arg(long, env = "HERALD_WORKSPACE_CHANGE_RATE", default_value = "500/5s")]
+    pub workspace_change_rate: Rate,
+
+    /// Mercure publishes per publisher: per the JWT's `sub` claim, or per token without one
+    /// (BURST/PERIOD; 0: no limit, the default).
+    #[arg(long, env = "HERALD_PUBLISH_RATE", default_value = "0")]
+    pub publish_rate: Rate,
 }
 
 /// How logs are written.
@@ -172,6 +202,25 @@ pub struct Config {
     pub admin_email: Option<String>,
     /// The first admin's password, if chosen.
     pub admin_password: Option<String>,
+    /// Rate limits of logins, app changes and publishes.
+    pub rates: Rates,
+}
+
+/// The rate limits, each off when its rate is `0`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    /// Login attempts per client address.
+    pub login_ip: Rate,
+    /// Failed logins per account and client address.
+    pub login_failure: Rate,
+    /// Failed logins per account.
+    pub login_account: Rate,
+    /// App changes per user.
+    pub app_change: Rate,
+    /// App changes per workspace.
+    pub workspace_change: Rate,
+    /// Publishes per publisher (JWT subject, else token).
+    pub publish: Rate,
 }
 
 impl std::fmt::Debug for Config {
@@ -190,6 +239,7 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("cors_origins", &self.cors_origins)
+            .field("rates", &self.rates)
             .finish_non_exhaustive()
     }
 }
@@ -313,6 +363,14 @@ impl Config {
             redis_prefix: args.redis_prefix.clone(),
             admin_email: args.admin_email.clone(),
             admin_password: args.admin_password.clone(),
+            rates: Rates {
+                login_ip: args.login_ip_rate,
+                login_failure: args.login_failure_rate,
+                login_account: args.login_account_rate,
+                app_change: args.app_change_rate,
+                workspace_change: args.workspace_change_rate,
+                publish: args.publish_rate,
+            },
         })
     }
 }

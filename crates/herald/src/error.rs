@@ -3,7 +3,7 @@
 
 use axum::{
     Json,
-    http::StatusCode,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Human-readable detail, safe to show to the client.
     pub message: String,
+    /// Seconds the client should wait before trying again, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// Stable error codes, each tied to one HTTP status.
@@ -37,6 +39,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 429: this client holds too many streams.
     TooManyConnections,
+    /// 429: this client, user, workspace or account made too many requests of one kind
+    /// lately; `Retry-After` says when to come back.
+    RateLimited,
     /// 503: the server holds too many streams, or storage is unavailable.
     Unavailable,
     /// 500: a bug or an unexpected failure; details go to the log, not the client.
@@ -55,7 +60,7 @@ impl ErrorCode {
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyConnections | Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -73,6 +78,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyConnections => "too_many_connections",
+            Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
@@ -85,7 +91,20 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limited`, to retry after `limited` says.
+    pub fn rate_limited(message: impl Into<String>, limited: crate::ratelimit::Limited) -> Self {
+        Self::new(ErrorCode::RateLimited, message).retry_after(limited.retry_after_secs())
+    }
+
+    /// The same error, telling the client to retry after `secs` seconds.
+    #[must_use]
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400.
@@ -133,6 +152,12 @@ impl IntoResponse for ApiError {
             self.message
         };
         let body = serde_json::json!({ "error": self.code.as_str(), "message": message });
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }

@@ -13,6 +13,7 @@
 //! - `auth`: finding and verifying JWTs.
 //! - `limits`: stream limits and the connection-counting listener.
 //! - `metrics`: Prometheus export.
+//! - `ratelimit`: keyed token buckets for logins, app changes and publishes.
 //! - `error`: [`error::ApiError`], the one error type of the API.
 //! - `state`: [`state::AppState`], shared by handlers.
 //! - `cli`: the `herald` command and its subcommands.
@@ -28,5 +29,6 @@ pub mod error;
 pub mod limits;
 pub mod mercure;
 pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod state;

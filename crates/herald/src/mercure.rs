@@ -58,7 +58,8 @@ pub struct Publisher {
 /// # Errors
 ///
 /// 401 without a valid token, 403 without a `mercure.publish` claim (or a cookie token
-/// from a foreign origin), 415 for a body that is not a form.
+/// from a foreign origin), 415 for a body that is not a form, 429 when the publisher (the
+/// token's subject, else the token) published more than `--publish-rate` allows.
 pub fn authorize_publish(
     state: &AppState,
     headers: &HeaderMap,
@@ -96,6 +97,17 @@ pub fn authorize_publish(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    // `--publish-rate`, per subject (or per token without one): one hash lookup, and nothing
+    // at all when it is off. The two kinds of key are told apart, so a token cannot pass for
+    // a subject.
+    let key = match &claims.sub {
+        Some(sub) => (true, sub.as_str()),
+        None => (false, token),
+    };
+    state.rates.publishes.take(&key).map_err(|limited| {
+        state.metrics.rate_limited("publish");
+        ApiError::rate_limited("too many publishes by this publisher", limited)
+    })?;
     Ok(Publisher { claims })
 }
 

@@ -31,6 +31,8 @@ pub struct ServerMetrics {
     pub publish_seconds: Histogram,
     /// Streams refused by a limit, by reason.
     refused: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Requests refused by a rate limit, by limit.
+    rate_limited: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Live tasks of the runtime, read at scrape time: a leak shows here first.
     tasks: Gauge,
 }
@@ -45,6 +47,7 @@ impl ServerMetrics {
             connections: Gauge::default(),
             publish_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 18)),
             refused: Family::default(),
+            rate_limited: Family::default(),
             tasks: Gauge::default(),
         };
         registry.register(
@@ -64,6 +67,12 @@ impl ServerMetrics {
             metrics.refused.clone(),
         );
         registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit (429), by limit: login_ip, login_failure, \
+             login_account, app_change, workspace_change, publish",
+            metrics.rate_limited.clone(),
+        );
+        registry.register(
             "runtime_alive_tasks",
             "Live tasks of the async runtime",
             metrics.tasks.clone(),
@@ -79,6 +88,13 @@ impl ServerMetrics {
             Refused::PerIp => "per_ip",
         };
         self.refused.get_or_create(&vec![("reason", reason)]).inc();
+    }
+
+    /// Counts a request refused by the rate limit `limit`.
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&vec![("limit", limit)])
+            .inc();
     }
 }
 

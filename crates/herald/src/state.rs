@@ -13,6 +13,7 @@ use crate::{
     limits::{Refused, StreamLimiter, StreamPermit},
     mercure::SelectorCache,
     metrics::ServerMetrics,
+    ratelimit::RateLimits,
 };
 
 /// Shared state of the HTTP handlers. Cheap to clone.
@@ -44,6 +45,8 @@ pub struct Inner {
     pub metrics: ServerMetrics,
     /// The app: users, workspaces, collections and their streams.
     pub app: App,
+    /// Rate limits of logins, app changes and publishes.
+    pub rates: RateLimits,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +77,7 @@ impl AppState {
                 cors_origins: config.cors_origins.clone(),
                 metrics,
                 app,
+                rates: RateLimits::new(&config.rates),
             }),
         }
     }

@@ -28,6 +28,7 @@ use crate::{
     },
     error::{ApiError, ErrorCode},
     limits::ClientAddr,
+    ratelimit::LoginLimit,
     state::AppState,
 };
 
@@ -102,7 +103,9 @@ impl FromRequestParts<AppState> for Actor {
                     "the bearer token is not a Herald API token (they start with {TOKEN_PREFIX})"
                 )));
             }
-            return accounts::authenticate(pool, Credentials::Token(token)).await;
+            let actor = accounts::authenticate(pool, Credentials::Token(token)).await?;
+            charge_change(state, parts, &actor).await?;
+            return Ok(actor);
         }
         let Some(session) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(ApiError::unauthorized(
@@ -112,8 +115,76 @@ impl FromRequestParts<AppState> for Actor {
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             state.check_cookie_origin(&parts.headers)?;
         }
-        accounts::authenticate(pool, Credentials::Session(session)).await
+        let actor = accounts::authenticate(pool, Credentials::Session(session)).await?;
+        charge_change(state, parts, &actor).await?;
+        Ok(actor)
     }
+}
+
+/// Counts a request that may change something against its user's budget
+/// (`--app-change-rate`) and, under `/api/workspaces/{ws}`, its workspace's
+/// (`--workspace-change-rate`), before its body is read or anything is changed.
+///
+/// Reads cost nothing here, and neither does logout, which only ends the caller's own
+/// session. A workspace's budget is spent only by those who may read the workspace, so an
+/// outsider cannot use it up for its members.
+///
+/// # Errors
+///
+/// 429 with `Retry-After` when a budget is spent.
+async fn charge_change(state: &AppState, parts: &Parts, actor: &Actor) -> Result<(), ApiError> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || parts.uri.path() == "/api/logout"
+    {
+        return Ok(());
+    }
+    let rates = &state.rates;
+    rates
+        .user_changes
+        .take(actor.user.id.as_str())
+        .map_err(|limited| {
+            state.metrics.rate_limited("app_change");
+            ApiError::rate_limited(
+                format!(
+                    "too many changes by this user; at most {} per {}",
+                    rates.user_changes.rate().burst,
+                    humantime::format_duration(rates.user_changes.rate().period)
+                ),
+                limited,
+            )
+        })?;
+    let ws = parts
+        .uri
+        .path()
+        .strip_prefix("/api/workspaces/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|ws| model::id("workspace id", ws).ok());
+    let Some(ws) = ws else {
+        return Ok(());
+    };
+    if rates.workspace_changes.rate().is_off() {
+        return Ok(());
+    }
+    match state.app.read_access(actor, &ws).await {
+        Ok(_) => {}
+        // The handler answers the 404 (or 400) itself.
+        Err(error) if error.code == ErrorCode::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    }
+    rates
+        .workspace_changes
+        .take(ws.as_str())
+        .map_err(|limited| {
+            state.metrics.rate_limited("workspace_change");
+            ApiError::rate_limited(
+                format!(
+                    "too many changes in this workspace; at most {} per {}",
+                    rates.workspace_changes.rate().burst,
+                    humantime::format_duration(rates.workspace_changes.rate().period)
+                ),
+                limited,
+            )
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -216,13 +287,43 @@ fn items<T: serde::Serialize>(items: Vec<T>) -> Json<serde_json::Value> {
     Json(json!({ "items": items }))
 }
 
+/// `POST /api/login`. Attempts are limited per client address and failures per account
+/// (see `ratelimit::LoginLimits`) before the password is hashed, so a refused attempt costs
+/// no argon2.
 async fn login(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
     state.check_cookie_origin(&headers)?;
-    let (user, secret) = accounts::login(state.app.pool(), &body.email, body.password).await?;
+    let account = model::normalize_email(&body.email);
+    let attempt = state
+        .rates
+        .login
+        .admit(peer.ip(), &account)
+        .map_err(|(limit, limited)| {
+            let (name, message) = match limit {
+                LoginLimit::Ip => ("login_ip", "too many login attempts from this address"),
+                LoginLimit::AccountIp => (
+                    "login_failure",
+                    "too many failed logins to this account from this address",
+                ),
+                LoginLimit::Account => ("login_account", "too many failed logins to this account"),
+            };
+            state.metrics.rate_limited(name);
+            ApiError::rate_limited(
+                format!("{message}; retry in {} s", limited.retry_after_secs()),
+                limited,
+            )
+        })?;
+    let outcome = accounts::login(state.app.pool(), &body.email, body.password).await;
+    match &outcome {
+        // A wrong email or password: the attempt counts as a failure.
+        Err(error) if error.code == ErrorCode::Unauthorized => attempt.failed(),
+        _ => attempt.succeeded(),
+    }
+    let (user, secret) = outcome?;
     let cookie = format!(
         "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECS}"
     );

@@ -434,6 +434,11 @@ async fn store_event(
 /// A database that cannot be reached is a 503, not a bug: the client may retry, and nothing
 /// was changed.
 pub(crate) fn internal<E: std::fmt::Display + 'static>(error: E) -> ApiError {
+    // An `ApiError` already says what the client should hear (a 503 from a busy hashing
+    // queue, say): keep it.
+    if let Some(error) = (&error as &dyn std::any::Any).downcast_ref::<ApiError>() {
+        return error.clone();
+    }
     let unreachable = (&error as &dyn std::any::Any)
         .downcast_ref::<sqlx::Error>()
         .is_some_and(|e| {

@@ -359,7 +359,12 @@ struct WorkspaceRow {
 }
 
 impl App {
-    async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
+    /// The actor's read access to workspace `ws`.
+    ///
+    /// # Errors
+    ///
+    /// 404 without it.
+    pub(crate) async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
         let mut conn = self.pool().acquire().await.map_err(internal)?;
         access(&mut conn, actor, ws).await
     }

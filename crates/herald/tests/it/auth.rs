@@ -19,6 +19,7 @@ fn publish_claims(exp: Option<u64>) -> Claims {
             subscribe: Some(vec!["*".into()]),
         }),
         exp,
+        sub: None,
     }
 }
 
@@ -88,6 +89,7 @@ async fn publish_rejections_store_nothing() {
                 &Claims {
                     mercure: None,
                     exp: Some(now() + 600),
+                    sub: None,
                 },
             )),
             forbidden("the JWT has no mercure.publish claim"),
@@ -261,6 +263,7 @@ async fn private_delivery_stops_when_the_token_expires() {
                 subscribe: Some(vec![BOOK.into()]),
             }),
             exp: Some(exp),
+            sub: None,
         },
     );
     let mut sse = server

@@ -273,6 +273,11 @@ async fn serve_refuses_unparsable_flag_values_with_status_64() {
         (&["--heartbeat", "soon"], "--heartbeat"),
         (&["--durability", "bogus"], "unknown durability \"bogus\""),
         (&["--listen", "nowhere"], "--listen"),
+        (
+            &["--login-ip-rate", "10"],
+            "\"10\" is not a rate like 10/1m (BURST/PERIOD) or 0 (off)",
+        ),
+        (&["--publish-rate", "5/0s"], "--publish-rate"),
     ];
     for (flags, names) in cases {
         let mut args = vec!["serve", "--data-dir", data_dir, "--jwt-key", KEY];

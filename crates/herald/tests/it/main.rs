@@ -22,6 +22,7 @@ mod limits;
 mod ops;
 mod private;
 mod pubsub;
+mod rate_limits;
 mod replay;
 mod reserved;
 mod retention;

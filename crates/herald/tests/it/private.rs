@@ -34,6 +34,7 @@ async fn private_updates_follow_the_subscribe_claim() {
         &Claims {
             mercure: None,
             exp: None,
+            sub: None,
         },
     )))
     .await;

@@ -441,6 +441,7 @@ pub(crate) fn token(publish: &[&str], subscribe: &[&str]) -> String {
                 subscribe: list(subscribe),
             }),
             exp: None,
+            sub: None,
         },
     )
 }
