@@ -472,7 +472,7 @@ pub(crate) async fn password_matches(
             .fetch_optional(pool)
             .await
             .map_err(internal)?;
-    Ok(verify_password(password, hash).await)
+    verify_password(password, hash).await
 }
 
 /// Checks a login; on success opens a session and returns the user and the cookie value.

@@ -28,7 +28,7 @@ use crate::{
     },
     error::{ApiError, ErrorCode},
     limits::ClientAddr,
-    ratelimit::LoginLimit,
+    ratelimit::{LoginAttempt, LoginLimit},
     state::AppState,
 };
 
@@ -298,25 +298,7 @@ async fn login(
 ) -> Result<Response, ApiError> {
     state.check_cookie_origin(&headers)?;
     let account = model::normalize_email(&body.email);
-    let attempt = state
-        .rates
-        .login
-        .admit(peer.ip(), &account)
-        .map_err(|(limit, limited)| {
-            let (name, message) = match limit {
-                LoginLimit::Ip => ("login_ip", "too many login attempts from this address"),
-                LoginLimit::AccountIp => (
-                    "login_failure",
-                    "too many failed logins to this account from this address",
-                ),
-                LoginLimit::Account => ("login_account", "too many failed logins to this account"),
-            };
-            state.metrics.rate_limited(name);
-            ApiError::rate_limited(
-                format!("{message}; retry in {} s", limited.retry_after_secs()),
-                limited,
-            )
-        })?;
+    let attempt = admit_login(&state, peer, &account)?;
     let outcome = accounts::login(state.app.pool(), &body.email, body.password).await;
     match &outcome {
         // A wrong email or password: the attempt counts as a failure.
@@ -333,6 +315,38 @@ async fn login(
         HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
     );
     Ok(response)
+}
+
+/// Takes the tokens of one attempt at `account`'s password from `peer` (see
+/// `ratelimit::LoginLimits`), before any hashing: a refused attempt costs no argon2.
+///
+/// # Errors
+///
+/// 429 with `Retry-After` when a login limit is reached.
+fn admit_login<'a>(
+    state: &'a AppState,
+    peer: std::net::SocketAddr,
+    account: &str,
+) -> Result<LoginAttempt<'a>, ApiError> {
+    state
+        .rates
+        .login
+        .admit(peer.ip(), account)
+        .map_err(|(limit, limited)| {
+            let (name, message) = match limit {
+                LoginLimit::Ip => ("login_ip", "too many login attempts from this address"),
+                LoginLimit::AccountIp => (
+                    "login_failure",
+                    "too many failed logins to this account from this address",
+                ),
+                LoginLimit::Account => ("login_account", "too many failed logins to this account"),
+            };
+            state.metrics.rate_limited(name);
+            ApiError::rate_limited(
+                format!("{message}; retry in {} s", limited.retry_after_secs()),
+                limited,
+            )
+        })
 }
 
 async fn logout(State(state): State<AppState>, actor: Actor) -> Result<Response, ApiError> {
@@ -385,15 +399,25 @@ async fn activate_user(
     Ok(Json(state.app.set_active(&actor, &id, true).await?))
 }
 
+/// A password change checks the current password like a login does, under the same limits:
+/// a stolen session cannot guess it faster than a login could.
 async fn change_password(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
     actor: Actor,
     JsonBody(body): JsonBody<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
-    state
+    let attempt = admit_login(&state, peer, &actor.user.email)?;
+    let outcome = state
         .app
         .change_password(&actor, body.current, body.new)
-        .await?;
+        .await;
+    match &outcome {
+        // The current password was wrong.
+        Err(error) if error.code == ErrorCode::Forbidden => attempt.failed(),
+        _ => attempt.succeeded(),
+    }
+    outcome?;
     Ok(StatusCode::NO_CONTENT)
 }
 

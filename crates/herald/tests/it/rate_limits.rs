@@ -198,6 +198,34 @@ async fn wrong_passwords_meet_429_without_locking_the_owner_out() {
     );
 }
 
+/// A stolen session cannot guess its user's password through a password change any faster
+/// than through logins: wrong current passwords count as failed logins of that account.
+#[tokio::test]
+async fn password_changes_share_the_login_limits() {
+    let server = TestServer::app().await;
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let reply = admin
+            .post(
+                "/api/me/password",
+                &json!({"current": "not-the-password", "new": "a-new-password-1"}),
+            )
+            .await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [403, 403, 403, 403, 403, 429, 429, 429]);
+    // The same account's logins from that address wait too.
+    let reply = login(
+        &client_from("127.0.0.1"),
+        &server,
+        ADMIN_EMAIL,
+        ADMIN_PASSWORD,
+    )
+    .await;
+    retry_after(reply, 30);
+}
+
 /// Failures from many addresses drain the account's own budget: then every address waits,
 /// for at most the next token, and the right password works once `Retry-After` has passed.
 #[tokio::test]
