@@ -110,8 +110,11 @@ const VERIFIED_CACHE: usize = 4_096;
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
-    verified: Arc<Mutex<HashMap<Box<str>, (Arc<Claims>, Times)>>>,
+    verified: Arc<Mutex<HashMap<Box<str>, Remembered>>>,
 }
+
+/// A verified token's claims, and its times, checked again at each use.
+type Remembered = (Arc<Claims>, Times);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
