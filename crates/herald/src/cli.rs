@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of `serve`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the hub.
@@ -250,6 +252,23 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Held until the server has stopped: one server per data directory.
+    let _lock = match server::lock_data_dir(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(server::LockError::Held(pid)) => {
+            let holder = pid.map_or_else(
+                || "another herald".to_owned(),
+                |pid| format!("another herald (pid {pid})"),
+            );
+            eprintln!(
+                "error: {holder} is serving from the data directory {}; stop it, or give \
+                 this one another --data-dir",
+                args.data_dir.display()
+            );
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Err(server::LockError::Io(error)) => return Err(error),
+    };
     let needs_key = args.jwt_key.is_none()
         && (args.publisher_jwt_key.is_none() || args.subscriber_jwt_key.is_none());
     let default_key = if needs_key {
