@@ -129,12 +129,22 @@ struct Connections {
 /// When every slot is taken it stops accepting until a connection closes: new connections
 /// wait in the kernel's accept queue (they are neither refused nor answered), so a burst of
 /// reconnections is served as slots free, and a flood of idle sockets costs this process no
-/// descriptor past the limit.
+/// descriptor past the limit. Accepting to answer 503 would cost a descriptor and a task per
+/// refused connection, and closing with its request unread resets it, often before the
+/// client reads the answer. While full, `/healthz` waits too; the default limit leaves room
+/// above the stream limit so that streams alone never fill it, and idle connections are
+/// closed after 10 s without a request head.
 #[derive(Debug)]
 pub struct CountingListener {
     inner: TcpListener,
     shared: Arc<Connections>,
+    /// When the listener last said it was full: at most once per [`FULL_WARNING_EVERY`].
+    warned_full: Option<tokio::time::Instant>,
 }
+
+/// How often a listener that stays full says so in the log: under a flood of connections it
+/// is full again after every close.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 impl CountingListener {
     /// Wraps `inner`; `open` counts live connections, of which there are at most
@@ -153,6 +163,7 @@ impl CountingListener {
                 free: Semaphore::new(max_connections),
                 write_timeout,
             }),
+            warned_full: None,
         }
     }
 }
@@ -221,10 +232,16 @@ impl axum::serve::Listener for CountingListener {
             let slot = match self.shared.free.try_acquire() {
                 Ok(slot) => slot,
                 Err(_) => {
-                    tracing::warn!(
-                        "as many TCP connections open as --max-tcp-connections allows; \
-                         accepting again when one closes"
-                    );
+                    if self
+                        .warned_full
+                        .is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY)
+                    {
+                        self.warned_full = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            "as many TCP connections open as --max-tcp-connections allows; \
+                             accepting again when one closes"
+                        );
+                    }
                     self.shared
                         .free
                         .acquire()
