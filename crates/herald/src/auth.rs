@@ -61,6 +61,46 @@ pub enum TokenSource {
     Query,
 }
 
+/// How far in the future a token's `nbf` may be and the token still be accepted, in
+/// seconds: the clock of whoever minted it may run a little ahead of ours, and a token is
+/// often used the second it is minted. `exp` has no such leeway: a token is refused from the
+/// second it expires, never later.
+pub const NBF_LEEWAY_SECS: u64 = 5;
+
+/// The time claims of a token: what is checked again each time a remembered token is used.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct Times {
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+impl Times {
+    /// Whether a token with these claims may be used at `now` (Unix seconds).
+    fn check(self, now: u64) -> Result<(), ApiError> {
+        if self.exp.is_some_and(|exp| exp < now) {
+            return Err(ApiError::unauthorized("the JWT has expired"));
+        }
+        if self
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(NBF_LEEWAY_SECS))
+        {
+            return Err(ApiError::unauthorized("the JWT is not valid yet"));
+        }
+        Ok(())
+    }
+}
+
+/// A token's claims and its time claims, decoded in one pass.
+#[derive(Deserialize)]
+struct Decoded {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
 /// Verified tokens remembered at most, per key. Only tokens whose signature checked out are
 /// kept, so the cache cannot be filled with garbage; when full it starts over.
 const VERIFIED_CACHE: usize = 4_096;
@@ -69,13 +109,16 @@ const VERIFIED_CACHE: usize = 4_096;
 ///
 /// A publisher or a fleet of browsers sends the same token over and over: its claims are
 /// kept after the first verification (keyed by the whole token, never by a part of it), and
-/// only its expiry is checked again.
+/// only its time claims (`exp`, `nbf`) are checked again, by the same rule.
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
-    verified: Arc<Mutex<HashMap<Box<str>, Arc<Claims>>>>,
+    verified: Arc<Mutex<HashMap<Box<str>, Remembered>>>,
 }
+
+/// A verified token's claims, and its times, checked again at each use.
+type Remembered = (Arc<Claims>, Times);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,9 +130,11 @@ impl Verifier {
     /// A verifier for `secret`.
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        // Mercure tokens often carry no `exp`; when one is present it is enforced.
+        // Mercure tokens often carry no `exp`; when one is present it is enforced, as is
+        // `nbf`, by `Times::check`: one rule for first and remembered verifications.
         validation.required_spec_claims.clear();
-        validation.validate_exp = true;
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.leeway = 0;
         validation.validate_aud = false;
         Self {
@@ -99,7 +144,8 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token`'s signature and expiry and returns its claims.
+    /// Verifies `token`'s signature, expiry and not-before time (with [`NBF_LEEWAY_SECS`])
+    /// and returns its claims.
     ///
     /// # Errors
     ///
@@ -108,8 +154,8 @@ impl Verifier {
         self.verify_at(token, unix_now())
     }
 
-    /// [`Verifier::verify`] with `now` (Unix seconds) as the time a remembered token's
-    /// expiry is checked against.
+    /// [`Verifier::verify`] with `now` (Unix seconds) as the time the token's `exp` and
+    /// `nbf` are checked against.
     fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Claims>, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
         if token.len() > MAX_TOKEN_LEN {
@@ -121,30 +167,34 @@ impl Verifier {
             .expect("token cache poisoned")
             .get(token)
             .cloned();
-        if let Some(claims) = known {
-            // The same rule as the first verification: expired once `exp` is in the past.
-            if claims.exp.is_some_and(|exp| exp < now) {
-                return Err(ApiError::unauthorized("the JWT has expired"));
-            }
+        if let Some((claims, times)) = known {
+            times.check(now)?;
             return Ok(claims);
         }
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| Arc::new(data.claims))
+        let decoded = jsonwebtoken::decode::<Decoded>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
             .map_err(|error| {
                 let why = match error.kind() {
-                    ErrorKind::ExpiredSignature => "the JWT has expired",
                     ErrorKind::InvalidSignature => "the JWT signature is invalid",
                     ErrorKind::InvalidAlgorithm => "the JWT must be signed with HS256",
-                    ErrorKind::ImmatureSignature => "the JWT is not valid yet",
                     _ => "the JWT is malformed",
                 };
                 ApiError::unauthorized(why)
             })?;
+        let times = Times {
+            exp: decoded.claims.exp,
+            nbf: decoded.nbf,
+        };
+        let claims = Arc::new(decoded.claims);
+        // Remembered even when not valid yet: its signature checked out, and its times are
+        // checked on every use.
         let mut verified = self.verified.lock().expect("token cache poisoned");
         if verified.len() >= VERIFIED_CACHE {
             verified.clear();
         }
-        verified.insert(token.into(), claims.clone());
+        verified.insert(token.into(), (claims.clone(), times));
+        drop(verified);
+        times.check(now)?;
         Ok(claims)
     }
 }
@@ -282,6 +332,82 @@ mod tests {
                 .unwrap_err()
                 .message,
             "the JWT signature is invalid"
+        );
+    }
+
+    /// A token with `claims(exp)` and a `nbf`.
+    fn not_before(nbf: u64, exp: Option<u64>) -> String {
+        let mut value = serde_json::to_value(claims(exp)).unwrap();
+        value["nbf"] = nbf.into();
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &value,
+            &EncodingKey::from_secret(KEY),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn not_before_is_enforced_with_a_small_leeway() {
+        let verifier = Verifier::new(KEY);
+        let now = unix_now();
+        let cases = [
+            (now.saturating_sub(60), Ok(())),
+            (now, Ok(())),
+            // The minting clock may be a little ahead.
+            (now + NBF_LEEWAY_SECS, Ok(())),
+            (now + NBF_LEEWAY_SECS + 1, Err("the JWT is not valid yet")),
+            (now + 3600, Err("the JWT is not valid yet")),
+        ];
+        for (nbf, want) in cases {
+            let got = verifier
+                .verify_at(&not_before(nbf, None), now)
+                .map(|_| ())
+                .map_err(|e| e.message);
+            assert_eq!(
+                got,
+                want.map_err(str::to_owned),
+                "nbf = now + {}",
+                nbf as i64 - now as i64
+            );
+        }
+        // `exp` stays strict, and is checked first.
+        assert_eq!(
+            verifier
+                .verify_at(&not_before(now, Some(now - 1)), now)
+                .unwrap_err()
+                .message,
+            "the JWT has expired"
+        );
+    }
+
+    #[test]
+    fn remembered_tokens_are_checked_against_nbf_too() {
+        let verifier = Verifier::new(KEY);
+        let now = unix_now();
+        let token = not_before(now + 60, Some(now + 120));
+        // Too early, twice: the second answer comes from the cache, by the same rule.
+        for _ in 0..2 {
+            assert_eq!(
+                verifier.verify_at(&token, now).unwrap_err().message,
+                "the JWT is not valid yet"
+            );
+        }
+        let first = verifier.verify_at(&token, now + 60).unwrap();
+        assert!(Arc::ptr_eq(
+            &first,
+            &verifier.verify_at(&token, now + 61).unwrap()
+        ));
+        assert_eq!(
+            verifier
+                .verify_at(&token, now + 55 - NBF_LEEWAY_SECS)
+                .unwrap_err()
+                .message,
+            "the JWT is not valid yet"
+        );
+        assert_eq!(
+            verifier.verify_at(&token, now + 121).unwrap_err().message,
+            "the JWT has expired"
         );
     }
 

@@ -273,6 +273,23 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Held until the server has stopped: one server per data directory.
+    let _lock = match server::lock_data_dir(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(server::LockError::Held(pid)) => {
+            let holder = pid.map_or_else(
+                || "another herald".to_owned(),
+                |pid| format!("another herald (pid {pid})"),
+            );
+            eprintln!(
+                "error: {holder} is serving from the data directory {}; stop it, or give \
+                 this one another --data-dir",
+                args.data_dir.display()
+            );
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Err(server::LockError::Io(error)) => return Err(error),
+    };
     let needs_key = args.jwt_key.is_none()
         && (args.publisher_jwt_key.is_none() || args.subscriber_jwt_key.is_none());
     let default_key = if needs_key {

@@ -101,6 +101,22 @@ pub struct ServeArgs {
     )]
     pub cors_origins: Vec<String>,
 
+    /// Most open TCP connections, streams and requests together; when reached, no
+    /// connection is accepted until one closes. 0: derived from the file-descriptor limit,
+    /// above the most open streams.
+    #[arg(long, env = "HERALD_MAX_TCP_CONNECTIONS", default_value_t = 0)]
+    pub max_tcp_connections: usize,
+
+    /// How long a connection's socket may accept no data while there is data to send to
+    /// it; the stream or response then ends and its memory is freed. Every protocol alike.
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
+    /// How long a request's body may take to arrive, from when it is first read; a slower
+    /// one is answered 408 and its connection closed.
+    #[arg(long, env = "HERALD_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
     /// How long a graceful shutdown waits for requests to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -190,6 +206,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Most open streams per client IP.
     pub max_connections_per_ip: usize,
+    /// Most open TCP connections.
+    pub max_tcp_connections: usize,
+    /// Longest time a socket may take no data while some waits for it.
+    pub write_timeout: Duration,
+    /// Longest time a request body may take to arrive.
+    pub body_timeout: Duration,
     /// Allowed CORS origins.
     pub cors_origins: Vec<String>,
     /// Drain time limit at shutdown.
@@ -238,6 +260,9 @@ impl std::fmt::Debug for Config {
             .field("max_body", &self.max_body)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("max_tcp_connections", &self.max_tcp_connections)
+            .field("write_timeout", &self.write_timeout)
+            .field("body_timeout", &self.body_timeout)
             .field("cors_origins", &self.cors_origins)
             .field("rates", &self.rates)
             .finish_non_exhaustive()
@@ -250,6 +275,12 @@ pub const MIN_KEY_LEN: usize = 32;
 
 /// File descriptors kept for everything that is not a stream (log, listener, publishers).
 const FD_RESERVE: usize = 256;
+
+/// File descriptors kept for everything that is not a TCP connection (the log and app
+/// database files, the listener, Redis and PostgreSQL connections). Below [`FD_RESERVE`], so
+/// that with both limits derived, every stream fits and a few hundred more connections
+/// (publishers, `/healthz`, the app) still do.
+const TCP_FD_RESERVE: usize = 64;
 
 impl Config {
     /// Checks the flags. `default_key` is the key to use when none was given (read from or
@@ -318,10 +349,21 @@ impl Config {
         if args.redis_prefix.is_empty() || args.redis_prefix.contains(char::is_whitespace) {
             return Err("--redis-prefix must be a non-empty word".into());
         }
+        for (name, value) in [
+            ("--write-timeout", args.write_timeout),
+            ("--body-timeout", args.body_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{name} must be longer than 0"));
+            }
+        }
+        let fd_limit = crate::limits::raise_fd_limit();
         let max_connections = match args.max_connections {
-            0 => crate::limits::raise_fd_limit()
-                .saturating_sub(FD_RESERVE)
-                .max(1),
+            0 => fd_limit.saturating_sub(FD_RESERVE).max(1),
+            n => n,
+        };
+        let max_tcp_connections = match args.max_tcp_connections {
+            0 => fd_limit.saturating_sub(TCP_FD_RESERVE).max(1),
             n => n,
         };
         let hub = HubConfig {
@@ -353,6 +395,9 @@ impl Config {
             max_body: args.max_body,
             max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
+            max_tcp_connections,
+            write_timeout: args.write_timeout,
+            body_timeout: args.body_timeout,
             cors_origins: args
                 .cors_origins
                 .iter()

@@ -48,7 +48,7 @@ use crate::{
     error::{ApiError, ErrorCode},
     limits::{ClientAddr, CountedStream},
     mercure::{self, OpenStream},
-    state::AppState,
+    state::{AppState, body_timed_out, shutting_down},
 };
 
 /// Longest request head read before deciding; anything longer is not a subscribe request
@@ -59,19 +59,17 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 
 /// How long a client has to send its request head (and, on a kept connection, the next
-/// one), and a publish its body.
+/// one). A body has `--body-timeout`; writes have `--write-timeout`, enforced by
+/// [`CountedStream`] for every protocol.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long one write to a subscriber may take. A peer that accepts nothing for this long
-/// is gone (or hostile); its stream ends and frees its resources.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every connection task needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) state: AppState,
     pub(crate) router: Router,
-    /// Cancelled when the server stops: a kept publish connection closes between requests.
+    /// Cancelled when the server stops: a kept publish connection closes between requests,
+    /// and a body still arriving is cut short.
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -137,7 +135,7 @@ async fn accept(
                 };
             }
             Direct::Publish(publish) => {
-                if !serve_publish(state, &mut io, &mut buffer, publish).await {
+                if !serve_publish(state, shutdown, &mut io, &mut buffer, publish).await {
                     linger(io).await;
                     return Next::Done;
                 }
@@ -151,6 +149,7 @@ async fn accept(
 /// the client sent after its body. Returns whether the connection stays open.
 async fn serve_publish(
     state: &AppState,
+    shutdown: &CancellationToken,
     io: &mut CountedStream,
     buffer: &mut BytesMut,
     publish: Publish,
@@ -183,7 +182,7 @@ async fn serve_publish(
     };
     drop(headers);
     let _ = buffer.split_to(head_len);
-    let complete = timeout(HEAD_TIMEOUT, async {
+    let read = async {
         while buffer.len() < body_len {
             buffer.reserve(body_len - buffer.len());
             if io.read_buf(buffer).await? == 0 {
@@ -191,9 +190,20 @@ async fn serve_publish(
             }
         }
         Ok(())
-    })
-    .await;
-    if !matches!(complete, Ok(Ok(()))) {
+    };
+    // The same deadline, and the same cut at shutdown, as the router's bodies.
+    let refused = tokio::select! {
+        read = timeout(state.body_timeout, read) => match read {
+            Ok(Ok(())) => None,
+            // Broken or closed: nobody to answer.
+            Ok(Err(_)) => return false,
+            Err(_) => Some(body_timed_out(state.body_timeout)),
+        },
+        () = shutdown.cancelled() => Some(shutting_down()),
+    };
+    if let Some(error) = refused {
+        // The rest of the body may still come: the connection ends, with a lingering close.
+        write_response(io, error.into_response(), false).await;
         return false;
     }
     let body = buffer.split_to(body_len);
@@ -345,7 +355,7 @@ fn direct(request: &httparse::Request<'_, '_>, head_len: usize) -> Direct {
             }
             let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
             let body_len = match (lengths.next(), lengths.next()) {
-                (Some(value), None) => value.to_str().ok().and_then(|v| v.parse::<usize>().ok()),
+                (Some(value), None) => content_length(value.as_bytes()),
                 _ => None,
             };
             let Some(body_len) = body_len else {
@@ -369,6 +379,16 @@ fn direct(request: &httparse::Request<'_, '_>, head_len: usize) -> Direct {
     }
 }
 
+/// A `Content-Length` value: one or more ASCII digits (RFC 9110, section 8.6) that fit a
+/// `usize`. Anything else (a sign, inner spaces, an empty value, an overflow) is `None`, and
+/// the request goes to hyper, which answers 400, so every path answers the same.
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
 fn header_map(parsed: &[httparse::Header<'_>]) -> Option<HeaderMap> {
     let mut headers = HeaderMap::with_capacity(parsed.len());
     for h in parsed {
@@ -380,7 +400,7 @@ fn header_map(parsed: &[httparse::Header<'_>]) -> Option<HeaderMap> {
 }
 
 /// Writes the response head, then every batch of frames, until the subscription ends, the
-/// client goes away or a write stalls.
+/// client goes away or the socket takes nothing for the write deadline.
 async fn stream_to(mut io: CountedStream, stream: OpenStream) {
     let OpenStream {
         headers,
@@ -417,13 +437,13 @@ async fn stream_to(mut io: CountedStream, stream: OpenStream) {
             Err(Ok(_)) => {} // Ignored: a subscription takes no input.
         }
     }
-    let _ = timeout(WRITE_TIMEOUT, io.shutdown()).await;
+    let _ = io.shutdown().await;
 }
 
 /// Answers a refused subscription with the same JSON body the router would send.
 async fn write_error(mut io: CountedStream, error: ApiError) {
     if write_response(&mut io, error.into_response(), false).await {
-        let _ = timeout(WRITE_TIMEOUT, io.shutdown()).await;
+        let _ = io.shutdown().await;
     }
 }
 
@@ -436,6 +456,8 @@ async fn write_response(io: &mut CountedStream, response: Response, keep_alive: 
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    // A response that must end its connection says so (`ApiError`'s 408).
+    let keep_alive = keep_alive && !parts.headers.contains_key(header::CONNECTION);
     let mut out = BytesMut::with_capacity(256 + body.len());
     let status = parts.status;
     out.extend_from_slice(
@@ -447,7 +469,9 @@ async fn write_response(io: &mut CountedStream, response: Response, keep_alive: 
         .as_bytes(),
     );
     for (name, value) in &parts.headers {
-        put_header(&mut out, name.as_str(), value.as_bytes());
+        if name != header::CONNECTION {
+            put_header(&mut out, name.as_str(), value.as_bytes());
+        }
     }
     finish_head(&mut out, body.len(), keep_alive);
     out.extend_from_slice(&body);
@@ -497,12 +521,10 @@ fn put_header(out: &mut BytesMut, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes all of `bytes`; false when the peer is gone or stalled past [`WRITE_TIMEOUT`].
+/// Writes all of `bytes`; false when the peer is gone, or took nothing for the write
+/// deadline ([`CountedStream`] enforces it without a timer per write).
 async fn write(io: &mut CountedStream, bytes: &[u8]) -> bool {
-    matches!(
-        timeout(WRITE_TIMEOUT, io.write_all(bytes)).await,
-        Ok(Ok(()))
-    )
+    io.write_all(bytes).await.is_ok()
 }
 
 #[cfg(test)]
@@ -565,6 +587,25 @@ mod tests {
     }
 
     #[test]
+    fn content_lengths_are_digits_only() {
+        for (value, want) in [
+            ("0", Some(0)),
+            ("24", Some(24)),
+            ("007", Some(7)),
+            ("+24", None),
+            ("-3", None),
+            (" 24", None),
+            ("24 ", None),
+            ("", None),
+            ("2_4", None),
+            ("\u{661}", None), // An Arabic-Indic one: a digit, not an ASCII one.
+            ("18446744073709551616", None),
+        ] {
+            assert_eq!(content_length(value.as_bytes()), want, "{value:?}");
+        }
+    }
+
+    #[test]
     fn which_publishes_take_the_direct_path() {
         let head = "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 12\r\n\r\n";
         let publish_head = publish(head).unwrap();
@@ -585,6 +626,11 @@ mod tests {
             // Two lengths, or one that is not a number.
             "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
             "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: +24\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 2 4\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 0x18\r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: \r\n\r\n",
+            "POST /.well-known/mercure HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             // HTTP/1.0, another origin, another path.
             "POST /.well-known/mercure HTTP/1.0\r\nContent-Length: 3\r\n\r\n",
             "POST /.well-known/mercure HTTP/1.1\r\nOrigin: https://a.example\r\nContent-Length: 3\r\n\r\n",

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
+    /// 408: the request body did not arrive in time; the connection is closed.
+    RequestTimeout,
     /// 409: the request conflicts with the current state (a taken email, the last owner).
     Conflict,
     /// 413: the body is too large.
@@ -57,6 +59,7 @@ impl ErrorCode {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -157,6 +161,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.code == ErrorCode::RequestTimeout {
+            // The rest of the body may still come: the connection cannot carry another
+            // request. (HTTP/2 drops the header and resets just the stream.)
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

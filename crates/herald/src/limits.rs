@@ -1,5 +1,6 @@
 //! Limits on open streams (globally and per client IP), the file-descriptor limit, and a
-//! listener that counts open TCP connections.
+//! listener that counts and limits open TCP connections and puts a deadline on every write
+//! to them.
 
 use std::{
     collections::HashMap,
@@ -8,12 +9,15 @@ use std::{
     pin::Pin,
     sync::{Arc, Mutex},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    time::Sleep,
 };
 
 /// Raises this process's soft limit on open files to its hard limit; returns the limit in
@@ -106,31 +110,116 @@ impl Drop for StreamPermit {
     }
 }
 
-/// A TCP listener that keeps `herald_connections_open` current and disables Nagle's
-/// algorithm, so small SSE frames leave at once.
+/// What every accepted connection shares: its count, the free slots, and the write
+/// deadline. One pointer per connection.
+#[derive(Debug)]
+struct Connections {
+    /// Exported as `herald_connections_open`.
+    open: Gauge,
+    /// One permit per connection that may still be accepted.
+    free: Semaphore,
+    /// How long a socket may stay unwritable while there is something to write to it.
+    write_timeout: Duration,
+}
+
+/// A TCP listener that keeps `herald_connections_open` current, accepts at most
+/// `max_connections` connections at once, and disables Nagle's algorithm, so small SSE
+/// frames leave at once.
+///
+/// When every slot is taken it stops accepting until a connection closes: new connections
+/// wait in the kernel's accept queue (they are neither refused nor answered), so a burst of
+/// reconnections is served as slots free, and a flood of idle sockets costs this process no
+/// descriptor past the limit. Accepting to answer 503 would cost a descriptor and a task per
+/// refused connection, and closing with its request unread resets it, often before the
+/// client reads the answer. While full, `/healthz` waits too; the default limit leaves room
+/// above the stream limit so that streams alone never fill it, and idle connections are
+/// closed after 10 s without a request head.
 #[derive(Debug)]
 pub struct CountingListener {
     inner: TcpListener,
-    open: Gauge,
+    shared: Arc<Connections>,
+    /// When the listener last said it was full: at most once per [`FULL_WARNING_EVERY`].
+    warned_full: Option<tokio::time::Instant>,
 }
 
+/// How often a listener that stays full says so in the log: under a flood of connections it
+/// is full again after every close.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 impl CountingListener {
-    /// Wraps `inner`; `open` counts live connections.
-    pub fn new(inner: TcpListener, open: Gauge) -> Self {
-        Self { inner, open }
+    /// Wraps `inner`; `open` counts live connections, of which there are at most
+    /// `max_connections`; each gets `write_timeout` as its write deadline.
+    pub fn new(
+        inner: TcpListener,
+        open: Gauge,
+        max_connections: usize,
+        write_timeout: Duration,
+    ) -> Self {
+        let max_connections = max_connections.min(Semaphore::MAX_PERMITS);
+        Self {
+            inner,
+            shared: Arc::new(Connections {
+                open,
+                free: Semaphore::new(max_connections),
+                write_timeout,
+            }),
+            warned_full: None,
+        }
     }
 }
 
-/// A connection that decrements the open-connection gauge when it closes.
+/// An accepted connection. It frees its slot and decrements the open-connection gauge when
+/// it closes, and its writes have a deadline: a write that finds the socket full starts a
+/// timer, and if the socket takes no byte before it fires, the write fails with
+/// [`io::ErrorKind::TimedOut`]. Whatever serves the connection (the direct path, hyper's
+/// HTTP/1 or HTTP/2) sees the error and ends it, freeing what it held.
+///
+/// The timer exists only while a write is pending: an idle or writable connection carries
+/// one empty pointer for it, and a write that completes at once costs nothing more than
+/// without a deadline.
 #[derive(Debug)]
 pub struct CountedStream {
     inner: TcpStream,
-    open: Gauge,
+    shared: Arc<Connections>,
+    /// Armed when a write found the socket full; dropped as soon as one completes.
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl CountedStream {
+    /// The result of a write that returned `poll`: a completed write disarms the deadline,
+    /// a pending one arms it (once) and fails when it has passed.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stall = None;
+            return poll;
+        }
+        let write_timeout = self.shared.write_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(write_timeout)));
+        // Registers this task's waker with the timer, so whoever waits on the write is
+        // polled again when the deadline passes, and sees the error.
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.stall = None;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer took no data within the write deadline",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl Drop for CountedStream {
     fn drop(&mut self) {
-        self.open.dec();
+        self.shared.open.dec();
+        self.shared.free.add_permits(1);
     }
 }
 
@@ -140,22 +229,46 @@ impl axum::serve::Listener for CountingListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
+            let slot = match self.shared.free.try_acquire() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if self
+                        .warned_full
+                        .is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY)
+                    {
+                        self.warned_full = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            "as many TCP connections open as --max-tcp-connections allows; \
+                             accepting again when one closes"
+                        );
+                    }
+                    self.shared
+                        .free
+                        .acquire()
+                        .await
+                        .expect("the connection semaphore is never closed")
+                }
+            };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    // Given back by the stream's `Drop`.
+                    slot.forget();
                     let _ = stream.set_nodelay(true);
-                    self.open.inc();
+                    self.shared.open.inc();
                     return (
                         CountedStream {
                             inner: stream,
-                            open: self.open.clone(),
+                            shared: self.shared.clone(),
+                            stall: None,
                         },
                         addr,
                     );
                 }
                 Err(error) => {
+                    drop(slot);
                     // Out of descriptors or similar: back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
@@ -182,7 +295,8 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.deadline(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -190,7 +304,8 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.deadline(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -213,6 +328,41 @@ pub struct ClientAddr(pub SocketAddr);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_costs_two_pointers_beside_its_socket() {
+        // The count, the slot and the write deadline share one pointer; the deadline's
+        // timer is one more, empty unless a write is pending.
+        assert_eq!(
+            std::mem::size_of::<CountedStream>(),
+            std::mem::size_of::<TcpStream>() + 2 * std::mem::size_of::<usize>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_the_peer_never_takes_fails_after_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut listener =
+            CountingListener::new(listener, Gauge::default(), 4, Duration::from_millis(300));
+        // A peer that never reads.
+        let _peer = TcpStream::connect(addr).await.unwrap();
+        let (mut io, _) = axum::serve::Listener::accept(&mut listener).await;
+        assert_eq!(listener.shared.open.get(), 1);
+        let chunk = vec![0u8; 64 * 1024];
+        let started = tokio::time::Instant::now();
+        let error = loop {
+            if let Err(error) = tokio::io::AsyncWriteExt::write_all(&mut io, &chunk).await {
+                break error;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no deadline");
+        };
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(io.stall.is_none(), "the timer is freed with the error");
+        drop(io);
+        assert_eq!(listener.shared.open.get(), 0);
+        assert_eq!(listener.shared.free.available_permits(), 4);
+    }
 
     #[test]
     fn limits_globally_and_per_ip() {

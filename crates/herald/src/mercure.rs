@@ -40,7 +40,9 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let publisher = authorize_publish(&state, &headers, uri.query())?;
-    let body = read_body(body, state.max_body).await?;
+    let body = state
+        .read_body_within(read_body(body, state.max_body))
+        .await??;
     let id = publish_form(&state, &publisher, &body, started).await?;
     Ok(([(header::CONTENT_TYPE, PUBLISHED_CONTENT_TYPE)], id).into_response())
 }

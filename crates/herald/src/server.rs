@@ -39,6 +39,165 @@ pub const LOG_FILE: &str = "herald.db";
 /// The file in the data directory that holds the generated JWT key.
 pub const KEY_FILE: &str = "jwt.key";
 
+/// The file in the data directory that one `herald serve` at a time holds locked (and
+/// writes its process id into): a second server on the same directory would append to the
+/// same log, and its updates would reach only its own streams.
+pub const LOCK_FILE: &str = "herald.lock";
+
+/// The files SQLite keeps beside a database, which hold its data too.
+const SQLITE_SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Creates the data directory (and its missing parents) readable by this user only (0700,
+/// whatever the umask). An existing directory that other users may enter is made 0700 too
+/// when it holds nothing but Herald's own files; one that holds anything else is shared
+/// with something else, and is left as it is, with a warning: its files are private
+/// anyway, their names are not.
+///
+/// # Errors
+///
+/// When the directory cannot be created or inspected.
+pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let cannot = || format!("cannot create the data directory {}", dir.display());
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o077 == 0 {
+                return Ok(());
+            }
+            let ours = std::fs::read_dir(dir)
+                .with_context(cannot)?
+                .all(|entry| entry.is_ok_and(|e| is_herald_file(&e.file_name())));
+            let tightened = ours
+                && std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_ok();
+            if !tightened {
+                tracing::warn!(
+                    path = %dir.display(),
+                    mode = format!("{mode:o}"),
+                    "other users may enter the data directory; `chmod 700` it"
+                );
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(cannot)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(cannot)
+        }
+        Err(error) => Err(error).with_context(cannot),
+    }
+}
+
+/// Whether `name` is one of the files Herald keeps in its data directory.
+fn is_herald_file(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let database = [LOG_FILE, crate::app::APP_FILE].into_iter().any(|db| {
+        name.strip_prefix(db)
+            .is_some_and(|rest| rest.is_empty() || SQLITE_SIDE_FILES.contains(&rest))
+    });
+    database || name == KEY_FILE || name == LOCK_FILE
+}
+
+/// Makes the SQLite database at `path` readable and writable by this user only (0600,
+/// whatever the umask) before SQLite opens it: it creates a missing file empty with that
+/// mode (SQLite gives its `-wal`, `-shm` and `-journal` files the mode of the database),
+/// and tightens the mode of an existing one and of its side files, which older versions
+/// created readable by everyone.
+///
+/// # Errors
+///
+/// When a file cannot be created or its mode changed.
+pub fn private_db_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let private = std::fs::Permissions::from_mode(0o600);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    for suffix in std::iter::once("").chain(SQLITE_SIDE_FILES) {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::set_permissions(&file, private.clone()) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot make {} private", file.display()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The data directory's lock, held by a running `herald serve` until it exits.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Why the data directory could not be locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it: the process id it wrote, if readable.
+    Held(Option<u32>),
+    /// The lock file could not be opened or locked.
+    Io(anyhow::Error),
+}
+
+/// Takes the exclusive lock of `data_dir` (creating the directory if needed), and writes
+/// this process's id into the lock file. The lock ends with the process, however it ends.
+///
+/// # Errors
+///
+/// [`LockError::Held`] when another process holds it.
+pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, LockError> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    create_data_dir(data_dir).map_err(LockError::Io)?;
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+        .map_err(LockError::Io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse().ok());
+            return Err(LockError::Held(pid));
+        }
+        Err(std::fs::TryLockError::Error(error)) => {
+            return Err(LockError::Io(
+                anyhow::Error::new(error).context(format!("cannot lock {}", path.display())),
+            ));
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush());
+    if let Err(error) = written {
+        // The lock holds without the id; only the message of a second server misses it.
+        tracing::warn!(%error, path = %path.display(), "cannot write the process id");
+    }
+    Ok(DataDirLock { _file: file })
+}
+
 /// The router, without a socket, so tests can call it directly.
 pub fn app(state: AppState) -> Router {
     // No CORS headers at all unless origins are configured: secure by default.
@@ -105,8 +264,7 @@ pub fn data_dir_key(data_dir: &Path) -> anyhow::Result<String> {
     if let Ok(key) = std::fs::read_to_string(&path) {
         return Ok(key.trim().to_owned());
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    create_data_dir(data_dir)?;
     let key = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -136,12 +294,7 @@ fn write_private(path: &PathBuf, contents: &str) -> std::io::Result<()> {
 ///
 /// When the data directory, the log or the listening socket cannot be set up.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.data_dir.display()
-        )
-    })?;
+    create_data_dir(&config.data_dir)?;
     let log: Arc<dyn EventLog> = match &config.redis_url {
         Some(url) => {
             let log = RedisLog::connect(url, &config.redis_prefix)
@@ -150,11 +303,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!(prefix = %config.redis_prefix, "clustered: the event log is shared in Redis");
             Arc::new(log)
         }
-        None => Arc::new(
-            SqliteLog::open(&config.data_dir.join(LOG_FILE), config.durability)
-                .await
-                .context("cannot open the event log")?,
-        ),
+        None => {
+            let path = config.data_dir.join(LOG_FILE);
+            private_db_file(&path)?;
+            Arc::new(
+                SqliteLog::open(&path, config.durability)
+                    .await
+                    .context("cannot open the event log")?,
+            )
+        }
     };
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
@@ -178,12 +335,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let the_app = App::start(pool, hub.clone(), shutdown.clone())
         .await
         .context("cannot start the app")?;
-    let state = AppState::new(hub, the_app, &config);
+    let state = AppState::new(hub, the_app, &config, shutdown.clone());
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    let mut listener = CountingListener::new(listener, state.metrics.connections.clone());
-    tracing::info!(%address, max_streams = config.max_connections, "herald is listening");
+    let mut listener = CountingListener::new(
+        listener,
+        state.metrics.connections.clone(),
+        config.max_tcp_connections,
+        config.write_timeout,
+    );
+    tracing::info!(
+        %address,
+        max_streams = config.max_connections,
+        max_tcp_connections = config.max_tcp_connections,
+        "herald is listening"
+    );
     println!("Herald hub at http://{address}{}", mercure::PATH);
     println!("Herald app at http://{address}/");
     if let Some(first) = first_start {
@@ -271,4 +438,48 @@ async fn signal(shutdown: CancellationToken) {
         _ = term.recv() => {}
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_files_are_herald_s_own() {
+        for name in [
+            "herald.db",
+            "herald.db-wal",
+            "app.db-shm",
+            "app.db-journal",
+            "jwt.key",
+            "herald.lock",
+        ] {
+            assert!(is_herald_file(name.as_ref()), "{name}");
+        }
+        for name in [
+            "herald.db-x",
+            "app.dbx",
+            "notes.txt",
+            ".bashrc",
+            "jwt.key.bak",
+        ] {
+            assert!(!is_herald_file(name.as_ref()), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_shared_directory_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let shared = tempfile::tempdir().unwrap();
+        std::fs::write(shared.path().join("someone-else.txt"), "").unwrap();
+        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_data_dir(shared.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(shared.path()), 0o755);
+        let ours = tempfile::tempdir().unwrap();
+        std::fs::write(ours.path().join(LOG_FILE), "").unwrap();
+        std::fs::set_permissions(ours.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        create_data_dir(ours.path()).unwrap();
+        assert_eq!(mode(ours.path()), 0o700);
+    }
 }

@@ -1,9 +1,10 @@
 //! [`AppState`]: what every handler shares.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, header};
 use herald_hub::Hub;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     app::App,
@@ -37,6 +38,10 @@ pub struct Inner {
     pub limiter: Arc<StreamLimiter>,
     /// Largest request body.
     pub max_body: usize,
+    /// Longest time a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Cancelled when the server starts shutting down: bodies still arriving are cut then.
+    pub shutdown: CancellationToken,
     /// Compiled `mercure.publish` selectors.
     pub publish_selectors: SelectorCache,
     /// Origins allowed to use cookie credentials from another site.
@@ -58,8 +63,8 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// State for `hub` under `config`.
-    pub fn new(hub: Hub, app: App, config: &Config) -> Self {
+    /// State for `hub` under `config`; `shutdown` is the server's shutdown signal.
+    pub fn new(hub: Hub, app: App, config: &Config, shutdown: CancellationToken) -> Self {
         let limiter = Arc::new(StreamLimiter::new(
             config.max_connections,
             config.max_connections_per_ip,
@@ -73,12 +78,29 @@ impl AppState {
                 anonymous: config.anonymous,
                 limiter,
                 max_body: config.max_body,
+                body_timeout: config.body_timeout,
+                shutdown,
                 publish_selectors: SelectorCache::default(),
                 cors_origins: config.cors_origins.clone(),
                 metrics,
                 app,
                 rates: RateLimits::new(&config.rates),
             }),
+        }
+    }
+
+    /// Runs `read`, which reads a request body, within the body deadline; cut short when the
+    /// server starts shutting down, so a body that trickles in cannot hold a shutdown.
+    ///
+    /// # Errors
+    ///
+    /// 408 when the deadline passes first, 503 when the server shuts down first.
+    pub async fn read_body_within<T>(&self, read: impl Future<Output = T>) -> Result<T, ApiError> {
+        tokio::select! {
+            read = tokio::time::timeout(self.body_timeout, read) => {
+                read.map_err(|_| body_timed_out(self.body_timeout))
+            }
+            () = self.shutdown.cancelled() => Err(shutting_down()),
         }
     }
 
@@ -165,4 +187,20 @@ impl AppState {
             )))
         }
     }
+}
+
+/// The answer to a body that did not arrive within `deadline`.
+pub(crate) fn body_timed_out(deadline: Duration) -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTimeout,
+        format!(
+            "the request body did not arrive within {}",
+            humantime::format_duration(deadline)
+        ),
+    )
+}
+
+/// The answer to a request whose body was still arriving when shutdown began.
+pub(crate) fn shutting_down() -> ApiError {
+    ApiError::unavailable("the server is shutting down; retry on another node or later")
 }

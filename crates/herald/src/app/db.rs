@@ -131,10 +131,10 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
     let url = match database_url {
         Some(url) => url.to_owned(),
         None => {
-            std::fs::create_dir_all(data_dir).with_context(|| {
-                format!("cannot create the data directory {}", data_dir.display())
-            })?;
-            sqlite_url(&data_dir.join(APP_FILE))?
+            let path = data_dir.join(APP_FILE);
+            crate::server::create_data_dir(data_dir)?;
+            crate::server::private_db_file(&path)?;
+            sqlite_url(&path)?
         }
     };
     let backend = Backend::of_url(&url).map_err(anyhow::Error::msg)?;

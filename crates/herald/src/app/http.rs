@@ -206,13 +206,14 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value)
 }
 
-/// A JSON body: `application/json`, at most [`MAX_JSON_BODY`] bytes, no unknown fields.
+/// A JSON body: `application/json`, at most [`MAX_JSON_BODY`] bytes, no unknown fields,
+/// arriving within `--body-timeout` (408 otherwise).
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, _: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -225,8 +226,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "the body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_JSON_BODY)
-            .await
+        let bytes = state
+            .read_body_within(axum::body::to_bytes(request.into_body(), MAX_JSON_BODY))
+            .await?
             .map_err(|_| {
                 ApiError::new(
                     ErrorCode::PayloadTooLarge,

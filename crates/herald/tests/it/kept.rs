@@ -234,3 +234,35 @@ async fn refusals_before_the_body_and_close_end_the_connection() {
     assert_eq!(reply.header("connection"), Some("close"));
     conn.expect_closed().await;
 }
+
+#[tokio::test]
+async fn a_content_length_that_is_not_digits_gets_400_on_every_path() {
+    let server = TestServer::start().await;
+    let token = admin_token();
+    let body = form("plus");
+    // The same bytes, on a kept connection after a publish the direct path answered, and
+    // from another origin (hyper and the router from the start).
+    let mut n = 0;
+    for origin in ["", "Origin: http://elsewhere.example\r\n"] {
+        for length in ["+24", "-3", "2 4", "0x18", "99999999999999999999999"] {
+            n += 1;
+            let mut conn = Conn::open(&server).await;
+            conn.send(publish(&form(&format!("first-{n}")), &token, origin).as_bytes())
+                .await;
+            let first = conn.reply().await;
+            assert_eq!(first.status, 200, "{origin:?}: {}", first.body);
+            let head = format!(
+                "POST /.well-known/mercure HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n{origin}Content-Length: {length}\r\n\r\n{body}"
+            );
+            conn.send(head.as_bytes()).await;
+            let mut answer = Vec::new();
+            let _ = timeout(ITEM_TIMEOUT, conn.stream.read_to_end(&mut answer)).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+                "{origin:?} {length:?}: {answer}"
+            );
+        }
+    }
+}

@@ -13,6 +13,8 @@ mod auth;
 mod cli;
 mod cluster;
 mod cluster_app;
+mod datadir;
+mod deadlines;
 mod durability;
 mod handover;
 mod heartbeat;
