@@ -169,11 +169,18 @@ mod tests {
             history.push(record(seq));
         }
         // Holds 3, 4, 5.
-        assert_eq!(seqs(history.range(2, 5, 10, usize::MAX)), Some(vec![3, 4, 5]));
+        assert_eq!(
+            seqs(history.range(2, 5, 10, usize::MAX)),
+            Some(vec![3, 4, 5])
+        );
         assert_eq!(seqs(history.range(3, 4, 10, usize::MAX)), Some(vec![4]));
         assert_eq!(seqs(history.range(3, 5, 1, usize::MAX)), Some(vec![4]));
         assert_eq!(seqs(history.range(5, 5, 10, usize::MAX)), Some(vec![]));
-        assert_eq!(seqs(history.range(1, 5, 10, usize::MAX)), None, "seq 2 is gone");
+        assert_eq!(
+            seqs(history.range(1, 5, 10, usize::MAX)),
+            None,
+            "seq 2 is gone"
+        );
         assert_eq!(history.latest_seq_of("id-4"), Some(4));
         assert_eq!(history.latest_seq_of("id-1"), None);
         assert_eq!(history.id_at(5).as_deref(), Some("id-5"));
@@ -191,8 +198,15 @@ mod tests {
             history.push(sized(seq, 1000));
         }
         assert_eq!(history.bytes, 3 * size);
-        assert_eq!(seqs(history.range(2, 5, 10, usize::MAX)), Some(vec![3, 4, 5]));
-        assert_eq!(seqs(history.range(1, 5, 10, usize::MAX)), None, "seq 2 is gone");
+        assert_eq!(
+            seqs(history.range(2, 5, 10, usize::MAX)),
+            Some(vec![3, 4, 5])
+        );
+        assert_eq!(
+            seqs(history.range(1, 5, 10, usize::MAX)),
+            None,
+            "seq 2 is gone"
+        );
         // A larger record evicts as many of the oldest as it needs.
         history.push(sized(6, 2000));
         assert_eq!(seqs(history.range(4, 6, 10, usize::MAX)), Some(vec![5, 6]));
@@ -210,7 +224,10 @@ mod tests {
         }
         let frame = history.records[0].frame.len();
         assert_eq!(seqs(history.range(0, 10, 10, 1)), Some(vec![1]));
-        assert_eq!(seqs(history.range(0, 10, 10, 3 * frame)), Some(vec![1, 2, 3]));
+        assert_eq!(
+            seqs(history.range(0, 10, 10, 3 * frame)),
+            Some(vec![1, 2, 3])
+        );
         assert_eq!(
             seqs(history.range(0, 10, 10, 3 * frame + 1)),
             Some(vec![1, 2, 3, 4])

@@ -467,7 +467,10 @@ mod tests {
             let mut batch: Vec<Entry> = (2..=size as u64).map(|s| entry(s, "b", 1)).collect();
             batch.push(entry(1, "dup", 1));
             assert!(log.append(&batch).await.is_err(), "size {size}");
-            let stored = log.read(0, u64::MAX >> 2, 10_000, usize::MAX).await.unwrap();
+            let stored = log
+                .read(0, u64::MAX >> 2, 10_000, usize::MAX)
+                .await
+                .unwrap();
             assert_eq!(
                 stored.len(),
                 1,
@@ -567,14 +570,23 @@ mod tests {
             [1, 2, 3, 4, 5]
         );
         // Three records reach 250 KiB, so the page ends after the third.
-        assert_eq!(seqs(log.read(0, 5, 100, 250 * 1024).await.unwrap()), [1, 2, 3]);
-        assert_eq!(seqs(log.read(0, 5, 100, 1).await.unwrap()), [1], "the first always");
+        assert_eq!(
+            seqs(log.read(0, 5, 100, 250 * 1024).await.unwrap()),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            seqs(log.read(0, 5, 100, 1).await.unwrap()),
+            [1],
+            "the first always"
+        );
         assert_eq!(seqs(log.read(2, 5, 100, 150 * 1024).await.unwrap()), [3, 4]);
         assert_eq!(seqs(log.read(1, 5, 2, usize::MAX).await.unwrap()), [2, 3]);
         assert!(log.read(5, 5, 100, 1).await.unwrap().is_empty());
 
         assert_eq!(
-            log.positions_of(&["id-4", "nope", "id-1", "id-4"]).await.unwrap(),
+            log.positions_of(&["id-4", "nope", "id-1", "id-4"])
+                .await
+                .unwrap(),
             [Some(4), None, Some(1), Some(4)]
         );
     }
