@@ -627,9 +627,19 @@ async fn the_redis_log_keeps_repeated_ids_once_and_bounds_pages_by_bytes() {
     assert_eq!(log.head().await.unwrap(), 5);
 
     let seqs = |records: Vec<herald_hub::Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
-    assert_eq!(seqs(log.read(0, 5, 100, usize::MAX).await.unwrap()), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        seqs(log.read(0, 5, 100, usize::MAX).await.unwrap()),
+        [1, 2, 3, 4, 5]
+    );
     // 250 KiB: three records reach it, so the page ends after the third.
-    assert_eq!(seqs(log.read(0, 5, 100, 250 * 1024).await.unwrap()), [1, 2, 3]);
-    assert_eq!(seqs(log.read(0, 5, 100, 1).await.unwrap()), [1], "the first always");
+    assert_eq!(
+        seqs(log.read(0, 5, 100, 250 * 1024).await.unwrap()),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        seqs(log.read(0, 5, 100, 1).await.unwrap()),
+        [1],
+        "the first always"
+    );
     assert_eq!(seqs(log.read(1, 5, 2, usize::MAX).await.unwrap()), [2, 3]);
 }

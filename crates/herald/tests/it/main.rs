@@ -15,6 +15,8 @@ mod cluster_app;
 mod durability;
 mod handover;
 mod heartbeat;
+mod hostile;
+mod ids;
 mod kept;
 mod leak;
 mod limits;
