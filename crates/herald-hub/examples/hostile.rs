@@ -12,13 +12,11 @@
 //! (from the call to its acknowledgement, which comes after fan-out) is reported as p50, p99
 //! and max for each phase, with the subscriptions refused and the growth of the resident set.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt};
 use herald_hub::{Durability, Hub, HubConfig, SqliteLog, SubscribeRequest, Update};
+use tokio::time::Instant;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The normal publisher's topic: a URL whose start every hostile template could expand to,
