@@ -156,3 +156,61 @@ async fn a_subscription_over_its_selector_budget_is_refused_and_an_ordinary_one_
         .await;
     assert_eq!(sse.next_message().await.data, "seen");
 }
+
+/// Twenty clients that resume from the start of a log of large updates and never read
+/// hold at most a page of their replay each, not the whole replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_pin_a_page_each_not_their_replay() {
+    const UPDATES: usize = 60;
+    const SIZE: usize = 256 * 1024;
+    let server = TestServer::with_args(&["--anonymous"]).await;
+    let data = "x".repeat(SIZE);
+    for n in 0..UPDATES {
+        server
+            .publish(&[("topic", "https://example.com/big"), ("data", &data)])
+            .await;
+        if n == 0 {
+            // Warm up the replay path once, so its one-time allocations are not counted.
+            let mut sse = server
+                .subscribe()
+                .topic("*")
+                .query("lastEventID", "earliest")
+                .open()
+                .await;
+            sse.next_message().await;
+        }
+    }
+    let rss_before = rss_kib(server.pid());
+    let mut streams = Vec::new();
+    for _ in 0..CONNECTIONS {
+        streams.push(
+            crate::support::RawStream::get(
+                server.addr(),
+                "/.well-known/mercure?topic=*&lastEventID=earliest",
+                &[],
+                4096,
+            )
+            .await,
+        );
+    }
+    // Every stream has started its replay: the first page of each was read and queued.
+    server
+        .wait_metric(
+            "herald_replayed_updates_total",
+            crate::support::ITEM_TIMEOUT,
+            |v| v >= (1 + CONNECTIONS) as f64,
+        )
+        .await;
+    sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(server.pid());
+    eprintln!(
+        "{CONNECTIONS} never-reading replays of {UPDATES} x {SIZE} bytes: VmRSS {rss_before} KiB \
+         -> {rss_after} KiB"
+    );
+    // The whole replay is 15 MiB per client, 300 MiB for all of them.
+    assert!(
+        rss_after < rss_before + RSS_BOUND_KIB,
+        "VmRSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    drop(streams);
+}
