@@ -32,7 +32,13 @@ impl EventLog for NullLog {
         let seqs = entries.iter().map(|e| e.seq).collect();
         async { Ok(seqs) }.boxed()
     }
-    fn read(&self, _: u64, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
+    fn read(
+        &self,
+        _: u64,
+        _: u64,
+        _: usize,
+        _: usize,
+    ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
         async { Ok(Vec::new()) }.boxed()
     }
     fn latest_seq_of<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<u64>, LogError>> {

@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, RwLock, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -30,7 +30,7 @@ use crate::{
     metrics::HubMetrics,
     selector::{Selector, SelectorError},
     subscriber::{ClaimSet, Filter, Memo, Pushed, QueueLimits, Subscriber},
-    subscription::{Resume, Subscription},
+    subscription::{REPLAY_PAGE_BYTES, Resume, Subscription},
     update::{EARLIEST, InvalidUpdate, Record, Update, UpdateLimits, now_ms},
 };
 
@@ -39,6 +39,9 @@ use crate::{
 pub struct HubConfig {
     /// Records kept in memory for fast replay.
     pub history_capacity: usize,
+    /// Bytes of records ([`Record::size`]) kept in memory for fast replay; the oldest leave
+    /// first when either this or `history_capacity` is reached.
+    pub history_bytes: usize,
     /// Most records the log retains; older ones are pruned. `None`: no count limit.
     pub retention_count: Option<u64>,
     /// Oldest record the log retains. `None`: no age limit.
@@ -55,6 +58,16 @@ pub struct HubConfig {
     pub limits: UpdateLimits,
     /// Most topic selectors in one subscription.
     pub max_selectors: usize,
+    /// Most bytes of compiled templates ([`Selector::cost`]) one subscription may hold,
+    /// its claims' included. A client chooses its templates, and their matching runs on
+    /// the sequencer for every update: the budget bounds what one subscriber makes every
+    /// publish pay. Over it, the subscription is refused ([`SubscribeError::OverBudget`]).
+    pub selector_budget: usize,
+    /// Most bytes of compiled templates the whole hub holds (each distinct template counted
+    /// once). Bounds the memory of all selectors and the matching work of each update, whoever
+    /// subscribes; over it, new templates are refused ([`SubscribeError::SelectorsFull`])
+    /// until subscriptions end.
+    pub selector_budget_total: usize,
     /// Publishes waiting for the sequencer. When full, publishers wait: backpressure, not
     /// unbounded memory.
     pub publish_queue: usize,
@@ -66,6 +79,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             history_capacity: 10_000,
+            history_bytes: 64 << 20,
             retention_count: Some(100_000),
             retention_age: Some(Duration::from_secs(24 * 3600)),
             prune_interval: Duration::from_secs(5),
@@ -74,11 +88,24 @@ impl Default for HubConfig {
             retry_hint: Duration::from_secs(3),
             limits: UpdateLimits::default(),
             max_selectors: 64,
+            selector_budget: SELECTOR_BUDGET,
+            selector_budget_total: SELECTOR_BUDGET_TOTAL,
             publish_queue: 16_384,
             max_batch: 1_024,
         }
     }
 }
+
+/// Default of [`HubConfig::selector_budget`], in bytes of regex source ([`Selector::cost`]):
+/// 64 templates such as `https://example.com/books/{id}/reviews{/rid}{?page,size}` (about
+/// 400 each) fit with room to spare; of the costliest templates the selector limits allow
+/// (a query expression of 64 exploded variables, cost about 21,000, 45 ms to compile and
+/// about 570 KiB of memory each) three do.
+pub const SELECTOR_BUDGET: usize = 64 * 1024;
+
+/// Default of [`HubConfig::selector_budget_total`]: about 10,000 distinct everyday
+/// templates, or 200 of the costliest, which hold about 110 MiB.
+pub const SELECTOR_BUDGET_TOTAL: usize = 4 << 20;
 
 /// A publish the hub refused.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +140,19 @@ pub enum SubscribeError {
         /// What is wrong with it.
         error: SelectorError,
     },
+    /// The subscription's templates cost more than [`HubConfig::selector_budget`].
+    #[error(
+        "the topic selectors are too costly: their compiled templates exceed {limit} bytes \
+         (use fewer, shorter or simpler templates)"
+    )]
+    OverBudget {
+        /// The configured budget.
+        limit: usize,
+    },
+    /// The hub holds [`HubConfig::selector_budget_total`] bytes of compiled templates
+    /// already; the subscription may succeed once others end.
+    #[error("the hub cannot take more topic templates now; retry later")]
+    SelectorsFull,
     /// The log could not be read to resolve `Last-Event-ID`.
     #[error("history is unavailable: {0}")]
     Unavailable(#[from] LogError),
@@ -178,8 +218,13 @@ pub(crate) struct Shared {
     pub(crate) history: Mutex<History>,
     publish_tx: mpsc::Sender<PublishRequest>,
     /// Interned selectors and claim sets, so equal ones share one compiled regex and one
-    /// memo slot during fan-out.
+    /// memo slot during fan-out. Held only to look up and insert: selectors are compiled
+    /// outside it.
     interner: Mutex<Interner>,
+    /// Bytes of compiled templates alive in the hub ([`HubConfig::selector_budget_total`]).
+    selector_bytes: Arc<AtomicUsize>,
+    /// Templates compiled at once ([`COMPILE_CONCURRENCY`]).
+    compile_permits: tokio::sync::Semaphore,
     next_subscriber: AtomicU64,
     pub(crate) metrics: HubMetrics,
     /// `retry:` hint, encoded once.
@@ -202,15 +247,45 @@ struct Registry {
 
 #[derive(Debug, Default)]
 struct Interner {
-    selectors: HashMap<Box<str>, Weak<Selector>>,
+    selectors: HashMap<Box<str>, Weak<Compiled>>,
     claims: HashMap<Box<[Box<str>]>, Weak<ClaimSet>>,
 }
+
+/// A selector as the hub holds it: interned, with its compiled cost charged to the hub's
+/// budget for as long as any subscriber holds it.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    selector: Selector,
+    /// What it was charged ([`Selector::cost`]); given back when the last holder drops it.
+    charged: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl std::ops::Deref for Compiled {
+    type Target = Selector;
+
+    fn deref(&self) -> &Selector {
+        &self.selector
+    }
+}
+
+impl Drop for Compiled {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.charged, Ordering::Relaxed);
+    }
+}
+
+/// Templates compiled at the same time, by all subscribers together. Compiling is CPU work
+/// that subscribers cause; one at a time leaves the runtime's workers the other cores.
+const COMPILE_CONCURRENCY: usize = 1;
 
 /// Interned entries are weak; sweep the dead ones when the map doubles past this.
 const INTERNER_SWEEP_MIN: usize = 1024;
 
 #[derive(Debug)]
 struct PublishRequest {
+    /// Whether the publisher chose the id: only such an id can already be in the log.
+    chosen_id: bool,
     entry: Entry,
     record: Record,
     reply: oneshot::Sender<Result<u64, String>>,
@@ -231,13 +306,25 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Result<Self, LogError> {
         let head = log.head().await?;
-        let mut history = History::new(config.history_capacity);
+        let mut history = History::new(config.history_capacity, config.history_bytes);
+        // In pages bounded like a replay's, up to the head: the history ends at the head, and
+        // its byte bound evicts what does not fit.
         let warm = u64::try_from(config.history_capacity).unwrap_or(u64::MAX);
-        for record in log
-            .read(head.saturating_sub(warm), head, config.history_capacity)
-            .await?
-        {
-            history.push(Arc::new(record));
+        let mut after = head.saturating_sub(warm);
+        while after < head && config.history_capacity > 0 {
+            let page = log
+                .read(after, head, config.history_capacity, REPLAY_PAGE_BYTES)
+                .await?;
+            let Some(last) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            for record in page {
+                if history.next_seq().is_some_and(|next| next != record.seq) {
+                    history.clear(); // A hole that retention left: start a new run.
+                }
+                history.push(Arc::new(record));
+            }
+            after = last;
         }
         let (publish_tx, publish_rx) = mpsc::channel(config.publish_queue.max(1));
         let retry_frame =
@@ -252,6 +339,8 @@ impl Hub {
                 history: Mutex::new(history),
                 publish_tx,
                 interner: Mutex::default(),
+                selector_bytes: Arc::default(),
+                compile_permits: tokio::sync::Semaphore::new(COMPILE_CONCURRENCY),
                 next_subscriber: AtomicU64::new(1),
                 metrics: HubMetrics::default(),
                 retry_frame,
@@ -314,6 +403,7 @@ impl Hub {
     ) -> Result<impl Future<Output = Result<Published, PublishError>> + Send + 'static, PublishError>
     {
         update.validate(&self.shared.config.limits)?;
+        let chosen_id = update.id.is_some();
         let id: Arc<str> = match update.id.take() {
             Some(id) => id.into(),
             // Time-ordered (v7), so the log's id index grows at its right edge: a random id
@@ -331,6 +421,7 @@ impl Hub {
         };
         let (reply, acked) = oneshot::channel();
         let request = PublishRequest {
+            chosen_id,
             entry,
             record,
             reply,
@@ -378,10 +469,12 @@ impl Hub {
                 limit: max_selectors,
             });
         }
-        let selectors = self.intern_selectors(&request.topics)?;
+        // One budget for the topics and the claims of this subscription.
+        let mut spent = 0;
+        let selectors = self.intern_all(&request.topics, &mut spent).await?;
         let claims = match request.claims {
             None => None,
-            Some(claims) => Some(self.intern_claims(claims)?),
+            Some(claims) => Some(self.intern_claims(claims, &mut spent).await?),
         };
         let resume = match request.last_event_id.as_deref() {
             None | Some("") => None,
@@ -496,25 +589,125 @@ impl Hub {
         self.shared.metrics.subscribers.dec();
     }
 
-    fn intern_selectors(&self, sources: &[String]) -> Result<Box<[Arc<Selector>]>, SubscribeError> {
-        let mut interner = self.shared.interner.lock().expect("interner poisoned");
-        sources
-            .iter()
-            .map(|source| interner.selector(source))
-            .collect()
+    /// Interns `sources`, compiling those not interned yet outside every lock, and adds
+    /// their cost to `spent`, which must stay within [`HubConfig::selector_budget`].
+    async fn intern_all(
+        &self,
+        sources: &[String],
+        spent: &mut usize,
+    ) -> Result<Box<[Arc<Compiled>]>, SubscribeError> {
+        let config = &self.shared.config;
+        let mut found: Vec<Option<Arc<Compiled>>> = {
+            let interner = self.shared.interner.lock().expect("interner poisoned");
+            sources
+                .iter()
+                .map(|source| {
+                    interner
+                        .selectors
+                        .get(source.as_str())
+                        .and_then(Weak::upgrade)
+                })
+                .collect()
+        };
+        for compiled in found.iter().flatten() {
+            *spent += compiled.charged;
+        }
+        if *spent > config.selector_budget {
+            return Err(SubscribeError::OverBudget {
+                limit: config.selector_budget,
+            });
+        }
+        // What is missing is priced first, which costs microseconds, so a subscription over
+        // its budget is refused before anything is compiled.
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        for (index, source) in sources.iter().enumerate() {
+            if found[index].is_some() || first_of.contains_key(source.as_str()) {
+                continue;
+            }
+            first_of.insert(source, index);
+            *spent +=
+                Selector::cost_of(source).map_err(|error| SubscribeError::InvalidSelector {
+                    selector: source.clone(),
+                    error,
+                })?;
+        }
+        if *spent > config.selector_budget {
+            return Err(SubscribeError::OverBudget {
+                limit: config.selector_budget,
+            });
+        }
+        let mut fresh = Vec::with_capacity(first_of.len());
+        for &index in first_of.values() {
+            let source = &sources[index];
+            let parsed = if source.contains('{') {
+                // A template: compiling one can take tens of milliseconds. It runs on the
+                // blocking pool, so no runtime worker waits for it, one at a time, so that
+                // however many subscribers compile at once the workers keep a core.
+                let _permit = self
+                    .shared
+                    .compile_permits
+                    .acquire()
+                    .await
+                    .expect("the compile semaphore is never closed");
+                let owned = source.clone();
+                tokio::task::spawn_blocking(move || Selector::parse(&owned))
+                    .await
+                    .expect("compiling a selector does not panic")
+            } else {
+                Selector::parse(source)
+            };
+            let selector = parsed.map_err(|error| SubscribeError::InvalidSelector {
+                selector: source.clone(),
+                error,
+            })?;
+            fresh.push((index, selector));
+        }
+        if !fresh.is_empty() {
+            let mut interner = self.shared.interner.lock().expect("interner poisoned");
+            for (index, selector) in fresh {
+                found[index] = Some(interner.insert(selector, &self.shared)?);
+            }
+        }
+        Ok((0..sources.len())
+            .map(|index| {
+                let first = first_of.get(sources[index].as_str()).copied();
+                found[index]
+                    .clone()
+                    .or_else(|| first.and_then(|first| found[first].clone()))
+                    .expect("every distinct source was interned")
+            })
+            .collect())
     }
 
-    fn intern_claims(&self, sources: Vec<String>) -> Result<Arc<ClaimSet>, SubscribeError> {
+    async fn intern_claims(
+        &self,
+        sources: Vec<String>,
+        spent: &mut usize,
+    ) -> Result<Arc<ClaimSet>, SubscribeError> {
+        let key: Box<[Box<str>]> = sources.iter().map(|s| s.as_str().into()).collect();
+        let existing = self
+            .shared
+            .interner
+            .lock()
+            .expect("interner poisoned")
+            .claims
+            .get(&key)
+            .and_then(Weak::upgrade);
+        if let Some(set) = existing {
+            *spent += set.selectors.iter().map(|c| c.charged).sum::<usize>();
+            if *spent > self.shared.config.selector_budget {
+                return Err(SubscribeError::OverBudget {
+                    limit: self.shared.config.selector_budget,
+                });
+            }
+            return Ok(set);
+        }
+        let selectors = self.intern_all(&sources, spent).await?;
+        let set = Arc::new(ClaimSet { selectors });
         let mut interner = self.shared.interner.lock().expect("interner poisoned");
-        let key: Box<[Box<str>]> = sources.into_iter().map(String::into_boxed_str).collect();
         if let Some(set) = interner.claims.get(&key).and_then(Weak::upgrade) {
             return Ok(set);
         }
-        let selectors = key
-            .iter()
-            .map(|source| interner.selector(source))
-            .collect::<Result<_, _>>()?;
-        let set = Arc::new(ClaimSet { selectors });
         if interner.claims.len() >= INTERNER_SWEEP_MIN {
             interner.claims.retain(|_, weak| weak.strong_count() > 0);
         }
@@ -572,17 +765,56 @@ impl Hub {
                 .head
                 .load(Ordering::Acquire);
         }
+        // An id the log already holds is not stored again: its publisher is answered with
+        // the position it has, as a shared log does.
+        let known = match self.known_ids(batch).await {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::error!(%error, updates = batch.len(), "event log id lookup failed");
+                let message = error.to_string();
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(message.clone()));
+                }
+                return head;
+            }
+        };
         // Take the batch apart rather than copy it: the entries (with their data) go to the
         // log, the records (with their encoded frames) to fan-out.
         let mut entries = Vec::with_capacity(batch.len());
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
-        for (seq, mut request) in (head + 1..).zip(batch.drain(..)) {
-            request.entry.seq = seq;
-            request.record.seq = seq;
-            entries.push(request.entry);
-            records.push(Arc::new(request.record));
-            replies.push(request.reply);
+        let mut repeated = Vec::new();
+        let mut chosen = HashMap::new();
+        let mut next = head + 1;
+        for request in batch.drain(..) {
+            if let Some(&seq) = known.get(&request.entry.id) {
+                let _ = request.reply.send(Ok(seq));
+                continue;
+            }
+            if request.chosen_id {
+                if let Some(&seq) = chosen.get(&request.entry.id) {
+                    // Repeated within this batch: answered with the first one's position
+                    // once that is stored.
+                    repeated.push((request.reply, seq));
+                    continue;
+                }
+                chosen.insert(request.entry.id.clone(), next);
+            }
+            let PublishRequest {
+                mut entry,
+                mut record,
+                reply,
+                ..
+            } = request;
+            entry.seq = next;
+            record.seq = next;
+            next += 1;
+            entries.push(entry);
+            records.push(Arc::new(record));
+            replies.push(reply);
+        }
+        if entries.is_empty() {
+            return head;
         }
         let started = Instant::now();
         let stored = self.shared.log.append(&entries).await;
@@ -594,7 +826,10 @@ impl Hub {
         if let Err(error) = stored {
             tracing::error!(%error, updates = replies.len(), "event log append failed");
             let message = error.to_string();
-            for reply in replies {
+            for reply in replies
+                .into_iter()
+                .chain(repeated.into_iter().map(|(r, _)| r))
+            {
                 let _ = reply.send(Err(message.clone()));
             }
             return self.resync_head(head).await;
@@ -611,7 +846,32 @@ impl Hub {
         for (reply, record) in replies.into_iter().zip(&records) {
             let _ = reply.send(Ok(record.seq));
         }
+        for (reply, seq) in repeated {
+            let _ = reply.send(Ok(seq));
+        }
         head + count
+    }
+
+    /// The positions in the log of the ids that publishers of `batch` chose, for those the
+    /// log holds. Generated ids are new by construction and never looked up.
+    async fn known_ids(
+        &self,
+        batch: &[PublishRequest],
+    ) -> Result<HashMap<Arc<str>, u64>, LogError> {
+        let chosen: Vec<&str> = batch
+            .iter()
+            .filter(|r| r.chosen_id)
+            .map(|r| &*r.entry.id)
+            .collect();
+        if chosen.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let positions = self.shared.log.positions_of(&chosen).await?;
+        Ok(chosen
+            .into_iter()
+            .zip(positions)
+            .filter_map(|(id, seq)| Some((Arc::from(id), seq?)))
+            .collect())
     }
 
     /// Stores one batch in a shared log and acknowledges it. The log numbers the updates;
@@ -888,22 +1148,37 @@ fn stopping() -> PublishError {
 }
 
 impl Interner {
-    fn selector(&mut self, source: &str) -> Result<Arc<Selector>, SubscribeError> {
-        if let Some(selector) = self.selectors.get(source).and_then(Weak::upgrade) {
-            return Ok(selector);
+    /// Interns a freshly compiled selector, unless an equal one was interned meanwhile (then
+    /// that one is shared and this one dropped), charging its cost to the hub's budget.
+    fn insert(
+        &mut self,
+        selector: Selector,
+        shared: &Shared,
+    ) -> Result<Arc<Compiled>, SubscribeError> {
+        if let Some(compiled) = self
+            .selectors
+            .get(selector.as_str())
+            .and_then(Weak::upgrade)
+        {
+            return Ok(compiled);
         }
-        let selector =
-            Arc::new(
-                Selector::parse(source).map_err(|error| SubscribeError::InvalidSelector {
-                    selector: source.into(),
-                    error,
-                })?,
-            );
+        let cost = selector.cost();
+        let budget = &shared.selector_bytes;
+        // Under the interner's lock, the only place that adds: no charge can race this one.
+        if budget.load(Ordering::Relaxed) + cost > shared.config.selector_budget_total {
+            return Err(SubscribeError::SelectorsFull);
+        }
+        budget.fetch_add(cost, Ordering::Relaxed);
+        let compiled = Arc::new(Compiled {
+            selector,
+            charged: cost,
+            budget: budget.clone(),
+        });
         if self.selectors.len() >= INTERNER_SWEEP_MIN && self.selectors.len().is_power_of_two() {
             self.selectors.retain(|_, weak| weak.strong_count() > 0);
         }
         self.selectors
-            .insert(source.into(), Arc::downgrade(&selector));
-        Ok(selector)
+            .insert(compiled.as_str().into(), Arc::downgrade(&compiled));
+        Ok(compiled)
     }
 }

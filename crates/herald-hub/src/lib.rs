@@ -35,7 +35,8 @@ mod subscription;
 mod update;
 
 pub use hub::{
-    Hub, HubConfig, PublishError, Published, ReplayFilter, SubscribeError, SubscribeRequest,
+    Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL,
+    SubscribeError, SubscribeRequest,
 };
 pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
 pub use metrics::HubMetrics;

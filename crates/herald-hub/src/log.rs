@@ -4,6 +4,14 @@
 //! The log is the source of truth. An update is acknowledged only after the transaction
 //! holding it has committed, and every replay that reaches past the in-memory history
 //! reads from here.
+//!
+//! # Repeated ids
+//!
+//! Every log follows one rule: an update whose id the log already holds is not stored again,
+//! and its publisher is acknowledged with the position the log has for it. A shared log
+//! applies it in its own append (it numbers entries); for a node's own log the hub applies
+//! it before numbering a batch, with [`EventLog::positions_of`], so positions stay
+//! contiguous.
 
 use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
 
@@ -66,15 +74,32 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a batch atomically; returns once it is durable, with each entry's position
     /// (for a node's own log, the `seq`s it was given).
     fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>>;
-    /// Records with `after < seq <= up_to`, in order, at most `limit` of them.
+    /// Records with `after < seq <= up_to`, in order: at most `limit` of them, and none
+    /// after those already read hold `max_bytes` of data (the first is always read), so a
+    /// page of large updates stays small.
     fn read(
         &self,
         after: u64,
         up_to: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<Record>, LogError>>;
     /// The position of the latest update that carries `id`, if it is retained.
     fn latest_seq_of<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<u64>, LogError>>;
+    /// For each of `ids`, the position of the latest update that carries it, if retained.
+    /// The hub asks before it appends updates whose publishers chose their ids.
+    fn positions_of<'a>(
+        &'a self,
+        ids: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<Option<u64>>, LogError>> {
+        Box::pin(async move {
+            let mut positions = Vec::with_capacity(ids.len());
+            for id in ids {
+                positions.push(self.latest_seq_of(id).await?);
+            }
+            Ok(positions)
+        })
+    }
     /// The highest `seq` ever appended (0 for a new log), even if since pruned.
     fn head(&self) -> BoxFuture<'_, Result<u64, LogError>>;
     /// Deletes records with `seq <= below_seq`, and those created before `before_ms`.
@@ -90,7 +115,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Records after `after`, in order, at most `limit`; a shared log waits a moment for new
     /// ones when there are none yet.
     fn follow(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
-        self.read(after, u64::MAX >> 1, limit)
+        self.read(after, u64::MAX >> 1, limit, usize::MAX)
     }
 }
 
@@ -257,15 +282,26 @@ impl EventLog for SqliteLog {
         after: u64,
         up_to: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
         Box::pin(async move {
+            // The page ends at the last row whose predecessors in it hold less than
+            // `max_bytes`; sizes are read without loading the data (`octet_length`), so
+            // rows past the bound never leave SQLite.
             let rows = sqlx::query(
                 "SELECT seq, uid, topics, data, private, type, retry, created_at, closes FROM updates \
-                 WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                 WHERE seq > ?1 AND seq <= (SELECT MAX(seq) FROM ( \
+                     SELECT seq, SUM(size) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING \
+                         AND 1 PRECEDING) AS before FROM ( \
+                         SELECT seq, octet_length(data) + octet_length(uid) AS size FROM updates \
+                         WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)) \
+                     WHERE COALESCE(before, 0) < ?4) \
+                 ORDER BY seq",
             )
             .bind(seq_to_sql(after))
             .bind(seq_to_sql(up_to))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(max_bytes.max(1)).unwrap_or(i64::MAX))
             .fetch_all(&self.readers)
             .await?;
             rows.iter().map(record_from_row).collect()
@@ -279,6 +315,30 @@ impl EventLog for SqliteLog {
                 .fetch_one(&self.readers)
                 .await?;
             Ok(seq.map(seq_from_sql))
+        })
+    }
+
+    fn positions_of<'a>(
+        &'a self,
+        ids: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<Vec<Option<u64>>, LogError>> {
+        Box::pin(async move {
+            // On the writer's connection: its cache holds the id index the appends just
+            // wrote, and replays on the readers cannot make the sequencer wait.
+            let mut found = std::collections::HashMap::new();
+            for chunk in ids.chunks(INSERT_CHUNK) {
+                let mut query: QueryBuilder<'_, Sqlite> =
+                    QueryBuilder::new("SELECT uid, MAX(seq) FROM updates WHERE uid IN (");
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                query.push(") GROUP BY uid");
+                let rows: Vec<(String, i64)> =
+                    query.build_query_as().fetch_all(&self.writer).await?;
+                found.extend(rows.into_iter().map(|(id, seq)| (id, seq_from_sql(seq))));
+            }
+            Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
         })
     }
 
@@ -407,7 +467,10 @@ mod tests {
             let mut batch: Vec<Entry> = (2..=size as u64).map(|s| entry(s, "b", 1)).collect();
             batch.push(entry(1, "dup", 1));
             assert!(log.append(&batch).await.is_err(), "size {size}");
-            let stored = log.read(0, u64::MAX >> 2, 10_000).await.unwrap();
+            let stored = log
+                .read(0, u64::MAX >> 2, 10_000, usize::MAX)
+                .await
+                .unwrap();
             assert_eq!(
                 stored.len(),
                 1,
@@ -456,7 +519,7 @@ mod tests {
         log.append(&entries).await.unwrap();
         assert_eq!(log.head().await.unwrap(), 300);
 
-        let page = log.read(10, 300, 5).await.unwrap();
+        let page = log.read(10, 300, 5, usize::MAX).await.unwrap();
         assert_eq!(
             page.iter().map(|r| r.seq).collect::<Vec<_>>(),
             vec![11, 12, 13, 14, 15]
@@ -482,8 +545,49 @@ mod tests {
 
         // Prune by count and by age, then the head stays where it was.
         assert_eq!(log.prune(100, Some(151)).await.unwrap(), 150);
-        assert_eq!(log.read(0, 300, 1).await.unwrap()[0].seq, 151);
+        assert_eq!(log.read(0, 300, 1, usize::MAX).await.unwrap()[0].seq, 151);
         log.prune(300, None).await.unwrap();
         assert_eq!(log.head().await.unwrap(), 300);
+    }
+
+    #[tokio::test]
+    async fn pages_are_bounded_by_bytes_and_ids_are_found_in_one_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        let entries: Vec<Entry> = (1..=5)
+            .map(|seq| {
+                let mut e = entry(seq, &format!("id-{seq}"), 1);
+                e.update.data = "x".repeat(100 * 1024);
+                e
+            })
+            .collect();
+        log.append(&entries).await.unwrap();
+        let seqs = |records: Vec<Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(log.read(0, 5, 100, usize::MAX).await.unwrap()),
+            [1, 2, 3, 4, 5]
+        );
+        // Three records reach 250 KiB, so the page ends after the third.
+        assert_eq!(
+            seqs(log.read(0, 5, 100, 250 * 1024).await.unwrap()),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            seqs(log.read(0, 5, 100, 1).await.unwrap()),
+            [1],
+            "the first always"
+        );
+        assert_eq!(seqs(log.read(2, 5, 100, 150 * 1024).await.unwrap()), [3, 4]);
+        assert_eq!(seqs(log.read(1, 5, 2, usize::MAX).await.unwrap()), [2, 3]);
+        assert!(log.read(5, 5, 100, 1).await.unwrap().is_empty());
+
+        assert_eq!(
+            log.positions_of(&["id-4", "nope", "id-1", "id-4"])
+                .await
+                .unwrap(),
+            [Some(4), None, Some(1), Some(4)]
+        );
     }
 }

@@ -68,6 +68,31 @@ redis.call('SET', KEYS[2], head)
 return seqs
 ";
 
+/// Reads entries from ARGV[1] to ARGV[2] (stream ids, inclusive), at most ARGV[3] of them,
+/// stopping once those read hold ARGV[4] bytes of id and data (the first is always read),
+/// in small steps, so a page of large entries never crosses the network whole.
+/// KEYS: log. Returns the entries as `XRANGE` does.
+const READ: &str = r"
+local from, to = ARGV[1], ARGV[2]
+local left, most = tonumber(ARGV[3]), tonumber(ARGV[4])
+local entries, bytes = {}, 0
+while left > 0 do
+  local chunk = redis.call('XRANGE', KEYS[1], from, to, 'COUNT', math.min(left, 16))
+  if #chunk == 0 then return entries end
+  for _, entry in ipairs(chunk) do
+    if #entries > 0 and bytes >= most then return entries end
+    entries[#entries + 1] = entry
+    local fields = entry[2]
+    for f = 1, #fields, 2 do
+      if fields[f] == 'u' or fields[f] == 'd' then bytes = bytes + #fields[f + 1] end
+    end
+  end
+  left = left - #chunk
+  from = (tonumber(string.match(chunk[#chunk][1], '^(%d+)')) + 1) .. '-0'
+end
+return entries
+";
+
 /// Deletes the oldest entries while their position is `<= ARGV[1]` or their time is
 /// `< ARGV[2]`, at most ARGV[3] of them, and their ids from the index (unless reused).
 /// KEYS: log, ids. Returns how many were deleted.
@@ -106,6 +131,7 @@ pub struct RedisLog {
     follow_conn: ConnectionManager,
     keys: Keys,
     append: Script,
+    read: Script,
     prune: Script,
 }
 
@@ -160,6 +186,7 @@ impl RedisLog {
                 ids: format!("{prefix}:ids"),
             },
             append: Script::new(APPEND),
+            read: Script::new(READ),
             prune: Script::new(PRUNE),
         })
     }
@@ -253,19 +280,21 @@ impl EventLog for RedisLog {
         after: u64,
         up_to: u64,
         limit: usize,
+        max_bytes: usize,
     ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
         Box::pin(async move {
-            if up_to <= after {
+            if up_to <= after || limit == 0 {
                 return Ok(Vec::new());
             }
             let mut conn = self.conn.clone();
-            let reply: StreamRangeReply = conn
-                .xrange_count(
-                    &self.keys.log,
-                    Self::range_start(after),
-                    format!("{up_to}-0"),
-                    limit,
-                )
+            let reply: StreamRangeReply = self
+                .read
+                .key(&self.keys.log)
+                .arg(Self::range_start(after))
+                .arg(format!("{up_to}-0"))
+                .arg(limit)
+                .arg(max_bytes)
+                .invoke_async(&mut conn)
                 .await
                 .map_err(LogError::from)?;
             records_of(&reply.ids)

@@ -159,6 +159,43 @@ impl Selector {
         }
     }
 
+    /// What holding and matching this selector costs, in bytes: for a template, the length
+    /// of the regular expression it compiles to, to which both the compiled program's
+    /// memory and the work of each match are proportional; nothing for `*` and exact
+    /// topics, which compile to nothing and compare in one step. A hub budgets its
+    /// subscribers' selectors with it.
+    pub fn cost(&self) -> usize {
+        match self {
+            Selector::Any | Selector::Exact(_) => 0,
+            Selector::Template(template) => template.cost,
+        }
+    }
+
+    /// The [`cost`](Selector::cost) that [`Selector::parse`] would give `s`, found without
+    /// compiling anything: a few microseconds, where compiling a costly template takes tens
+    /// of milliseconds. Lets a caller refuse a selector over its budget before paying for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Selector::parse`], except for the errors only compiling finds
+    /// ([`SelectorError::TooComplex`]).
+    pub fn cost_of(s: &str) -> Result<usize, SelectorError> {
+        if s == "*" {
+            return Ok(0);
+        }
+        if s.len() > MAX_SELECTOR_LEN {
+            return Err(SelectorError::TooLong {
+                len: s.len(),
+                max: MAX_SELECTOR_LEN,
+            });
+        }
+        if !s.contains('{') {
+            return Ok(0);
+        }
+        let parts = parse_template(s)?;
+        Ok(Template::pattern(s, &parts).len())
+    }
+
     /// True for [`Selector::Any`] and [`Selector::Template`]: selectors that
     /// cannot be indexed by an exact topic and must be tried one by one.
     pub fn is_pattern(&self) -> bool {
@@ -219,6 +256,8 @@ pub struct Template {
     suffix_len: usize,
     /// The whole template as an anchored (`^...$`) regex.
     regex: Regex,
+    /// The length of the regex's source ([`Selector::cost`]).
+    cost: usize,
 }
 
 impl Template {
@@ -238,19 +277,24 @@ impl Template {
         topic.starts_with(prefix) && topic.ends_with(suffix) && self.regex.is_match(topic)
     }
 
-    /// Parses `source` as a template and compiles its regex.
-    fn compile(source: &str) -> Result<Template, SelectorError> {
-        let parts = parse_template(source)?;
-
+    /// The anchored regex source of a parsed template.
+    fn pattern(source: &str, parts: &[Part<'_>]) -> String {
         let mut pattern = String::with_capacity(source.len() * 8);
         pattern.push('^');
-        for part in &parts {
+        for part in parts {
             match part {
                 Part::Literal(text) => pattern.push_str(&regex::escape(text)),
                 Part::Expression(expression) => expression.push_regex(&mut pattern),
             }
         }
         pattern.push('$');
+        pattern
+    }
+
+    /// Parses `source` as a template and compiles its regex.
+    fn compile(source: &str) -> Result<Template, SelectorError> {
+        let parts = parse_template(source)?;
+        let pattern = Self::pattern(source, &parts);
 
         let regex = RegexBuilder::new(&pattern)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -270,6 +314,7 @@ impl Template {
             prefix_len: literal_len(parts.first()),
             suffix_len: literal_len(parts.last()),
             regex,
+            cost: pattern.len(),
         })
     }
 }
@@ -1096,6 +1141,28 @@ mod tests {
         assert_eq!(
             format!("{template:?}"),
             r#"Template(Template("/books/{id}"))"#
+        );
+    }
+
+    #[test]
+    fn cost_of_agrees_with_parse() {
+        for selector in [
+            "*",
+            "/books/1",
+            "/books/{id}",
+            "https://example.com/books/{id}/reviews{/rid}{?page,size}",
+            "{?a*,b*,c}{+d}",
+        ] {
+            assert_eq!(
+                Selector::cost_of(selector),
+                Selector::parse(selector).map(|s| s.cost()),
+                "{selector}"
+            );
+        }
+        assert!(Selector::parse("/a/{b}").unwrap().cost() > 0);
+        assert_eq!(
+            Selector::cost_of("/a/{b"),
+            Err(SelectorError::UnclosedBrace { at: 3 })
         );
     }
 

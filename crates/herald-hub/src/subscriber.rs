@@ -10,20 +10,20 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures::task::AtomicWaker;
 
-use crate::{selector::Selector, update::Record};
+use crate::{hub::Compiled, update::Record};
 
 /// The selectors of a subscriber's `mercure.subscribe` claim: which private updates it may
 /// receive. Shared (interned) between subscribers that present the same claim.
 #[derive(Debug)]
 pub(crate) struct ClaimSet {
-    pub(crate) selectors: Box<[Arc<Selector>]>,
+    pub(crate) selectors: Box<[Arc<Compiled>]>,
 }
 
 /// What one subscriber asked for and may see.
 #[derive(Debug)]
 pub(crate) struct Filter {
     /// The `topic` selectors of the subscription (interned).
-    pub(crate) selectors: Box<[Arc<Selector>]>,
+    pub(crate) selectors: Box<[Arc<Compiled>]>,
     /// `None` for an anonymous subscriber or a token without a subscribe claim: public
     /// updates only.
     pub(crate) claims: Option<Arc<ClaimSet>>,

@@ -21,6 +21,12 @@ use crate::{
 /// that a replay of a long history streams instead of buffering.
 const REPLAY_PAGE: usize = 512;
 
+/// Bytes of frames after which a replay page ends (it holds at least one record). A page is
+/// what one stream holds while its client has not read it yet, so this, not the record
+/// count, bounds the memory a client that never reads can pin: 512 records of up to
+/// `--max-body` each would be hundreds of MiB.
+pub(crate) const REPLAY_PAGE_BYTES: usize = 256 * 1024;
+
 /// Where a subscriber resumes.
 #[derive(Debug)]
 pub(crate) enum Resume {
@@ -116,13 +122,14 @@ impl Subscription {
                 after,
                 up_to,
                 REPLAY_PAGE,
+                REPLAY_PAGE_BYTES,
             );
             match in_memory {
                 Some(records) => Ok(records),
                 None => Ok(hub
                     .shared
                     .log
-                    .read(after, up_to, REPLAY_PAGE)
+                    .read(after, up_to, REPLAY_PAGE, REPLAY_PAGE_BYTES)
                     .await?
                     .into_iter()
                     .map(Arc::new)

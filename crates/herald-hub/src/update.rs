@@ -209,6 +209,18 @@ impl Record {
             frame: event.encode(),
         }
     }
+
+    /// About how many bytes of memory the record holds: its frame, id and topics. What the
+    /// history's byte bound counts.
+    pub fn size(&self) -> usize {
+        let topics: usize = self
+            .topics
+            .iter()
+            .chain(&self.closes)
+            .map(|t| t.len() + size_of::<Box<str>>())
+            .sum();
+        size_of::<Self>() + self.frame.len() + self.id.len() + topics
+    }
 }
 
 /// Milliseconds since the Unix epoch, for `created_at`.

@@ -62,6 +62,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_HISTORY_SIZE", default_value_t = 10_000)]
     pub history_size: usize,
 
+    /// Bytes of updates kept in memory for fast replay; the oldest leave first when this or
+    /// --history-size is reached.
+    #[arg(long, env = "HERALD_HISTORY_BYTES", default_value_t = 64 << 20)]
+    pub history_bytes: usize,
+
     /// `full` fsyncs every commit before acknowledging; `normal` survives a crash of Herald
     /// but may lose the last commits on power loss.
     #[arg(long, env = "HERALD_DURABILITY", default_value = "full")]
@@ -368,6 +373,7 @@ impl Config {
         };
         let hub = HubConfig {
             history_capacity: args.history_size,
+            history_bytes: args.history_bytes,
             retention_count: (args.retention_count > 0).then_some(args.retention_count),
             retention_age: (!args.retention_age.is_zero()).then_some(args.retention_age),
             queue: QueueLimits {

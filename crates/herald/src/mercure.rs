@@ -254,6 +254,7 @@ pub async fn open_stream(
         .await
         .map_err(|error| match error {
             SubscribeError::Unavailable(error) => ApiError::unavailable(error.to_string()),
+            full @ SubscribeError::SelectorsFull => ApiError::unavailable(full.to_string()),
             invalid => ApiError::bad_request(invalid.to_string()),
         })?;
 

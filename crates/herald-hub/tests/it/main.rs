@@ -449,3 +449,135 @@ async fn a_closing_update_ends_the_streams_of_its_topics_right_after_itself() {
     }
     assert!(replayed.contains(&"the end".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_id_is_stored_and_delivered_once() {
+    let hub = TestHub::start(config()).await;
+    let mut reader = hub.subscribe(&["t"], None, None).await;
+    let update = |id: &str, data: &str| Update {
+        topics: vec!["t".into()],
+        data: data.into(),
+        id: Some(id.into()),
+        ..Update::default()
+    };
+    let first = hub.hub.publish(update("a", "first")).await.unwrap();
+    let again = hub.hub.publish(update("a", "again")).await.unwrap();
+    assert_eq!((&*again.id, again.seq), (&*first.id, first.seq));
+    // Twice in one batch: enqueued together, before the sequencer takes either.
+    let one = hub.hub.enqueue(update("b", "one")).await.unwrap();
+    let two = hub.hub.enqueue(update("b", "two")).await.unwrap();
+    let generated = hub.hub.enqueue(update("c", "three")).await.unwrap();
+    let (one, two, generated) = (
+        one.await.unwrap(),
+        two.await.unwrap(),
+        generated.await.unwrap(),
+    );
+    assert_eq!(one.seq, two.seq);
+    assert_eq!(generated.seq, one.seq + 1, "positions stay contiguous");
+
+    let seen: Vec<(String, String)> = {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let m = reader.next().await.unwrap();
+            seen.push((m.last_event_id, m.data));
+        }
+        seen
+    };
+    assert_eq!(
+        seen,
+        [("a", "first"), ("b", "one"), ("c", "three")].map(|(i, d)| (i.into(), d.into()))
+    );
+    // Nothing else was stored: a replay from the start holds the same three.
+    let mut replay = hub.subscribe(&["t"], None, Some("earliest")).await;
+    for (id, data) in seen {
+        let m = replay.next().await.unwrap();
+        assert_eq!((m.last_event_id, m.data), (id, data));
+    }
+    assert_eq!(
+        hub.publish("t", "end").await,
+        replay.next().await.unwrap().last_event_id
+    );
+}
+
+#[tokio::test]
+async fn selector_budgets_refuse_costly_subscriptions_and_are_given_back() {
+    let template = |n: usize| format!("https://example.com/{n}/{{+a}}/{{+b}}{{?c,d}}");
+    let cost = herald_hub::selector::Selector::parse(&template(0))
+        .unwrap()
+        .cost();
+    assert!(cost > 0);
+    let hub = TestHub::start(HubConfig {
+        selector_budget: 3 * cost,
+        selector_budget_total: 5 * cost,
+        ..config()
+    })
+    .await;
+    let subscribe = |templates: Vec<String>| {
+        hub.hub.subscribe(SubscribeRequest {
+            topics: templates,
+            ..SubscribeRequest::default()
+        })
+    };
+    // Per subscriber: three fit, four do not; exact topics and `*` cost nothing.
+    let mut topics: Vec<String> = (0..3).map(template).collect();
+    topics.extend(["*".into(), "exact".into()]);
+    let three = subscribe(topics).await.unwrap();
+    let error = subscribe((10..14).map(template).collect())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, herald_hub::SubscribeError::OverBudget { limit } if limit == 3 * cost),
+        "{error}"
+    );
+    // The same templates again are shared, and charged to the hub once.
+    let shared = subscribe((0..3).map(template).collect()).await.unwrap();
+    // For the hub: five distinct templates in all.
+    let two = subscribe((3..5).map(template).collect()).await.unwrap();
+    let error = subscribe(vec![template(5)]).await.unwrap_err();
+    assert!(
+        matches!(error, herald_hub::SubscribeError::SelectorsFull),
+        "{error}"
+    );
+    // Given back when the last subscriber holding them ends.
+    drop(two);
+    subscribe(vec![template(5)]).await.unwrap();
+    drop((three, shared));
+    subscribe((6..9).map(template).collect()).await.unwrap();
+}
+
+#[tokio::test]
+async fn replay_pages_are_bounded_by_bytes() {
+    // No history: the replay reads the log.
+    let hub = TestHub::start(HubConfig {
+        history_capacity: 0,
+        ..config()
+    })
+    .await;
+    let big = "x".repeat(100 * 1024);
+    for _ in 0..10 {
+        hub.publish("t", &big).await;
+    }
+    let mut subscription = hub
+        .hub
+        .subscribe(SubscribeRequest {
+            topics: vec!["t".into()],
+            last_event_id: Some("earliest".into()),
+            ..SubscribeRequest::default()
+        })
+        .await
+        .unwrap();
+    let _prelude = subscription.next().await.unwrap();
+    let mut events = 0;
+    while events < 10 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            chunk.len() < 512 * 1024,
+            "a replay chunk of {} bytes",
+            chunk.len()
+        );
+        events += chunk.windows(5).filter(|w| w == b"data:").count();
+    }
+}

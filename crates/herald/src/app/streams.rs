@@ -90,6 +90,7 @@ impl App {
             .await
             .map_err(|error| match error {
                 SubscribeError::Unavailable(error) => ApiError::unavailable(error.to_string()),
+                full @ SubscribeError::SelectorsFull => ApiError::unavailable(full.to_string()),
                 invalid => ApiError::bad_request(invalid.to_string()),
             })?;
         // A change of rights between the check above and the registration has had its

@@ -597,3 +597,49 @@ async fn a_redis_outage_refuses_publishes_then_everything_recovers_without_resta
         );
     }
 }
+
+/// The Redis log, used directly: a repeated id keeps its position (also twice in one
+/// batch), and a replay page stops once it holds its byte bound.
+#[tokio::test]
+async fn the_redis_log_keeps_repeated_ids_once_and_bounds_pages_by_bytes() {
+    use herald_hub::{Entry, EventLog, RedisLog, Update};
+
+    let redis = Redis::start().await;
+    let log = RedisLog::connect(&redis.url(), "paging").await.unwrap();
+    let entry = |id: &str, data: String| Entry {
+        seq: 0,
+        id: id.into(),
+        update: Update {
+            topics: vec![T.into()],
+            data,
+            ..Update::default()
+        },
+        created_at_ms: 1,
+    };
+    let big = || "x".repeat(100 * 1024);
+    let first = log.append(&[entry("a", big())]).await.unwrap();
+    assert_eq!(first, [1]);
+    let batch: Vec<Entry> = ["a", "b", "b", "c", "d", "e"]
+        .iter()
+        .map(|id| entry(id, big()))
+        .collect();
+    assert_eq!(log.append(&batch).await.unwrap(), [1, 2, 2, 3, 4, 5]);
+    assert_eq!(log.head().await.unwrap(), 5);
+
+    let seqs = |records: Vec<herald_hub::Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(log.read(0, 5, 100, usize::MAX).await.unwrap()),
+        [1, 2, 3, 4, 5]
+    );
+    // 250 KiB: three records reach it, so the page ends after the third.
+    assert_eq!(
+        seqs(log.read(0, 5, 100, 250 * 1024).await.unwrap()),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        seqs(log.read(0, 5, 100, 1).await.unwrap()),
+        [1],
+        "the first always"
+    );
+    assert_eq!(seqs(log.read(1, 5, 2, usize::MAX).await.unwrap()), [2, 3]);
+}

@@ -18,6 +18,8 @@ mod deadlines;
 mod durability;
 mod handover;
 mod heartbeat;
+mod hostile;
+mod ids;
 mod kept;
 mod leak;
 mod limits;

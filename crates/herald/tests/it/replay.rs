@@ -154,8 +154,9 @@ async fn replay_respects_claims_and_selectors() {
     assert_eq!(x_from_middle.ids_until("end").await, ["x-pub2", "end"]);
 }
 
+/// A repeated id is not stored again, so it names its first use.
 #[tokio::test]
-async fn repeated_id_resumes_after_its_latest_use() {
+async fn repeated_id_resumes_after_its_only_use() {
     let server = TestServer::start().await;
     for id in ["dup", "m1", "dup", "m2"] {
         server.publish_id(T, id).await;
@@ -168,7 +169,7 @@ async fn repeated_id_resumes_after_its_latest_use() {
         .open()
         .await;
     server.publish_id(T, "m3").await;
-    assert_eq!(sse.ids_until("m3").await, ["m2", "m3"]);
+    assert_eq!(sse.ids_until("m3").await, ["m1", "m2", "m3"]);
 }
 
 /// Reads the prelude and the `reset` event; returns the event's parsed data.

@@ -134,8 +134,8 @@ async fn publish_many(server: &TestServer, prefix: &str, count: usize, size: usi
 async fn replay_overtaken_by_retention_is_never_silently_incomplete() {
     let server = TestServer::with_args(&["--retention-count", "600", "--anonymous"]).await;
     server.publish_id(T, "g0").await;
-    // Positions 2..=600; the first replay page (512 updates of 16 KiB) cannot fit in the
-    // socket buffers, so the server holds the second page back until the client reads.
+    // Positions 2..=600; the replay (599 updates of 16 KiB, in pages of 256 KiB) cannot fit
+    // in the socket buffers, so the server holds its later pages back until the client reads.
     publish_many(&server, "a", 599, 16 * 1024).await;
 
     let mut slow = crate::support::RawStream::get(
@@ -145,12 +145,12 @@ async fn replay_overtaken_by_retention_is_never_silently_incomplete() {
         4096,
     )
     .await;
-    // The first page has been read from the log and handed to the socket.
+    // The first page (16 updates) has been read from the log and handed to the socket.
     server
         .wait_metric(
             "herald_replayed_updates_total",
             crate::support::ITEM_TIMEOUT,
-            |v| v >= 512.0,
+            |v| v >= 16.0,
         )
         .await;
     // A reader that keeps up records the log's order.
@@ -171,7 +171,8 @@ async fn replay_overtaken_by_retention_is_never_silently_incomplete() {
     });
 
     // Positions 601..=1151: the next prune keeps 552..=1151, cutting into the range the
-    // slow subscriber's replay has yet to send (514..=600).
+    // slow subscriber's replay has yet to send (its socket buffers hold a few MiB at most,
+    // a few hundred of these updates).
     publish_many(&server, "b", 550, 10).await;
     server.publish_id(T, "last").await;
     let log = witness.await.unwrap();
