@@ -33,11 +33,12 @@ async fn small_window(server: &TestServer) -> TcpStream {
     socket.connect(server.addr()).await.unwrap()
 }
 
-/// Publishes [`UPDATES`] updates of [`SIZE`] bytes to [`T`].
-async fn flood(server: &TestServer) {
+/// Publishes [`UPDATES`] updates of [`SIZE`] bytes to [`T`], with ids that begin with
+/// `prefix` (a repeated id would be stored, and delivered, only once).
+async fn flood(server: &TestServer, prefix: &str) {
     let data = "x".repeat(SIZE);
     for n in 0..UPDATES {
-        let id = format!("d{n}");
+        let id = format!("{prefix}{n}");
         server
             .publish(&[("topic", T), ("id", &id), ("data", &data)])
             .await;
@@ -69,7 +70,10 @@ async fn assert_ended_by_the_deadline(server: &TestServer) {
 async fn http1_streams_that_take_no_data_end_after_the_write_deadline() {
     let server = TestServer::with_args(&["--anonymous", "--write-timeout", "2s"]).await;
     // Without `Origin`, the direct path; with it, hyper and the router.
-    for origin in ["", "Origin: http://elsewhere.example\r\n"] {
+    for (path, origin) in [
+        ("direct", ""),
+        ("router", "Origin: http://elsewhere.example\r\n"),
+    ] {
         let mut stalled = small_window(&server).await;
         let request = format!(
             "GET /.well-known/mercure?topic={ENCODED} HTTP/1.1\r\nHost: hub\r\n\
@@ -77,7 +81,7 @@ async fn http1_streams_that_take_no_data_end_after_the_write_deadline() {
         );
         stalled.write_all(request.as_bytes()).await.unwrap();
         streams_open(&server, 1.0, ITEM_TIMEOUT).await;
-        flood(&server).await;
+        flood(&server, path).await;
         assert_ended_by_the_deadline(&server).await;
         // The server closed the connection: what it had sent, then the end.
         let mut received = Vec::new();
@@ -112,7 +116,7 @@ async fn http2_streams_that_take_no_data_end_after_the_write_deadline() {
     };
     assert_eq!(response.status(), 200);
     streams_open(&server, 1.0, ITEM_TIMEOUT).await;
-    flood(&server).await;
+    flood(&server, "h2-").await;
     assert_ended_by_the_deadline(&server).await;
     drop(response);
     drop(client);
