@@ -86,6 +86,13 @@ impl Filter {
     }
 }
 
+/// Most bytes one drain coalesces into a single write. A coalesced buffer is a copy that
+/// belongs to one subscriber, where queued frames are shared with every other: a stream whose
+/// writes stall (an HTTP/2 peer that never opens its flow-control window keeps the buffer it
+/// was last given) pins at most this much of its own. Larger than any backlog a reading
+/// client builds up between two writes, so coalescing still saves the writes it is for.
+pub(crate) const MAX_DRAIN_BYTES: usize = 256 * 1024;
+
 /// Bounds on one subscriber's queue. A subscriber that reaches either is cut off, and
 /// resumes from the log when it reconnects.
 #[derive(Clone, Copy, Debug)]
@@ -226,7 +233,14 @@ impl Subscriber {
         let mut first: Option<Bytes> = None;
         let mut joined: Option<BytesMut> = None;
         let queued_bytes = queue.bytes;
+        let mut taken = 0;
         while let Some((seq, frame)) = queue.items.pop_front() {
+            if first.is_some() && taken + frame.len() > MAX_DRAIN_BYTES {
+                // Enough for one write; the rest waits for the next drain.
+                queue.items.push_front((seq, frame));
+                break;
+            }
+            taken += frame.len();
             if seq != 0 {
                 if seq <= cursor {
                     continue; // Already sent by the replay.
@@ -236,7 +250,7 @@ impl Subscriber {
             match (&mut first, &mut joined) {
                 (None, _) => first = Some(frame),
                 (Some(head), None) => {
-                    let mut buf = BytesMut::with_capacity(queued_bytes);
+                    let mut buf = BytesMut::with_capacity(queued_bytes.min(MAX_DRAIN_BYTES));
                     buf.extend_from_slice(head);
                     buf.extend_from_slice(&frame);
                     joined = Some(buf);
@@ -244,7 +258,7 @@ impl Subscriber {
                 (Some(_), Some(buf)) => buf.extend_from_slice(&frame),
             }
         }
-        queue.bytes = 0;
+        queue.bytes -= taken;
         if let Some(frames) = joined.map(BytesMut::freeze).or(first) {
             return Poll::Ready(Drained::Frames(frames, newest));
         }
@@ -309,6 +323,41 @@ mod tests {
             drain(&sub, 4),
             Poll::Ready(Drained::End(State::Closed))
         ));
+    }
+
+    #[test]
+    fn one_drain_coalesces_at_most_max_drain_bytes() {
+        let sub = Subscriber::new(
+            1,
+            Filter {
+                selectors: Box::new([]),
+                claims: None,
+                reserved: false,
+            },
+            QueueLimits {
+                max_frames: 1024,
+                max_bytes: 4 * MAX_DRAIN_BYTES,
+            },
+        );
+        let frame = Bytes::from(vec![b'x'; MAX_DRAIN_BYTES / 4 + 1]);
+        for seq in 1..=10 {
+            assert_eq!(sub.push(seq, &frame), Pushed::Queued);
+        }
+        let mut drained = Vec::new();
+        while let Poll::Ready(Drained::Frames(bytes, newest)) = drain(&sub, 0) {
+            assert!(bytes.len() <= MAX_DRAIN_BYTES, "{}", bytes.len());
+            drained.push((bytes.len() / frame.len(), newest));
+        }
+        // Three frames fit in one write, a fourth would not; nothing is lost or reordered.
+        assert_eq!(
+            drained,
+            [(3, Some(3)), (3, Some(6)), (3, Some(9)), (1, Some(10))]
+        );
+        // Its byte count went back to zero: fifteen frames fit again, of sixteen.
+        for seq in 11..=25 {
+            assert_eq!(sub.push(seq, &frame), Pushed::Queued, "{seq}");
+        }
+        assert_eq!(sub.push(26, &frame), Pushed::Overflowed);
     }
 
     #[test]
