@@ -285,8 +285,11 @@ test('Alice’s private note never reaches Bob’s page nor Bob’s own stream',
   await a.getByTestId('note-input').fill('scratch');
   await a.getByTestId('note-add').click();
   const scratch = a.getByTestId('note-item').filter({ hasText: 'scratch' });
+  // The page removes the note at once and deletes it in the background: wait for the answer.
+  const deleted = a.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/notes/'));
   await scratch.getByTestId('note-delete').click();
   await scratch.waitFor({ state: 'detached' });
+  assert.equal((await deleted).status(), 204);
   const mine = await alice.request('GET', `/api/workspaces/${workspace.id}/notes`);
   assert.deepEqual(
     mine.body.items.map((n) => n.content),
@@ -357,6 +360,9 @@ test('the app is usable at a phone’s width (375 px)', { timeout: 60_000 }, asy
     const box = await item.boundingBox();
     return box !== null && box.x >= 0 && box.x + box.width <= 375;
   };
+  // Choosing the workspace slides the sidebar out; give the transition its time.
+  const hidden = Date.now() + 2_000;
+  while ((await onScreen()) && Date.now() < hidden) await p.waitForTimeout(100);
   assert.equal(await onScreen(), false, 'the sidebar covers the page after choosing a workspace');
   await p.getByTestId('sidebar-toggle').click();
   await p.waitForFunction(() => document.body.classList.contains('sidebar-open'));
