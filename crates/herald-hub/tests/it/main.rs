@@ -97,6 +97,18 @@ impl Reader {
     }
 }
 
+/// The data of every message up to and including the one whose data is `sentinel`.
+async fn collect(reader: &mut Reader) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(message) = reader.next().await {
+        seen.push(message.data.clone());
+        if message.data == "sentinel" {
+            break;
+        }
+    }
+    seen
+}
+
 fn config() -> HubConfig {
     HubConfig {
         heartbeat: None,
@@ -221,16 +233,6 @@ async fn private_updates_follow_claims_live_and_in_replay() {
     .await;
     hub.publish("https://e.com/books/3", "sentinel").await;
 
-    async fn collect(reader: &mut Reader) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Some(message) = reader.next().await {
-            seen.push(message.data.clone());
-            if message.data == "sentinel" {
-                break;
-            }
-        }
-        seen
-    }
     assert_eq!(collect(&mut anonymous).await, ["public", "sentinel"]);
     assert_eq!(
         collect(&mut allowed).await,
@@ -274,16 +276,6 @@ async fn reserved_topics_reach_only_reserved_subscriptions() {
     }
     hub.publish("public", "sentinel").await;
 
-    async fn collect(reader: &mut Reader) -> Vec<String> {
-        let mut seen = Vec::new();
-        while let Some(message) = reader.next().await {
-            seen.push(message.data.clone());
-            if message.data == "sentinel" {
-                break;
-            }
-        }
-        seen
-    }
     assert_eq!(collect(&mut broad).await, ["first", "sentinel"]);
     assert_eq!(
         collect(&mut internal).await,

@@ -28,16 +28,6 @@ fn hostile(c: usize, n: usize) -> String {
     format!("{{?{}}}", names.join(","))
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .map(|v| v.trim().parse().unwrap())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
 /// The slowest of a publish and a health check, done one after the other.
 async fn probe(server: &TestServer, n: usize) -> Duration {
     let started = Instant::now();
@@ -66,7 +56,7 @@ async fn probe(server: &TestServer, n: usize) -> Duration {
 async fn costly_templates_neither_stall_others_nor_grow_memory() {
     let server = TestServer::with_args(&["--anonymous"]).await;
     probe(&server, 0).await;
-    let rss_before = rss_kib(server.pid());
+    let rss_before = server.memory_kib("VmRSS");
 
     let hostile_subscribers = join_all((0..CONNECTIONS).map(|c| {
         let mut request = server.subscribe();
@@ -94,7 +84,7 @@ async fn costly_templates_neither_stall_others_nor_grow_memory() {
     for n in 21..=40 {
         slowest_while_open = slowest_while_open.max(probe(&server, n).await);
     }
-    let rss_after = rss_kib(server.pid());
+    let rss_after = server.memory_kib("VmRSS");
     let statuses: Vec<StatusCode> = hostile_subscribers.iter().map(|(s, _)| *s).collect();
     eprintln!(
         "hostile subscribers answered {statuses:?}; slowest probe {slowest_while_arriving:?} \
@@ -180,7 +170,7 @@ async fn clients_that_never_read_pin_a_page_each_not_their_replay() {
             sse.next_message().await;
         }
     }
-    let rss_before = rss_kib(server.pid());
+    let rss_before = server.memory_kib("VmRSS");
     let mut streams = Vec::new();
     for _ in 0..CONNECTIONS {
         streams.push(
@@ -202,7 +192,7 @@ async fn clients_that_never_read_pin_a_page_each_not_their_replay() {
         )
         .await;
     sleep(Duration::from_millis(500)).await;
-    let rss_after = rss_kib(server.pid());
+    let rss_after = server.memory_kib("VmRSS");
     eprintln!(
         "{CONNECTIONS} never-reading replays of {UPDATES} x {SIZE} bytes: VmRSS {rss_before} KiB \
          -> {rss_after} KiB"

@@ -39,16 +39,6 @@ async fn cycles(server: &TestServer, count: usize) {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .map(|v| v.trim().parse().unwrap())
-        .expect("VmRSS in /proc/<pid>/status")
-}
-
 async fn settled(server: &TestServer) {
     for name in ["herald_subscribers", "herald_streams_open"] {
         server.wait_metric(name, ITEM_TIMEOUT, |v| v == 0.0).await;
@@ -68,7 +58,7 @@ async fn a_thousand_streams_leave_nothing_behind() {
     let tasks_before = server
         .wait_metric("herald_runtime_alive_tasks", ITEM_TIMEOUT, |_| true)
         .await;
-    let rss_before = rss_kib(server.pid());
+    let rss_before = server.memory_kib("VmRSS");
 
     cycles(&server, 1000).await;
     settled(&server).await;
@@ -78,7 +68,7 @@ async fn a_thousand_streams_leave_nothing_behind() {
             v <= tasks_before + TASK_SLACK
         })
         .await;
-    let rss_after = rss_kib(server.pid());
+    let rss_after = server.memory_kib("VmRSS");
     let connections = server.metric("herald_connections_open").await;
     eprintln!(
         "leak check: runtime tasks {tasks_before} -> {tasks_after}; \

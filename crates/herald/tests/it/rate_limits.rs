@@ -69,17 +69,6 @@ fn retry_after(reply: Reply, max: u64) -> u64 {
     secs
 }
 
-/// A process's memory figure from `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// Each argon2 hash holds 19 MiB: 200 at once took about 4 GB that stayed allocated. With
 /// one hash per core at a time, the peak stays within a generous bound, and every request
 /// is answered (401 for the unknown email, or 503 with `Retry-After` when no turn came in
@@ -103,7 +92,7 @@ async fn a_login_flood_keeps_memory_flat() {
     login(&server.http, &server, "warm@example.com", "password-0")
         .await
         .expect_error(401, "unauthorized");
-    let before = proc_kib(server.pid(), "VmRSS");
+    let before = server.memory_kib("VmRSS");
     let http = crate::support::http_client();
     let logins = (0..LOGINS).map(|i| {
         let (http, server) = (&http, &server);
@@ -118,7 +107,7 @@ async fn a_login_flood_keeps_memory_flat() {
         }
     });
     let replies = join_all(logins).await;
-    let peak = proc_kib(server.pid(), "VmHWM");
+    let peak = server.memory_kib("VmHWM");
     let (mut unauthorized, mut unavailable) = (0, 0);
     for reply in replies {
         match reply.status {

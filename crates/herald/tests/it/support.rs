@@ -124,6 +124,18 @@ impl TestServer {
             .expect("the server is running")
     }
 
+    /// A memory figure of the server process from `/proc/<pid>/status` (`VmRSS`, `VmHWM`),
+    /// in KiB.
+    pub(crate) fn memory_kib(&self, field: &str) -> u64 {
+        let pid = self.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    }
     /// What the server wrote to stderr so far.
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
