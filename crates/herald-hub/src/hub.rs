@@ -224,7 +224,7 @@ pub(crate) struct Shared {
     /// Bytes of compiled templates alive in the hub ([`HubConfig::selector_budget_total`]).
     selector_bytes: Arc<AtomicUsize>,
     /// Templates compiled at once ([`COMPILE_CONCURRENCY`]).
-    compile_permits: tokio::sync::Semaphore,
+    compile_permits: Arc<tokio::sync::Semaphore>,
     next_subscriber: AtomicU64,
     pub(crate) metrics: HubMetrics,
     /// `retry:` hint, encoded once.
@@ -340,7 +340,7 @@ impl Hub {
                 publish_tx,
                 interner: Mutex::default(),
                 selector_bytes: Arc::default(),
-                compile_permits: tokio::sync::Semaphore::new(COMPILE_CONCURRENCY),
+                compile_permits: Arc::new(tokio::sync::Semaphore::new(COMPILE_CONCURRENCY)),
                 next_subscriber: AtomicU64::new(1),
                 metrics: HubMetrics::default(),
                 retry_frame,
@@ -642,17 +642,24 @@ impl Hub {
             let parsed = if source.contains('{') {
                 // A template: compiling one can take tens of milliseconds. It runs on the
                 // blocking pool, so no runtime worker waits for it, one at a time, so that
-                // however many subscribers compile at once the workers keep a core.
-                let _permit = self
+                // however many subscribers compile at once the workers keep a core. The
+                // compile holds the permit itself: a client that gives up while it runs
+                // cannot start another beside it.
+                let permit = self
                     .shared
                     .compile_permits
-                    .acquire()
+                    .clone()
+                    .acquire_owned()
                     .await
                     .expect("the compile semaphore is never closed");
                 let owned = source.clone();
-                tokio::task::spawn_blocking(move || Selector::parse(&owned))
-                    .await
-                    .expect("compiling a selector does not panic")
+                tokio::task::spawn_blocking(move || {
+                    let parsed = Selector::parse(&owned);
+                    drop(permit);
+                    parsed
+                })
+                .await
+                .expect("compiling a selector does not panic")
             } else {
                 Selector::parse(source)
             };

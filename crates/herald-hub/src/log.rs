@@ -286,14 +286,16 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
         Box::pin(async move {
             // The page ends at the last row whose predecessors in it hold less than
-            // `max_bytes`; sizes are read without loading the data (`octet_length`), so
-            // rows past the bound never leave SQLite.
+            // `max_bytes` (data, id and topics: what a record holds in memory); sizes are
+            // read without loading the data (`octet_length`), so rows past the bound never
+            // leave SQLite.
             let rows = sqlx::query(
                 "SELECT seq, uid, topics, data, private, type, retry, created_at, closes FROM updates \
                  WHERE seq > ?1 AND seq <= (SELECT MAX(seq) FROM ( \
                      SELECT seq, SUM(size) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING \
                          AND 1 PRECEDING) AS before FROM ( \
-                         SELECT seq, octet_length(data) + octet_length(uid) AS size FROM updates \
+                         SELECT seq, octet_length(data) + octet_length(uid) + octet_length(topics) \
+                             + COALESCE(octet_length(closes), 0) AS size FROM updates \
                          WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)) \
                      WHERE COALESCE(before, 0) < ?4) \
                  ORDER BY seq",
@@ -582,6 +584,17 @@ mod tests {
         assert_eq!(seqs(log.read(2, 5, 100, 150 * 1024).await.unwrap()), [3, 4]);
         assert_eq!(seqs(log.read(1, 5, 2, usize::MAX).await.unwrap()), [2, 3]);
         assert!(log.read(5, 5, 100, 1).await.unwrap().is_empty());
+        // Topics count too: tiny data under many long topics fills a page as well.
+        let topical: Vec<Entry> = (6..=8)
+            .map(|seq| {
+                let mut e = entry(seq, &format!("id-{seq}"), 1);
+                e.update.data = String::new();
+                e.update.topics = (0..50).map(|n| format!("{n:_<2000}")).collect();
+                e
+            })
+            .collect();
+        log.append(&topical).await.unwrap();
+        assert_eq!(seqs(log.read(5, 8, 100, 150 * 1024).await.unwrap()), [6, 7]);
 
         assert_eq!(
             log.positions_of(&["id-4", "nope", "id-1", "id-4"])

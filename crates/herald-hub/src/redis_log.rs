@@ -84,7 +84,10 @@ while left > 0 do
     entries[#entries + 1] = entry
     local fields = entry[2]
     for f = 1, #fields, 2 do
-      if fields[f] == 'u' or fields[f] == 'd' then bytes = bytes + #fields[f + 1] end
+      local name = fields[f]
+      if name == 'u' or name == 'd' or name == 't' or name == 'x' then
+        bytes = bytes + #fields[f + 1]
+      end
     end
   end
   left = left - #chunk
