@@ -112,6 +112,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_MAX_TCP_CONNECTIONS", default_value_t = 0)]
     pub max_tcp_connections: usize,
 
+    /// Most open TCP connections from one client address (IPv6: one /64); more are closed
+    /// as soon as they are accepted. 0: --max-connections-per-ip plus room for requests.
+    #[arg(long, env = "HERALD_MAX_TCP_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_tcp_connections_per_ip: usize,
+
     /// How long a connection's socket may accept no data while there is data to send to
     /// it; the stream or response then ends and its memory is freed. Every protocol alike.
     #[arg(long, env = "HERALD_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -213,6 +218,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// Most open TCP connections.
     pub max_tcp_connections: usize,
+    /// Most open TCP connections from one client address.
+    pub max_tcp_connections_per_ip: usize,
     /// Longest time a socket may take no data while some waits for it.
     pub write_timeout: Duration,
     /// Longest time a request body may take to arrive.
@@ -266,6 +273,10 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_tcp_connections", &self.max_tcp_connections)
+            .field(
+                "max_tcp_connections_per_ip",
+                &self.max_tcp_connections_per_ip,
+            )
             .field("write_timeout", &self.write_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("cors_origins", &self.cors_origins)
@@ -286,6 +297,10 @@ const FD_RESERVE: usize = 256;
 /// that with both limits derived, every stream fits and a few hundred more connections
 /// (publishers, `/healthz`, the app) still do.
 const TCP_FD_RESERVE: usize = 64;
+
+/// TCP connections one client address may hold beyond its streams, by default: a browser's
+/// or a publisher's requests beside the streams it holds.
+const TCP_PER_IP_EXTRA: usize = 64;
 
 impl Config {
     /// Checks the flags. `default_key` is the key to use when none was given (read from or
@@ -371,6 +386,12 @@ impl Config {
             0 => fd_limit.saturating_sub(TCP_FD_RESERVE).max(1),
             n => n,
         };
+        let max_tcp_connections_per_ip = match args.max_tcp_connections_per_ip {
+            0 => args
+                .max_connections_per_ip
+                .saturating_add(TCP_PER_IP_EXTRA),
+            n => n,
+        };
         let hub = HubConfig {
             history_capacity: args.history_size,
             history_bytes: args.history_bytes,
@@ -402,6 +423,7 @@ impl Config {
             max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
             max_tcp_connections,
+            max_tcp_connections_per_ip,
             write_timeout: args.write_timeout,
             body_timeout: args.body_timeout,
             cors_origins: args

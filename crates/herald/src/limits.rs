@@ -120,6 +120,34 @@ struct Connections {
     free: Semaphore,
     /// How long a socket may stay unwritable while there is something to write to it.
     write_timeout: Duration,
+    /// Most connections one client address holds (IPv6 by its /64): one address cannot take
+    /// every slot.
+    max_per_ip: usize,
+    /// Open connections per client address; addresses with none are removed.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Connections {
+    /// Counts one more connection from `ip`, unless it holds `max_per_ip` already.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let mut per_ip = self.per_ip.lock().expect("connection counts poisoned");
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut per_ip = self.per_ip.lock().expect("connection counts poisoned");
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
 }
 
 /// A TCP listener that keeps `herald_connections_open` current, accepts at most
@@ -148,11 +176,14 @@ const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 impl CountingListener {
     /// Wraps `inner`; `open` counts live connections, of which there are at most
-    /// `max_connections`; each gets `write_timeout` as its write deadline.
+    /// `max_connections`, and at most `max_per_ip` from one client address (a connection
+    /// over it is closed as soon as it is accepted); each gets `write_timeout` as its write
+    /// deadline.
     pub fn new(
         inner: TcpListener,
         open: Gauge,
         max_connections: usize,
+        max_per_ip: usize,
         write_timeout: Duration,
     ) -> Self {
         let max_connections = max_connections.min(Semaphore::MAX_PERMITS);
@@ -162,6 +193,8 @@ impl CountingListener {
                 open,
                 free: Semaphore::new(max_connections),
                 write_timeout,
+                max_per_ip,
+                per_ip: Mutex::default(),
             }),
             warned_full: None,
         }
@@ -181,6 +214,8 @@ impl CountingListener {
 pub struct CountedStream {
     inner: TcpStream,
     shared: Arc<Connections>,
+    /// The client address it is counted under ([`crate::ratelimit::client_key`]).
+    ip: IpAddr,
     /// Armed when a write found the socket full; dropped as soon as one completes.
     stall: Option<Pin<Box<Sleep>>>,
 }
@@ -220,6 +255,7 @@ impl Drop for CountedStream {
     fn drop(&mut self) {
         self.shared.open.dec();
         self.shared.free.add_permits(1);
+        self.shared.release(self.ip);
     }
 }
 
@@ -251,6 +287,13 @@ impl axum::serve::Listener for CountingListener {
             };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
+                    let ip = crate::ratelimit::client_key(addr.ip());
+                    if !self.shared.admit(ip) {
+                        // Closed at once, unread: this address holds its share already.
+                        tracing::debug!(%addr, "too many connections from this address");
+                        drop(stream);
+                        continue;
+                    }
                     // Given back by the stream's `Drop`.
                     slot.forget();
                     let _ = stream.set_nodelay(true);
@@ -259,6 +302,7 @@ impl axum::serve::Listener for CountingListener {
                         CountedStream {
                             inner: stream,
                             shared: self.shared.clone(),
+                            ip,
                             stall: None,
                         },
                         addr,
@@ -330,12 +374,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_costs_two_pointers_beside_its_socket() {
+    fn a_connection_costs_two_pointers_and_its_address_beside_its_socket() {
         // The count, the slot and the write deadline share one pointer; the deadline's
-        // timer is one more, empty unless a write is pending.
+        // timer is one more, empty unless a write is pending; the address is what the
+        // connection is counted under.
         assert_eq!(
             std::mem::size_of::<CountedStream>(),
-            std::mem::size_of::<TcpStream>() + 2 * std::mem::size_of::<usize>()
+            std::mem::size_of::<TcpStream>()
+                + 2 * std::mem::size_of::<usize>()
+                + std::mem::size_of::<IpAddr>()
         );
     }
 
@@ -344,7 +391,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut listener =
-            CountingListener::new(listener, Gauge::default(), 4, Duration::from_millis(300));
+            CountingListener::new(listener, Gauge::default(), 4, 4, Duration::from_millis(300));
         // A peer that never reads.
         let _peer = TcpStream::connect(addr).await.unwrap();
         let (mut io, _) = axum::serve::Listener::accept(&mut listener).await;

@@ -343,6 +343,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         state.metrics.connections.clone(),
         config.max_tcp_connections,
+        config.max_tcp_connections_per_ip,
         config.write_timeout,
     );
     tracing::info!(

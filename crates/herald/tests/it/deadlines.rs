@@ -342,3 +342,45 @@ async fn connections_past_the_limit_wait_until_one_closes() {
         .unwrap();
     assert!(chunk[..n].starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
+
+/// A connection to the server from the loopback address `source`.
+async fn connect_from(server: &TestServer, source: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(server.addr()).await.unwrap()
+}
+
+/// One address cannot take every connection slot: past its share, its connections are
+/// closed as soon as they are accepted, while another address is served. (127.0.0.3 and .4:
+/// the harness's own client keeps connections from 127.0.0.1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_its_share_of_connections() {
+    let server = TestServer::with_args(&["--max-tcp-connections-per-ip", "3"]).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = connect_from(&server, "127.0.0.3").await;
+        assert!(healthz(&mut conn, ITEM_TIMEOUT).await, "within the share");
+        held.push(conn);
+    }
+    // The fourth is closed unread.
+    let mut over = connect_from(&server, "127.0.0.3").await;
+    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n").await;
+    let mut chunk = [0u8; 1024];
+    let read = timeout(ITEM_TIMEOUT, over.read(&mut chunk))
+        .await
+        .expect("the server closes it");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "a fourth connection was served: {read:?}"
+    );
+    // Another address is served at once.
+    let mut other = connect_from(&server, "127.0.0.4").await;
+    assert!(healthz(&mut other, ITEM_TIMEOUT).await, "another address");
+    // One closes: the first address may connect again.
+    drop(held.pop());
+    sleep(Duration::from_millis(200)).await;
+    let mut again = connect_from(&server, "127.0.0.3").await;
+    assert!(healthz(&mut again, ITEM_TIMEOUT).await, "a freed share");
+}
