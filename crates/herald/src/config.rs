@@ -387,9 +387,7 @@ impl Config {
             n => n,
         };
         let max_tcp_connections_per_ip = match args.max_tcp_connections_per_ip {
-            0 => args
-                .max_connections_per_ip
-                .saturating_add(TCP_PER_IP_EXTRA),
+            0 => args.max_connections_per_ip.saturating_add(TCP_PER_IP_EXTRA),
             n => n,
         };
         let hub = HubConfig {

@@ -380,9 +380,10 @@ mod tests {
         // connection is counted under.
         assert_eq!(
             std::mem::size_of::<CountedStream>(),
-            std::mem::size_of::<TcpStream>()
+            (std::mem::size_of::<TcpStream>()
                 + 2 * std::mem::size_of::<usize>()
-                + std::mem::size_of::<IpAddr>()
+                + std::mem::size_of::<IpAddr>())
+            .next_multiple_of(std::mem::align_of::<usize>())
         );
     }
 

@@ -366,7 +366,9 @@ async fn one_address_holds_at_most_its_share_of_connections() {
     }
     // The fourth is closed unread.
     let mut over = connect_from(&server, "127.0.0.3").await;
-    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n").await;
+    let _ = over
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+        .await;
     let mut chunk = [0u8; 1024];
     let read = timeout(ITEM_TIMEOUT, over.read(&mut chunk))
         .await
