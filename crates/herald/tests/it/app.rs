@@ -4,15 +4,14 @@
 //! `{error, message}` and changes nothing, and the `herald user` CLI whose tokens act as
 //! their user.
 
-use std::{process::Output, time::Duration};
+use std::process::Output;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::time::timeout;
 
 use crate::support::{
     ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppWorld, PASSWORD, SESSION_COOKIE, TestServer,
-    assert_utc_timestamp, herald_command, id_of, keys, text,
+    assert_utc_timestamp, id_of, keys, run_herald_with, text,
 };
 
 /// The keys of a `User`.
@@ -1189,19 +1188,6 @@ async fn bad_input_is_refused_and_changes_nothing() {
     assert_eq!(patched["done"], true);
 }
 
-/// Runs `herald <args>` with extra environment variables to completion (at most 30 s).
-async fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = herald_command();
-    command
-        .args(args)
-        .envs(env.iter().copied())
-        .kill_on_drop(true);
-    timeout(Duration::from_secs(30), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("herald {args:?} did not finish"))
-        .expect("run herald")
-}
-
 /// Asserts that `output` is a success; returns its stdout.
 fn success(output: &Output) -> String {
     assert!(
@@ -1241,18 +1227,18 @@ async fn cli_adds_users_and_makes_tokens() {
         "--role",
         "member",
     ];
-    success(&herald(&add_dana, &[("HERALD_USER_PASSWORD", PASSWORD)]).await);
+    success(&run_herald_with(&add_dana, &[("HERALD_USER_PASSWORD", PASSWORD)]).await);
     let dana = AppClient::login(&server, "dana@example.com", PASSWORD).await;
     assert_eq!(
         dana.user,
         json!({"id": dana.user["id"], "email": "dana@example.com", "name": "Dana", "role": "member"})
     );
-    let again = herald(&add_dana, &[("HERALD_USER_PASSWORD", PASSWORD)]).await;
+    let again = run_herald_with(&add_dana, &[("HERALD_USER_PASSWORD", PASSWORD)]).await;
     assert!(!again.status.success(), "the email is taken");
 
     // A generated password, printed once.
     let stdout = success(
-        &herald(
+        &run_herald_with(
             &[
                 "user",
                 "add",
@@ -1287,7 +1273,7 @@ async fn cli_adds_users_and_makes_tokens() {
 
     // A token acts as its user, without a session.
     let stdout = success(
-        &herald(
+        &run_herald_with(
             &["user", "token", "dana@example.com", "--data-dir", &dir],
             &[],
         )
@@ -1308,7 +1294,7 @@ async fn cli_adds_users_and_makes_tokens() {
 
     // A `--notify` token may also notify.
     let stdout = success(
-        &herald(
+        &run_herald_with(
             &[
                 "user",
                 "token",
@@ -1329,7 +1315,7 @@ async fn cli_adds_users_and_makes_tokens() {
     assert_eq!(keys(&sent), ["id"]);
 
     // No token for an unknown user; a made-up token is refused.
-    let unknown = herald(
+    let unknown = run_herald_with(
         &["user", "token", "nobody@example.com", "--data-dir", &dir],
         &[],
     )

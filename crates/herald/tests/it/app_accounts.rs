@@ -9,7 +9,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::support::{
     ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppStream, AppWorld, ITEM_TIMEOUT, PASSWORD,
-    TestServer, herald_command, id_of, keys, text,
+    TestServer, id_of, keys, run_herald, text,
 };
 
 /// How soon a stream ends once its credentials stop working: generous for a local server
@@ -371,17 +371,7 @@ async fn the_cli_makes_tokens_with_a_lifetime() {
     let server = TestServer::app().await;
     let dir = server.data_dir().to_str().expect("a UTF-8 path").to_owned();
     let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let run = |args: Vec<&str>| {
-        let mut command = herald_command();
-        command.args(args).kill_on_drop(true);
-        async move {
-            timeout(Duration::from_secs(30), command.output())
-                .await
-                .expect("herald finishes")
-                .expect("run herald")
-        }
-    };
-    let output = run(vec![
+    let output = run_herald(&[
         "user",
         "token",
         ADMIN_EMAIL,
@@ -403,7 +393,7 @@ async fn the_cli_makes_tokens_with_a_lifetime() {
     assert_eq!(listed[0]["name"], "nightly");
     assert!(listed[0]["expiresAt"].is_string(), "{listed:?}");
 
-    let bad = run(vec![
+    let bad = run_herald(&[
         "user",
         "token",
         ADMIN_EMAIL,
@@ -428,16 +418,8 @@ async fn the_cli_deactivates_and_activates_users_while_the_server_runs() {
     } = &world;
     let dir = server.data_dir().to_str().expect("a UTF-8 path").to_owned();
     let run = |verb: &'static str| {
-        let mut command = herald_command();
-        command
-            .args(["user", verb, "bob@example.com", "--data-dir", &dir])
-            .kill_on_drop(true);
-        async move {
-            timeout(Duration::from_secs(30), command.output())
-                .await
-                .expect("herald finishes")
-                .expect("run herald")
-        }
+        let dir = dir.clone();
+        async move { run_herald(&["user", verb, "bob@example.com", "--data-dir", &dir]).await }
     };
     let mut bob_stream = bob.events("/api/events").open().await;
     let mut alice_stream = alice.events("/api/events").open().await;
@@ -456,16 +438,13 @@ async fn the_cli_deactivates_and_activates_users_while_the_server_runs() {
     let output = run("activate").await;
     assert!(output.status.success(), "{output:?}");
     AppClient::login(server, "bob@example.com", PASSWORD).await;
-    let unknown = {
-        let mut command = herald_command();
-        command.args([
-            "user",
-            "deactivate",
-            "nobody@example.com",
-            "--data-dir",
-            &dir,
-        ]);
-        command.output().await.expect("run herald")
-    };
+    let unknown = run_herald(&[
+        "user",
+        "deactivate",
+        "nobody@example.com",
+        "--data-dir",
+        &dir,
+    ])
+    .await;
     assert!(!unknown.status.success());
 }

@@ -6,19 +6,9 @@ use std::{process::Output, time::Duration};
 use herald::auth::Verifier;
 use tokio::time::timeout;
 
-use crate::support::{ITEM_TIMEOUT, KEY, TestServer, herald_command, token};
+use crate::support::{ITEM_TIMEOUT, KEY, TestServer, herald_command, run_herald, token};
 
 const T: &str = "https://example.com/cli";
-
-/// Runs `herald <args>` to completion (at most 30 s).
-async fn herald(args: &[&str]) -> Output {
-    let mut command = herald_command();
-    command.args(args).kill_on_drop(true);
-    timeout(Duration::from_secs(30), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("herald {args:?} did not finish"))
-        .expect("run herald")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
@@ -31,7 +21,7 @@ fn stderr(output: &Output) -> String {
 #[tokio::test]
 async fn token_prints_a_jwt_that_publishes() {
     let server = TestServer::start().await;
-    let output = herald(&["token", "--publish", "*", "--jwt-key", KEY]).await;
+    let output = run_herald(&["token", "--publish", "*", "--jwt-key", KEY]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let printed = stdout(&output);
     let jwt = printed.strip_suffix('\n').expect("one line");
@@ -59,7 +49,7 @@ async fn token_prints_a_jwt_that_publishes() {
     assert_eq!(response.text().await.unwrap(), "via-cli-token");
 
     // Without any selector there is nothing to grant.
-    let output = herald(&["token", "--jwt-key", KEY]).await;
+    let output = run_herald(&["token", "--jwt-key", KEY]).await;
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         stderr(&output),
@@ -71,7 +61,7 @@ async fn token_prints_a_jwt_that_publishes() {
 async fn publish_prints_the_id() {
     let server = TestServer::start().await;
     let url = server.url();
-    let output = herald(&[
+    let output = run_herald(&[
         "publish",
         "--url",
         &url,
@@ -90,7 +80,7 @@ async fn publish_prints_the_id() {
 
     // A generated id, on the full hub URL, with type and private.
     let hub = server.hub_url();
-    let output = herald(&[
+    let output = run_herald(&[
         "publish",
         "--url",
         &hub,
@@ -132,7 +122,7 @@ async fn publish_prints_the_id() {
     );
 
     // A wrong key: the hub's refusal is reported, with a failing status.
-    let output = herald(&[
+    let output = run_herald(&[
         "publish",
         "--url",
         &url,
@@ -250,7 +240,7 @@ async fn serve_refuses_bad_configuration_with_status_64() {
     for (flags, message) in cases {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir];
         args.extend_from_slice(flags);
-        let output = herald(&args).await;
+        let output = run_herald(&args).await;
         assert_eq!(
             output.status.code(),
             Some(64),
@@ -282,7 +272,7 @@ async fn serve_refuses_unparsable_flag_values_with_status_64() {
     for (flags, names) in cases {
         let mut args = vec!["serve", "--data-dir", data_dir, "--jwt-key", KEY];
         args.extend_from_slice(flags);
-        let output = herald(&args).await;
+        let output = run_herald(&args).await;
         assert!(
             stderr(&output).contains(names),
             "{flags:?}: {}",

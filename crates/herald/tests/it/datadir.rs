@@ -1,11 +1,11 @@
 //! The data directory: private to the user that runs Herald (0700, its databases and key
 //! 0600, whatever the umask), and served by one `herald serve` at a time.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, process::Output, time::Duration};
+use std::{os::unix::fs::PermissionsExt, path::Path, time::Duration};
 
 use tokio::time::timeout;
 
-use crate::support::{KEY, TestServer, herald_command};
+use crate::support::{KEY, TestServer, run_herald};
 
 /// The permission bits of `path`.
 fn mode(path: &Path) -> u32 {
@@ -14,16 +14,6 @@ fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
-}
-
-/// Runs `herald <args>` to completion (at most 30 s).
-async fn herald(args: &[&str]) -> Output {
-    let mut command = herald_command();
-    command.args(args).kill_on_drop(true);
-    timeout(Duration::from_secs(30), command.output())
-        .await
-        .unwrap_or_else(|_| panic!("herald {args:?} did not finish"))
-        .expect("run herald")
 }
 
 #[tokio::test]
@@ -103,7 +93,7 @@ async fn existing_databases_are_made_private_at_start() {
 async fn a_second_server_on_the_same_directory_exits_64_and_says_who_holds_it() {
     let mut server = TestServer::start().await;
     let data_dir = server.data_dir().to_str().unwrap().to_owned();
-    let output = herald(&[
+    let output = run_herald(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -144,7 +134,7 @@ async fn zero_deadlines_are_refused_with_status_64() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
     for flag in ["--write-timeout", "--body-timeout"] {
-        let output = herald(&[
+        let output = run_herald(&[
             "serve",
             "--listen",
             "127.0.0.1:0",

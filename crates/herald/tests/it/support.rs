@@ -421,6 +421,24 @@ pub(crate) fn herald_command() -> Command {
     command
 }
 
+/// Runs `herald <args>` to completion (at most 30 s).
+pub(crate) async fn run_herald(args: &[&str]) -> std::process::Output {
+    run_herald_with(args, &[]).await
+}
+
+/// Runs `herald <args>` with extra environment variables to completion (at most 30 s).
+pub(crate) async fn run_herald_with(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = herald_command();
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .kill_on_drop(true);
+    timeout(Duration::from_secs(30), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("herald {args:?} did not finish"))
+        .expect("run herald")
+}
+
 /// The sample `name` in an OpenMetrics text.
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
