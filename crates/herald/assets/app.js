@@ -332,7 +332,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 function openStream() {
   let resolveReady;
   const ready = new Promise((resolve) => (resolveReady = resolve));
-  stream = connect('/api/events', { onStatus: renderStatus });
+  stream = connect('/api/events', { onStatus: renderStatus, onChange: renderTransport });
   const s = stream;
 
   s.on('connected', (data) => {
@@ -375,6 +375,13 @@ function openStream() {
   s.on('announcement', (event) => s === stream && onAnnouncement(event));
 
   return ready;
+}
+
+/** Shows how events arrive (stream or long-poll) and whether this tab runs the shared stream. */
+function renderTransport({ transport, role }) {
+  const pill = byTestId('status');
+  pill.dataset.transport = transport;
+  pill.dataset.role = role;
 }
 
 let meCheck = null;

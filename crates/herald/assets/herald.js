@@ -1,21 +1,47 @@
 /**
  * herald.js — the browser client for Herald's event streams (served at `/herald.js`).
  *
- * A thin layer over the browser's own `EventSource` that adds what an app needs:
+ * `connect(url)` reads a Server-Sent Events stream with `fetch()` and adds what an app needs:
  *
- * - listeners get the event's `data` already parsed from JSON (and the raw `MessageEvent`);
- * - a connection status for the UI: `'connecting'`, `'connected'` (once the server's
- *   `connected` event arrived), `'reconnecting'`, `'offline'`;
- * - recovery when the `EventSource` gives up. The browser reconnects by itself after a dropped
- *   connection (sending `Last-Event-ID`), but stops for good after a non-200 answer (a proxy's
- *   502 during a restart, say). Then a new one is opened after an exponential backoff with full
- *   jitter (500 ms base, 30 s cap), with the last event id seen passed as the `lastEventId`
- *   query parameter, so the server replays what was missed. The backoff resets once a
- *   `connected` event arrives;
+ * - listeners get the event's `data` already parsed from JSON (and a `MessageEvent` with
+ *   `data`, `lastEventId` and `type`);
+ * - a connection status for the UI: `'connecting'`, `'connected'` (the stream delivers, or a
+ *   long-poll answered), `'reconnecting'`, `'offline'`;
+ * - reconnection that resumes where it left off: the last event id seen goes in the
+ *   `lastEventId` query parameter (`lastEventID` under `/.well-known/mercure`), so the server
+ *   replays what was missed. After a stream ends cleanly the next one opens after the server's
+ *   `retry` (with jitter); after a failure (no answer, a non-200 answer, a stall) after an
+ *   exponential backoff with full jitter (500 ms base, 30 s cap), reset once a stream delivers;
  * - an event whose id was already dispatched is not dispatched again (a replay that overlaps
  *   what was seen is harmless);
  * - `reset` (the server no longer knows our last id) is passed to the 'reset' listeners, whose
  *   job is to reload state.
+ *
+ * Stalls. Every byte counts as a sign of life, heartbeat comments (`:`) included; Herald sends
+ * `retry:` at once and a heartbeat every 15 s. A stream with no byte within `firstByteTimeout`
+ * (8 s) of its request is held by a proxy that buffers responses until they end: herald.js
+ * switches to long-polling. An open stream silent for `idleTimeout` (45 s; 0 disables) is
+ * aborted and reopened, as a failure; two such stalls in a row, with no byte between the
+ * first burst of the reopened stream and its stall, also mean buffering: long-polling.
+ *
+ * Long-polling. The same URL answered with `Accept: application/json` waits (up to 25 s) for
+ * events and returns them as JSON (`{ events: [{ type, id?, data }], lastEventId, retry }`).
+ * herald.js polls in a loop, dispatches those events exactly like streamed ones, and says
+ * `connected` while polls succeed. Every `streamRetryInterval` (60 s) it tries the stream
+ * again and goes back to it if it delivers a byte within `firstByteTimeout`. A `connected`
+ * event (which each poll answer starts with) is dispatched only when the status becomes
+ * connected or its data changed. `stream.transport` says which is in use.
+ *
+ * Many tabs. A browser keeps at most six HTTP/1.1 connections per host, so six tabs each
+ * holding a stream would starve everything else. Where `navigator.locks` and
+ * `BroadcastChannel` exist (and `share` is not false), the tabs of one origin that connect to
+ * the same absolute URL elect a leader with the lock `'herald:' + url`: only the leader runs
+ * the stream, and it posts every event and status change on the BroadcastChannel of the same
+ * name. The other tabs dispatch what they receive (with the same duplicate dropping) and show
+ * the leader's status; a new tab asks the leader for its status and last id. When the leader
+ * closes, the next tab takes the lock and resumes from the last id it saw, so nothing is lost;
+ * what is replayed twice is dropped by id. `stream.role` is `'leader'`, `'follower'` or
+ * `'own'` (not shared).
  *
  * @example
  * import { connect } from '/herald.js';
@@ -23,8 +49,8 @@
  * const stream = connect('/api/events', {
  *   onStatus: (status) => { pill.textContent = status; },
  * });
- * stream.on('todos:created', (event) => todos.set(event.data.id, event.data));
- * stream.on('todos:deleted', (event) => todos.delete(event.data.id));
+ * stream.on('todos:created', (todo) => todos.set(todo.data.id, todo.data));
+ * stream.on('todos:deleted', (todo) => todos.delete(todo.data.id));
  * stream.on('reset', () => reloadEverything());
  * // later
  * stream.close();
@@ -32,7 +58,7 @@
  * @module herald
  */
 
-/** First backoff ceiling after the EventSource gave up, in ms. */
+/** First backoff ceiling after a failure, in ms. */
 const BACKOFF_BASE_MS = 500;
 /** Largest backoff ceiling, in ms. */
 const BACKOFF_CAP_MS = 30_000;
@@ -40,6 +66,479 @@ const BACKOFF_CAP_MS = 30_000;
 const OFFLINE_AFTER_ATTEMPTS = 6;
 /** How many recent event ids are remembered to drop duplicates. */
 const SEEN_IDS = 1024;
+/** The reconnection delay until the server sends `retry:`, in ms (the SSE default). */
+const DEFAULT_RETRY_MS = 3_000;
+/** How long a long-poll may take: the server answers within 25 s; the rest is slack. */
+const POLL_TIMEOUT_MS = 40_000;
+/** A poll answered faster than this with no events is not repeated at once (no busy loop). */
+const POLL_MIN_MS = 1_000;
+/** Longest line (or event data) the parser buffers, in characters: a bound on memory. */
+const MAX_BUFFER_CHARS = 8 * 1024 * 1024;
+/** How long a new tab waits for the leader to answer before it stops asking. */
+const HELLO_RETRY_MS = 1_000;
+
+const DEFAULTS = {
+  firstByteTimeout: 8_000,
+  idleTimeout: 45_000,
+  streamRetryInterval: 60_000,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * An incremental `text/event-stream` parser following the WHATWG rules: lines end with
+ * `\r\n`, `\r` or `\n` (also across chunks); a leading BOM is skipped; `data` lines are joined
+ * with `\n`; `event` sets the type (`'message'` by default); `id` sets the last event id unless
+ * it contains NUL; `retry` is taken only when it is all ASCII digits; comments and unknown
+ * fields dispatch nothing; an event without data is not dispatched; an unfinished event at the
+ * end of the stream is dropped.
+ *
+ * `feed(text)` takes decoded text (use `TextDecoder` with `stream: true` for bytes).
+ * `onEvent({ type, data, id, lastEventId })` gets each event: `id` is the event's own id or
+ * `null` when it has no `id:` line; `lastEventId` is the stream's last id so far (sticky, as
+ * `EventSource` reports it). `onRetry(ms)` gets each valid `retry`.
+ *
+ * Throws when a line or an event's data grows past 8 Mi characters.
+ */
+export class SseParser {
+  constructor({ onEvent = () => {}, onRetry = () => {} } = {}) {
+    this.onEvent = onEvent;
+    this.onRetry = onRetry;
+    this.lastEventId = '';
+    this.buffer = '';
+    this.started = false; // past the optional BOM
+    this.afterCR = false; // the last chunk ended in '\r': a leading '\n' belongs to it
+    this.data = '';
+    this.hasData = false;
+    this.type = '';
+    this.id = null; // this event's own id, if it had an `id:` line
+  }
+
+  feed(text) {
+    if (!this.started && text.length > 0) {
+      this.started = true;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    }
+    if (this.afterCR && text.startsWith('\n')) text = text.slice(1);
+    if (text.length > 0) this.afterCR = false;
+    let buffer = this.buffer + text;
+    let start = 0;
+    for (;;) {
+      const cr = buffer.indexOf('\r', start);
+      const lf = buffer.indexOf('\n', start);
+      if (cr === -1 && lf === -1) break;
+      let end;
+      let next;
+      if (cr !== -1 && (lf === -1 || cr < lf)) {
+        end = cr;
+        if (cr + 1 === buffer.length) {
+          this.afterCR = true; // a '\n' may follow in the next chunk
+          next = cr + 1;
+        } else {
+          next = buffer[cr + 1] === '\n' ? cr + 2 : cr + 1;
+        }
+      } else {
+        end = lf;
+        next = lf + 1;
+      }
+      this.line(buffer.slice(start, end));
+      start = next;
+    }
+    this.buffer = buffer.slice(start);
+    if (this.buffer.length > MAX_BUFFER_CHARS) throw new Error('herald: an SSE line is too long');
+  }
+
+  /** @private */
+  line(line) {
+    if (line === '') {
+      this.dispatch();
+      return;
+    }
+    if (line.startsWith(':')) return; // a comment
+    const colon = line.indexOf(':');
+    let field = line;
+    let value = '';
+    if (colon !== -1) {
+      field = line.slice(0, colon);
+      value = line.slice(colon + 1);
+      if (value.startsWith(' ')) value = value.slice(1);
+    }
+    switch (field) {
+      case 'data':
+        this.data = this.hasData ? `${this.data}\n${value}` : value;
+        this.hasData = true;
+        if (this.data.length > MAX_BUFFER_CHARS) throw new Error('herald: an SSE event is too long');
+        break;
+      case 'event':
+        this.type = value;
+        break;
+      case 'id':
+        if (!value.includes('\0')) {
+          this.lastEventId = value;
+          this.id = value;
+        }
+        break;
+      case 'retry':
+        if (/^[0-9]+$/.test(value)) this.onRetry(Number(value));
+        break;
+      default:
+      // Unknown fields are ignored.
+    }
+  }
+
+  /** @private */
+  dispatch() {
+    const { hasData, data, type, id } = this;
+    this.data = '';
+    this.hasData = false;
+    this.type = '';
+    this.id = null;
+    if (!hasData) return;
+    this.onEvent({ type: type || 'message', data, id: id || null, lastEventId: this.lastEventId });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport: one stream (or long-poll loop) with reconnection
+// ---------------------------------------------------------------------------------------------
+
+/** Why a stream request ended. */
+const ENDED = 'ended'; // the server closed it cleanly
+const FAILED = 'failed'; // no answer, a non-200 answer, a broken connection
+const BUFFERED = 'buffered'; // no byte within firstByteTimeout
+const STALLED = 'stalled'; // silent for idleTimeout
+
+/**
+ * Runs the connection to `url` and reports to `sink`: `event(msg)` for each event (`msg` is
+ * `{ type, data, id, lastEventId }`), `state({ status, transport })` on each change.
+ * Starts from `lastEventId` and `status` (a new leader continues where the last one was).
+ */
+function createTransport(url, options, sink, { lastEventId = null, status = null } = {}) {
+  const { withCredentials, firstByteTimeout, idleTimeout, streamRetryInterval } = options;
+  const resumeParam = new URL(url, location.href).pathname.startsWith('/.well-known/mercure')
+    ? 'lastEventID'
+    : 'lastEventId';
+
+  let transport = 'stream';
+  let attempt = 0; // failed attempts since the last success
+  let stalls = 0; // idle stalls in a row (see STALLED)
+  let retryMs = DEFAULT_RETRY_MS;
+  let current = null; // the AbortController of the request whose events count
+  let live = false; // the current request delivered (a stream byte, a poll answer)
+  let timer = null; // waiting to reconnect
+  let probeTimer = null; // waiting to try the stream again while polling
+  let probe = null; // the AbortController of that try
+  let lastConnected = null; // the data of the last `connected` dispatched
+  let stopped = false;
+
+  const setState = (next) => {
+    if (next.status === status && (next.transport ?? transport) === transport) return;
+    status = next.status ?? status;
+    transport = next.transport ?? transport;
+    sink.state({ status, transport });
+  };
+
+  const target = () => {
+    if (!lastEventId) return url;
+    const u = new URL(url, location.href);
+    u.searchParams.set(resumeParam, lastEventId);
+    return u.href;
+  };
+
+  const request = (accept, signal) =>
+    fetch(target(), {
+      headers: { Accept: accept },
+      credentials: withCredentials ? 'include' : 'same-origin',
+      cache: 'no-store',
+      signal,
+    });
+
+  const emit = (msg) => {
+    if (msg.id) lastEventId = msg.id;
+    if (msg.type === 'connected') lastConnected = msg.data;
+    sink.event(msg);
+  };
+
+  // --- Streaming ---
+
+  /**
+   * One stream request. With `asProbe` it runs beside the poll loop and takes over when its
+   * first byte arrives; otherwise it is the current request from the start.
+   */
+  const runStream = async (asProbe) => {
+    const ctl = new AbortController();
+    if (asProbe) probe = ctl;
+    else current = ctl;
+    let why = null;
+    let gotByte = false;
+    let lateByte = false; // a byte after the first burst: the stream is live, not buffered
+    const started = Date.now();
+    const abort = (reason) => {
+      why ??= reason;
+      ctl.abort();
+    };
+    const firstTimer = firstByteTimeout > 0 ? setTimeout(() => abort(BUFFERED), firstByteTimeout) : null;
+    let idleTimer = null;
+    const parser = new SseParser({
+      onEvent: (msg) => {
+        if (current === ctl) emit(msg);
+      },
+      onRetry: (ms) => {
+        retryMs = ms;
+      },
+    });
+    let outcome;
+    try {
+      const res = await request('text/event-stream', ctl.signal);
+      const type = res.headers.get('content-type') ?? '';
+      if (!res.ok || !type.startsWith('text/event-stream') || !res.body) {
+        res.body?.cancel().catch(() => {});
+        throw new Error(`herald: the stream answered ${res.status} ${type}`);
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!gotByte) {
+          gotByte = true;
+          clearTimeout(firstTimer);
+          if (asProbe) {
+            if (stopped) return;
+            // The stream flows again: it replaces the poll loop.
+            probe = null;
+            clearTimeout(timer);
+            timer = null;
+            clearTimeout(probeTimer);
+            probeTimer = null;
+            current?.abort();
+            current = ctl;
+          }
+          live = true;
+          attempt = 0;
+          setState({ status: 'connected', transport: 'stream' });
+        } else if (!lateByte && Date.now() - started > firstByteTimeout) {
+          lateByte = true;
+          stalls = 0;
+        }
+        if (idleTimeout > 0) {
+          clearTimeout(idleTimer);
+          idleTimer = setTimeout(() => abort(STALLED), idleTimeout);
+        }
+        parser.feed(decoder.decode(value, { stream: true }));
+      }
+      outcome = ENDED;
+    } catch {
+      outcome = why ?? FAILED;
+    } finally {
+      clearTimeout(firstTimer);
+      clearTimeout(idleTimer);
+      ctl.abort();
+    }
+    if (stopped) return;
+    if (asProbe && current !== ctl) {
+      // The try failed: keep polling, try again later.
+      if (probe === ctl) probe = null;
+      scheduleProbe();
+      return;
+    }
+    if (current !== ctl) return; // replaced
+    current = null;
+    live = false;
+    if (outcome === ENDED) {
+      stalls = 0;
+      setState({ status: 'reconnecting' });
+      // The server's `retry`, spread over [retry/2, retry) so many clients do not come at once.
+      wait(retryMs / 2 + (Math.random() * retryMs) / 2, () => runStream(false));
+    } else if (outcome === BUFFERED || (outcome === STALLED && ++stalls >= 2)) {
+      stalls = 0;
+      startPolling();
+    } else {
+      backoff(() => runStream(false));
+    }
+  };
+
+  // --- Long-polling ---
+
+  const startPolling = () => {
+    setState({ transport: 'poll' });
+    scheduleProbe();
+    poll();
+  };
+
+  const scheduleProbe = () => {
+    clearTimeout(probeTimer);
+    probeTimer = setTimeout(() => {
+      probeTimer = null;
+      if (!stopped && transport === 'poll' && !probe) runStream(true);
+    }, streamRetryInterval);
+  };
+
+  const poll = async () => {
+    const ctl = new AbortController();
+    current = ctl;
+    const started = Date.now();
+    const timeout = setTimeout(() => ctl.abort(), POLL_TIMEOUT_MS);
+    let answer;
+    try {
+      const res = await request('application/json', ctl.signal);
+      const type = res.headers.get('content-type') ?? '';
+      if (!res.ok || !type.startsWith('application/json')) {
+        res.body?.cancel().catch(() => {});
+        throw new Error(`herald: the poll answered ${res.status} ${type}`);
+      }
+      answer = await res.json();
+      if (!answer || !Array.isArray(answer.events)) throw new Error('herald: not a poll answer');
+    } catch {
+      answer = null;
+    } finally {
+      clearTimeout(timeout);
+    }
+    if (stopped || current !== ctl) return; // closed, or the stream took over
+    if (answer === null) {
+      live = false;
+      backoff(poll);
+      return;
+    }
+    const wasConnected = status === 'connected';
+    live = true;
+    attempt = 0;
+    if (Number.isSafeInteger(answer.retry) && answer.retry >= 0) retryMs = answer.retry;
+    setState({ status: 'connected' });
+    for (const e of answer.events) {
+      if (!e || typeof e.type !== 'string' || typeof e.data !== 'string') continue;
+      if (e.type === 'connected' && wasConnected && e.data === lastConnected) continue;
+      const id = typeof e.id === 'string' && e.id !== '' ? e.id : null;
+      emit({ type: e.type, data: e.data, id, lastEventId: id ?? lastEventId ?? '' });
+      if (stopped || current !== ctl) return;
+    }
+    if (typeof answer.lastEventId === 'string' && answer.lastEventId !== '') lastEventId = answer.lastEventId;
+    const quiet = answer.events.every((e) => e?.type === 'connected');
+    if (quiet && Date.now() - started < POLL_MIN_MS) {
+      wait(retryMs / 2 + (Math.random() * retryMs) / 2, poll);
+    } else {
+      poll();
+    }
+  };
+
+  // --- Waiting ---
+
+  const wait = (ms, then) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      if (!stopped) then();
+    }, ms);
+  };
+
+  /** Full jitter: a uniformly random delay in [0, min(cap, base * 2^attempt)). */
+  const backoff = (then) => {
+    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+    attempt += 1;
+    const offline = navigator.onLine === false || attempt > OFFLINE_AFTER_ATTEMPTS;
+    setState({ status: offline ? 'offline' : 'reconnecting' });
+    wait(Math.random() * ceiling, then);
+  };
+
+  // The browser knows when the network is gone; say so at once rather than after timeouts.
+  const onOffline = () => setState({ status: 'offline' });
+  const onOnline = () => {
+    if (timer !== null) {
+      // Waiting to reconnect: try now.
+      clearTimeout(timer);
+      timer = null;
+      attempt = 0;
+      setState({ status: 'reconnecting' });
+      if (transport === 'poll') poll();
+      else runStream(false);
+    } else {
+      setState({ status: live ? 'connected' : 'reconnecting' }); // it may have outlived the blip
+    }
+  };
+  window.addEventListener('offline', onOffline);
+  window.addEventListener('online', onOnline);
+
+  if (status === null) setState({ status: 'connecting' });
+  runStream(false);
+
+  return {
+    get lastEventId() {
+      return lastEventId;
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      clearTimeout(probeTimer);
+      current?.abort();
+      probe?.abort();
+      window.removeEventListener('offline', onOffline);
+      window.removeEventListener('online', onOnline);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharing: one transport per browser, its events relayed to every tab
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Joins the tabs connected to `key`. Calls `lead()` when this tab holds the lock (it must run
+ * the transport) and `follow(message)` for each message of the leader. Returns
+ * `{ post(message), close() }`; `close()` gives up the lock.
+ */
+function joinTabs(key, { lead, follow, answer }) {
+  const channel = new BroadcastChannel(key);
+  const quit = new AbortController();
+  let release = null;
+  let leading = false;
+  let answered = false;
+
+  channel.onmessage = ({ data: message }) => {
+    if (!message || typeof message !== 'object') return;
+    if (message.kind === 'hello') {
+      if (leading) channel.postMessage(answer());
+    } else if (!leading) {
+      if (message.kind === 'state') answered = true;
+      follow(message);
+    }
+  };
+
+  navigator.locks
+    .request(key, { signal: quit.signal }, () => {
+      if (quit.signal.aborted) return undefined;
+      leading = true;
+      lead();
+      return new Promise((resolve) => (release = resolve));
+    })
+    .catch(() => {
+      // Aborted by close() while waiting for the lock.
+    });
+
+  // Ask the leader where things stand; ask again if no leader answered yet.
+  const hello = () => {
+    if (leading || answered || quit.signal.aborted) return;
+    channel.postMessage({ kind: 'hello' });
+    setTimeout(hello, HELLO_RETRY_MS);
+  };
+  hello();
+
+  return {
+    post(message) {
+      channel.postMessage(message);
+    },
+    close() {
+      quit.abort();
+      release?.();
+      channel.close();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
 
 /**
  * @typedef {'connecting' | 'connected' | 'reconnecting' | 'offline'} Status
@@ -48,9 +547,11 @@ const SEEN_IDS = 1024;
  * @property {(type: string, fn: (data: any, event: MessageEvent) => void) => Stream} on
  *   Adds a listener for one event type (`'message'` for events without a type).
  * @property {(type: string, fn: Function) => Stream} off  Removes a listener added with `on`.
- * @property {() => void} close  Closes the stream for good.
+ * @property {() => void} close  Closes the stream for good (a leader hands over to another tab).
  * @property {Status} status  The current status.
- * @property {string | null} lastEventId  The id of the last event seen.
+ * @property {string | null} lastEventId  The id of the last event dispatched.
+ * @property {'stream' | 'poll'} transport  How events arrive (the leader's, in a shared stream).
+ * @property {'leader' | 'follower' | 'own'} role  Whether this tab runs the shared connection.
  */
 
 /**
@@ -59,135 +560,114 @@ const SEEN_IDS = 1024;
  * @param {string} url  The stream's URL, e.g. `'/api/events'` or `'/api/events?types=todos'`.
  * @param {object} [options]
  * @param {(status: Status) => void} [options.onStatus]  Called whenever the status changes.
+ * @param {(stream: Stream) => void} [options.onChange]  Called whenever the status, the
+ *   transport or the role changes.
  * @param {boolean} [options.withCredentials]  For cross-origin streams that need cookies.
+ * @param {boolean} [options.share]  `false` keeps a stream of this tab's own.
+ * @param {number} [options.firstByteTimeout]  ms without a byte after a request before
+ *   switching to long-polling (8000).
+ * @param {number} [options.idleTimeout]  ms of silence on an open stream before reopening it
+ *   (45000; 0 disables).
+ * @param {number} [options.streamRetryInterval]  ms between tries of the stream while
+ *   long-polling (60000).
  * @returns {Stream}
  */
-export function connect(url, { onStatus, withCredentials = false } = {}) {
+export function connect(url, options = {}) {
+  const { onStatus, onChange, share = true } = options;
+  const settings = {
+    withCredentials: Boolean(options.withCredentials),
+    firstByteTimeout: options.firstByteTimeout ?? DEFAULTS.firstByteTimeout,
+    idleTimeout: options.idleTimeout ?? DEFAULTS.idleTimeout,
+    streamRetryInterval: options.streamRetryInterval ?? DEFAULTS.streamRetryInterval,
+  };
   /** type -> Set of listeners */
   const listeners = new Map();
   /** Recently dispatched event ids, oldest first, to drop duplicates. */
   const seen = new Set();
 
-  let source = null;
-  let sourceLastId = ''; // the last `lastEventId` reported by the current EventSource
   let status = null;
+  let transport = 'stream';
+  let role = 'own';
   let lastEventId = null;
-  let attempt = 0; // failed attempts since the last `connected`
-  let timer = null;
+  let lastConnected = null; // the data of the last `connected` dispatched here
   let closed = false;
+  let engine = null; // the transport, when this tab runs one
+  let tabs = null; // the other tabs, when shared
 
-  const setStatus = (next) => {
-    if (next === status) return;
-    status = next;
+  const changed = (statusChanged) => {
+    if (statusChanged) {
+      try {
+        onStatus?.(status);
+      } catch (err) {
+        console.error('herald: onStatus threw', err);
+      }
+    }
     try {
-      onStatus?.(next);
+      onChange?.(stream);
     } catch (err) {
-      console.error('herald: onStatus threw', err);
+      console.error('herald: onChange threw', err);
     }
   };
 
-  /** One handler for every event type: parse, drop duplicates, fan out. */
-  const dispatch = (event) => {
-    if (closed || event.target !== source) return;
-    // EventSource's `lastEventId` is sticky: an event without an `id:` line (like `connected`)
-    // reports the previous event's id. So an event has an id of its own only when it differs
-    // from the previous one seen on this EventSource.
-    const id = event.lastEventId;
-    const ownId = id !== '' && id !== sourceLastId;
-    sourceLastId = id;
-    if (ownId) {
-      const control = event.type === 'connected' || event.type === 'reset';
-      if (seen.has(id) && !control) return; // a replayed event we already dispatched
-      seen.add(id);
+  const setState = (next) => {
+    const statusChanged = next.status !== undefined && next.status !== status;
+    const other = (next.transport !== undefined && next.transport !== transport) || (next.role !== undefined && next.role !== role);
+    if (!statusChanged && !other) return;
+    status = next.status ?? status;
+    transport = next.transport ?? transport;
+    role = next.role ?? role;
+    changed(statusChanged);
+  };
+
+  /** Parses, drops duplicates, fans out. `msg` is `{ type, data, id, lastEventId }`. */
+  const deliver = (msg) => {
+    if (closed) return;
+    if (msg.id) {
+      const control = msg.type === 'connected' || msg.type === 'reset';
+      if (seen.has(msg.id) && !control) return; // a replayed event we already dispatched
+      seen.add(msg.id);
       if (seen.size > SEEN_IDS) seen.delete(seen.values().next().value);
-      lastEventId = id;
+      lastEventId = msg.id;
     }
-    if (event.type === 'connected') {
-      attempt = 0;
-      setStatus('connected');
-    }
-    let data = event.data;
+    if (msg.type === 'connected') lastConnected = msg.data;
+    const event = new MessageEvent(msg.type, { data: msg.data, lastEventId: msg.lastEventId ?? '' });
+    let data = msg.data;
     try {
-      data = JSON.parse(event.data);
+      data = JSON.parse(msg.data);
     } catch {
       // Not JSON: pass the text as it is.
     }
-    for (const fn of [...(listeners.get(event.type) ?? [])]) {
+    for (const fn of [...(listeners.get(msg.type) ?? [])]) {
       try {
         fn(data, event);
       } catch (err) {
-        console.error(`herald: a '${event.type}' listener threw`, err);
+        console.error(`herald: a '${msg.type}' listener threw`, err);
       }
     }
   };
 
-  const listen = (type) => source?.addEventListener(type, dispatch);
-
-  const open = () => {
-    timer = null;
-    if (closed) return;
-    let target = url;
-    if (lastEventId) {
-      const u = new URL(url, location.href);
-      u.searchParams.set('lastEventId', lastEventId);
-      target = u.href;
-    }
-    if (status === null) setStatus('connecting');
-    const es = new EventSource(target, { withCredentials });
-    source = es;
-    sourceLastId = '';
-    for (const type of new Set(['connected', 'reset', ...listeners.keys()])) listen(type);
-    es.onerror = () => {
-      if (closed || es !== source) return;
-      if (es.readyState === EventSource.CLOSED) {
-        // The browser gave up (non-200 answer, wrong content type): retry ourselves.
-        es.close();
-        source = null;
-        schedule();
-      } else {
-        // The browser is reconnecting by itself (it sends Last-Event-ID).
-        setStatus(navigator.onLine === false ? 'offline' : 'reconnecting');
-      }
-    };
+  /** Runs the transport in this tab; when shared, relays what it reports to the others. */
+  const run = () => {
+    engine = createTransport(
+      url,
+      settings,
+      {
+        event: (msg) => {
+          tabs?.post({ kind: 'event', msg });
+          deliver(msg);
+        },
+        state: (next) => {
+          tabs?.post({ kind: 'status', ...next });
+          setState(next);
+        },
+      },
+      { lastEventId, status },
+    );
   };
-
-  /** Full jitter: a uniformly random delay in [0, min(cap, base * 2^attempt)). */
-  const schedule = () => {
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-    attempt += 1;
-    const offline = navigator.onLine === false || attempt > OFFLINE_AFTER_ATTEMPTS;
-    setStatus(offline ? 'offline' : 'reconnecting');
-    clearTimeout(timer);
-    timer = setTimeout(open, Math.random() * ceiling);
-  };
-
-  // The browser knows when the network is gone; say so at once rather than after timeouts.
-  const onOffline = () => {
-    if (!closed) setStatus('offline');
-  };
-  const onOnline = () => {
-    if (closed) return;
-    if (source === null) {
-      // Waiting on a backoff timer: try now.
-      clearTimeout(timer);
-      attempt = 0;
-      setStatus('reconnecting');
-      open();
-    } else if (source.readyState === EventSource.OPEN) {
-      setStatus('connected'); // the connection outlived the blip
-    } else {
-      setStatus('reconnecting');
-    }
-  };
-  window.addEventListener('offline', onOffline);
-  window.addEventListener('online', onOnline);
 
   const stream = {
     on(type, fn) {
-      if (!listeners.has(type)) {
-        listeners.set(type, new Set());
-        if (type !== 'connected' && type !== 'reset') listen(type);
-      }
+      if (!listeners.has(type)) listeners.set(type, new Set());
       listeners.get(type).add(fn);
       return stream;
     },
@@ -197,13 +677,12 @@ export function connect(url, { onStatus, withCredentials = false } = {}) {
     },
     close() {
       if (closed) return;
+      engine?.stop();
+      engine = null;
+      tabs?.close();
+      tabs = null;
+      setState({ status: 'offline' });
       closed = true;
-      clearTimeout(timer);
-      source?.close();
-      source = null;
-      window.removeEventListener('offline', onOffline);
-      window.removeEventListener('online', onOnline);
-      setStatus('offline');
     },
     get status() {
       return status;
@@ -211,8 +690,46 @@ export function connect(url, { onStatus, withCredentials = false } = {}) {
     get lastEventId() {
       return lastEventId;
     },
+    get transport() {
+      return transport;
+    },
+    get role() {
+      return role;
+    },
   };
 
-  open();
+  const canShare =
+    share !== false && typeof BroadcastChannel === 'function' && typeof navigator !== 'undefined' && navigator.locks?.request;
+  if (canShare) {
+    role = 'follower';
+    setState({ status: 'connecting' });
+    tabs = joinTabs(`herald:${new URL(url, location.href).href}`, {
+      lead: () => {
+        if (closed) return;
+        setState({ role: 'leader', transport: 'stream' });
+        tabs?.post({ kind: 'status', status, transport });
+        run();
+      },
+      follow: (message) => {
+        if (closed) return;
+        if (message.kind === 'event' && message.msg) {
+          deliver(message.msg);
+        } else if (message.kind === 'status') {
+          setState({ status: message.status, transport: message.transport });
+        } else if (message.kind === 'state') {
+          // A new tab continues from the leader's position if it has none of its own.
+          lastEventId ??= message.lastEventId ?? null;
+          setState({ status: message.status, transport: message.transport });
+          if (message.status === 'connected' && lastConnected === null && typeof message.connected === 'string') {
+            deliver({ type: 'connected', data: message.connected, id: null, lastEventId: lastEventId ?? '' });
+          }
+        }
+      },
+      answer: () => ({ kind: 'state', status, transport, lastEventId, connected: lastConnected }),
+    });
+  } else {
+    run();
+  }
+
   return stream;
 }
