@@ -1,0 +1,304 @@
+// herald.js across many tabs and behind a proxy that buffers, against the real server:
+//
+// - 12 tabs of the app (one browser context, one user, plain HTTP/1.1, where a browser keeps
+//   at most six connections per host) share ONE stream: the server holds one, every tab sees
+//   what any other does, REST works in all of them; when the leader tab closes while changes
+//   are made, every other tab still gets every change exactly once, in order;
+// - a page without `navigator.locks` keeps a stream of its own and works;
+// - behind a proxy that holds every response until it ends, herald.js long-polls (and the
+//   page is live), and goes back to streaming once the proxy stops buffering.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { once } from 'node:events';
+import { apiLogin, launchBrowser, startHerald } from './harness.mjs';
+
+const ADMIN = { email: 'admin@example.com', password: 'admin-password-123' };
+const DANA = { email: 'dana@example.com', name: 'Dana Reyes', password: 'dana-password-12' };
+const ENV = { HERALD_ADMIN_EMAIL: ADMIN.email, HERALD_ADMIN_PASSWORD: ADMIN.password };
+const TABS = 12;
+/** How long a UI step may take. */
+const STEP_MS = 15_000;
+
+let herald;
+let browser;
+let dana;
+let workspace;
+const errors = [];
+
+before(async () => {
+  herald = await startHerald({ env: ENV });
+  const admin = await apiLogin(herald.url, ADMIN.email, ADMIN.password);
+  const res = await admin.request('POST', '/api/users', { ...DANA, role: 'member' });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  dana = await apiLogin(herald.url, DANA.email, DANA.password);
+  const ws = await dana.request('POST', '/api/workspaces', { name: 'Many tabs' });
+  assert.equal(ws.status, 201, JSON.stringify(ws.body));
+  workspace = ws.body;
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await herald?.stop();
+});
+
+/** Opens a page that records its errors. */
+async function newPage(context) {
+  const page = await context.newPage();
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
+  });
+  return page;
+}
+
+/** Signs in through the form on `page` (at `base`) and waits until the app is live. */
+async function signInForm(page, base) {
+  await page.goto(base + '/');
+  await page.getByTestId('login-email').fill(DANA.email);
+  await page.getByTestId('login-password').fill(DANA.password);
+  await page.getByTestId('login-submit').click();
+  await appReady(page);
+}
+
+async function appReady(page) {
+  await page.getByTestId('user-name').filter({ hasText: DANA.name }).waitFor();
+  await page.getByTestId('todo-input').waitFor({ state: 'visible' });
+  await waitPill(page, 'connected');
+}
+
+const waitPill = (page, word, timeout = STEP_MS) =>
+  page.waitForFunction((w) => document.querySelector('[data-testid="status"]')?.textContent.trim() === w, word, { timeout });
+
+const todoItem = (page, title) =>
+  page.getByTestId('todo-item').filter({ has: page.getByTestId('todo-title').getByText(title, { exact: true }) });
+
+/** The value of `herald_streams_open` on the server's /metrics. */
+async function streamsOpen() {
+  const text = await (await fetch(`${herald.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('herald_streams_open '));
+  assert.ok(line, `no herald_streams_open in /metrics:\n${text}`);
+  return Number(line.split(' ')[1]);
+}
+
+/** Polls `probe` until it returns true or `timeout` ms passed; returns its last answer. */
+async function eventually(probe, timeout = STEP_MS) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const ok = await probe();
+    if (ok || Date.now() > deadline) return ok;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Starts recording the titles of `todos:created` in `page`, over herald.js with `options`. */
+async function record(page, url, options = {}) {
+  await page.evaluate(
+    async ([streamUrl, opts]) => {
+      const { connect } = await import('/herald.js');
+      const r = { titles: [], statuses: [] };
+      window.__r = r;
+      r.stream = connect(streamUrl, { ...opts, onStatus: (s) => r.statuses.push(s) });
+      r.stream.on('todos:created', (event) => r.titles.push(event.data.title));
+    },
+    [url, options],
+  );
+}
+
+const recorded = (page) => page.evaluate(() => ({ titles: window.__r.titles, transport: window.__r.stream.transport, status: window.__r.stream.status, role: window.__r.stream.role }));
+
+test('12 tabs of one user share one stream; closing the leader loses nothing', { timeout: 240_000 }, async (t) => {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(STEP_MS);
+  try {
+    const pages = [await newPage(context)];
+    await signInForm(pages[0], herald.url);
+    for (let i = 1; i < TABS; i++) {
+      const page = await newPage(context);
+      await page.goto(herald.url + '/');
+      pages.push(page);
+    }
+    // Every tab loads (a seventh tab would not if each held a stream).
+    for (const page of pages) await appReady(page);
+
+    assert.equal(await eventually(async () => (await streamsOpen()) === 1), true, `the server holds ${await streamsOpen()} streams`);
+    const roles = await Promise.all(pages.map((p) => p.getByTestId('status').getAttribute('data-role')));
+    assert.equal(roles.filter((r) => r === 'leader').length, 1, `roles: ${roles}`);
+    assert.equal(roles.filter((r) => r === 'follower').length, TABS - 1, `roles: ${roles}`);
+
+    // Each tab adds a todo through the form (REST works in every tab); every tab shows all 12.
+    const titles = [];
+    for (const [i, page] of pages.entries()) {
+      const title = `Tab ${i + 1} todo`;
+      titles.push(title);
+      await page.getByTestId('todo-input').fill(title);
+      await page.getByTestId('todo-add').click();
+    }
+    for (const page of pages) {
+      for (const title of titles) await todoItem(page, title).waitFor();
+    }
+    for (const page of pages) {
+      for (const title of titles) assert.equal(await todoItem(page, title).count(), 1, `${title} twice`);
+    }
+    assert.equal(await streamsOpen(), 1);
+
+    // A recorder of herald.js's own in every tab, on the same URL: it joins the shared stream.
+    for (const page of pages) await record(page, '/api/events');
+    for (const page of pages) await page.waitForFunction(() => window.__r.stream.status === 'connected');
+    assert.equal(await streamsOpen(), 1, 'the recorders opened streams of their own');
+
+    // Changes through the API; the leader tab closes in the middle of them.
+    const leaderIndex = roles.indexOf('leader');
+    const leader = pages[leaderIndex];
+    const rest = pages.filter((p) => p !== leader);
+    const changes = Array.from({ length: 20 }, (_, i) => `Change ${String(i + 1).padStart(2, '0')}`);
+    const writer = (async () => {
+      for (const title of changes) {
+        const res = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    await rest[0].waitForFunction(() => window.__r.titles.length >= 5);
+    await leader.close();
+    await writer;
+
+    for (const page of rest) {
+      await page.waitForFunction((n) => window.__r.titles.length >= n, changes.length, { timeout: 30_000 });
+    }
+    // Anything late or doubled would show up now.
+    await rest[0].waitForTimeout(500);
+    for (const [i, page] of rest.entries()) {
+      const r = await recorded(page);
+      assert.deepEqual(r.titles, changes, `tab ${i}: every change exactly once, in order`);
+      assert.equal(r.status, 'connected');
+      for (const title of changes) assert.equal(await todoItem(page, title).count(), 1, `tab ${i}: ${title}`);
+    }
+    const newRoles = await Promise.all(rest.map((p) => p.getByTestId('status').getAttribute('data-role')));
+    assert.equal(newRoles.filter((r) => r === 'leader').length, 1, `roles after the leader closed: ${newRoles}`);
+    assert.equal(await eventually(async () => (await streamsOpen()) === 1), true, `the server holds ${await streamsOpen()} streams`);
+    t.diagnostic(`tab ${leaderIndex + 1} led; after it closed one of the other ${rest.length} took over`);
+
+    // A page without navigator.locks keeps a stream of its own, and it works.
+    const lonely = await newPage(context);
+    await lonely.addInitScript(() => {
+      delete Navigator.prototype.locks;
+    });
+    await lonely.goto(herald.url + '/');
+    await appReady(lonely);
+    assert.equal(await lonely.getByTestId('status').getAttribute('data-role'), 'own');
+    assert.equal(await eventually(async () => (await streamsOpen()) === 2), true, `the server holds ${await streamsOpen()} streams`);
+    const title = 'Seen by the tab without locks';
+    const res = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title });
+    assert.equal(res.status, 201);
+    await todoItem(lonely, title).waitFor();
+    await todoItem(rest[0], title).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+/**
+ * A proxy in front of herald that, while `buffering`, holds each response (head and body)
+ * until the upstream response ends, like a CDN that buffers: REST works, a stream delivers
+ * nothing. Otherwise it passes bytes through as they come.
+ */
+async function startBufferingProxy(upstream) {
+  const target = new URL(upstream);
+  const proxy = { buffering: true, server: null, url: null };
+  const sockets = new Set();
+  proxy.server = http.createServer((req, res) => {
+    const up = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (upRes) => {
+        if (!proxy.buffering) {
+          res.writeHead(upRes.statusCode, upRes.headers);
+          upRes.pipe(res);
+          return;
+        }
+        const chunks = [];
+        upRes.on('data', (chunk) => chunks.push(chunk));
+        upRes.on('end', () => {
+          res.writeHead(upRes.statusCode, upRes.headers);
+          res.end(Buffer.concat(chunks));
+        });
+      },
+    );
+    up.on('error', () => res.destroy());
+    res.on('close', () => up.destroy());
+    req.pipe(up);
+  });
+  proxy.server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  proxy.server.listen(0, '127.0.0.1');
+  await once(proxy.server, 'listening');
+  proxy.url = `http://127.0.0.1:${proxy.server.address().port}`;
+  proxy.close = async () => {
+    for (const socket of sockets) socket.destroy();
+    proxy.server.close();
+  };
+  return proxy;
+}
+
+test('behind a buffering proxy herald.js long-polls, and streams again once it can', { timeout: 180_000 }, async (t) => {
+  // The long-poll answer (Accept: application/json on the stream's URL) is the server's side.
+  const probe = await fetch(`${herald.url}/api/events`, {
+    headers: { accept: 'application/json', cookie: dana.cookie },
+    signal: AbortSignal.timeout(30_000),
+  }).catch((err) => ({ headers: new Headers(), err }));
+  const type = probe.headers.get('content-type') ?? '';
+  await probe.body?.cancel().catch(() => {});
+  if (!type.startsWith('application/json')) {
+    t.skip(`the server answers a long-poll with ${type || probe.err}: no long-polling to fall back to`);
+    return;
+  }
+
+  const proxy = await startBufferingProxy(herald.url);
+  const context = await browser.newContext();
+  context.setDefaultTimeout(STEP_MS);
+  try {
+    const page = await newPage(context);
+    await page.goto(proxy.url + '/');
+    await page.getByTestId('login-email').fill(DANA.email);
+    await page.getByTestId('login-password').fill(DANA.password);
+    await page.getByTestId('login-submit').click();
+    await page.getByTestId('user-name').filter({ hasText: DANA.name }).waitFor();
+    // The app's own stream (default 8 s to the first byte) falls back to polling too.
+    await page.waitForFunction(() => document.querySelector('[data-testid="status"]')?.dataset.transport === 'poll', null, { timeout: 30_000 });
+    await waitPill(page, 'connected', 30_000);
+
+    // herald.js with short timeouts, on a stream of the page's own.
+    await record(page, '/api/events?types=todos', { share: false, firstByteTimeout: 1_000, streamRetryInterval: 3_000 });
+    await page.waitForFunction(() => window.__r.stream.transport === 'poll' && window.__r.stream.status === 'connected', null, { timeout: 20_000 });
+
+    const title = 'Through the buffering proxy';
+    const res = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title });
+    assert.equal(res.status, 201);
+    await page.waitForFunction((t) => window.__r.titles.includes(t), title);
+    await todoItem(page, title).waitFor();
+    assert.equal((await recorded(page)).status, 'connected');
+
+    // The proxy stops buffering: the next try of the stream delivers, and herald.js keeps it.
+    proxy.buffering = false;
+    await page.waitForFunction(() => window.__r.stream.transport === 'stream', null, { timeout: 20_000 });
+    const after = 'Streamed again';
+    const res2 = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title: after });
+    assert.equal(res2.status, 201);
+    await page.waitForFunction((t) => window.__r.titles.includes(t), after);
+    const r = await recorded(page);
+    assert.deepEqual(r.titles.filter((x) => x === title || x === after), [title, after], 'each once, in order');
+    assert.equal(r.status, 'connected');
+  } finally {
+    await context.close();
+    await proxy.close();
+  }
+});
+
+test('no page threw or logged an error', () => {
+  const real = errors.filter((e) => !/Failed to load resource/.test(e));
+  assert.deepEqual(real, []);
+});
