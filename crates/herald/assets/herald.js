@@ -41,7 +41,8 @@
  * the leader's status; a new tab asks the leader for its status and last id. When the leader
  * closes, the next tab takes the lock and resumes from the last id it saw, so nothing is lost;
  * what is replayed twice is dropped by id. `stream.role` is `'leader'`, `'follower'` or
- * `'own'` (not shared).
+ * `'own'` (not shared). Browsers offer `navigator.locks` to secure contexts only (HTTPS,
+ * `localhost`): elsewhere every tab keeps its own stream.
  *
  * @example
  * import { connect } from '/herald.js';
