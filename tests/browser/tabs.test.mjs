@@ -153,16 +153,23 @@ test('12 tabs of one user share one stream; closing the leader loses nothing', {
     const leaderIndex = roles.indexOf('leader');
     const leader = pages[leaderIndex];
     const rest = pages.filter((p) => p !== leader);
-    const changes = Array.from({ length: 20 }, (_, i) => `Change ${String(i + 1).padStart(2, '0')}`);
+    // The writer goes on until ten changes were made after the leader closed.
+    const changes = [];
+    let leaderClosed = false;
     const writer = (async () => {
-      for (const title of changes) {
+      for (let after = 0; after < 10; ) {
+        const title = `Change ${String(changes.length + 1).padStart(3, '0')}`;
+        if (changes.length > 300) throw new Error('the leader tab never closed');
+        changes.push(title);
         const res = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title });
         assert.equal(res.status, 201, JSON.stringify(res.body));
+        if (leaderClosed) after++;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     })();
     await rest[0].waitForFunction(() => window.__r.titles.length >= 5);
     await leader.close();
+    leaderClosed = true;
     await writer;
 
     for (const page of rest) {
@@ -179,7 +186,7 @@ test('12 tabs of one user share one stream; closing the leader loses nothing', {
     const newRoles = await Promise.all(rest.map((p) => p.getByTestId('status').getAttribute('data-role')));
     assert.equal(newRoles.filter((r) => r === 'leader').length, 1, `roles after the leader closed: ${newRoles}`);
     assert.equal(await eventually(async () => (await streamsOpen()) === 1), true, `the server holds ${await streamsOpen()} streams`);
-    t.diagnostic(`tab ${leaderIndex + 1} led; after it closed one of the other ${rest.length} took over`);
+    t.diagnostic(`tab ${leaderIndex + 1} led; ${changes.length} changes, the last 10 after it closed; one of the other ${rest.length} took over`);
 
     // A page without navigator.locks keeps a stream of its own, and it works.
     const lonely = await newPage(context);
