@@ -127,6 +127,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub body_timeout: Duration,
 
+    /// Longest time a long-poll (a stream URL asked for with `Accept: application/json`)
+    /// waits for an event before answering with none. Keep it below the idle timeout of
+    /// every proxy in front of the server.
+    #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub poll_timeout: Duration,
+
     /// How long a graceful shutdown waits for requests to finish.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -224,6 +230,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Longest time a request body may take to arrive.
     pub body_timeout: Duration,
+    /// Longest time a long-poll waits for an event.
+    pub poll_timeout: Duration,
     /// Allowed CORS origins.
     pub cors_origins: Vec<String>,
     /// Drain time limit at shutdown.
@@ -279,6 +287,7 @@ impl std::fmt::Debug for Config {
             )
             .field("write_timeout", &self.write_timeout)
             .field("body_timeout", &self.body_timeout)
+            .field("poll_timeout", &self.poll_timeout)
             .field("cors_origins", &self.cors_origins)
             .field("rates", &self.rates)
             .finish_non_exhaustive()
@@ -372,6 +381,7 @@ impl Config {
         for (name, value) in [
             ("--write-timeout", args.write_timeout),
             ("--body-timeout", args.body_timeout),
+            ("--poll-timeout", args.poll_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{name} must be longer than 0"));
@@ -424,6 +434,7 @@ impl Config {
             max_tcp_connections_per_ip,
             write_timeout: args.write_timeout,
             body_timeout: args.body_timeout,
+            poll_timeout: args.poll_timeout,
             cors_origins: args
                 .cors_origins
                 .iter()

@@ -14,7 +14,7 @@
 //! its layers cost more per request than the publish itself.
 //!
 //! Every other request (metrics, the app, cross-origin requests that need CORS headers,
-//! `Expect: 100-continue`, chunked bodies, HTTP/1.0, HTTP/2) goes to hyper and the axum
+//! long-polls, `Expect: 100-continue`, chunked bodies, HTTP/1.0, HTTP/2) goes to hyper and the axum
 //! router, which first re-read the bytes this module already took from the socket.
 
 use std::{
@@ -343,6 +343,10 @@ fn direct(request: &httparse::Request<'_, '_>, head_len: usize) -> Direct {
             {
                 return Direct::No;
             }
+            // A long-poll answers JSON: the router's.
+            if crate::poll::wants_poll(&headers) {
+                return Direct::No;
+            }
             Direct::Subscribe(headers, uri)
         }
         // HTTP/1.1 only, so that keeping the connection is the default; a chunked body, or
@@ -405,6 +409,7 @@ async fn stream_to(mut io: CountedStream, stream: OpenStream) {
     let OpenStream {
         headers,
         mut frames,
+        ..
     } = stream;
     let mut head = BytesMut::with_capacity(256);
     head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");

@@ -10,6 +10,8 @@
 //! - `connection`: one connection: plain HTTP/1 subscriptions streamed directly, the rest
 //!   through hyper and the router.
 //! - `mercure`: the Mercure publish and subscribe endpoints.
+//! - `poll`: long-polling, the JSON answer to a stream URL for clients behind proxies
+//!   that buffer streams.
 //! - `auth`: finding and verifying JWTs.
 //! - `limits`: stream limits and the connection-counting listener.
 //! - `metrics`: Prometheus export.
@@ -29,6 +31,7 @@ pub mod error;
 pub mod limits;
 pub mod mercure;
 pub mod metrics;
+pub mod poll;
 pub mod ratelimit;
 pub mod server;
 pub mod state;

@@ -171,6 +171,15 @@ pub async fn subscribe(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let stream = open_stream(&state, peer.ip(), &headers, &uri).await?;
+    if crate::poll::wants_poll(&headers) {
+        return Ok(crate::poll::answer(
+            stream.frames,
+            stream.resume_id,
+            state.poll_timeout,
+            state.max_body,
+        )
+        .await);
+    }
     let mut response = Response::builder().status(StatusCode::OK);
     for (name, value) in stream.headers {
         response = response.header(name, value);
@@ -188,6 +197,9 @@ pub struct OpenStream {
     /// The SSE bytes. Holds the stream's connection-limit permit, and ends when the hub
     /// ends the subscription or the subscriber's token expires.
     pub frames: BoxStream<'static, Bytes>,
+    /// Where a client resumes if no event with an id reaches it: the id it resumed from,
+    /// else the log's newest when it subscribed.
+    pub resume_id: Option<String>,
 }
 
 /// Authorizes a subscribe request, admits it against the stream limits and registers it
@@ -227,6 +239,7 @@ pub async fn open_stream(
         return Err(reserved(topic));
     }
     let last_event_id = state.last_event_id(headers, query_last_id)?;
+    let resume_from = last_event_id.clone();
 
     let permit = state.admit_stream(peer)?;
 
@@ -278,6 +291,7 @@ pub async fn open_stream(
     {
         response_headers.push((HeaderName::from_static("last-event-id"), id));
     }
+    let resume_id = resume_from.or_else(|| subscription.head_id().map(str::to_owned));
     let expiry = match expires_in {
         Some(left) => tokio::time::sleep(left).boxed(),
         None => futures::future::pending().boxed(),
@@ -293,6 +307,7 @@ pub async fn open_stream(
     Ok(OpenStream {
         headers: response_headers,
         frames,
+        resume_id,
     })
 }
 

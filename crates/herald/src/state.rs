@@ -40,6 +40,8 @@ pub struct Inner {
     pub max_body: usize,
     /// Longest time a request body may take to arrive.
     pub body_timeout: Duration,
+    /// Longest time a long-poll waits for an event.
+    pub poll_timeout: Duration,
     /// Cancelled when the server starts shutting down: bodies still arriving are cut then.
     pub shutdown: CancellationToken,
     /// Compiled `mercure.publish` selectors.
@@ -79,6 +81,7 @@ impl AppState {
                 limiter,
                 max_body: config.max_body,
                 body_timeout: config.body_timeout,
+                poll_timeout: config.poll_timeout,
                 shutdown,
                 publish_selectors: SelectorCache::default(),
                 cors_origins: config.cors_origins.clone(),

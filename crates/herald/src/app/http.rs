@@ -703,7 +703,7 @@ async fn stream(
     let types = query.types.as_deref().map(Kind::parse_list).transpose()?;
     let last_event_id = state.last_event_id(headers, query.last_event_id)?;
     let permit = state.admit_stream(peer)?;
-    let frames = state
+    let opened = state
         .app
         .open_stream(
             actor,
@@ -713,12 +713,25 @@ async fn stream(
                 last_event_id,
             },
         )
-        .await?
+        .await?;
+    let frames = opened
+        .frames
         .map(move |frames| {
             // The permit lives as long as the stream.
             let _ = &permit;
-            Ok::<_, Infallible>(frames)
-        });
+            frames
+        })
+        .boxed();
+    if crate::poll::wants_poll(headers) {
+        return Ok(crate::poll::answer(
+            frames,
+            opened.resume_id,
+            state.poll_timeout,
+            state.max_body,
+        )
+        .await);
+    }
+    let frames = frames.map(Ok::<_, Infallible>);
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-cache, no-transform")

@@ -47,6 +47,15 @@ pub(crate) struct StreamRequest {
     pub(crate) last_event_id: Option<String>,
 }
 
+/// An open stream of the app.
+pub(crate) struct AppStream {
+    /// The SSE bytes.
+    pub(crate) frames: BoxStream<'static, Bytes>,
+    /// Where a client resumes if no event with an id reaches it: the id it resumed from,
+    /// else the log's newest when it subscribed.
+    pub(crate) resume_id: Option<String>,
+}
+
 impl App {
     /// Opens a stream of what `actor` may see: the `connected` event, then what it missed
     /// since `last_event_id` (under today's rights), then live events.
@@ -59,7 +68,7 @@ impl App {
         &self,
         actor: &Actor,
         request: StreamRequest,
-    ) -> Result<BoxStream<'static, Bytes>, ApiError> {
+    ) -> Result<AppStream, ApiError> {
         let workspaces = self.readable(actor, request.workspace.as_deref()).await?;
         if workspaces.len() > MAX_STREAM_WORKSPACES {
             return Err(ApiError::bad_request(format!(
@@ -73,6 +82,7 @@ impl App {
             workspaces.iter().map(String::as_str),
             request.types.as_ref(),
         );
+        let resume_from = request.last_event_id.clone();
         let replay_filter = match &request.last_event_id {
             Some(_) => self.replay_filter(actor, &workspaces, &topics).await?,
             None => None,
@@ -106,6 +116,7 @@ impl App {
             subscription.closer().close();
         }
 
+        let resume_id = resume_from.or_else(|| subscription.head_id().map(str::to_owned));
         let connected = serde_json::json!({
             "userId": actor.user.id,
             "workspaces": workspaces,
@@ -120,10 +131,13 @@ impl App {
             }
             None => futures::future::pending().boxed(),
         };
-        Ok(futures::stream::once(async move { connected })
-            .chain(subscription)
-            .take_until(expiry)
-            .boxed())
+        Ok(AppStream {
+            frames: futures::stream::once(async move { connected })
+                .chain(subscription)
+                .take_until(expiry)
+                .boxed(),
+            resume_id,
+        })
     }
 
     /// The workspaces a stream of `actor` follows: `only` (404 unless readable), or every
@@ -320,7 +334,8 @@ mod tests {
                 },
             )
             .await
-            .unwrap();
+            .unwrap()
+            .frames;
         let mut text = String::new();
         while !text.contains(until) {
             let frames = tokio::time::timeout(Duration::from_secs(10), stream.next())

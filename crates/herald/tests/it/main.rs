@@ -24,6 +24,7 @@ mod kept;
 mod leak;
 mod limits;
 mod ops;
+mod poll;
 mod private;
 mod pubsub;
 mod rate_limits;

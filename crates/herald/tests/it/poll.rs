@@ -1,0 +1,321 @@
+//! Long-polling: a stream URL asked for with `Accept: application/json` answers the same
+//! events as the stream, as one JSON document, with the same authorization, limits, replay
+//! and `reset`; and a client that polls from answer to answer misses nothing and sees
+//! nothing twice.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{AppClient, AppWorld, TestServer, id_of, token};
+
+const T: &str = "https://example.com/poll";
+
+/// One poll of the hub for `T` with `token`, resuming after `last` (query) if given.
+async fn poll(server: &TestServer, bearer: Option<&str>, last: Option<&str>) -> (u16, Value) {
+    let mut request = server
+        .subscribe()
+        .topic(T)
+        .header("accept", "application/json");
+    if let Some(bearer) = bearer {
+        request = request.bearer(bearer);
+    }
+    if let Some(last) = last {
+        request = request.query("lastEventID", last);
+    }
+    let response = request.send().await;
+    let status = response.status().as_u16();
+    if status == 200 {
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "a poll answers JSON"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+    let body = response.text().await.expect("a body");
+    (status, serde_json::from_str(&body).expect("a JSON body"))
+}
+
+/// The ids of an answer's events.
+fn ids(answer: &Value) -> Vec<String> {
+    answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_poll_answers_the_missed_events_then_waits_for_the_next() {
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "1s"]).await;
+    for id in ["p1", "p2", "p3"] {
+        server.publish_id(T, id).await;
+    }
+    let (status, answer) = poll(&server, None, Some("p1")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({
+            "events": [
+                {"type": "message", "id": "p2", "data": "p2"},
+                {"type": "message", "id": "p3", "data": "p3"},
+            ],
+            "lastEventId": "p3",
+            "retry": 3000,
+        })
+    );
+    // Nothing new: the poll waits for --poll-timeout, and the cursor stays.
+    let (_, answer) = poll(&server, None, Some("p3")).await;
+    assert_eq!(answer["events"], json!([]));
+    assert_eq!(answer["lastEventId"], "p3");
+    // A waiting poll answers as soon as an event arrives.
+    let waiting = {
+        let server_url = server.hub_url();
+        tokio::spawn(async move {
+            crate::support::http_client()
+                .get(server_url)
+                .query(&[("topic", T), ("lastEventID", "p3")])
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .map(|body| serde_json::from_str::<Value>(&body).unwrap())
+                .unwrap()
+        })
+    };
+    server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 1.0
+        })
+        .await;
+    server.publish_id(T, "p4").await;
+    let answer = waiting.await.unwrap();
+    assert_eq!(ids(&answer), ["p4"]);
+    assert_eq!(answer["lastEventId"], "p4");
+    // The poll's stream slot is free again.
+    server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 0.0
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_first_poll_with_nothing_new_resumes_from_the_log_head() {
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "1s"]).await;
+    server.publish_id(T, "h1").await;
+    let (_, answer) = poll(&server, None, None).await;
+    assert_eq!(answer["events"], json!([]));
+    assert_eq!(answer["lastEventId"], "h1", "{answer}");
+    // Published between two polls: the next one, resuming from the head, gets it.
+    server.publish_id(T, "h2").await;
+    let (_, answer) = poll(&server, None, answer["lastEventId"].as_str()).await;
+    assert_eq!(ids(&answer), ["h2"]);
+}
+
+#[tokio::test]
+async fn an_unknown_id_gets_a_reset_to_the_head() {
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "1s"]).await;
+    server.publish_id(T, "k1").await;
+    let (_, answer) = poll(&server, None, Some("no-such-id")).await;
+    let events = answer["events"].as_array().unwrap();
+    assert_eq!(events[0]["type"], "reset", "{answer}");
+    assert_eq!(events[0]["id"], "k1");
+    let data: Value = serde_json::from_str(events[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["lastEventID"], "no-such-id");
+    assert_eq!(answer["lastEventId"], "k1");
+}
+
+#[tokio::test]
+async fn polls_are_authorized_like_streams() {
+    let server = TestServer::with_args(&["--poll-timeout", "1s"]).await;
+    server
+        .publish(&[
+            ("topic", T),
+            ("id", "secret"),
+            ("data", "s"),
+            ("private", "on"),
+        ])
+        .await;
+    // No token: the same 401 as the stream's.
+    let stream_error = server.subscribe().topic(T).error().await;
+    let (status, body) = poll(&server, None, Some("earliest")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], stream_error.code);
+    // A token for the topic sees the private update.
+    let (status, answer) = poll(&server, Some(&token(&[], &[T])), Some("earliest")).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&answer), ["secret"]);
+    // A token for another topic does not.
+    let other = token(&[], &["https://example.com/other"]);
+    let (_, answer) = poll(&server, Some(&other), Some("earliest")).await;
+    assert_eq!(ids(&answer), Vec::<String>::new());
+    // The reserved namespace is refused as for a stream.
+    let response = server
+        .subscribe()
+        .topic("herald:anything")
+        .bearer(&token(&[], &["*"]))
+        .header("accept", "application/json")
+        .send()
+        .await;
+    assert_eq!(response.status(), 403);
+}
+
+#[tokio::test]
+async fn a_waiting_poll_holds_a_stream_slot() {
+    let server = TestServer::with_args(&["--anonymous", "--max-connections", "1"]).await;
+    let waiting = {
+        let url = server.hub_url();
+        tokio::spawn(async move {
+            crate::support::http_client()
+                .get(url)
+                .query(&[("topic", T)])
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .map(|body| serde_json::from_str::<Value>(&body).unwrap())
+                .unwrap()
+        })
+    };
+    server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 1.0
+        })
+        .await;
+    let refused = server.subscribe().topic(T).error().await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    server.publish_id(T, "w1").await;
+    assert_eq!(ids(&waiting.await.unwrap()), ["w1"]);
+    server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 0.0
+        })
+        .await;
+    server.subscribe().topic(T).open().await;
+}
+
+#[tokio::test]
+async fn a_large_backlog_comes_in_bounded_answers_without_gap_or_repeat() {
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "1s"]).await;
+    let data = "x".repeat(2_000);
+    let published: Vec<String> = (0..400).map(|i| format!("b{i}")).collect();
+    for id in &published {
+        server
+            .publish(&[("topic", T), ("id", id), ("data", &data)])
+            .await;
+    }
+    let mut seen = Vec::new();
+    let mut last = "earliest".to_owned();
+    let mut answers = 0;
+    while seen.last() != published.last() {
+        let (status, answer) = poll(&server, None, Some(&last)).await;
+        assert_eq!(status, 200);
+        let got = ids(&answer);
+        assert!(!got.is_empty(), "an answer after {last} brought nothing");
+        // One answer carries at most about 256 KiB.
+        assert!(got.len() <= 140, "{} events in one answer", got.len());
+        last = answer["lastEventId"].as_str().unwrap().to_owned();
+        assert_eq!(&last, got.last().unwrap());
+        seen.extend(got);
+        answers += 1;
+        assert!(answers < 20, "too many answers");
+    }
+    assert_eq!(seen, published, "every event once, in order");
+    assert!(answers >= 3, "{answers} answers");
+}
+
+/// `GET path` as a long-poll, by `client`.
+async fn app_poll(client: &AppClient, path: &str) -> Value {
+    client
+        .raw(
+            Method::GET,
+            path,
+            None,
+            None,
+            &[("accept", "application/json")],
+        )
+        .await
+        .expect(200)
+}
+
+#[tokio::test]
+async fn app_polls_carry_changes_and_end_when_access_does() {
+    let world = AppWorld::start().await;
+    let bob = world.bob.clone();
+    // Bob waits; Alice's change answers his poll.
+    let waiting = tokio::spawn(async move { app_poll(&bob, "/api/events").await });
+    world
+        .server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 1.0
+        })
+        .await;
+    let todo = world
+        .alice
+        .create(&world.ws, "todos", json!({"title": "polled"}))
+        .await;
+    let answer = waiting.await.unwrap();
+    let events = answer["events"].as_array().unwrap();
+    assert_eq!(events[0]["type"], "connected", "{answer}");
+    assert_eq!(events[1]["type"], "todos:created", "{answer}");
+    let envelope: Value = serde_json::from_str(events[1]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(envelope["data"]["id"], id_of(&todo));
+    assert_eq!(answer["lastEventId"], events[1]["id"]);
+
+    // Resuming from there, Bob's next poll ends with his removal, and says why.
+    let last = answer["lastEventId"].as_str().unwrap().to_owned();
+    let bob = world.bob.clone();
+    let path = format!("/api/events?lastEventId={last}");
+    let waiting = tokio::spawn(async move { app_poll(&bob, &path).await });
+    world
+        .server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 1.0
+        })
+        .await;
+    let removed = world
+        .alice
+        .delete(&world.ws_path(&format!("members/{}", world.bob.id())))
+        .await;
+    assert_eq!(removed.status, 204);
+    let answer = waiting.await.unwrap();
+    let types: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["connected", "members:removed"], "{answer}");
+
+    // Carol may not read the workspace: the same 404 as its stream.
+    world
+        .carol
+        .raw(
+            Method::GET,
+            &world.ws_path("events"),
+            None,
+            None,
+            &[("accept", "application/json")],
+        )
+        .await
+        .expect_error(404, "not_found");
+    // Without credentials: 401.
+    AppClient::anonymous(&world.server)
+        .raw(
+            Method::GET,
+            "/api/events",
+            None,
+            None,
+            &[("accept", "application/json")],
+        )
+        .await
+        .expect_error(401, "unauthorized");
+}
