@@ -24,7 +24,7 @@
  * aborted and reopened, as a failure; two such stalls in a row, with no byte between the
  * first burst of the reopened stream and its stall, also mean buffering: long-polling.
  *
- * Long-polling. The same URL answered with `Accept: application/json` waits (up to 25 s) for
+ * Long-polling. The same URL asked for with `Accept: application/json` waits (25 s) for
  * events and returns them as JSON (`{ events: [{ type, id?, data }], lastEventId, retry }`).
  * herald.js polls in a loop, dispatches those events exactly like streamed ones, and says
  * `connected` while polls succeed. Every `streamRetryInterval` (60 s) it tries the stream
@@ -69,7 +69,7 @@ const OFFLINE_AFTER_ATTEMPTS = 6;
 const SEEN_IDS = 1024;
 /** The reconnection delay until the server sends `retry:`, in ms (the SSE default). */
 const DEFAULT_RETRY_MS = 3_000;
-/** How long a long-poll may take: the server answers within 25 s; the rest is slack. */
+/** How long a long-poll may take: the server answers within `--poll-timeout` (25 s by default). */
 const POLL_TIMEOUT_MS = 40_000;
 /** A poll answered faster than this with no events is not repeated at once (no busy loop). */
 const POLL_MIN_MS = 1_000;
