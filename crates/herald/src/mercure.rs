@@ -174,6 +174,7 @@ pub async fn subscribe(
     if crate::poll::wants_poll(&headers) {
         return Ok(crate::poll::answer(
             stream.frames,
+            stream.resumed,
             stream.resume_id,
             state.poll_timeout,
             state.max_body,
@@ -200,6 +201,8 @@ pub struct OpenStream {
     /// Where a client resumes if no event with an id reaches it: the id it resumed from,
     /// else the log's newest when it subscribed.
     pub resume_id: Option<String>,
+    /// Whether the client resumed from an id (`Last-Event-ID` or the query).
+    pub resumed: bool,
 }
 
 /// Authorizes a subscribe request, admits it against the stream limits and registers it
@@ -240,6 +243,7 @@ pub async fn open_stream(
     }
     let last_event_id = state.last_event_id(headers, query_last_id)?;
     let resume_from = last_event_id.clone();
+    let resumed = resume_from.is_some();
 
     let permit = state.admit_stream(peer)?;
 
@@ -308,6 +312,7 @@ pub async fn open_stream(
         headers: response_headers,
         frames,
         resume_id,
+        resumed,
     })
 }
 

@@ -20,7 +20,9 @@
 //!
 //! A poll answers as soon as an event other than the app's `connected` arrives, with every
 //! event that is ready at that moment, up to [`MAX_ANSWER_BYTES`] of them; the rest waits for
-//! the next poll. It answers early, with what it has, when its stream would have ended (the
+//! the next poll. A poll that resumes from no id answers at once, with what is ready (the
+//! app's `connected`) and the log head to resume from: it is how a client that never had a
+//! stream gets its first cursor without waiting for an event. It answers early, with what it has, when its stream would have ended (the
 //! user's rights changed, the token expired, the server shuts down). While it waits it holds
 //! one stream slot, as a stream does.
 
@@ -86,20 +88,19 @@ struct Answer {
 /// `max_event` the largest event the stream can carry, in bytes.
 pub async fn answer(
     mut frames: BoxStream<'static, Bytes>,
+    resumed: bool,
     resume_id: Option<String>,
     wait: Duration,
     max_event: usize,
 ) -> Response {
     let deadline = tokio::time::Instant::now() + wait;
     let mut collector = Collector::new(resume_id, max_event);
-    loop {
+    // A first poll waits for nothing: the prelude (`retry:`, the app's `connected`) is
+    // ready at once.
+    collector.woken = !resumed;
+    while !collector.woken {
         match tokio::time::timeout_at(deadline, frames.next()).await {
-            Ok(Some(bytes)) => {
-                collector.push(&bytes);
-                if collector.woken {
-                    break;
-                }
-            }
+            Ok(Some(bytes)) => collector.push(&bytes),
             // The stream ended (rights changed, token expired, shutdown), or nothing came.
             Ok(None) | Err(_) => return collector.finish(),
         }
@@ -247,7 +248,14 @@ mod tests {
         ]))
         .chain(futures::stream::pending())
         .boxed();
-        let response = answer(stream, Some("z".into()), Duration::from_secs(60), 1024).await;
+        let response = answer(
+            stream,
+            true,
+            Some("z".into()),
+            Duration::from_secs(60),
+            1024,
+        )
+        .await;
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(
             body(response).await,
@@ -268,7 +276,14 @@ mod tests {
         let stream = futures::stream::iter(frames(&["event: connected\ndata: {}\n\n"]))
             .chain(futures::stream::pending())
             .boxed();
-        let response = answer(stream, Some("head".into()), Duration::from_secs(25), 1024).await;
+        let response = answer(
+            stream,
+            true,
+            Some("head".into()),
+            Duration::from_secs(25),
+            1024,
+        )
+        .await;
         assert_eq!(
             body(response).await,
             serde_json::json!({
@@ -278,10 +293,38 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_first_poll_answers_what_is_ready_at_once() {
+        let stream = futures::stream::iter(frames(&[
+            "event: connected\ndata: {}\n\n",
+            "retry: 3000\n\n",
+        ]))
+        .chain(futures::stream::pending())
+        .boxed();
+        let started = tokio::time::Instant::now();
+        let response = answer(
+            stream,
+            false,
+            Some("head".into()),
+            Duration::from_secs(25),
+            1024,
+        )
+        .await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(
+            body(response).await,
+            serde_json::json!({
+                "events": [{"type": "connected", "data": "{}"}],
+                "lastEventId": "head",
+                "retry": 3000,
+            })
+        );
+    }
+
     #[tokio::test]
     async fn an_ended_stream_answers_at_once() {
         let stream = futures::stream::iter(frames(&["retry: 10\n\n"])).boxed();
-        let response = answer(stream, None, Duration::from_secs(3600), 1024).await;
+        let response = answer(stream, true, None, Duration::from_secs(3600), 1024).await;
         assert_eq!(
             body(response).await,
             serde_json::json!({"events": [], "lastEventId": null, "retry": 10})
@@ -295,7 +338,7 @@ mod tests {
             .map(|i| Bytes::from(event.replace("{}", &i.to_string())))
             .collect();
         let stream = futures::stream::iter(chunks).boxed();
-        let body = body(answer(stream, None, Duration::from_secs(60), 4096).await).await;
+        let body = body(answer(stream, true, None, Duration::from_secs(60), 4096).await).await;
         let events = body["events"].as_array().unwrap();
         assert!(events.len() < 1000, "{}", events.len());
         assert!(events.len() >= MAX_ANSWER_BYTES / 1100, "{}", events.len());

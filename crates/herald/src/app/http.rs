@@ -702,6 +702,7 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let types = query.types.as_deref().map(Kind::parse_list).transpose()?;
     let last_event_id = state.last_event_id(headers, query.last_event_id)?;
+    let resumed = last_event_id.is_some();
     let permit = state.admit_stream(peer)?;
     let opened = state
         .app
@@ -725,6 +726,7 @@ async fn stream(
     if crate::poll::wants_poll(headers) {
         return Ok(crate::poll::answer(
             frames,
+            resumed,
             opened.resume_id,
             state.poll_timeout,
             state.max_body,

@@ -106,10 +106,13 @@ async fn a_poll_answers_the_missed_events_then_waits_for_the_next() {
 }
 
 #[tokio::test]
-async fn a_first_poll_with_nothing_new_resumes_from_the_log_head() {
-    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "1s"]).await;
+async fn a_first_poll_answers_at_once_with_the_log_head() {
+    // A first poll (no id to resume from) does not wait for --poll-timeout.
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "60s"]).await;
     server.publish_id(T, "h1").await;
-    let (_, answer) = poll(&server, None, None).await;
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(30), poll(&server, None, None))
+        .await
+        .expect("a first poll answers at once");
     assert_eq!(answer["events"], json!([]));
     assert_eq!(answer["lastEventId"], "h1", "{answer}");
     // Published between two polls: the next one, resuming from the head, gets it.
@@ -169,12 +172,13 @@ async fn polls_are_authorized_like_streams() {
 #[tokio::test]
 async fn a_waiting_poll_holds_a_stream_slot() {
     let server = TestServer::with_args(&["--anonymous", "--max-connections", "1"]).await;
+    server.publish_id(T, "w0").await;
     let waiting = {
         let url = server.hub_url();
         tokio::spawn(async move {
             crate::support::http_client()
                 .get(url)
-                .query(&[("topic", T)])
+                .query(&[("topic", T), ("lastEventID", "w0")])
                 .header("accept", "application/json")
                 .send()
                 .await
@@ -249,9 +253,18 @@ async fn app_poll(client: &AppClient, path: &str) -> Value {
 #[tokio::test]
 async fn app_polls_carry_changes_and_end_when_access_does() {
     let world = AppWorld::start().await;
+    // A first poll answers at once: `connected`, and where to resume.
+    let first = app_poll(&world.bob, "/api/events").await;
+    assert_eq!(first["events"][0]["type"], "connected", "{first}");
+    assert_eq!(first["events"].as_array().unwrap().len(), 1, "{first}");
+    let head = first["lastEventId"]
+        .as_str()
+        .expect("the log head")
+        .to_owned();
+    // Bob waits from there; Alice's change answers his poll.
     let bob = world.bob.clone();
-    // Bob waits; Alice's change answers his poll.
-    let waiting = tokio::spawn(async move { app_poll(&bob, "/api/events").await });
+    let path = format!("/api/events?lastEventId={head}");
+    let waiting = tokio::spawn(async move { app_poll(&bob, &path).await });
     world
         .server
         .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
