@@ -12,6 +12,7 @@
 //! - `mercure`: the Mercure publish and subscribe endpoints.
 //! - `auth`: finding and verifying JWTs.
 //! - `limits`: stream limits and the connection-counting listener.
+//! - `tls`: HTTPS: the certificate and key, checked at start and reloaded on SIGHUP.
 //! - `metrics`: Prometheus export.
 //! - `ratelimit`: keyed token buckets for logins, app changes and publishes.
 //! - `error`: [`error::ApiError`], the one error type of the API.
@@ -32,3 +33,4 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
+pub mod tls;

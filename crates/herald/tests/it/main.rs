@@ -33,3 +33,4 @@ mod retention;
 mod services;
 mod slow;
 mod support;
+mod tls;
