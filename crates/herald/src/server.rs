@@ -354,8 +354,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "herald is listening"
     );
     if let Some(tls) = &config.tls {
+        let certificate = &tls.reloadable;
+        tracing::info!(
+            cert = %certificate.files().cert.display(),
+            not_after = certificate.not_after().as_deref().unwrap_or("unknown"),
+            "serving HTTPS and HTTP/2"
+        );
         // Before the address is printed: whoever waits for it may send SIGHUP at once.
-        reload_on_hangup(tls.reloadable.clone())?;
+        reload_on_hangup(certificate.clone())?;
     }
     let scheme = if config.tls.is_some() {
         "https"
@@ -452,6 +458,7 @@ fn reload_on_hangup(certificate: Arc<Reloadable>) -> anyhow::Result<()> {
                 Ok(Ok(())) => tracing::info!(
                     cert = %files.cert.display(),
                     key = %files.key.display(),
+                    not_after = certificate.not_after().as_deref().unwrap_or("unknown"),
                     "reloaded the TLS certificate"
                 ),
                 Ok(Err(reason)) => tracing::error!(

@@ -140,6 +140,74 @@ impl Reloadable {
     pub fn files(&self) -> &TlsFiles {
         &self.files
     }
+
+    /// When the certificate in use expires (`YYYY-MM-DD HH:MM:SS UTC`), for the log.
+    pub fn not_after(&self) -> Option<String> {
+        not_after(self.current.load().end_entity_cert().ok()?)
+    }
+}
+
+/// The `notAfter` time of a DER certificate (RFC 5280, section 4.1.2.5), as
+/// `YYYY-MM-DD HH:MM:SS UTC`; `None` when it cannot be read. Only for the log: rustls has
+/// parsed and checked the certificate already.
+fn not_after(cert: &[u8]) -> Option<String> {
+    let (certificate, _) = der(cert, 0x30)?;
+    let (mut tbs, _) = der(certificate, 0x30)?;
+    if tbs.first() == Some(&0xa0) {
+        tbs = der(tbs, 0xa0)?.1; // The version.
+    }
+    let (_, rest) = der(tbs, 0x02)?; // The serial number.
+    let (_, rest) = der(rest, 0x30)?; // The signature algorithm.
+    let (_, rest) = der(rest, 0x30)?; // The issuer.
+    let (validity, _) = der(rest, 0x30)?;
+    let not_before = *validity.first()?;
+    let (_, rest) = der(validity, not_before)?;
+    let (time, century) = match rest.first()? {
+        // UTCTime, YYMMDDHHMMSSZ: 1950 to 2049.
+        0x17 => {
+            let (time, _) = der(rest, 0x17)?;
+            let year: u32 = std::str::from_utf8(time.get(..2)?).ok()?.parse().ok()?;
+            (time, if year >= 50 { "19" } else { "20" })
+        }
+        // GeneralizedTime, YYYYMMDDHHMMSSZ.
+        0x18 => (der(rest, 0x18)?.0, ""),
+        _ => return None,
+    };
+    let time = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    if time.len() < 12 || !time.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (date, clock) = time.split_at(time.len() - 6);
+    let (year, month_day) = date.split_at(date.len() - 4);
+    Some(format!(
+        "{century}{year}-{}-{} {}:{}:{} UTC",
+        &month_day[..2],
+        &month_day[2..],
+        &clock[..2],
+        &clock[2..4],
+        &clock[4..]
+    ))
+}
+
+/// The contents of the DER element with `tag` at the start of `input`, and what follows it.
+fn der(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    if first != tag {
+        return None;
+    }
+    let (&length, mut rest) = rest.split_first()?;
+    let length = if length < 0x80 {
+        usize::from(length)
+    } else {
+        let bytes = usize::from(length & 0x7f);
+        if bytes == 0 || bytes > 4 || rest.len() < bytes {
+            return None;
+        }
+        let (long, after) = rest.split_at(bytes);
+        rest = after;
+        long.iter().fold(0, |n, &b| (n << 8) | usize::from(b))
+    };
+    (rest.len() >= length).then(|| rest.split_at(length))
 }
 
 impl ResolvesServerCert for Reloadable {
@@ -194,5 +262,42 @@ impl Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             reloadable,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(not_after: (i32, u8, u8)) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let (year, month, day) = not_after;
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn reads_when_a_certificate_expires() {
+        // Before 2050 as UTCTime, from 2050 on as GeneralizedTime (RFC 5280).
+        for (date, want) in [
+            ((2031, 5, 6), "2031-05-06 00:00:00 UTC"),
+            ((2049, 12, 31), "2049-12-31 00:00:00 UTC"),
+            ((2061, 1, 2), "2061-01-02 00:00:00 UTC"),
+        ] {
+            assert_eq!(not_after(&certificate(date)).as_deref(), Some(want));
+        }
+    }
+
+    #[test]
+    fn a_truncated_certificate_has_no_expiry() {
+        let der = certificate((2031, 5, 6));
+        assert!(not_after(&der).is_some());
+        // Every element's length is checked against what is there, the outermost first.
+        for end in 0..der.len() {
+            assert_eq!(not_after(&der[..end]), None, "cut at {end}");
+        }
+        assert_eq!(not_after(b"not DER"), None);
+        assert_eq!(not_after(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
     }
 }
