@@ -1,7 +1,7 @@
 //! HTTPS: `--tls-cert` and `--tls-key`. HTTP/1.1 over TLS (the direct subscribe and
 //! publish paths included), HTTP/2 chosen by ALPN, the certificate reloaded on SIGHUP while
 //! streams stay open, refused certificates at start (exit 64), the `Secure` session cookie,
-//! and the handshake deadline.
+//! the handshake deadline, and the write deadline below TLS.
 //!
 //! The certificates come from a test CA made with rcgen; the clients are tokio-rustls with
 //! hyper's HTTP/1 and HTTP/2 client connections, trusting that CA only.
@@ -589,4 +589,86 @@ async fn a_client_that_never_starts_its_handshake_is_closed() {
         .send(get(&server, "/healthz"))
         .await;
     assert_eq!(health.status(), 200);
+}
+
+/// The value of the sample `name` in `GET /metrics`, over TLS.
+async fn metric(server: &TestServer, certs: &Certs, name: &str) -> f64 {
+    let answer = http1(connect(server, certs.client(&[HTTP1])).await)
+        .await
+        .send(get(server, "/metrics"))
+        .await;
+    assert_eq!(answer.status(), 200);
+    let text = text(answer).await;
+    text.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+/// Waits (at most 15 s) until `herald_streams_open` is `n`.
+async fn streams_open(server: &TestServer, certs: &Certs, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let open = metric(server, certs, "herald_streams_open").await;
+        if open == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} streams open, not {n}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_stream_that_takes_no_data_ends_after_the_write_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let certs = Certs::new();
+    certs.install(&certs.issue("first"));
+    let mut args = certs.args();
+    args.extend(["--write-timeout".to_owned(), "2s".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = TestServer::with_tls(certs.client(&[HTTP1]), &[], &args).await;
+
+    // A subscriber with a small receive window that sends its request and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr()).await.unwrap();
+    let mut stalled = tokio_rustls::TlsConnector::from(certs.client(&[HTTP1]))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let head = format!(
+        "GET /.well-known/mercure?topic=deadline HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        admin_token()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    streams_open(&server, &certs, 1.0).await;
+
+    // 5 MiB: more than the kernel buffers, less than the subscriber queue holds (see
+    // `deadlines`), so only the write deadline, below TLS, can end the stream.
+    let data = "x".repeat(64 * 1024);
+    let mut publisher = http1(connect(&server, certs.client(&[HTTP1])).await).await;
+    for n in 0..80 {
+        let form = format!("topic=deadline&id=d{n}&data={data}");
+        let answer = publisher
+            .send(
+                request(&server, "POST", "/.well-known/mercure")
+                    .header("authorization", format!("Bearer {}", admin_token()))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Full::new(Bytes::from(form)))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(answer.status(), 200);
+        let _ = text(answer).await;
+    }
+    streams_open(&server, &certs, 0.0).await;
+    assert_eq!(
+        metric(&server, &certs, "herald_slow_subscriber_disconnects_total").await,
+        0.0,
+        "the queue never overflowed"
+    );
+    assert_eq!(metric(&server, &certs, "herald_subscribers").await, 0.0);
+    drop(stalled);
 }
