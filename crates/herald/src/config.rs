@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use herald_hub::{Durability, HubConfig, QueueLimits, UpdateLimits};
 
-use crate::ratelimit::Rate;
+use crate::{
+    ratelimit::Rate,
+    tls::{Tls, TlsFiles},
+};
 
 /// Flags of `herald serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -186,6 +189,15 @@ pub struct ServeArgs {
     /// (BURST/PERIOD; 0: no limit, the default).
     #[arg(long, env = "HERALD_PUBLISH_RATE", default_value = "0")]
     pub publish_rate: Rate,
+
+    /// Serve HTTPS (and HTTP/2, by ALPN) with this PEM certificate chain, the server's
+    /// certificate first. Needs --tls-key. SIGHUP reads both files again.
+    #[arg(long, env = "HERALD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "HERALD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// How logs are written.
@@ -246,6 +258,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// Rate limits of logins, app changes and publishes.
     pub rates: Rates,
+    /// HTTPS, when a certificate and key were given: their files, checked and loaded.
+    pub tls: Option<Tls>,
 }
 
 /// The rate limits, each off when its rate is `0`.
@@ -290,6 +304,7 @@ impl std::fmt::Debug for Config {
             .field("poll_timeout", &self.poll_timeout)
             .field("cors_origins", &self.cors_origins)
             .field("rates", &self.rates)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -387,6 +402,19 @@ impl Config {
                 return Err(format!("{name} must be longer than 0"));
             }
         }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                };
+                let loaded = crate::tls::load(&files)?;
+                Some(Tls::new(files, loaded)?)
+            }
+            (Some(_), None) => return Err("--tls-cert needs --tls-key (HERALD_TLS_KEY)".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert (HERALD_TLS_CERT)".into()),
+        };
         let fd_limit = crate::limits::raise_fd_limit();
         let max_connections = match args.max_connections {
             0 => fd_limit.saturating_sub(FD_RESERVE).max(1),
@@ -453,6 +481,7 @@ impl Config {
                 workspace_change: args.workspace_change_rate,
                 publish: args.publish_rate,
             },
+            tls,
         })
     }
 }

@@ -16,6 +16,12 @@
 //! Every other request (metrics, the app, cross-origin requests that need CORS headers,
 //! long-polls, `Expect: 100-continue`, chunked bodies, HTTP/1.0, HTTP/2) goes to hyper and the axum
 //! router, which first re-read the bytes this module already took from the socket.
+//!
+//! With TLS, the handshake runs here first, within [`HANDSHAKE_TIMEOUT`], over the
+//! [`CountedStream`] (whose write deadline stays below TLS). A client that chose `h2` by
+//! ALPN goes to hyper's HTTP/2; any other is served as a plain connection is, the direct
+//! paths included. The code is generic over the connection's [`Io`], so a plain TCP
+//! connection pays nothing for TLS.
 
 use std::{
     cell::RefCell,
@@ -38,9 +44,10 @@ use hyper_util::{
     server::{conn::auto, graceful::Watcher},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     time::{Instant, timeout},
 };
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -63,6 +70,16 @@ const MAX_HEADERS: usize = 48;
 /// [`CountedStream`] for every protocol.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client has to complete its TLS handshake, from the moment it is accepted: as
+/// long as for a request head. A client that opens a connection and sends nothing holds a
+/// slot no longer over TLS than without it.
+const HANDSHAKE_TIMEOUT: Duration = HEAD_TIMEOUT;
+
+/// What a connection is read from and written to: a [`CountedStream`], or TLS over one.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// What every connection task needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -71,14 +88,16 @@ pub(crate) struct Shared {
     /// Cancelled when the server stops: a kept publish connection closes between requests,
     /// and a body still arriving is cut short.
     pub(crate) shutdown: CancellationToken,
+    /// The TLS handshake of every connection, when the server speaks HTTPS.
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// What to do with a connection once its request head is read.
-enum Next {
+enum Next<I> {
     /// Stream this subscription.
-    Stream(CountedStream, OpenStream),
+    Stream(I, OpenStream),
     /// Hand the connection to hyper, with the bytes already read from it.
-    Router(CountedStream, Bytes),
+    Router(I, Bytes),
     /// Nothing (answered already, or the client left).
     Done,
 }
@@ -89,21 +108,64 @@ enum Next {
 /// phase: the setup and the hyper connection are boxed so that an idle subscription keeps
 /// only the small state of [`stream_to`].
 pub(crate) async fn serve(context: Shared, watcher: Watcher, io: CountedStream, peer: SocketAddr) {
+    if let Some(acceptor) = context.tls.clone() {
+        // Boxed: TLS state is far larger than a TCP connection's, and a plain connection's
+        // task must not carry room for it.
+        return Box::pin(serve_tls(context, watcher, acceptor, io, peer)).await;
+    }
+    serve_http(context, watcher, io, peer).await;
+}
+
+/// Serves HTTP/1 (or whatever hyper recognizes) on `io` until it closes.
+async fn serve_http<I: Io>(context: Shared, watcher: Watcher, io: I, peer: SocketAddr) {
     match Box::pin(accept(&context.state, &context.shutdown, io, peer)).await {
         Next::Stream(io, stream) => stream_to(io, stream).await,
-        Next::Router(io, read) => Box::pin(route(context.router, watcher, io, read, peer)).await,
+        Next::Router(io, read) => {
+            Box::pin(route(context.router, watcher, io, read, peer, false)).await;
+        }
         Next::Done => {}
+    }
+}
+
+/// Runs the TLS handshake, then serves HTTP/2 if the client chose it by ALPN, and
+/// otherwise HTTP/1 as on a plain connection.
+async fn serve_tls(
+    context: Shared,
+    watcher: Watcher,
+    acceptor: TlsAcceptor,
+    io: CountedStream,
+    peer: SocketAddr,
+) {
+    let handshake = tokio::select! {
+        done = timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => done,
+        () = context.shutdown.cancelled() => return,
+    };
+    let io = match handshake {
+        Ok(Ok(io)) => io,
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no TLS handshake in time");
+            return;
+        }
+    };
+    if io.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) {
+        route(context.router, watcher, io, Bytes::new(), peer, true).await;
+    } else {
+        serve_http(context, watcher, io, peer).await;
     }
 }
 
 /// Reads request heads: serves publishes until the connection closes or brings another
 /// request, and opens a subscription.
-async fn accept(
+async fn accept<I: Io>(
     state: &AppState,
     shutdown: &CancellationToken,
-    mut io: CountedStream,
+    mut io: I,
     peer: SocketAddr,
-) -> Next {
+) -> Next<I> {
     let mut buffer = BytesMut::with_capacity(1024);
     loop {
         let read = tokio::select! {
@@ -147,10 +209,10 @@ async fn accept(
 
 /// Answers one publish whose head is at the start of `buffer`, leaving in `buffer` whatever
 /// the client sent after its body. Returns whether the connection stays open.
-async fn serve_publish(
+async fn serve_publish<I: Io>(
     state: &AppState,
     shutdown: &CancellationToken,
-    io: &mut CountedStream,
+    io: &mut I,
     buffer: &mut BytesMut,
     publish: Publish,
 ) -> bool {
@@ -232,7 +294,7 @@ const LINGER: Duration = Duration::from_secs(2);
 /// sending (a refused publish's body): closing a socket with unread bytes resets it, and a
 /// reset can destroy the answer before the client reads it. So: end our side, then read and
 /// discard until the client closes too, for [`LINGER`] at most.
-async fn linger(mut io: CountedStream) {
+async fn linger<I: Io>(mut io: I) {
     let _ = timeout(LINGER, async {
         io.shutdown().await?;
         let mut sink = [0u8; 4096];
@@ -242,8 +304,16 @@ async fn linger(mut io: CountedStream) {
     .await;
 }
 
-/// Serves the connection with hyper and the router.
-async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes, peer: SocketAddr) {
+/// Serves the connection with hyper and the router; only HTTP/2 when `http2_only` (the
+/// client chose it by ALPN).
+async fn route<I: Io>(
+    router: Router,
+    watcher: Watcher,
+    io: I,
+    read: Bytes,
+    peer: SocketAddr,
+    http2_only: bool,
+) {
     // hyper reads the request again from its first byte: what was read, then the socket.
     let (reader, writer) = tokio::io::split(io);
     let io = tokio::io::join(std::io::Cursor::new(read).chain(reader), writer);
@@ -252,9 +322,13 @@ async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes,
             request
                 .extensions_mut()
                 .insert(ConnectInfo(ClientAddr(peer)));
+            host_from_authority(&mut request);
             router.clone().oneshot(request)
         });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if http2_only {
+        builder = builder.http2_only();
+    }
     // A slow client gets as long for each later request head as for the first.
     builder
         .http1()
@@ -263,6 +337,22 @@ async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes,
     let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection).await {
         tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// Gives an HTTP/2 request, which names its host in `:authority` (RFC 9113, section
+/// 8.3.1), the `Host` header an HTTP/1 request has, as a proxy to HTTP/1 would: the
+/// same-origin check of cookie requests compares `Origin` with `Host`.
+fn host_from_authority<B>(request: &mut hyper::Request<B>) {
+    if request.headers().contains_key(header::HOST) {
+        return;
+    }
+    let host = request
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    if let Some(host) = host {
+        request.headers_mut().insert(header::HOST, host);
     }
 }
 
@@ -290,7 +380,7 @@ struct Publish {
 
 /// Reads until a request head is complete (starting with what `head` already holds), and
 /// says whether this module answers it.
-async fn read_head(io: &mut CountedStream, head: &mut BytesMut) -> io::Result<Direct> {
+async fn read_head<I: Io>(io: &mut I, head: &mut BytesMut) -> io::Result<Direct> {
     loop {
         if !head.is_empty() {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -405,7 +495,7 @@ fn header_map(parsed: &[httparse::Header<'_>]) -> Option<HeaderMap> {
 
 /// Writes the response head, then every batch of frames, until the subscription ends, the
 /// client goes away or the socket takes nothing for the write deadline.
-async fn stream_to(mut io: CountedStream, stream: OpenStream) {
+async fn stream_to<I: Io>(mut io: I, stream: OpenStream) {
     let OpenStream {
         headers,
         mut frames,
@@ -446,7 +536,7 @@ async fn stream_to(mut io: CountedStream, stream: OpenStream) {
 }
 
 /// Answers a refused subscription with the same JSON body the router would send.
-async fn write_error(mut io: CountedStream, error: ApiError) {
+async fn write_error<I: Io>(mut io: I, error: ApiError) {
     if write_response(&mut io, error.into_response(), false).await {
         let _ = io.shutdown().await;
     }
@@ -454,7 +544,7 @@ async fn write_error(mut io: CountedStream, error: ApiError) {
 
 /// Writes a whole response, as the router would, with a `Content-Length`; false when the
 /// peer is gone or stalled.
-async fn write_response(io: &mut CountedStream, response: Response, keep_alive: bool) -> bool {
+async fn write_response<I: Io>(io: &mut I, response: Response, keep_alive: bool) -> bool {
     let (parts, body) = response.into_parts();
     let body = body
         .collect()
@@ -527,9 +617,11 @@ fn put_header(out: &mut BytesMut, name: &str, value: &[u8]) {
 }
 
 /// Writes all of `bytes`; false when the peer is gone, or took nothing for the write
-/// deadline ([`CountedStream`] enforces it without a timer per write).
-async fn write(io: &mut CountedStream, bytes: &[u8]) -> bool {
-    io.write_all(bytes).await.is_ok()
+/// deadline ([`CountedStream`] enforces it without a timer per write). The flush costs
+/// nothing on TCP; TLS may keep records it could not write at once, which must not wait
+/// for the next frame.
+async fn write<I: Io>(io: &mut I, bytes: &[u8]) -> bool {
+    io.write_all(bytes).await.is_ok() && io.flush().await.is_ok()
 }
 
 #[cfg(test)]

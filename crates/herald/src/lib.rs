@@ -14,6 +14,7 @@
 //!   that buffer streams.
 //! - `auth`: finding and verifying JWTs.
 //! - `limits`: stream limits and the connection-counting listener.
+//! - `tls`: HTTPS: the certificate and key, checked at start and reloaded on SIGHUP.
 //! - `metrics`: Prometheus export.
 //! - `ratelimit`: keyed token buckets for logins, app changes and publishes.
 //! - `error`: [`error::ApiError`], the one error type of the API.
@@ -35,3 +36,4 @@ pub mod poll;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
+pub mod tls;

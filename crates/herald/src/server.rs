@@ -31,6 +31,7 @@ use crate::{
     limits::CountingListener,
     mercure, metrics,
     state::AppState,
+    tls::Reloadable,
 };
 
 /// The file in the data directory that holds the event log.
@@ -352,8 +353,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         max_tcp_connections = config.max_tcp_connections,
         "herald is listening"
     );
-    println!("Herald hub at http://{address}{}", mercure::PATH);
-    println!("Herald app at http://{address}/");
+    if let Some(tls) = &config.tls {
+        let certificate = &tls.reloadable;
+        tracing::info!(
+            cert = %certificate.files().cert.display(),
+            not_after = certificate.not_after().as_deref().unwrap_or("unknown"),
+            "serving HTTPS and HTTP/2"
+        );
+        // Before the address is printed: whoever waits for it may send SIGHUP at once.
+        reload_on_hangup(certificate.clone())?;
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("Herald hub at {scheme}://{address}{}", mercure::PATH);
+    println!("Herald app at {scheme}://{address}/");
     if let Some(first) = first_start {
         // Printed once, on stdout only: the log never carries credentials.
         match first.generated_password {
@@ -373,6 +389,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         router: app(state.clone()),
         state,
         shutdown: shutdown.clone(),
+        tls: config.tls.as_ref().map(|tls| tls.acceptor.clone()),
     };
     let graceful = GracefulShutdown::new();
     let connections = TaskTracker::new();
@@ -421,6 +438,38 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
     socket.set_reuseaddr(true)?;
     socket.bind(address)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Reads the certificate and key again on every SIGHUP, in a task of its own. New
+/// handshakes get the new certificate; open connections keep theirs. A reload that fails
+/// keeps the certificate in use, and says why.
+///
+/// # Errors
+///
+/// When SIGHUP cannot be listened for.
+fn reload_on_hangup(certificate: Arc<Reloadable>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let files = certificate.files();
+            let reloading = certificate.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(())) => tracing::info!(
+                    cert = %files.cert.display(),
+                    key = %files.key.display(),
+                    not_after = certificate.not_after().as_deref().unwrap_or("unknown"),
+                    "reloaded the TLS certificate"
+                ),
+                Ok(Err(reason)) => tracing::error!(
+                    %reason,
+                    "cannot reload the TLS certificate; still serving the previous one"
+                ),
+                Err(error) => tracing::error!(%error, "the TLS certificate reload failed"),
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn signal(shutdown: CancellationToken) {

@@ -54,6 +54,9 @@ pub struct Inner {
     pub app: App,
     /// Rate limits of logins, app changes and publishes.
     pub rates: RateLimits,
+    /// Whether the server serves HTTPS: its session cookie is then `Secure`, so a browser
+    /// never sends it over plain HTTP.
+    pub https: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -88,6 +91,7 @@ impl AppState {
                 metrics,
                 app,
                 rates: RateLimits::new(&config.rates),
+                https: config.tls.is_some(),
             }),
         }
     }

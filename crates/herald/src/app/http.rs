@@ -309,7 +309,8 @@ async fn login(
     }
     let (user, secret) = outcome?;
     let cookie = format!(
-        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECS}"
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECS}{}",
+        secure(&state)
     );
     let mut response = Json(user).into_response();
     response.headers_mut().insert(
@@ -354,11 +355,21 @@ fn admit_login<'a>(
 async fn logout(State(state): State<AppState>, actor: Actor) -> Result<Response, ApiError> {
     state.app.logout(&actor).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
+    let cookie = format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        secure(&state)
+    );
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("herald_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
     );
     Ok(response)
+}
+
+/// The session cookie's `Secure` attribute, over HTTPS: a browser then never sends the
+/// cookie over plain HTTP, where anyone on the path could read it.
+fn secure(state: &AppState) -> &'static str {
+    if state.https { "; Secure" } else { "" }
 }
 
 async fn me(actor: Actor) -> Json<model::User> {

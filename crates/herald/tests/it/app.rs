@@ -91,6 +91,11 @@ async fn logins_sessions_and_users() {
             "no {attribute} in {set_cookie}"
         );
     }
+    // Plain HTTP: a `Secure` cookie would never be sent back.
+    assert!(
+        !attributes.iter().any(|a| a == "secure"),
+        "Secure over plain HTTP: {set_cookie}"
+    );
     let session = cookie
         .strip_prefix(&format!("{SESSION_COOKIE}="))
         .expect("the session cookie");

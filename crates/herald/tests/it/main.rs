@@ -34,3 +34,4 @@ mod retention;
 mod services;
 mod slow;
 mod support;
+mod tls;

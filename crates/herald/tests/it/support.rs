@@ -48,6 +48,8 @@ pub(crate) struct TestServer {
     /// Extra environment variables of the process, kept for [`TestServer::restart`].
     env: Vec<(String, String)>,
     data_dir: tempfile::TempDir,
+    /// For a server that speaks HTTPS: the client settings that trust its certificate.
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// An HTTP client for the test's own requests.
     pub(crate) http: reqwest::Client,
 }
@@ -73,6 +75,24 @@ impl TestServer {
 
     /// A server with extra environment variables and `serve` flags.
     pub(crate) async fn with_env(env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::launched(env, args, None).await
+    }
+
+    /// A server that speaks HTTPS (its flags or environment name the certificate), checked
+    /// to answer `/healthz` to a client with the settings `tls`.
+    pub(crate) async fn with_tls(
+        tls: Arc<rustls::ClientConfig>,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
+        Self::launched(env, args, Some(tls)).await
+    }
+
+    async fn launched(
+        env: &[(&str, &str)],
+        args: &[&str],
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("create a temporary data directory");
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let env: Vec<(String, String)> = env
@@ -81,7 +101,7 @@ impl TestServer {
             .collect();
         // Port 0: the kernel picks a free port and the server prints the address it bound,
         // so no other test or outgoing connection can take the port in between.
-        let launched = launch("127.0.0.1:0", data_dir.path(), &args, &env)
+        let launched = launch("127.0.0.1:0", data_dir.path(), &args, &env, tls.as_ref())
             .await
             .unwrap_or_else(|stderr| panic!("herald serve failed to start:\n{stderr}"));
         Self {
@@ -92,18 +112,20 @@ impl TestServer {
             args,
             env,
             data_dir,
+            tls,
             http: http_client(),
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` for a server that speaks HTTPS).
     pub(crate) fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The hub: `http://127.0.0.1:<port>/.well-known/mercure`.
     pub(crate) fn hub_url(&self) -> String {
-        format!("http://{}/.well-known/mercure", self.addr)
+        format!("{}/.well-known/mercure", self.url())
     }
 
     /// The address the server listens on.
@@ -182,7 +204,15 @@ impl TestServer {
         let listen = self.addr.to_string();
         let deadline = Instant::now() + START_TIMEOUT;
         let launched = loop {
-            match launch(&listen, self.data_dir.path(), &self.args, &self.env).await {
+            match launch(
+                &listen,
+                self.data_dir.path(),
+                &self.args,
+                &self.env,
+                self.tls.as_ref(),
+            )
+            .await
+            {
                 Ok(launched) => break launched,
                 Err(stderr) if stderr.contains("cannot listen") && Instant::now() < deadline => {
                     sleep(Duration::from_millis(50)).await;
@@ -326,13 +356,14 @@ pub(crate) fn http_client() -> reqwest::Client {
         .expect("build an HTTP client")
 }
 
-/// Spawns `herald serve` and waits until it answers `/healthz`; on failure returns what
-/// it wrote to stderr.
+/// Spawns `herald serve` and waits until it answers `/healthz` (over HTTPS with `tls`); on
+/// failure returns what it wrote to stderr.
 async fn launch(
     listen: &str,
     data_dir: &Path,
     args: &[String],
     env: &[(String, String)],
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<Launched, String> {
     let mut command = herald_command();
     command
@@ -375,8 +406,9 @@ async fn launch(
     };
     // Keep reading stdout so the server can never block writing to it.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let addr: SocketAddr = line
-        .strip_prefix("Herald hub at http://")
+        .strip_prefix(&format!("Herald hub at {scheme}://"))
         .and_then(|rest| rest.strip_suffix("/.well-known/mercure"))
         .and_then(|addr| addr.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line on stdout: {line:?}"));
@@ -387,12 +419,15 @@ async fn launch(
         if let Ok(Some(_)) = child.try_wait() {
             return Err(failed(child, stderr_task, stderr).await);
         }
-        let healthy = http
-            .get(format!("http://{addr}/healthz"))
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK);
+        let healthy = match tls {
+            Some(tls) => https_healthy(addr, tls).await,
+            None => http
+                .get(format!("http://{addr}/healthz"))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK),
+        };
         if healthy {
             return Ok(Launched {
                 child,
@@ -406,6 +441,38 @@ async fn launch(
         }
         sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether `GET /healthz` over HTTPS (HTTP/1.1) answers 200 within a second.
+async fn https_healthy(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").ok()?;
+        let mut stream = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = Vec::new();
+        while answer.len() < 12 {
+            let mut chunk = [0u8; 64];
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        Some(answer.starts_with(b"HTTP/1.1 200"))
+    };
+    timeout(Duration::from_secs(1), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 /// The `herald` binary, with no `HERALD_*` variables inherited from the environment and
@@ -624,19 +691,36 @@ pub(crate) struct Sse {
     pub(crate) status: StatusCode,
     /// The response headers.
     pub(crate) headers: HeaderMap,
-    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    body: BoxStream<'static, Result<Bytes, BodyError>>,
     decoder: Decoder,
     /// Every byte received so far.
     pub(crate) raw: Vec<u8>,
     ended: bool,
 }
 
+/// Why a response body broke off.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Sse {
     fn new(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes_stream()
+            .map(|chunk| chunk.map_err(Into::into));
+        Self::from_parts(status, headers, body.boxed())
+    }
+
+    /// A stream of the body `body`, of a response of another client than reqwest.
+    pub(crate) fn from_parts(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: BoxStream<'static, Result<Bytes, BodyError>>,
+    ) -> Self {
         Self {
-            status: response.status(),
-            headers: response.headers().clone(),
-            body: response.bytes_stream().boxed(),
+            status,
+            headers,
+            body,
             decoder: Decoder::new(),
             raw: Vec::new(),
             ended: false,
