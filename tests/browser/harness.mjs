@@ -5,11 +5,13 @@
 // Every process and temporary directory made here is also cleaned up when the test file's
 // process exits, so a failed `after()` hook cannot leak a server or a data directory.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
+import https from 'node:https';
+import { promisify } from 'node:util';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,6 +73,41 @@ export async function removeTempDir(dir) {
 }
 
 /**
+ * A self-signed certificate for 127.0.0.1 and localhost, made with openssl in a temporary
+ * directory: `{ cert, key }`, the paths of the PEM files.
+ */
+export async function selfSignedCert() {
+  const dir = await makeTempDir('herald-tls-');
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-days', '2', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-keyout', key, '-out', cert,
+  ]);
+  return { cert, key };
+}
+
+/** GET `url` and resolve with its status; over HTTPS any certificate is accepted. */
+function getStatus(url) {
+  if (!url.startsWith('https:')) {
+    return fetch(url, { signal: AbortSignal.timeout(1_000) }).then(async (res) => {
+      await res.arrayBuffer();
+      return res.status;
+    });
+  }
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { rejectUnauthorized: false, timeout: 1_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/**
  * Starts `$HERALD_BIN serve --listen 127.0.0.1:<port> --data-dir <dir> ...args` and waits until
  * GET /healthz answers 200.
  *
@@ -78,12 +115,13 @@ export async function removeTempDir(dir) {
  * tests); otherwise a fresh temporary one is made. Pass `port` to listen on that port (a
  * restart on the port of the server it replaces, so clients reconnect to the same URL);
  * otherwise a free one is picked. `env` is merged over the inherited
- * environment, after HERALD_JWT_KEY, so a test can override the key.
+ * environment, after HERALD_JWT_KEY, so a test can override the key. `tls` (`{ cert, key }`,
+ * see selfSignedCert) serves HTTPS: `url` is then `https://…`.
  *
  * Returns `{ url, port, dataDir, proc, stdout, stderr, stop(), kill9() }`; `stdout` and
  * `stderr` are getters over everything the process printed so far.
  */
-export async function startHerald({ args = [], env = {}, dataDir, port: requestedPort } = {}) {
+export async function startHerald({ args = [], env = {}, dataDir, port: requestedPort, tls } = {}) {
   const bin = process.env.HERALD_BIN;
   if (!bin) {
     throw new Error(
@@ -93,8 +131,9 @@ export async function startHerald({ args = [], env = {}, dataDir, port: requeste
   }
   const port = requestedPort ?? (await freePort());
   const dir = dataDir ?? (await makeTempDir('herald-data-'));
-  const url = `http://127.0.0.1:${port}`;
-  const argv = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, ...args];
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const tlsArgs = tls ? ['--tls-cert', tls.cert, '--tls-key', tls.key] : [];
+  const argv = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dir, ...tlsArgs, ...args];
 
   const proc = spawn(bin, argv, {
     env: { ...process.env, HERALD_JWT_KEY: TEST_JWT_KEY, ...env },
@@ -134,9 +173,7 @@ export async function startHerald({ args = [], env = {}, dataDir, port: requeste
       throw new Error(`herald exited with ${how} before /healthz answered\n${describe()}`);
     }
     try {
-      const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-      await res.arrayBuffer();
-      if (res.status === 200) break;
+      if ((await getStatus(`${url}/healthz`)) === 200) break;
     } catch {
       // Not listening yet.
     }

@@ -39,6 +39,8 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // postgresql-common, which only a server package pulls in, and has no version in its
     // path; /usr/lib/postgresql alone also exists with just the client installed.
     ("/usr/bin/pg_createcluster", "postgresql"),
+    // Self-signed certificates for the HTTPS browser test (tests/browser/https.test.mjs).
+    ("/usr/bin/openssl", "openssl"),
 ];
 
 /// The Node project of the browser tests, relative to the workspace root.
