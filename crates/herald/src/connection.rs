@@ -19,6 +19,7 @@
 
 use std::{
     cell::RefCell,
+    convert::Infallible,
     io,
     net::SocketAddr,
     time::{Duration, SystemTime},
@@ -27,7 +28,7 @@ use std::{
 use axum::{
     Router,
     extract::ConnectInfo,
-    http::{HeaderMap, HeaderName, HeaderValue, Uri, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Uri, Version, header},
     response::{IntoResponse, Response},
 };
 use bytes::{Bytes, BytesMut};
@@ -49,6 +50,7 @@ use crate::{
     limits::{ClientAddr, CountedStream},
     mercure::{self, OpenStream},
     state::{AppState, body_timed_out, shutting_down},
+    watchdog::{Tracked, Verdict, Watch},
 };
 
 /// Longest request head read before deciding; anything longer is not a subscribe request
@@ -69,8 +71,11 @@ pub(crate) struct Shared {
     pub(crate) state: AppState,
     pub(crate) router: Router,
     /// Cancelled when the server stops: a kept publish connection closes between requests,
-    /// and a body still arriving is cut short.
+    /// a body still arriving is cut short, and hyper's connections close gracefully.
     pub(crate) shutdown: CancellationToken,
+    /// `--write-timeout`: also how long an HTTP/2 stream may have data waiting for a window
+    /// its client keeps shut ([`crate::watchdog`]).
+    pub(crate) write_timeout: Duration,
 }
 
 /// What to do with a connection once its request head is read.
@@ -91,7 +96,7 @@ enum Next {
 pub(crate) async fn serve(context: Shared, watcher: Watcher, io: CountedStream, peer: SocketAddr) {
     match Box::pin(accept(&context.state, &context.shutdown, io, peer)).await {
         Next::Stream(io, stream) => stream_to(io, stream).await,
-        Next::Router(io, read) => Box::pin(route(context.router, watcher, io, read, peer)).await,
+        Next::Router(io, read) => Box::pin(route(context, watcher, io, read, peer)).await,
         Next::Done => {}
     }
 }
@@ -242,17 +247,40 @@ async fn linger(mut io: CountedStream) {
     .await;
 }
 
-/// Serves the connection with hyper and the router.
-async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes, peer: SocketAddr) {
+/// Serves the connection with hyper and the router, until it closes, the server stops, no
+/// request is open for [`HEAD_TIMEOUT`], or an HTTP/2 stream takes no data for
+/// `--write-timeout` (see [`crate::watchdog`]).
+async fn route(
+    context: Shared,
+    watcher: Watcher,
+    io: CountedStream,
+    read: Bytes,
+    peer: SocketAddr,
+) {
+    // The server's shutdown waits until this is dropped, when the connection has ended.
+    let _watcher = watcher;
+    let Shared {
+        router,
+        shutdown,
+        write_timeout,
+        ..
+    } = context;
     // hyper reads the request again from its first byte: what was read, then the socket.
     let (reader, writer) = tokio::io::split(io);
     let io = tokio::io::join(std::io::Cursor::new(read).chain(reader), writer);
+    let watch = Watch::new();
+    let requests = watch.clone();
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let guard = requests.open(request.version() == Version::HTTP_2);
             request
                 .extensions_mut()
                 .insert(ConnectInfo(ClientAddr(peer)));
-            router.clone().oneshot(request)
+            let response = router.clone().oneshot(request);
+            async move {
+                let response = response.await?;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
+            }
         });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A slow client gets as long for each later request head as for the first.
@@ -260,10 +288,103 @@ async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes,
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT);
+    http2_settings(&mut builder.http2());
     let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(error) = watcher.watch(connection).await {
+    let mut connection = std::pin::pin!(connection);
+    // An HTTP/2 connection without a request is waiting for one, as an HTTP/1 connection
+    // between requests is: it gets as long ([`HEAD_TIMEOUT`]). (HTTP/1's is hyper's
+    // `header_read_timeout`; this one closes it at the same time.)
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        () = shutdown.cancelled() => None,
+        verdict = watch.verdict(0, HEAD_TIMEOUT, write_timeout) => match verdict {
+            Verdict::Idle => None,
+            Verdict::Stalled => {
+                // hyper would never poll that stream again, nor end it: the connection
+                // closes, as an HTTP/1 one whose client takes nothing does, and every stream
+                // on it ends (its client resumes by id).
+                tracing::debug!(%peer, "an HTTP/2 stream took no data within the write deadline");
+                return;
+            }
+        },
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            // GOAWAY (HTTP/2) or no keep-alive (HTTP/1): open requests finish, and streams end
+            // when the server stops. What still waits for a client that takes nothing, after
+            // every request has ended, is given up after the write deadline.
+            connection.as_mut().graceful_shutdown();
+            let closing = watch.verdict(Watch::now(), write_timeout, write_timeout);
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = closing => {
+                    tracing::debug!(%peer, "a closing connection took no data within the write deadline");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
+}
+
+/// Streams one HTTP/2 connection may have open at once, as advertised in its SETTINGS: the
+/// least RFC 9113 recommends. It bounds what one connection costs; the streams one address
+/// holds over all its connections are bounded by `--max-connections-per-ip`, and past the
+/// limit hyper refuses a stream (`REFUSED_STREAM`) before the router sees it.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Largest header list (names, values and 32 bytes each, decompressed) a request may send
+/// over HTTP/2; over it, 431, as hyper answers an HTTP/1 head that overflows its buffer.
+/// Eight times the head the direct HTTP/1 path reads, with room for an 8 KiB JWT (the
+/// longest accepted) and cookies; smaller than hyper's HTTP/1 buffer (about 400 KiB),
+/// because HPACK lets a few bytes on the wire name a large header list.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// Most bytes of one stream's response hyper buffers before it waits to send them: four
+/// frames of [`crate::watchdog`]'s size, so a healthy stream always has the next frame
+/// queued, and a slow connection holds little per stream (hyper's default is 400 KiB).
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
+
+/// Receive windows: what a client may send before Herald has read it. Clients upload little
+/// (a publish is at most `--max-body`, 1 MiB by default, an app body 64 KiB): a stream gets
+/// HTTP/2's initial 64 KiB, the connection four streams' worth, and the windows reopen as
+/// handlers read (hyper's defaults are 1 MiB each).
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
+
+/// A connection that has not been heard from for this long is sent a PING, and closed if no
+/// answer comes within [`H2_KEEP_ALIVE_TIMEOUT`]: a peer that vanished without a FIN (a
+/// dropped NAT mapping, a dead host) is found in under a minute, instead of when TCP gives
+/// up retransmitting heartbeats (about 15 minutes). An open stream's heartbeats do not
+/// count: only frames received do.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Streams a client may open and reset before hyper has accepted them (the 2023 "rapid
+/// reset" attack); past it, the connection ends with GOAWAY. hyper's default, made explicit.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+
+/// Streams hyper may reset because the client broke the protocol on them (the "made you
+/// reset" attack) before it ends the connection; a well-behaved client causes none. hyper's
+/// default is 1,024.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
+
+/// hyper's HTTP/2 settings, all in one place.
+fn http2_settings(http2: &mut auto::Http2Builder<'_, TokioExecutor>) {
+    http2
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .timer(TokioTimer::new());
 }
 
 /// A request this module answers itself.

@@ -9,6 +9,8 @@
 //! - `server`: the router ([`server::app`]), the accept loop and graceful shutdown.
 //! - `connection`: one connection: plain HTTP/1 subscriptions streamed directly, the rest
 //!   through hyper and the router.
+//! - `watchdog`: what ends a connection served by hyper besides its socket: no request
+//!   for a while, or an HTTP/2 stream whose client keeps its window shut.
 //! - `mercure`: the Mercure publish and subscribe endpoints.
 //! - `auth`: finding and verifying JWTs.
 //! - `limits`: stream limits and the connection-counting listener.
@@ -32,3 +34,4 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod state;
+mod watchdog;

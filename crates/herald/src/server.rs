@@ -373,6 +373,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         router: app(state.clone()),
         state,
         shutdown: shutdown.clone(),
+        write_timeout: config.write_timeout,
     };
     let graceful = GracefulShutdown::new();
     let connections = TaskTracker::new();
