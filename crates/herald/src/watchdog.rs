@@ -208,8 +208,8 @@ impl Drop for StreamGuard {
 /// when it has something hyper has not taken (see the module's documentation).
 ///
 /// Beside the body it holds its guard (two pointers), a waker (two) and what is left of a
-/// frame larger than [`MAX_PIECE`] (one `Bytes`, empty when none): 80 bytes in all, and 56
-/// more on the heap for what it shares with the watchdog.
+/// frame larger than [`MAX_PIECE`] (one `Bytes`, empty when none): 64 bytes, and on the
+/// heap 56 for what it shares with the watchdog and a pointer in the connection's list.
 pub(crate) struct Tracked {
     inner: Body,
     guard: StreamGuard,
@@ -299,6 +299,16 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use hyper::body::Body as _;
+
+    #[test]
+    fn a_tracked_body_costs_four_pointers_and_a_bytes_beside_the_body() {
+        assert_eq!(
+            std::mem::size_of::<Tracked>(),
+            std::mem::size_of::<Body>() + 4 * std::mem::size_of::<usize>() + 32
+        );
+        // Behind its `Arc`'s two counts.
+        assert_eq!(std::mem::size_of::<Progress>(), 40);
+    }
 
     #[tokio::test]
     async fn an_idle_connection_is_found_after_the_idle_timeout() {
