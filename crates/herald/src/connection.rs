@@ -19,7 +19,6 @@
 
 use std::{
     cell::RefCell,
-    convert::Infallible,
     io,
     net::SocketAddr,
     time::{Duration, SystemTime},
@@ -32,7 +31,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use http_body_util::BodyExt;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -276,11 +275,11 @@ async fn route(
             request
                 .extensions_mut()
                 .insert(ConnectInfo(ClientAddr(peer)));
-            let response = router.clone().oneshot(request);
-            async move {
-                let response = response.await?;
-                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
-            }
+            // A combinator, not an async block: hyper keeps each stream's task sized for its
+            // largest state, and an async block would hold the router's future twice.
+            router.clone().oneshot(request).map(move |response| {
+                response.map(|response| response.map(|body| Tracked::new(body, guard)))
+            })
         });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A slow client gets as long for each later request head as for the first.
