@@ -1,5 +1,6 @@
 //! HTTP/2 (prior knowledge, as hyper detects it) keeps every property of the HTTP/1 paths:
-//! heartbeats, the stream limits with the same answers, replay from `lastEventID`, the end
+//! heartbeats, the stream limits with the same answers, publishes larger than a receive
+//! window and the body limit's answer, replay from `lastEventID`, the end
 //! of app streams at logout, the end of streams at shutdown; and what only HTTP/2 needs: a
 //! stream whose client keeps its flow-control window shut ends after `--write-timeout`, and
 //! a connection without a request is closed after the idle timeout (GOAWAY). The write
@@ -102,6 +103,66 @@ impl H2 {
             .expect("the body in time")
         {
             let _ = stream.body.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        (
+            parts.status,
+            content_type,
+            String::from_utf8(text).expect("a text body"),
+        )
+    }
+
+    /// Sends `POST path` with `headers` and `body`, as fast as the server's windows allow
+    /// (it may answer, and stop reading, before the end); returns the status, the content
+    /// type and the whole answer.
+    async fn post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> (StatusCode, String, String) {
+        let mut request = Request::post(format!("http://hub{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let client = self.client.clone().ready().await.expect("a free stream");
+        self.client = client;
+        let (response, mut send) = self
+            .client
+            .send_request(request.body(()).unwrap(), false)
+            .expect("send a request");
+        let mut rest = body;
+        while !rest.is_empty() {
+            send.reserve_capacity(rest.len());
+            let granted = timeout(
+                ITEM_TIMEOUT,
+                std::future::poll_fn(|cx| send.poll_capacity(cx)),
+            )
+            .await
+            .expect("the server opens its window in time");
+            let Some(Ok(granted)) = granted else { break };
+            let chunk = rest.split_to(granted.min(rest.len()));
+            if send.send_data(chunk, rest.is_empty()).is_err() {
+                break;
+            }
+        }
+        let (parts, body) = timeout(ITEM_TIMEOUT, response)
+            .await
+            .expect("a response in time")
+            .expect("a response")
+            .into_parts();
+        let content_type = parts
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let mut body = H2Sse::new(body);
+        let mut text = Vec::new();
+        while let Some(Ok(chunk)) = timeout(ITEM_TIMEOUT, body.body.data())
+            .await
+            .expect("the body in time")
+        {
+            let _ = body.body.flow_control().release_capacity(chunk.len());
             text.extend_from_slice(&chunk);
         }
         (
@@ -277,6 +338,49 @@ async fn stream_limits_answer_over_http2_as_over_http1() {
     let mut from_third = H2::connect_from(&server, third).await;
     assert_eq!(from_third.fetch(&hub_path(""), &[]).await, http1);
     assert_eq!(server.metric("herald_streams_open").await, 2.0);
+}
+
+#[tokio::test]
+async fn publishes_larger_than_the_receive_window_are_taken_over_http2() {
+    let server = TestServer::with_args(&["--max-body", "262144"]).await;
+    let mut h2 = H2::connect(&server).await;
+    let bearer = format!("Bearer {}", admin_token());
+    let mut sse = h2
+        .stream(&hub_path(""), &[("authorization", &bearer)])
+        .await;
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    // 200 KiB: three times a stream's receive window, which reopens as the body is read.
+    let data = "x".repeat(200 * 1024);
+    let form = format!("topic={ENCODED}&id=big&data={data}");
+    let answer = h2.post("/.well-known/mercure", &headers, form.into()).await;
+    assert_eq!(
+        answer,
+        (
+            StatusCode::OK,
+            "text/plain; charset=utf-8".into(),
+            "big".into()
+        )
+    );
+    let message = sse.next_message().await;
+    assert_eq!(
+        (message.last_event_id.as_str(), message.data.len()),
+        ("big", data.len())
+    );
+
+    // Past `--max-body`: the same answer as over HTTP/1.
+    let form = format!("topic={ENCODED}&data={}", "x".repeat(300 * 1024));
+    let (status, content_type, body) = h2.post("/.well-known/mercure", &headers, form.into()).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "application/json")
+    );
+    assert_eq!(
+        body,
+        r#"{"error":"payload_too_large","message":"the body is larger than 262144 bytes"}"#
+    );
 }
 
 #[tokio::test]
