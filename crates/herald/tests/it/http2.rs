@@ -343,11 +343,14 @@ async fn stream_limits_answer_over_http2_as_over_http1() {
 #[tokio::test]
 async fn publishes_larger_than_the_receive_window_are_taken_over_http2() {
     let server = TestServer::with_args(&["--max-body", "262144"]).await;
-    let mut h2 = H2::connect(&server).await;
     let bearer = format!("Bearer {}", admin_token());
-    let mut sse = h2
+    // The subscriber on a connection of its own: on the publisher's, the update it is sent
+    // while nobody reads it would fill the connection's window before the answer.
+    let mut reader = H2::connect(&server).await;
+    let mut sse = reader
         .stream(&hub_path(""), &[("authorization", &bearer)])
         .await;
+    let mut h2 = H2::connect(&server).await;
     let headers = [
         ("authorization", bearer.as_str()),
         ("content-type", "application/x-www-form-urlencoded"),
