@@ -60,8 +60,9 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 
 /// How long a client has to send its request head (and, on a kept connection, the next
-/// one). A body has `--body-timeout`; writes have `--write-timeout`, enforced by
-/// [`CountedStream`] for every protocol.
+/// one); also how long a connection served by hyper may have no request open (HTTP/2 has
+/// no request head to time). A body has `--body-timeout`; writes have `--write-timeout`,
+/// enforced by [`CountedStream`] for every protocol.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every connection task needs.
