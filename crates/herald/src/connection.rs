@@ -33,11 +33,11 @@ use std::{
 use axum::{
     Router,
     extract::ConnectInfo,
-    http::{HeaderMap, HeaderName, HeaderValue, Uri, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Uri, Version, header},
     response::{IntoResponse, Response},
 };
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use http_body_util::BodyExt;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -56,6 +56,7 @@ use crate::{
     limits::{ClientAddr, CountedStream},
     mercure::{self, OpenStream},
     state::{AppState, body_timed_out, shutting_down},
+    watchdog::{Tracked, Verdict, Watch},
 };
 
 /// Longest request head read before deciding; anything longer is not a subscribe request
@@ -66,8 +67,9 @@ const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 
 /// How long a client has to send its request head (and, on a kept connection, the next
-/// one). A body has `--body-timeout`; writes have `--write-timeout`, enforced by
-/// [`CountedStream`] for every protocol.
+/// one); also how long a connection served by hyper may have no request open (HTTP/2 has
+/// no request head to time). A body has `--body-timeout`; writes have `--write-timeout`,
+/// enforced by [`CountedStream`] for every protocol.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client has to complete its TLS handshake, from the moment it is accepted: as
@@ -86,10 +88,13 @@ pub(crate) struct Shared {
     pub(crate) state: AppState,
     pub(crate) router: Router,
     /// Cancelled when the server stops: a kept publish connection closes between requests,
-    /// and a body still arriving is cut short.
+    /// a body still arriving is cut short, and hyper's connections close gracefully.
     pub(crate) shutdown: CancellationToken,
     /// The TLS handshake of every connection, when the server speaks HTTPS.
     pub(crate) tls: Option<TlsAcceptor>,
+    /// `--write-timeout`: also how long an HTTP/2 stream may have data waiting for a window
+    /// its client keeps shut ([`crate::watchdog`]).
+    pub(crate) write_timeout: Duration,
 }
 
 /// What to do with a connection once its request head is read.
@@ -120,9 +125,7 @@ pub(crate) async fn serve(context: Shared, watcher: Watcher, io: CountedStream, 
 async fn serve_http<I: Io>(context: Shared, watcher: Watcher, io: I, peer: SocketAddr) {
     match Box::pin(accept(&context.state, &context.shutdown, io, peer)).await {
         Next::Stream(io, stream) => stream_to(io, stream).await,
-        Next::Router(io, read) => {
-            Box::pin(route(context.router, watcher, io, read, peer, false)).await;
-        }
+        Next::Router(io, read) => Box::pin(route(context, watcher, io, read, peer, false)).await,
         Next::Done => {}
     }
 }
@@ -152,7 +155,7 @@ async fn serve_tls(
         }
     };
     if io.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) {
-        route(context.router, watcher, io, Bytes::new(), peer, true).await;
+        route(context, watcher, io, Bytes::new(), peer, true).await;
     } else {
         serve_http(context, watcher, io, peer).await;
     }
@@ -304,26 +307,43 @@ async fn linger<I: Io>(mut io: I) {
     .await;
 }
 
-/// Serves the connection with hyper and the router; only HTTP/2 when `http2_only` (the
-/// client chose it by ALPN).
+/// Serves the connection with hyper and the router, until it closes, the server stops, no
+/// request is open for [`HEAD_TIMEOUT`], or an HTTP/2 stream takes no data for
+/// `--write-timeout` (see [`crate::watchdog`]).
+/// Only HTTP/2 when `http2_only` (the client chose it by ALPN).
 async fn route<I: Io>(
-    router: Router,
+    context: Shared,
     watcher: Watcher,
     io: I,
     read: Bytes,
     peer: SocketAddr,
     http2_only: bool,
 ) {
+    // The server's shutdown waits until this is dropped, when the connection has ended.
+    let _watcher = watcher;
+    let Shared {
+        router,
+        shutdown,
+        write_timeout,
+        ..
+    } = context;
     // hyper reads the request again from its first byte: what was read, then the socket.
     let (reader, writer) = tokio::io::split(io);
     let io = tokio::io::join(std::io::Cursor::new(read).chain(reader), writer);
+    let watch = Watch::new();
+    let requests = watch.clone();
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            let guard = requests.open(request.version() == Version::HTTP_2);
             request
                 .extensions_mut()
                 .insert(ConnectInfo(ClientAddr(peer)));
             host_from_authority(&mut request);
-            router.clone().oneshot(request)
+            // A combinator, not an async block: hyper keeps each stream's task sized for its
+            // largest state, and an async block would hold the router's future twice.
+            router.clone().oneshot(request).map(move |response| {
+                response.map(|response| response.map(|body| Tracked::new(body, guard)))
+            })
         });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     if http2_only {
@@ -334,8 +354,44 @@ async fn route<I: Io>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEAD_TIMEOUT);
+    http2_settings(&mut builder.http2());
     let connection = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(error) = watcher.watch(connection).await {
+    let mut connection = std::pin::pin!(connection);
+    // An HTTP/2 connection without a request is waiting for one, as an HTTP/1 connection
+    // between requests is: it gets as long ([`HEAD_TIMEOUT`]). (HTTP/1's is hyper's
+    // `header_read_timeout`; this one closes it at the same time.)
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        () = shutdown.cancelled() => None,
+        verdict = watch.verdict(0, HEAD_TIMEOUT, write_timeout) => match verdict {
+            Verdict::Idle => None,
+            Verdict::Stalled => {
+                // hyper would never poll that stream again, nor end it: the connection
+                // closes, as an HTTP/1 one whose client takes nothing does, and every stream
+                // on it ends (its client resumes by id).
+                tracing::debug!(%peer, "an HTTP/2 stream took no data within the write deadline");
+                return;
+            }
+        },
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            // GOAWAY (HTTP/2) or no keep-alive (HTTP/1): open requests finish, and streams end
+            // when the server stops. What still waits for a client that takes nothing, after
+            // every request has ended, is given up after the write deadline.
+            connection.as_mut().graceful_shutdown();
+            let closing = watch.verdict(Watch::now(), write_timeout, write_timeout);
+            tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = closing => {
+                    tracing::debug!(%peer, "a closing connection took no data within the write deadline");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(error) = ended {
         tracing::debug!(%error, "connection ended with an error");
     }
 }
@@ -354,6 +410,63 @@ fn host_from_authority<B>(request: &mut hyper::Request<B>) {
     if let Some(host) = host {
         request.headers_mut().insert(header::HOST, host);
     }
+}
+
+/// Streams one HTTP/2 connection may have open at once, as advertised in its SETTINGS: the
+/// least RFC 9113 recommends. It bounds what one connection costs; the streams one address
+/// holds over all its connections are bounded by `--max-connections-per-ip`, and past the
+/// limit hyper refuses a stream (`REFUSED_STREAM`) before the router sees it.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// Largest header list (names, values and 32 bytes each, decompressed) a request may send
+/// over HTTP/2; over it, 431, as hyper answers an HTTP/1 head that overflows its buffer.
+/// Eight times the head the direct HTTP/1 path reads, with room for an 8 KiB JWT (the
+/// longest accepted) and cookies; smaller than hyper's HTTP/1 buffer (about 400 KiB),
+/// because HPACK lets a few bytes on the wire name a large header list.
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// Most bytes of one stream's response hyper buffers before it waits to send them: four
+/// frames of [`crate::watchdog`]'s size, so a healthy stream always has the next frame
+/// queued, and a slow connection holds little per stream (hyper's default is 400 KiB).
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
+
+/// Receive windows: what a client may send before Herald has read it. Clients upload little
+/// (a publish is at most `--max-body`, 1 MiB by default, an app body 64 KiB): a stream gets
+/// HTTP/2's initial 64 KiB, the connection four streams' worth, and the windows reopen as
+/// handlers read (hyper's defaults are 1 MiB each).
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
+
+/// A connection that has not been heard from for this long is sent a PING, and closed if no
+/// answer comes within [`H2_KEEP_ALIVE_TIMEOUT`]: a peer that vanished without a FIN (a
+/// dropped NAT mapping, a dead host) is found in under a minute, instead of when TCP gives
+/// up retransmitting heartbeats (about 15 minutes). An open stream's heartbeats do not
+/// count: only frames received do.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Streams a client may open and reset before hyper has accepted them (the 2023 "rapid
+/// reset" attack); past it, the connection ends with GOAWAY. hyper's default, made explicit.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+
+/// Streams hyper may reset because the client broke the protocol on them (the "made you
+/// reset" attack) before it ends the connection; a well-behaved client causes none. hyper's
+/// default is 1,024.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
+
+/// hyper's HTTP/2 settings, all in one place.
+fn http2_settings(http2: &mut auto::Http2Builder<'_, TokioExecutor>) {
+    http2
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .timer(TokioTimer::new());
 }
 
 /// A request this module answers itself.

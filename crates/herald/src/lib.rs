@@ -9,6 +9,8 @@
 //! - `server`: the router ([`server::app`]), the accept loop and graceful shutdown.
 //! - `connection`: one connection: plain HTTP/1 subscriptions streamed directly, the rest
 //!   through hyper and the router.
+//! - `watchdog`: what ends a connection served by hyper besides its socket: no request
+//!   for a while, or an HTTP/2 stream whose client keeps its window shut.
 //! - `mercure`: the Mercure publish and subscribe endpoints.
 //! - `poll`: long-polling, the JSON answer to a stream URL for clients behind proxies
 //!   that buffer streams.
@@ -37,3 +39,4 @@ pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod tls;
+mod watchdog;

@@ -390,6 +390,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         state,
         shutdown: shutdown.clone(),
         tls: config.tls.as_ref().map(|tls| tls.acceptor.clone()),
+        write_timeout: config.write_timeout,
     };
     let graceful = GracefulShutdown::new();
     let connections = TaskTracker::new();

@@ -19,6 +19,7 @@ mod durability;
 mod handover;
 mod heartbeat;
 mod hostile;
+mod http2;
 mod ids;
 mod kept;
 mod leak;
