@@ -4,7 +4,12 @@
 //   at most six connections per host) share ONE stream: the server holds one, every tab sees
 //   what any other does, REST works in all of them; when the leader tab closes while changes
 //   are made, every other tab still gets every change exactly once, in order;
-// - a page without `navigator.locks` keeps a stream of its own and works;
+// - 8 tabs without `navigator.locks` (as over plain HTTP from a LAN address) share ONE stream
+//   through herald.js's SharedWorker: every tab sees what any other does, REST works in all,
+//   closing tabs (the first included) loses nothing for the others, and a stream no tab uses
+//   any more is closed;
+// - a page without `navigator.locks` and without `SharedWorker` keeps a stream of its own
+//   and works;
 // - behind a proxy that holds every response until it ends, herald.js long-polls (and the
 //   page is live), and goes back to streaming once the proxy stops buffering.
 
@@ -195,20 +200,121 @@ test('12 tabs of one user share one stream; closing the leader loses nothing', {
     assert.equal(await eventually(async () => (await streamsOpen()) === 1), true, `the server holds ${await streamsOpen()} streams`);
     t.diagnostic(`tab ${leaderIndex + 1} led; ${changes.length} changes, the last 10 after it closed; one of the other ${rest.length} took over`);
 
-    // A page without navigator.locks keeps a stream of its own, and it works.
+    // A page without navigator.locks and without SharedWorker keeps a stream of its own, and
+    // it works.
     const lonely = await newPage(context);
     await lonely.addInitScript(() => {
       delete Navigator.prototype.locks;
+      delete globalThis.SharedWorker;
     });
     await lonely.goto(herald.url + '/');
     await appReady(lonely);
     assert.equal(await lonely.getByTestId('status').getAttribute('data-role'), 'own');
     assert.equal(await eventually(async () => (await streamsOpen()) === 2), true, `the server holds ${await streamsOpen()} streams`);
-    const title = 'Seen by the tab without locks';
+    const title = 'Seen by the tab without locks or SharedWorker';
     const res = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title });
     assert.equal(res.status, 201);
     await todoItem(lonely, title).waitFor();
     await todoItem(rest[0], title).waitFor();
+  } finally {
+    await context.close();
+  }
+});
+
+test('8 tabs without navigator.locks share one stream through a SharedWorker; closing tabs loses nothing', { timeout: 240_000 }, async (t) => {
+  const WORKER_TABS = 8;
+  const context = await browser.newContext();
+  context.setDefaultTimeout(STEP_MS);
+  // Every page of this context lacks Web Locks, as a page served over plain HTTP from a LAN
+  // address does. (page.route does not see a SharedWorker's requests: nothing here uses it.)
+  await context.addInitScript(() => {
+    delete Navigator.prototype.locks;
+  });
+  try {
+    // Whatever the previous test left open is gone first.
+    assert.equal(await eventually(async () => (await streamsOpen()) === 0), true, `the server holds ${await streamsOpen()} streams`);
+    const pages = [await newPage(context)];
+    await signInForm(pages[0], herald.url);
+    for (let i = 1; i < WORKER_TABS; i++) {
+      const page = await newPage(context);
+      await page.goto(herald.url + '/');
+      pages.push(page);
+    }
+    // Every tab loads (a seventh would not if each held a stream over HTTP/1.1).
+    for (const page of pages) await appReady(page);
+    assert.equal(await pages[0].evaluate(() => 'locks' in navigator), false);
+
+    assert.equal(await eventually(async () => (await streamsOpen()) === 1), true, `the server holds ${await streamsOpen()} streams`);
+    const roles = await Promise.all(pages.map((p) => p.getByTestId('status').getAttribute('data-role')));
+    assert.deepEqual(roles, Array(WORKER_TABS).fill('worker'));
+
+    // Each tab adds a todo through the form (REST works in every tab); every tab shows all.
+    const titles = [];
+    for (const [i, page] of pages.entries()) {
+      const title = `Worker tab ${i + 1} todo`;
+      titles.push(title);
+      await page.getByTestId('todo-input').fill(title);
+      await page.getByTestId('todo-add').click();
+    }
+    for (const page of pages) {
+      for (const title of titles) await todoItem(page, title).waitFor();
+    }
+    for (const page of pages) {
+      for (const title of titles) assert.equal(await todoItem(page, title).count(), 1, `${title} twice`);
+    }
+    assert.equal(await streamsOpen(), 1);
+
+    // A recorder in every tab on the app's URL joins the worker's stream.
+    for (const page of pages) await record(page, '/api/events');
+    for (const page of pages) await page.waitForFunction(() => window.__r.stream.status === 'connected');
+    assert.equal(await streamsOpen(), 1, 'the recorders opened streams of their own');
+    assert.equal(await pages[1].evaluate(() => window.__r.stream.role), 'worker');
+
+    // Another URL is another stream in the worker, closed once its only tab closes it.
+    await pages[1].evaluate(async () => {
+      const { connect } = await import('/herald.js');
+      window.__other = connect('/api/events?types=todos');
+    });
+    await pages[1].waitForFunction(() => window.__other.status === 'connected');
+    assert.equal(await eventually(async () => (await streamsOpen()) === 2), true, `the server holds ${await streamsOpen()} streams`);
+    await pages[1].evaluate(() => window.__other.close());
+    assert.equal(await eventually(async () => (await streamsOpen()) === 1), true, `the server holds ${await streamsOpen()} streams`);
+
+    // Changes through the API; the first tab (which started the worker) and another close in
+    // the middle of them.
+    const closing = [pages[0], pages[3]];
+    const rest = pages.filter((p) => !closing.includes(p));
+    const changes = [];
+    let closed = false;
+    const writer = (async () => {
+      for (let after = 0; after < 10; ) {
+        const title = `Worker change ${String(changes.length + 1).padStart(3, '0')}`;
+        if (changes.length > 300) throw new Error('the tabs never closed');
+        changes.push(title);
+        const res = await dana.request('POST', `/api/workspaces/${workspace.id}/todos`, { title });
+        assert.equal(res.status, 201, JSON.stringify(res.body));
+        if (closed) after++;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    await rest[0].waitForFunction(() => window.__r.titles.length >= 5);
+    for (const page of closing) await page.close();
+    closed = true;
+    await writer;
+
+    for (const page of rest) {
+      await page.waitForFunction((n) => window.__r.titles.length >= n, changes.length, { timeout: 30_000 });
+    }
+    // Anything late or doubled would show up now.
+    await rest[0].waitForTimeout(500);
+    for (const [i, page] of rest.entries()) {
+      const r = await recorded(page);
+      assert.deepEqual(r.titles, changes, `tab ${i}: every change exactly once, in order`);
+      assert.equal(r.status, 'connected');
+      for (const title of changes) assert.equal(await todoItem(page, title).count(), 1, `tab ${i}: ${title}`);
+    }
+    assert.equal(await streamsOpen(), 1);
+    t.diagnostic(`${changes.length} changes, the last 10 after 2 of ${WORKER_TABS} tabs closed; ${rest.length} tabs got all`);
   } finally {
     await context.close();
   }

@@ -33,16 +33,28 @@
  * connected or its data changed. `stream.transport` says which is in use.
  *
  * Many tabs. A browser keeps at most six HTTP/1.1 connections per host, so six tabs each
- * holding a stream would starve everything else. Where `navigator.locks` and
- * `BroadcastChannel` exist (and `share` is not false), the tabs of one origin that connect to
- * the same absolute URL elect a leader with the lock `'herald:' + url`: only the leader runs
- * the stream, and it posts every event and status change on the BroadcastChannel of the same
- * name. The other tabs dispatch what they receive (with the same duplicate dropping) and show
- * the leader's status; a new tab asks the leader for its status and last id. When the leader
- * closes, the next tab takes the lock and resumes from the last id it saw, so nothing is lost;
- * what is replayed twice is dropped by id. `stream.role` is `'leader'`, `'follower'` or
- * `'own'` (not shared). Browsers offer `navigator.locks` to secure contexts only (HTTPS,
- * `localhost`): elsewhere every tab keeps its own stream.
+ * holding a stream would starve everything else. The tabs of one origin that connect to the
+ * same absolute URL share one connection (unless `share` is false), in one of two ways:
+ *
+ * - Where `navigator.locks` and `BroadcastChannel` exist, they elect a leader with the lock
+ *   `'herald:' + url`: only the leader runs the stream, and it posts every event and status
+ *   change on the BroadcastChannel of the same name. The other tabs dispatch what they receive
+ *   (with the same duplicate dropping) and show the leader's status; a new tab asks the leader
+ *   for its status and last id. When the leader closes, the next tab takes the lock and
+ *   resumes from the last id it saw, so nothing is lost; what is replayed twice is dropped by
+ *   id. `stream.role` is `'leader'` or `'follower'`.
+ * - Browsers offer `navigator.locks` to secure contexts only (HTTPS, `localhost`). Elsewhere
+ *   (plain HTTP from a LAN address or an intranet name), where `SharedWorker` exists, herald.js
+ *   starts itself as a module SharedWorker named `'herald'` (from `import.meta.url`, so it
+ *   must be served by the page's origin). The worker runs one connection per URL, with the
+ *   same transport code a leader runs, and relays to every tab that uses it; it outlives any
+ *   one tab, so closing tabs loses nothing for the others. A tab says `close` to the worker on
+ *   `close()` and on `pagehide`; the worker ends a connection no tab uses. `stream.role` is
+ *   `'worker'`; listeners, status and duplicate dropping are the same as a follower's.
+ *
+ * Otherwise (no `SharedWorker` either, as in Chrome for Android over plain HTTP) each tab
+ * keeps its own stream and `stream.role` is `'own'`; serve the app over HTTPS there, which
+ * brings HTTP/2, where one connection carries every stream.
  *
  * @example
  * import { connect } from '/herald.js';
@@ -458,8 +470,9 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
       setState({ status: live ? 'connected' : 'reconnecting' }); // it may have outlived the blip
     }
   };
-  window.addEventListener('offline', onOffline);
-  window.addEventListener('online', onOnline);
+  // `globalThis`: a window, or the SharedWorker that runs the transport for its tabs.
+  globalThis.addEventListener('offline', onOffline);
+  globalThis.addEventListener('online', onOnline);
 
   if (status === null) setState({ status: 'connecting' });
   runStream(false);
@@ -474,8 +487,8 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
       clearTimeout(probeTimer);
       current?.abort();
       probe?.abort();
-      window.removeEventListener('offline', onOffline);
-      window.removeEventListener('online', onOnline);
+      globalThis.removeEventListener('offline', onOffline);
+      globalThis.removeEventListener('online', onOnline);
     },
   };
 }
@@ -538,6 +551,168 @@ function joinTabs(key, { lead, follow, answer }) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sharing through a SharedWorker (where there is no navigator.locks)
+// ---------------------------------------------------------------------------------------------
+
+/** The name of the SharedWorker that runs herald.js for the tabs of an origin. */
+const WORKER_NAME = 'herald';
+
+/** Whether this module runs as herald's SharedWorker (see the end of the file). */
+const IN_HERALD_WORKER =
+  typeof SharedWorkerGlobalScope !== 'undefined' &&
+  self instanceof SharedWorkerGlobalScope &&
+  self.name === WORKER_NAME;
+
+/**
+ * The worker's side: serves the ports of the tabs. A port sends `{ kind: 'open', url,
+ * settings, lastEventId }` (one stream per port) and `{ kind: 'close' }`. The worker runs one
+ * transport per absolute URL and credentials mode, the same `createTransport` a leader tab
+ * runs, with the settings (timeouts) of the port that started it and from that port's last id;
+ * it posts each event (`{ kind: 'event', msg }`) and status change (`{ kind: 'status', status,
+ * transport }`) to every port of that stream, and the current state (`{ kind: 'state' }`, as a
+ * leader answers a new tab) to a port that joins. A transport stops when its last port leaves.
+ */
+function serveTabs(scope) {
+  /** key -> { ports: Set<MessagePort>, engine, status, transport, lastEventId, connected } */
+  const streams = new Map();
+  /** port -> the key of the stream it joined */
+  const joined = new Map();
+
+  const leave = (port) => {
+    const key = joined.get(port);
+    joined.delete(port);
+    const shared = streams.get(key);
+    if (!shared) return;
+    shared.ports.delete(port);
+    if (shared.ports.size === 0) {
+      streams.delete(key);
+      shared.engine?.stop();
+    }
+  };
+
+  const join = (port, { url, settings, lastEventId }) => {
+    leave(port);
+    if (typeof url !== 'string' || !settings || typeof settings !== 'object') return;
+    let href;
+    try {
+      href = new URL(url).href;
+    } catch {
+      return;
+    }
+    const withCredentials = settings.withCredentials === true;
+    const key = `${withCredentials ? 'include' : 'same-origin'} ${href}`;
+    joined.set(port, key);
+    const running = streams.get(key);
+    if (running) {
+      running.ports.add(port);
+      const { status, transport, connected } = running;
+      port.postMessage({ kind: 'state', status, transport, lastEventId: running.lastEventId, connected });
+      return;
+    }
+    const shared = {
+      ports: new Set([port]),
+      engine: null,
+      status: null,
+      transport: 'stream',
+      lastEventId: null,
+      connected: null,
+    };
+    streams.set(key, shared);
+    const fanOut = (message) => {
+      for (const p of shared.ports) p.postMessage(message);
+    };
+    const ms = (value, fallback) => (Number.isFinite(value) && value >= 0 ? value : fallback);
+    shared.engine = createTransport(
+      href,
+      {
+        withCredentials,
+        firstByteTimeout: ms(settings.firstByteTimeout, DEFAULTS.firstByteTimeout),
+        idleTimeout: ms(settings.idleTimeout, DEFAULTS.idleTimeout),
+        streamRetryInterval: ms(settings.streamRetryInterval, DEFAULTS.streamRetryInterval),
+      },
+      {
+        event: (msg) => {
+          if (msg.id) shared.lastEventId = msg.id;
+          if (msg.type === 'connected') shared.connected = msg.data;
+          fanOut({ kind: 'event', msg });
+        },
+        state: (next) => {
+          shared.status = next.status;
+          shared.transport = next.transport;
+          fanOut({ kind: 'status', ...next });
+        },
+      },
+      { lastEventId: typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : null },
+    );
+  };
+
+  scope.addEventListener('connect', (event) => {
+    const port = event.ports[0];
+    port.onmessage = ({ data: message }) => {
+      if (!message || typeof message !== 'object') return;
+      if (message.kind === 'open') {
+        join(port, message);
+      } else if (message.kind === 'close') {
+        leave(port);
+        port.close();
+      }
+    };
+  });
+}
+
+/**
+ * The tab's side: one port to herald's SharedWorker for one stream. `follow(message)` gets
+ * what the worker posts; `fail()` is called if the worker cannot run (its script did not
+ * load). Throws if the browser refuses the worker (herald.js imported from another origin).
+ * The port says `close` on `close()` and when the page is hidden for good or put in the
+ * back/forward cache (a MessagePort has no close event the worker could wait for); a page
+ * restored from that cache opens a new port, from its own last id.
+ */
+function joinWorker(url, settings, { follow, fail, lastEventId }) {
+  let worker = null;
+  let port = null;
+
+  const attach = () => {
+    worker = new SharedWorker(import.meta.url, { type: 'module', name: WORKER_NAME });
+    worker.onerror = () => {
+      detach();
+      fail();
+    };
+    port = worker.port;
+    port.onmessage = ({ data: message }) => {
+      if (message && typeof message === 'object') follow(message);
+    };
+    port.postMessage({ kind: 'open', url, settings, lastEventId: lastEventId() });
+  };
+
+  const detach = () => {
+    if (!port) return;
+    port.postMessage({ kind: 'close' });
+    port.close();
+    worker.onerror = null;
+    port = null;
+    worker = null;
+  };
+
+  const onPageHide = () => detach();
+  const onPageShow = (event) => {
+    if (event.persisted && !port) attach();
+  };
+
+  attach();
+  addEventListener('pagehide', onPageHide);
+  addEventListener('pageshow', onPageShow);
+
+  return {
+    close() {
+      removeEventListener('pagehide', onPageHide);
+      removeEventListener('pageshow', onPageShow);
+      detach();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------------------------
 
@@ -548,11 +723,15 @@ function joinTabs(key, { lead, follow, answer }) {
  * @property {(type: string, fn: (data: any, event: MessageEvent) => void) => Stream} on
  *   Adds a listener for one event type (`'message'` for events without a type).
  * @property {(type: string, fn: Function) => Stream} off  Removes a listener added with `on`.
- * @property {() => void} close  Closes the stream for good (a leader hands over to another tab).
+ * @property {() => void} close  Closes the stream for good (a leader hands over to another tab;
+ *   the worker stops a connection no tab uses any more).
  * @property {Status} status  The current status.
  * @property {string | null} lastEventId  The id of the last event dispatched.
- * @property {'stream' | 'poll'} transport  How events arrive (the leader's, in a shared stream).
- * @property {'leader' | 'follower' | 'own'} role  Whether this tab runs the shared connection.
+ * @property {'stream' | 'poll'} transport  How events arrive (the leader's or the worker's, in a
+ *   shared stream).
+ * @property {'leader' | 'follower' | 'worker' | 'own'} role  Whether this tab runs the shared
+ *   connection (`'leader'`), mirrors a leader tab (`'follower'`), mirrors herald's SharedWorker
+ *   (`'worker'`) or keeps a connection of its own (`'own'`).
  */
 
 /**
@@ -699,9 +878,25 @@ export function connect(url, options = {}) {
     },
   };
 
-  const canShare =
-    share !== false && typeof BroadcastChannel === 'function' && typeof navigator !== 'undefined' && navigator.locks?.request;
-  if (canShare) {
+  /** What a leader tab or the worker posts: events, status changes, the state on joining. */
+  const follow = (message) => {
+    if (closed) return;
+    if (message.kind === 'event' && message.msg) {
+      deliver(message.msg);
+    } else if (message.kind === 'status') {
+      setState({ status: message.status, transport: message.transport });
+    } else if (message.kind === 'state') {
+      // A new tab continues from the shared position if it has none of its own.
+      lastEventId ??= message.lastEventId ?? null;
+      setState({ status: message.status, transport: message.transport });
+      if (message.status === 'connected' && lastConnected === null && typeof message.connected === 'string') {
+        deliver({ type: 'connected', data: message.connected, id: null, lastEventId: lastEventId ?? '' });
+      }
+    }
+  };
+
+  const sharing = share !== false && typeof navigator !== 'undefined' && !IN_HERALD_WORKER;
+  if (sharing && typeof BroadcastChannel === 'function' && navigator.locks?.request) {
     role = 'follower';
     setState({ status: 'connecting' });
     tabs = joinTabs(`herald:${new URL(url, location.href).href}`, {
@@ -711,26 +906,40 @@ export function connect(url, options = {}) {
         tabs?.post({ kind: 'status', status, transport });
         run();
       },
-      follow: (message) => {
-        if (closed) return;
-        if (message.kind === 'event' && message.msg) {
-          deliver(message.msg);
-        } else if (message.kind === 'status') {
-          setState({ status: message.status, transport: message.transport });
-        } else if (message.kind === 'state') {
-          // A new tab continues from the leader's position if it has none of its own.
-          lastEventId ??= message.lastEventId ?? null;
-          setState({ status: message.status, transport: message.transport });
-          if (message.status === 'connected' && lastConnected === null && typeof message.connected === 'string') {
-            deliver({ type: 'connected', data: message.connected, id: null, lastEventId: lastEventId ?? '' });
-          }
-        }
-      },
+      follow,
       answer: () => ({ kind: 'state', status, transport, lastEventId, connected: lastConnected }),
     });
+  } else if (sharing && typeof SharedWorker === 'function' && startWorker()) {
+    // Shared through the worker (see joinWorker).
   } else {
     run();
   }
 
+  /** Joins herald's SharedWorker; false if the browser refuses it. */
+  function startWorker() {
+    role = 'worker';
+    setState({ status: 'connecting' });
+    const own = () => {
+      tabs = null;
+      if (closed) return;
+      setState({ role: 'own' });
+      run();
+    };
+    try {
+      tabs = joinWorker(new URL(url, location.href).href, settings, {
+        follow,
+        fail: own,
+        lastEventId: () => lastEventId,
+      });
+      return true;
+    } catch {
+      setState({ role: 'own' });
+      return false;
+    }
+  }
+
   return stream;
 }
+
+// Loaded as herald's SharedWorker (by joinWorker): serve the tabs.
+if (IN_HERALD_WORKER) serveTabs(self);
