@@ -252,7 +252,10 @@ async fn route(router: Router, watcher: Watcher, io: CountedStream, read: Bytes,
             request
                 .extensions_mut()
                 .insert(ConnectInfo(ClientAddr(peer)));
-            router.clone().oneshot(request)
+            // Boxed: hyper runs each HTTP/2 stream as a task as large as this future (320
+            // bytes, the request included) for the life of the stream, long after an SSE
+            // response has begun. Boxed, that is freed once the response starts.
+            Box::pin(router.clone().oneshot(request))
         });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A slow client gets as long for each later request head as for the first.
