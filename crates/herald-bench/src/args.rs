@@ -61,6 +61,18 @@ pub struct SubscribeArgs {
     /// Time allowed for one connection to be answered with its response head.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// Subscribe over HTTP/2 with prior knowledge (h2c: cleartext, no upgrade), each
+    /// subscriber a stream; connections are shared by --streams-per-connection subscribers.
+    #[arg(long)]
+    pub http2: bool,
+    /// With --http2: subscribers multiplexed over one connection, each on its own stream.
+    #[arg(
+        long,
+        default_value_t = 1,
+        requires = "http2",
+        value_parser = clap::value_parser!(u64).range(1..=crate::h2c::MAX_STREAMS_PER_CONNECTION)
+    )]
+    pub streams_per_connection: u64,
     /// Process id of the server, to read its RSS and CPU time from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -8,6 +8,8 @@
 //! reordering (told apart from the reversals that concurrent publishes may
 //! cause), the publisher's lag, and the server's RSS and CPU time from
 //! `/proc`. `idle` holds N connections to measure memory per connection.
+//! `--http2` subscribes over HTTP/2 with prior knowledge (h2c), with
+//! `--streams-per-connection` subscribers multiplexed on each connection.
 //! `run --reconnect-after K --missed M` is a reconnect storm: every subscriber
 //! drops after event K, M events are published while they are away, and all
 //! reconnect with `Last-Event-ID`; the report says how long until all had
@@ -32,6 +34,7 @@
 //! - `run.rs`: the phases of a run ([`run()`], [`idle()`]) and the fd budget.
 //! - `subscriber.rs`: one subscriber: connect from a source address, write
 //!   the request, read the head and the stream.
+//! - `h2c.rs`: `--http2`: connections shared by HTTP/2 streams, flow-control windows.
 //! - `http.rs`: the request, the response head parser and body framing
 //!   (chunked, length, until close).
 //! - `tally.rs`: the payload, per-subscriber accounting, latency histograms.
@@ -50,6 +53,7 @@
 //! `tokio::time::Instant`.
 
 pub mod args;
+pub mod h2c;
 pub mod http;
 pub mod procstat;
 pub mod publisher;

@@ -30,6 +30,10 @@ pub struct Report {
     pub publisher_lag_us: Option<Lag>,
     /// The server's memory and CPU (with `--server-pid`).
     pub server: Option<Server>,
+    /// CPU seconds herald-bench itself spent (all its threads) from the first publish to
+    /// the end of the drain (`run` only). Close to that window's wall time per runtime
+    /// thread, the bench rather than the server set the pace.
+    pub bench_cpu_s: Option<f64>,
     /// What limited the run.
     pub limits: Limits,
     /// Wall time of the whole run, seconds.
@@ -39,6 +43,13 @@ pub struct Report {
 /// Connection counts.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Subscribers {
+    /// How subscribers connected: `http/1.1` (one connection each) or `h2c` (`--http2`:
+    /// HTTP/2 with prior knowledge, one stream each).
+    pub protocol: &'static str,
+    /// `--streams-per-connection` (1 for HTTP/1).
+    pub streams_per_connection: u64,
+    /// TCP connections opened, reconnects included (HTTP/2: shared by the streams).
+    pub connections: u64,
     /// `--subscribers`.
     pub requested: u64,
     /// Subscribers attempted: `requested`, or fewer when the fd limit capped it.
@@ -234,7 +245,7 @@ pub struct Server {
     pub rss_end: Option<u64>,
     /// Highest RSS seen (sampled every 250 ms).
     pub rss_peak: Option<u64>,
-    /// `(rss_idle - rss_before) / connected`.
+    /// `(rss_idle - rss_before) / connected`: per subscriber, so per stream with `--http2`.
     pub rss_per_conn_bytes: Option<f64>,
     /// CPU seconds the server spent while subscribers connected.
     pub connect_cpu_s: Option<f64>,
@@ -265,12 +276,14 @@ impl Report {
         let sub = &self.subscribers;
         let _ = writeln!(
             s,
-            "{}: {} of {} subscribers connected (indexes {}..{}) in {:.2} s; {} failed {}",
+            "{} over {}: {} of {} subscribers connected (indexes {}..{}, {} connections) in {:.2} s; {} failed {}",
             self.mode,
+            sub.protocol,
             sub.connected,
             sub.requested,
             sub.index_offset,
             sub.index_offset + sub.attempted,
+            sub.connections,
             sub.connect_s,
             sub.failed,
             if sub.failed > 0 {
@@ -388,6 +401,9 @@ impl Report {
                     ", {c:.2} s per million deliveries"
                 )),
             );
+        }
+        if let Some(cpu) = self.bench_cpu_s {
+            let _ = writeln!(s, "herald-bench: CPU {cpu:.2} s");
         }
         let _ = write!(s, "limits: nofile {}", self.limits.nofile);
         if self.limits.fd_capped {

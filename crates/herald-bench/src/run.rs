@@ -14,6 +14,7 @@ use tokio::{task::JoinSet, time::Instant};
 
 use crate::{
     args::{IdleArgs, RunArgs, SubscribeArgs},
+    h2c,
     procstat::{self, Sample},
     publisher::{self, Lag},
     report::{
@@ -145,6 +146,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     let connected = pid.and_then(procstat::sample);
     tokio::time::sleep_until(deadline.min(Instant::now() + args.settle)).await;
     let idle = pid.and_then(procstat::sample);
+    let own_idle = procstat::sample(std::process::id());
 
     let mut reconnect = None;
     let published = if Instant::now() < deadline {
@@ -176,6 +178,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     )
     .await;
     let end = pid.and_then(procstat::sample);
+    let own_end = procstat::sample(std::process::id());
     let rss_peak = [before, connected, idle, end]
         .iter()
         .flatten()
@@ -279,6 +282,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
                 .map_or_else(Lag::default, |p| Lag::of(&p.lag)),
         ),
         server,
+        bench_cpu_s: own_idle.zip(own_end).map(|(a, b)| b.cpu_s - a.cpu_s),
         limits,
         duration_s: started.elapsed().as_secs_f64(),
     })
@@ -334,13 +338,15 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
         latency_us: None,
         publisher_lag_us: None,
         server,
+        bench_cpu_s: None,
         limits,
         duration_s: started.elapsed().as_secs_f64(),
     })
 }
 
 /// Raises the soft fd limit to the hard one and returns how many
-/// subscribers fit, noting a cap in `limits`.
+/// subscribers fit (each HTTP/2 connection holds --streams-per-connection), noting a cap
+/// in `limits`.
 fn fd_budget(args: &SubscribeArgs, publishers: u64, limits: &mut Limits) -> u64 {
     let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => n,
@@ -352,7 +358,14 @@ fn fd_budget(args: &SubscribeArgs, publishers: u64, limits: &mut Limits) -> u64 
         }
     };
     limits.nofile = nofile;
-    let fit = nofile.saturating_sub(FD_RESERVE + publishers);
+    let per_fd = if args.http2 {
+        args.streams_per_connection
+    } else {
+        1
+    };
+    let fit = nofile
+        .saturating_sub(FD_RESERVE + publishers)
+        .saturating_mul(per_fd);
     if args.subscribers > fit {
         limits.fd_capped = true;
         limits.notes.push(format!(
@@ -521,6 +534,8 @@ fn per_conn(before: Option<Sample>, after: Option<Sample>, connections: u64) -> 
 /// The subscriber tasks of a run.
 struct Fleet {
     shared: Arc<Shared>,
+    /// Holds the HTTP/2 connections' counter after the subscribers are gone.
+    spec: Arc<Spec>,
     tasks: JoinSet<Outcome>,
     connect_s: f64,
     hit_deadline: bool,
@@ -554,6 +569,9 @@ impl Fleet {
             source_ips: args.source_ips,
             connect_timeout: args.connect_timeout,
             reconnect,
+            http2: args
+                .http2
+                .then(|| h2c::Connections::new(n, args.index_offset, args.streams_per_connection)),
         });
         let started = Instant::now();
         let mut tasks = JoinSet::new();
@@ -579,6 +597,7 @@ impl Fleet {
         }
         Self {
             shared,
+            spec,
             tasks,
             connect_s: started.elapsed().as_secs_f64(),
             hit_deadline,
@@ -592,6 +611,12 @@ impl Fleet {
         self.shared.cancel.cancel();
         let mut tallies = Vec::new();
         let mut subscribers = Subscribers {
+            protocol: if self.spec.http2.is_some() {
+                "h2c"
+            } else {
+                "http/1.1"
+            },
+            streams_per_connection: self.spec.http2.as_ref().map_or(1, |c| c.per_connection()),
             requested: self.requested,
             attempted: self.tasks.len() as u64,
             index_offset: self.index_offset,
@@ -634,6 +659,10 @@ impl Fleet {
             }
         }
         subscribers.connected = self.shared.connected.load(Ordering::Relaxed);
+        subscribers.connections = match &self.spec.http2 {
+            Some(connections) => connections.opened(),
+            None => self.shared.h1_connections.load(Ordering::Relaxed),
+        };
         let failures = self
             .shared
             .failures

@@ -1,6 +1,10 @@
 //! One SSE subscriber on a raw socket: connect (from a chosen loopback
 //! source address), write the `GET`, read the response head, then decode
 //! body → SSE → payload and account for every delivery until cancelled.
+//!
+//! With `--http2` the subscriber is a stream on a connection it shares
+//! (`h2c.rs`); its DATA frames go through the same SSE decoding and
+//! accounting.
 
 use std::{
     collections::BTreeMap,
@@ -13,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use herald_sse::{Decoder, Item};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -22,7 +27,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    http::{self, Body, HeadError},
+    h2c,
+    http::{self, Body, Framing, HeadError},
     reversal::Reversals,
     tally::{Payload, Recorder, Tally, Verdict, events_on_topic},
     target::{self, Target},
@@ -51,6 +57,8 @@ pub struct Shared {
     pub connected: AtomicU64,
     /// Subscribers that could not connect.
     pub failed: AtomicU64,
+    /// HTTP/1 connections opened (TCP connected), reconnects included.
+    pub h1_connections: AtomicU64,
     /// Distinct deliveries so far, over all subscribers.
     pub delivered: AtomicU64,
     /// Subscribers connected on each topic.
@@ -102,6 +110,7 @@ impl Shared {
             cancel: CancellationToken::new(),
             connected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            h1_connections: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             connected_per_topic: Mutex::new(vec![0; usize::try_from(topics).unwrap_or(0)]),
             failures: Mutex::default(),
@@ -148,6 +157,8 @@ pub struct Spec {
     pub connect_timeout: Duration,
     /// Drop and reconnect on the [`Storm`] signals.
     pub reconnect: bool,
+    /// With `--http2`: the shared connections, each subscriber a stream on one.
+    pub http2: Option<h2c::Connections>,
 }
 
 /// How a subscriber ended.
@@ -176,10 +187,10 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
         tokio::select! {
             biased;
             () = shared.cancel.cancelled() => return Outcome::Failed,
-            r = tokio::time::timeout(spec.connect_timeout, open(&spec, index, topic, None)) => r,
+            r = tokio::time::timeout(spec.connect_timeout, open(&shared, &spec, index, topic, None)) => r,
         }
     };
-    let (mut stream, head, rest) = match opened {
+    let (mut wire, framing, rest) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(failure)) => {
             fail(&shared, failure);
@@ -202,7 +213,7 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
     shared.connected.fetch_add(1, Ordering::Relaxed);
 
     let mut reader = StreamReader {
-        body: Body::new(head.framing),
+        body: Body::new(framing),
         sse: Decoder::new(),
         tally: Tally::new(topic, spec.topics, spec.events),
         batch: Vec::new(),
@@ -213,14 +224,14 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
     let mut buf = vec![0; READ_BUF];
     let drop_signal = spec.reconnect.then_some(&shared.storm.drop);
     match reader
-        .stream(&shared, index, &mut stream, &rest, &mut buf, drop_signal)
+        .stream(&shared, index, &mut wire, &rest, &mut buf, drop_signal)
         .await
     {
         Ended::Dropped => {}
         Ended::Cancelled => return reader.finish(None),
         Ended::Early(why) => return reader.finish(Some(why)),
     }
-    drop(stream);
+    drop(wire);
     let storm = &shared.storm;
     storm.dropped.fetch_add(1, Ordering::Relaxed);
     tokio::select! {
@@ -242,11 +253,11 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
             () = shared.cancel.cancelled() => Err(Failure::TimedOut),
             r = tokio::time::timeout(
                 spec.connect_timeout,
-                open(&spec, index, topic, last_id.as_deref()),
+                open(&shared, &spec, index, topic, last_id.as_deref()),
             ) => r.unwrap_or(Err(Failure::TimedOut)),
         }
     };
-    let (mut stream, head, rest) = match reopened {
+    let (mut wire, framing, rest) = match reopened {
         Ok(opened) => opened,
         Err(failure) => {
             storm.failed.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +275,7 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
     };
     storm.reconnected.fetch_add(1, Ordering::Relaxed);
     let boundary = storm.boundary.load(Ordering::Relaxed);
-    reader.body = Body::new(head.framing);
+    reader.body = Body::new(framing);
     reader.sse = Decoder::new();
     reader.catch_up = Some(CatchUp {
         boundary,
@@ -273,7 +284,7 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
     });
     reader.check_caught_up(&shared);
     match reader
-        .stream(&shared, index, &mut stream, &rest, &mut buf, None)
+        .stream(&shared, index, &mut wire, &rest, &mut buf, None)
         .await
     {
         Ended::Dropped | Ended::Cancelled => reader.finish(None),
@@ -321,7 +332,7 @@ impl StreamReader {
         &mut self,
         shared: &Shared,
         index: u64,
-        stream: &mut TcpStream,
+        wire: &mut Wire,
         rest: &[u8],
         buf: &mut [u8],
         drop: Option<&CancellationToken>,
@@ -332,20 +343,22 @@ impl StreamReader {
         let never = CancellationToken::new();
         let drop = drop.unwrap_or(&never);
         loop {
-            let n = tokio::select! {
+            let read = tokio::select! {
                 biased;
                 () = shared.cancel.cancelled() => return Ended::Cancelled,
                 () = drop.cancelled() => return Ended::Dropped,
-                r = stream.read(buf) => r,
+                r = wire.read(buf) => r,
             };
-            match n {
-                Ok(0) => return Ended::Early("closed by the server".to_owned()),
-                Ok(n) => {
-                    if let Err(why) = self.process(shared, index, &buf[..n]) {
-                        return Ended::Early(why);
-                    }
+            let processed = match read {
+                Ok(Read::Buf(0) | Read::End) => {
+                    return Ended::Early("closed by the server".to_owned());
                 }
-                Err(e) => return Ended::Early(format!("read: {e}")),
+                Ok(Read::Buf(n)) => self.process(shared, index, &buf[..n]),
+                Ok(Read::Frame(data)) => self.process(shared, index, &data),
+                Err(why) => return Ended::Early(format!("read: {why}")),
+            };
+            if let Err(why) = processed {
+                return Ended::Early(why);
             }
         }
     }
@@ -480,24 +493,70 @@ fn fail(shared: &Shared, failure: Failure) {
     }
 }
 
-/// Connects, sends the request and reads the head. Returns the stream,
-/// the head and the body bytes read with it.
+/// Where a subscriber's body comes from.
+enum Wire {
+    /// Its own HTTP/1 connection.
+    Tcp(TcpStream),
+    /// A stream on a shared HTTP/2 connection.
+    H2(h2::RecvStream),
+}
+
+/// What one read from a [`Wire`] gave.
+enum Read {
+    /// Bytes read into the caller's buffer (0: the connection closed).
+    Buf(usize),
+    /// One HTTP/2 DATA frame's payload.
+    Frame(Bytes),
+    /// The HTTP/2 stream ended.
+    End,
+}
+
+impl Wire {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<Read, String> {
+        match self {
+            Wire::Tcp(stream) => stream
+                .read(buf)
+                .await
+                .map(Read::Buf)
+                .map_err(|e| e.to_string()),
+            Wire::H2(body) => match body.data().await {
+                None => Ok(Read::End),
+                Some(Ok(data)) => {
+                    // Decoded before the next read: the window can be given back now.
+                    let _ = body.flow_control().release_capacity(data.len());
+                    Ok(Read::Frame(data))
+                }
+                Some(Err(e)) => Err(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Connects (or opens a stream on the shared HTTP/2 connection), sends the request and
+/// reads the head. Returns the wire, the body's framing and the body bytes read with the
+/// head.
 async fn open(
+    shared: &Shared,
     spec: &Spec,
     index: u64,
     topic: u64,
     last_event_id: Option<&str>,
-) -> Result<(TcpStream, http::Head, Vec<u8>), Failure> {
+) -> Result<(Wire, Framing, Vec<u8>), Failure> {
     let url = target::expand(&spec.sub_url, topic, index);
     let target = Target::parse(&url).map_err(|e| Failure::Protocol(format!("{e:#}")))?;
+    let last_event_id = last_event_id.or(spec.last_event_id.as_deref());
+    if let Some(connections) = &spec.http2 {
+        return open_h2(connections, spec, index, &target, last_event_id).await;
+    }
     let mut stream = connect(target.addr, source_ip(index, spec.source_ips, target.addr))
         .await
         .map_err(Failure::Io)?;
+    shared.h1_connections.fetch_add(1, Ordering::Relaxed);
     let request = http::request(
         &target.authority,
         &target.path_and_query,
         spec.token.as_deref(),
-        last_event_id.or(spec.last_event_id.as_deref()),
+        last_event_id,
     );
     stream
         .write_all(request.as_bytes())
@@ -516,13 +575,45 @@ async fn open(
         match http::parse_head(&buf) {
             Ok((head, len)) if head.status == 200 => {
                 let rest = buf.split_off(len);
-                return Ok((stream, head, rest));
+                return Ok((Wire::Tcp(stream), head.framing, rest));
             }
             Ok((head, _)) => return Err(Failure::Status(head.status)),
             Err(HeadError::Incomplete) => {}
             Err(e) => return Err(Failure::Protocol(e.to_string())),
         }
     }
+}
+
+/// Opens subscriber `index`'s stream on its HTTP/2 connection (connecting first if it is
+/// the first of its group to get there).
+async fn open_h2(
+    connections: &h2c::Connections,
+    spec: &Spec,
+    index: u64,
+    target: &Target,
+    last_event_id: Option<&str>,
+) -> Result<(Wire, Framing, Vec<u8>), Failure> {
+    let source = |group| source_ip(group, spec.source_ips, target.addr);
+    let send = connections
+        .get(index, target, source)
+        .await
+        .map_err(|e| Failure::Io(e.to_io()))?;
+    let h2 = |e: h2::Error| Failure::Protocol(h2c::h2_error(&e).to_io().to_string());
+    // Waits while the server's limit of concurrent streams is reached.
+    let mut send = send.ready().await.map_err(h2)?;
+    let request = h2c::request(target, spec.token.as_deref(), last_event_id)
+        .map_err(|e| Failure::Protocol(format!("request: {e}")))?;
+    let (response, _) = send.send_request(request, true).map_err(h2)?;
+    let response = response.await.map_err(h2)?;
+    if response.status() != ::http::StatusCode::OK {
+        return Err(Failure::Status(response.status().as_u16()));
+    }
+    // HTTP/2 frames the body itself: its bytes are the SSE stream, until END_STREAM.
+    Ok((
+        Wire::H2(response.into_body()),
+        Framing::UntilClose,
+        Vec::new(),
+    ))
 }
 
 /// The source address of subscriber `index`: 127.0.0.(1 + index % n) when
@@ -536,7 +627,8 @@ pub fn source_ip(index: u64, n: u8, target: SocketAddr) -> Option<IpAddr> {
     Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
 }
 
-async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+/// Connects to `addr` from `source` (the kernel's choice if `None`), without Nagle's delay.
+pub(crate) async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {

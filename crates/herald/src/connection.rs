@@ -339,9 +339,11 @@ async fn route<I: Io>(
                 .extensions_mut()
                 .insert(ConnectInfo(ClientAddr(peer)));
             host_from_authority(&mut request);
-            // A combinator, not an async block: hyper keeps each stream's task sized for its
-            // largest state, and an async block would hold the router's future twice.
-            router.clone().oneshot(request).map(move |response| {
+            // Boxed: hyper runs each HTTP/2 stream as a task as large as this future (320
+            // bytes, the request included) for the life of the stream, long after an SSE
+            // response has begun; boxed, that is freed once the response starts. And a
+            // combinator, not an async block, which would hold the router's future twice.
+            Box::pin(router.clone().oneshot(request)).map(move |response| {
                 response.map(|response| response.map(|body| Tracked::new(body, guard)))
             })
         });

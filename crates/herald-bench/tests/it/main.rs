@@ -186,6 +186,11 @@ async fn herald_run_loses_nothing() {
     print(&report);
     let subs = &report.subscribers;
     assert_eq!((subs.connected, subs.failed), (20, 0), "{subs:?}");
+    assert_eq!(
+        (subs.protocol, subs.connections),
+        ("http/1.1", 20),
+        "{subs:?}"
+    );
     assert_eq!(subs.ended_early, 0, "{subs:?}");
     let events = report.events.as_ref().unwrap();
     assert_eq!((events.published, events.errors), (200, 0), "{events:?}");
@@ -205,6 +210,88 @@ async fn herald_run_loses_nothing() {
     assert!(server.rss_before.is_some_and(|b| b > 0), "{server:?}");
     assert!(server.cpu_s.is_some(), "{server:?}");
     assert!(!report.limits.duration_limit_hit);
+}
+
+/// `--http2`: 24 subscribers as HTTP/2 streams, 8 to a connection, on Herald's plain port
+/// (prior knowledge); every delivery is counted as over HTTP/1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_run_over_http2_streams() {
+    let herald = Herald::start().await;
+    let token = herald.publisher_token().await;
+    let sub_url = format!("{}?topic=bench-{{topic}}", herald.hub());
+    let pid = herald.pid().to_string();
+    let args = RunArgs::parse_from([
+        "run",
+        "--http2",
+        "--streams-per-connection",
+        "8",
+        "--sub-url",
+        &sub_url,
+        "--pub-url",
+        &herald.hub(),
+        "--token",
+        &token,
+        "--subscribers",
+        "24",
+        "--topics",
+        "2",
+        "--source-ips",
+        "2",
+        "--events",
+        "100",
+        "--rate",
+        "500",
+        "--settle",
+        "200ms",
+        "--drain",
+        "10s",
+        "--duration-limit",
+        "60s",
+        "--server-pid",
+        &pid,
+    ]);
+    let report = herald_bench::run(args).await.expect("the run completes");
+    print(&report);
+    let subs = &report.subscribers;
+    assert_eq!(
+        (subs.protocol, subs.streams_per_connection, subs.connections),
+        ("h2c", 8, 3),
+        "{subs:?}"
+    );
+    assert_eq!((subs.connected, subs.failed, subs.ended_early), (24, 0, 0));
+    let d = report.deliveries.as_ref().unwrap();
+    // 12 subscribers on each topic, 50 events on each topic.
+    assert_eq!((d.expected, d.delivered), (1_200, 1_200), "{d:?}");
+    assert_eq!(
+        (d.lost, d.duplicated, d.out_of_order, d.unexpected),
+        (0, 0, 0, 0),
+        "{d:?}"
+    );
+    assert_eq!(report.latency_us.as_ref().unwrap().from_send.count, 1_200);
+}
+
+/// `idle --http2`: the streams stay open, and the connections are shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_idle_over_http2_streams() {
+    let herald = Herald::start().await;
+    let sub_url = format!("{}?topic=bench-{{i}}", herald.hub());
+    let args = IdleArgs::parse_from([
+        "idle",
+        "--http2",
+        "--streams-per-connection",
+        "10",
+        "--sub-url",
+        &sub_url,
+        "--subscribers",
+        "25",
+        "--hold",
+        "200ms",
+    ]);
+    let report = herald_bench::idle(args).await.expect("the run completes");
+    print(&report);
+    let subs = &report.subscribers;
+    assert_eq!((subs.connected, subs.open_at_end), (25, 25), "{subs:?}");
+    assert_eq!(subs.connections, 3, "{subs:?}");
 }
 
 /// S5 in small: every subscriber drops after 20 events, 30 are published while they are
