@@ -42,7 +42,7 @@ pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
 pub use metrics::HubMetrics;
 pub use redis_log::RedisLog;
 pub use subscriber::QueueLimits;
-pub use subscription::{Closer, Subscription};
+pub use subscription::{Closer, Passed, Subscription};
 pub use update::{
     EARLIEST, InvalidUpdate, RESERVED_PREFIX, Record, Update, UpdateLimits, is_reserved,
 };

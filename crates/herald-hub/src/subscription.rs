@@ -3,7 +3,7 @@
 
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex},
     task::{Context, Poll, ready},
 };
 
@@ -57,6 +57,25 @@ pub struct Subscription {
     head_id: Option<Arc<str>>,
     reset: bool,
     ended: bool,
+    /// Told the newest record the replay has passed, when someone asked ([`Self::passed`]).
+    passed: Option<Passed>,
+}
+
+/// The id of the newest record a [`Subscription`]'s replay has passed, whether or not the
+/// subscriber could see it: where a client that saw nothing since may resume without
+/// replaying the same records again. Readable while the stream is consumed elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct Passed(Arc<Mutex<Option<Arc<str>>>>);
+
+impl Passed {
+    /// The id, once the replay has passed a record.
+    pub fn get(&self) -> Option<Arc<str>> {
+        self.0.lock().expect("passed poisoned").clone()
+    }
+
+    fn set(&self, id: Arc<str>) {
+        *self.0.lock().expect("passed poisoned") = Some(id);
+    }
 }
 
 impl Subscription {
@@ -94,7 +113,13 @@ impl Subscription {
             head_id,
             reset,
             ended: false,
+            passed: None,
         }
+    }
+
+    /// A handle on the newest record the replay passes from now on (see [`Passed`]).
+    pub fn passed(&mut self) -> Passed {
+        self.passed.get_or_insert_with(Passed::default).clone()
     }
 
     /// The id of the newest update in the log when the subscription started (Mercure's
@@ -150,6 +175,9 @@ impl Subscription {
         let from_start = self.cursor == 0;
         let Some(last) = records.last() else {
             self.cursor = self.replay_to;
+            if let (Some(passed), Some(head)) = (&self.passed, &self.head_id) {
+                passed.set(head.clone());
+            }
             if from_start {
                 return Poll::Ready(Ok(None)); // `earliest`, and nothing is retained.
             }
@@ -162,6 +190,9 @@ impl Subscription {
             frames.extend_from_slice(&self.expired());
         }
         self.cursor = last.seq;
+        if let Some(passed) = &self.passed {
+            passed.set(last.id.clone());
+        }
         let mut replayed = 0;
         for record in &records {
             self.memo.clear();

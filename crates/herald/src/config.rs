@@ -131,8 +131,8 @@ pub struct ServeArgs {
     pub body_timeout: Duration,
 
     /// Longest time a long-poll (a stream URL asked for with `Accept: application/json`)
-    /// waits for an event before answering with none. Keep it below the idle timeout of
-    /// every proxy in front of the server.
+    /// waits for an event before answering with none; at most 30 s. Keep it below the idle
+    /// timeout of every proxy in front of the server.
     #[arg(long, env = "HERALD_POLL_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub poll_timeout: Duration,
 
@@ -309,6 +309,9 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// Longest `--poll-timeout` accepted.
+const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Shortest HS256 key accepted: RFC 7518 asks for a key at least as long as the hash (32
 /// bytes); a shorter one is guessable.
 pub const MIN_KEY_LEN: usize = 32;
@@ -392,6 +395,13 @@ impl Config {
         }
         if args.redis_prefix.is_empty() || args.redis_prefix.contains(char::is_whitespace) {
             return Err("--redis-prefix must be a non-empty word".into());
+        }
+        if args.poll_timeout > MAX_POLL_TIMEOUT {
+            return Err(format!(
+                "--poll-timeout must be at most {}s: herald.js gives up on a poll after 40 s, \
+                 and proxies commonly close requests silent for 30 s",
+                MAX_POLL_TIMEOUT.as_secs()
+            ));
         }
         for (name, value) in [
             ("--write-timeout", args.write_timeout),

@@ -155,7 +155,9 @@ async fn serve_tls(
         }
     };
     if io.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) {
-        route(context, watcher, io, Bytes::new(), peer, true).await;
+        // Boxed, as in `serve_http`: a TLS connection on the direct path must not keep room
+        // for hyper's connection.
+        Box::pin(route(context, watcher, io, Bytes::new(), peer, true)).await;
     } else {
         serve_http(context, watcher, io, peer).await;
     }
@@ -422,10 +424,12 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 
 /// Largest header list (names, values and 32 bytes each, decompressed) a request may send
 /// over HTTP/2; over it, 431, as hyper answers an HTTP/1 head that overflows its buffer.
-/// Eight times the head the direct HTTP/1 path reads, with room for an 8 KiB JWT (the
-/// longest accepted) and cookies; smaller than hyper's HTTP/1 buffer (about 400 KiB),
-/// because HPACK lets a few bytes on the wire name a large header list.
-const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Room for an 8 KiB JWT (the longest accepted), a session cookie and a browser's usual
+/// headers. Kept small because one connection holds up to
+/// [`H2_MAX_CONCURRENT_STREAMS`] requests at once, each with its headers, for as long as a
+/// body takes to arrive (`--body-timeout`), and HPACK lets a few bytes on the wire name a
+/// large header list: 100 × 16 KiB is what one connection can pin.
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
 
 /// Most bytes of one stream's response hyper buffers before it waits to send them: four
 /// frames of [`crate::watchdog`]'s size, so a healthy stream always has the next frame

@@ -174,8 +174,11 @@ pub async fn subscribe(
     if crate::poll::wants_poll(&headers) {
         return Ok(crate::poll::answer(
             stream.frames,
-            stream.resumed,
-            stream.resume_id,
+            crate::poll::Cursor {
+                resumed: stream.resumed,
+                resume_id: stream.resume_id,
+                passed: stream.passed,
+            },
             state.poll_timeout,
             state.max_body,
         )
@@ -203,6 +206,8 @@ pub struct OpenStream {
     pub resume_id: Option<String>,
     /// Whether the client resumed from an id (`Last-Event-ID` or the query).
     pub resumed: bool,
+    /// For a long-poll: the newest record the replay passed.
+    pub passed: Option<herald_hub::Passed>,
 }
 
 /// Authorizes a subscribe request, admits it against the stream limits and registers it
@@ -265,7 +270,7 @@ pub async fn open_stream(
         // A client's selectors never reach the app's topics, whatever its claims.
         reserved: false,
     };
-    let subscription = state
+    let mut subscription = state
         .hub
         .subscribe(request)
         .await
@@ -288,6 +293,8 @@ pub async fn open_stream(
             HeaderName::from_static("x-accel-buffering"),
             HeaderValue::from_static("no"),
         ),
+        // The same URL answers a long-poll to `Accept: application/json`.
+        (header::VARY, HeaderValue::from_static("accept")),
     ];
     if let Some(id) = subscription
         .head_id()
@@ -296,6 +303,7 @@ pub async fn open_stream(
         response_headers.push((HeaderName::from_static("last-event-id"), id));
     }
     let resume_id = resume_from.or_else(|| subscription.head_id().map(str::to_owned));
+    let passed = crate::poll::wants_poll(headers).then(|| subscription.passed());
     let expiry = match expires_in {
         Some(left) => tokio::time::sleep(left).boxed(),
         None => futures::future::pending().boxed(),
@@ -313,6 +321,7 @@ pub async fn open_stream(
         frames,
         resume_id,
         resumed,
+        passed,
     })
 }
 

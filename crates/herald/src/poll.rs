@@ -13,9 +13,11 @@
 //!
 //! - `type` is the event's type (`"message"` when it has none); `id` is absent for an event
 //!   without one (the app's `connected`); `data` is the event's data as the stream sends it.
-//! - `lastEventId` is where the next poll resumes: the last event's id, else the id this poll
-//!   resumed from, else the newest event in the log when the poll began. It is `null` only
-//!   when the log is empty.
+//! - `lastEventId` is where the next poll resumes: the last event's id; else, when no event
+//!   came, the newest record the replay passed (one the client may not see moves its cursor
+//!   too, so the next poll does not read it again), else the id this poll resumed from, else
+//!   the newest event in the log when the poll began. It is `null` when the log is empty,
+//!   and after a `reset` without an id (the resume point is unknown).
 //! - `retry` is the reconnection delay a stream suggests, in milliseconds.
 //!
 //! A poll answers as soon as an event other than the app's `connected` arrives, with every
@@ -35,6 +37,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _, stream::BoxStream};
+use herald_hub::Passed;
 use herald_sse::{Decoder, Item};
 use serde::Serialize;
 
@@ -81,18 +84,32 @@ struct Answer {
     retry: Option<u64>,
 }
 
+/// What [`answer`] needs to know of the subscription besides its frames.
+#[derive(Debug)]
+pub struct Cursor {
+    /// Whether the client resumed from an id: if not, the answer comes at once.
+    pub resumed: bool,
+    /// Where the next poll resumes if nothing moves it: the id this one resumed from, else
+    /// the log's newest when it subscribed.
+    pub resume_id: Option<String>,
+    /// The newest record the replay passed.
+    pub passed: Option<Passed>,
+}
+
 /// Collects the events of one subscription's `frames` and answers with them as JSON.
 ///
-/// `resume_id` is where the next poll resumes if no event carries an id: the id this one
-/// resumed from, else the log's newest when it subscribed. `wait` is `--poll-timeout`;
-/// `max_event` the largest event the stream can carry, in bytes.
+/// `wait` is `--poll-timeout`; `max_event` the largest event the stream can carry, in bytes.
 pub async fn answer(
     mut frames: BoxStream<'static, Bytes>,
-    resumed: bool,
-    resume_id: Option<String>,
+    cursor: Cursor,
     wait: Duration,
     max_event: usize,
 ) -> Response {
+    let Cursor {
+        resumed,
+        resume_id,
+        passed,
+    } = cursor;
     let deadline = tokio::time::Instant::now() + wait;
     let mut collector = Collector::new(resume_id, max_event);
     // A first poll waits for nothing: the prelude (`retry:`, the app's `connected`) is
@@ -102,11 +119,11 @@ pub async fn answer(
         match tokio::time::timeout_at(deadline, frames.next()).await {
             Ok(Some(bytes)) => collector.push(&bytes),
             // The stream ended (rights changed, token expired, shutdown), or nothing came.
-            Ok(None) | Err(_) => return collector.finish(),
+            Ok(None) | Err(_) => break,
         }
     }
     // Whatever else is ready now goes in the same answer.
-    while collector.bytes < MAX_ANSWER_BYTES {
+    while collector.woken && collector.bytes < MAX_ANSWER_BYTES {
         match frames.next().now_or_never() {
             Some(Some(bytes)) => collector.push(&bytes),
             Some(None) | None => break,
@@ -114,6 +131,11 @@ pub async fn answer(
     }
     // Dropping the subscription (and its stream slot) before the answer is written.
     drop(frames);
+    if !collector.moved
+        && let Some(id) = passed.as_ref().and_then(Passed::get)
+    {
+        collector.last_event_id = Some(id.to_string());
+    }
     collector.finish()
 }
 
@@ -130,6 +152,8 @@ struct Collector {
     bytes: usize,
     /// Whether an event worth answering for arrived.
     woken: bool,
+    /// Whether an event set the cursor (one with an id, or a `reset`).
+    moved: bool,
 }
 
 impl Collector {
@@ -142,6 +166,7 @@ impl Collector {
             retry: None,
             bytes: 0,
             woken: false,
+            moved: false,
         }
     }
 
@@ -155,11 +180,14 @@ impl Collector {
                         && message.last_event_id != self.previous_id)
                         .then(|| message.last_event_id.clone());
                     self.previous_id = message.last_event_id;
-                    if let Some(id) = &id {
-                        self.last_event_id = Some(id.clone());
+                    if id.is_some() || message.event == "reset" {
+                        // A `reset` without an id: the resume point is unknown.
+                        self.last_event_id.clone_from(&id);
+                        self.moved = true;
                     }
-                    // The app's `connected` opens every stream; it is no news by itself.
-                    self.woken |= message.event != "connected";
+                    // The app's `connected` (which has no id) opens every stream; it is no
+                    // news by itself. A published update, which always has one, is.
+                    self.woken |= id.is_some() || message.event != "connected";
                     self.events.push(PollEvent {
                         kind: message.event,
                         id,
@@ -223,6 +251,14 @@ mod tests {
         assert!(!wants_poll(&accept(&["application/jsonx"])));
     }
 
+    fn cursor(resumed: bool, resume_id: Option<String>) -> Cursor {
+        Cursor {
+            resumed,
+            resume_id,
+            passed: None,
+        }
+    }
+
     fn frames(chunks: &[&'static str]) -> Vec<Bytes> {
         chunks
             .iter()
@@ -250,8 +286,7 @@ mod tests {
         .boxed();
         let response = answer(
             stream,
-            true,
-            Some("z".into()),
+            cursor(true, Some("z".into())),
             Duration::from_secs(60),
             1024,
         )
@@ -278,8 +313,7 @@ mod tests {
             .boxed();
         let response = answer(
             stream,
-            true,
-            Some("head".into()),
+            cursor(true, Some("head".into())),
             Duration::from_secs(25),
             1024,
         )
@@ -304,8 +338,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let response = answer(
             stream,
-            false,
-            Some("head".into()),
+            cursor(false, Some("head".into())),
             Duration::from_secs(25),
             1024,
         )
@@ -322,9 +355,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reset_without_an_id_forgets_the_resume_point() {
+        let stream = futures::stream::iter(frames(&[
+            "retry: 3000\n\n",
+            "event: reset\ndata: {\"reason\":\"unknown-id\"}\n\n",
+        ]))
+        .chain(futures::stream::pending())
+        .boxed();
+        let response = answer(
+            stream,
+            cursor(true, Some("gone".into())),
+            Duration::from_secs(60),
+            1024,
+        )
+        .await;
+        let body = body(response).await;
+        assert_eq!(body["events"][0]["type"], "reset");
+        assert_eq!(body["lastEventId"], serde_json::Value::Null);
+    }
+
+    #[tokio::test]
+    async fn an_update_typed_connected_is_news() {
+        let stream = futures::stream::iter(frames(&["id: u1\nevent: connected\ndata: x\n\n"]))
+            .chain(futures::stream::pending())
+            .boxed();
+        let response = answer(
+            stream,
+            cursor(true, Some("u0".into())),
+            Duration::from_secs(3600),
+            1024,
+        )
+        .await;
+        assert_eq!(body(response).await["lastEventId"], "u1");
+    }
+
+    #[tokio::test]
     async fn an_ended_stream_answers_at_once() {
         let stream = futures::stream::iter(frames(&["retry: 10\n\n"])).boxed();
-        let response = answer(stream, true, None, Duration::from_secs(3600), 1024).await;
+        let response = answer(stream, cursor(true, None), Duration::from_secs(3600), 1024).await;
         assert_eq!(
             body(response).await,
             serde_json::json!({"events": [], "lastEventId": null, "retry": 10})
@@ -338,7 +406,8 @@ mod tests {
             .map(|i| Bytes::from(event.replace("{}", &i.to_string())))
             .collect();
         let stream = futures::stream::iter(chunks).boxed();
-        let body = body(answer(stream, true, None, Duration::from_secs(60), 4096).await).await;
+        let body =
+            body(answer(stream, cursor(true, None), Duration::from_secs(60), 4096).await).await;
         let events = body["events"].as_array().unwrap();
         assert!(events.len() < 1000, "{}", events.len());
         assert!(events.len() >= MAX_ANSWER_BYTES / 1100, "{}", events.len());

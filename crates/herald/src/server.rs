@@ -360,9 +360,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             not_after = certificate.not_after().as_deref().unwrap_or("unknown"),
             "serving HTTPS and HTTP/2"
         );
-        // Before the address is printed: whoever waits for it may send SIGHUP at once.
-        reload_on_hangup(certificate.clone())?;
     }
+    // Before the address is printed: whoever waits for it may send SIGHUP at once. Without
+    // TLS, SIGHUP reloads nothing, but it must not end the server as its default action
+    // would (a renewal hook left in place after TLS moved to a proxy).
+    reload_on_hangup(config.tls.as_ref().map(|tls| tls.reloadable.clone()))?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -443,16 +445,21 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
 
 /// Reads the certificate and key again on every SIGHUP, in a task of its own. New
 /// handshakes get the new certificate; open connections keep theirs. A reload that fails
-/// keeps the certificate in use, and says why.
+/// keeps the certificate in use, and says why. Without a certificate, SIGHUP is logged and
+/// otherwise ignored.
 ///
 /// # Errors
 ///
 /// When SIGHUP cannot be listened for.
-fn reload_on_hangup(certificate: Arc<Reloadable>) -> anyhow::Result<()> {
+fn reload_on_hangup(certificate: Option<Arc<Reloadable>>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
+            let Some(certificate) = &certificate else {
+                tracing::warn!("SIGHUP: nothing to reload (no --tls-cert)");
+                continue;
+            };
             let files = certificate.files();
             let reloading = certificate.clone();
             match tokio::task::spawn_blocking(move || reloading.reload()).await {

@@ -159,6 +159,8 @@ impl AppState {
             ),
             None => from_query,
         };
+        // An empty id is no id, for the hub as for a browser.
+        let id = id.filter(|id| !id.is_empty());
         if id
             .as_ref()
             .is_some_and(|id| id.len() > self.hub.config().limits.max_id_len)

@@ -714,6 +714,7 @@ async fn stream(
     let types = query.types.as_deref().map(Kind::parse_list).transpose()?;
     let last_event_id = state.last_event_id(headers, query.last_event_id)?;
     let resumed = last_event_id.is_some();
+    let poll = crate::poll::wants_poll(headers);
     let permit = state.admit_stream(peer)?;
     let opened = state
         .app
@@ -723,6 +724,7 @@ async fn stream(
                 workspace,
                 types,
                 last_event_id,
+                track_passed: poll,
             },
         )
         .await?;
@@ -734,21 +736,31 @@ async fn stream(
             frames
         })
         .boxed();
-    if crate::poll::wants_poll(headers) {
-        return Ok(crate::poll::answer(
-            frames,
+    if poll {
+        let cursor = crate::poll::Cursor {
             resumed,
-            opened.resume_id,
-            state.poll_timeout,
-            state.max_body,
-        )
-        .await);
+            resume_id: opened.resume_id,
+            passed: opened.passed,
+        };
+        return Ok(crate::poll::answer(frames, cursor, state.poll_timeout, state.max_body).await);
     }
     let frames = frames.map(Ok::<_, Infallible>);
-    Response::builder()
+    let mut response = Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
         .header(header::CACHE_CONTROL, "no-cache, no-transform")
         .header("x-accel-buffering", "no")
+        // The same URL answers a long-poll to `Accept: application/json`.
+        .header(header::VARY, "accept");
+    // The newest event when the stream began, as a Mercure stream says it: where a client
+    // that saw no event yet resumes from.
+    if let Some(head) = opened
+        .head_id
+        .as_deref()
+        .and_then(|id| axum::http::HeaderValue::from_str(id).ok())
+    {
+        response = response.header("last-event-id", head);
+    }
+    response
         .body(Body::from_stream(frames))
         .map_err(crate::app::internal)
 }

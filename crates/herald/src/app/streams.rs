@@ -45,6 +45,8 @@ pub(crate) struct StreamRequest {
     pub(crate) types: Option<BTreeSet<Kind>>,
     /// Resume after this event id.
     pub(crate) last_event_id: Option<String>,
+    /// Whether to track the newest record the replay passes (a long-poll's cursor).
+    pub(crate) track_passed: bool,
 }
 
 /// An open stream of the app.
@@ -54,6 +56,10 @@ pub(crate) struct AppStream {
     /// Where a client resumes if no event with an id reaches it: the id it resumed from,
     /// else the log's newest when it subscribed.
     pub(crate) resume_id: Option<String>,
+    /// The newest event in the log when the stream subscribed.
+    pub(crate) head_id: Option<String>,
+    /// The newest record the replay passed, when asked for.
+    pub(crate) passed: Option<herald_hub::Passed>,
 }
 
 impl App {
@@ -87,7 +93,7 @@ impl App {
             Some(_) => self.replay_filter(actor, &workspaces, &topics).await?,
             None => None,
         };
-        let subscription = self
+        let mut subscription = self
             .hub()
             .subscribe(SubscribeRequest {
                 claims: Some(topics.clone()),
@@ -116,7 +122,9 @@ impl App {
             subscription.closer().close();
         }
 
-        let resume_id = resume_from.or_else(|| subscription.head_id().map(str::to_owned));
+        let head_id = subscription.head_id().map(str::to_owned);
+        let resume_id = resume_from.or_else(|| head_id.clone());
+        let passed = request.track_passed.then(|| subscription.passed());
         let connected = serde_json::json!({
             "userId": actor.user.id,
             "workspaces": workspaces,
@@ -137,6 +145,8 @@ impl App {
                 .take_until(expiry)
                 .boxed(),
             resume_id,
+            head_id,
+            passed,
         })
     }
 

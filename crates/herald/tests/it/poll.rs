@@ -71,7 +71,13 @@ async fn a_poll_answers_the_missed_events_then_waits_for_the_next() {
     let (_, answer) = poll(&server, None, Some("p3")).await;
     assert_eq!(answer["events"], json!([]));
     assert_eq!(answer["lastEventId"], "p3");
-    // A waiting poll answers as soon as an event arrives.
+}
+
+#[tokio::test]
+async fn a_waiting_poll_answers_when_an_event_arrives() {
+    // A timeout far beyond the test's: only the event can end this poll.
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "30s"]).await;
+    server.publish_id(T, "p3").await;
     let waiting = {
         let server_url = server.hub_url();
         tokio::spawn(async move {
@@ -94,7 +100,10 @@ async fn a_poll_answers_the_missed_events_then_waits_for_the_next() {
         })
         .await;
     server.publish_id(T, "p4").await;
-    let answer = waiting.await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the event answers the poll")
+        .unwrap();
     assert_eq!(ids(&answer), ["p4"]);
     assert_eq!(answer["lastEventId"], "p4");
     // The poll's stream slot is free again.
@@ -108,7 +117,7 @@ async fn a_poll_answers_the_missed_events_then_waits_for_the_next() {
 #[tokio::test]
 async fn a_first_poll_answers_at_once_with_the_log_head() {
     // A first poll (no id to resume from) does not wait for --poll-timeout.
-    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "60s"]).await;
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "30s"]).await;
     server.publish_id(T, "h1").await;
     let (_, answer) = tokio::time::timeout(Duration::from_secs(30), poll(&server, None, None))
         .await
@@ -119,6 +128,50 @@ async fn a_first_poll_answers_at_once_with_the_log_head() {
     server.publish_id(T, "h2").await;
     let (_, answer) = poll(&server, None, answer["lastEventId"].as_str()).await;
     assert_eq!(ids(&answer), ["h2"]);
+}
+
+#[tokio::test]
+async fn a_quiet_poll_moves_past_what_it_may_not_see() {
+    let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "1s"]).await;
+    server.publish_id(T, "q1").await;
+    // Others' updates: the poller may not see them, but its cursor passes them, so its
+    // next poll does not read them again (nor, once they are pruned, get a reset).
+    for id in ["other1", "other2"] {
+        server
+            .publish(&[
+                ("topic", "https://example.com/other"),
+                ("id", id),
+                ("data", id),
+            ])
+            .await;
+    }
+    let (_, answer) = poll(&server, None, Some("q1")).await;
+    assert_eq!(answer["events"], json!([]));
+    assert_eq!(answer["lastEventId"], "other2", "{answer}");
+    let (_, answer) = poll(&server, None, Some("other2")).await;
+    assert_eq!(answer["lastEventId"], "other2", "{answer}");
+    // Its own update still comes, once.
+    server.publish_id(T, "q2").await;
+    let (_, answer) = poll(&server, None, Some("other2")).await;
+    assert_eq!(ids(&answer), ["q2"]);
+}
+
+#[tokio::test]
+async fn a_poll_timeout_over_30_s_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = crate::support::run_herald(&[
+        "serve",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--poll-timeout",
+        "31s",
+    ])
+    .await;
+    assert_eq!(output.status.code(), Some(64), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--poll-timeout"), "{stderr}");
 }
 
 #[tokio::test]

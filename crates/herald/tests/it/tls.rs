@@ -672,3 +672,24 @@ async fn a_tls_stream_that_takes_no_data_ends_after_the_write_deadline() {
     assert_eq!(metric(&server, &certs, "herald_subscribers").await, 0.0);
     drop(stalled);
 }
+
+#[tokio::test]
+async fn without_tls_sighup_reloads_nothing_and_stops_nothing() {
+    let server = TestServer::start().await;
+    hangup(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.stderr().contains("nothing to reload") {
+        assert!(
+            Instant::now() < deadline,
+            "no log line about SIGHUP: {}",
+            server.stderr()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    let health = crate::support::http_client()
+        .get(format!("{}/healthz", server.url()))
+        .send()
+        .await
+        .expect("the server still answers");
+    assert_eq!(health.status(), 200);
+}
