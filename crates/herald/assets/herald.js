@@ -134,8 +134,12 @@ export class SseParser {
       this.started = true;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
-    if (this.afterCR && text.startsWith('\n')) text = text.slice(1);
-    if (text.length > 0) this.afterCR = false;
+    if (this.afterCR && text.length > 0) {
+      // The '\r' that ended the last chunk ended its line: one '\n' right after it is part of
+      // that line end (CRLF split across chunks). An empty chunk leaves the question open.
+      if (text.startsWith('\n')) text = text.slice(1);
+      this.afterCR = false;
+    }
     let buffer = this.buffer + text;
     let start = 0;
     for (;;) {
