@@ -321,9 +321,10 @@ test('8 tabs without navigator.locks share one stream through a SharedWorker; cl
 });
 
 /**
- * A proxy in front of herald that, while `buffering`, holds each response (head and body)
- * until the upstream response ends, like a CDN that buffers: REST works, a stream delivers
- * nothing. Otherwise it passes bytes through as they come.
+ * A proxy in front of herald that, while `buffering`, passes each response's head at once and
+ * holds its body until the upstream response ends, as nginx with `proxy_buffering` does: REST
+ * works, a stream delivers nothing. Otherwise it passes bytes through as they come. (A proxy
+ * that holds the head too is in transport.test.mjs.)
  */
 async function startBufferingProxy(upstream) {
   const target = new URL(upstream);
@@ -338,12 +339,12 @@ async function startBufferingProxy(upstream) {
           upRes.pipe(res);
           return;
         }
+        // The head at once, as nginx sends it; the body when it is complete.
+        res.writeHead(upRes.statusCode, upRes.headers);
+        res.flushHeaders();
         const chunks = [];
         upRes.on('data', (chunk) => chunks.push(chunk));
-        upRes.on('end', () => {
-          res.writeHead(upRes.statusCode, upRes.headers);
-          res.end(Buffer.concat(chunks));
-        });
+        upRes.on('end', () => res.end(Buffer.concat(chunks)));
       },
     );
     up.on('error', () => res.destroy());
