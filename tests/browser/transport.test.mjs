@@ -170,3 +170,23 @@ test('a Mercure update typed `connected` (it has an id) is dispatched like any o
     stream.close();
   }
 });
+
+test('back from the back/forward cache, a transport reopens its stream from the last id', async () => {
+  const requests = script((request) => sse(request, { chunks: ['retry: 50\n\nid: 7\ndata: x\n\n'] }));
+  const { stream, log } = open('/api/events', { firstByteTimeout: 0 });
+  try {
+    await until(() => stream.lastEventId === '7', 'the first event');
+    const shown = new Event('pageshow');
+    shown.persisted = true;
+    events.dispatchEvent(new Event('pageshow')); // a first load: nothing to do
+    assert.equal(requests.length, 1);
+    events.dispatchEvent(shown);
+    await until(() => requests.length === 2 && stream.status === 'connected', 'a new stream');
+    assert.equal(requests[0].signal.aborted, true, 'the frozen request is dropped');
+    assert.equal(requests[1].url.searchParams.get('lastEventId'), '7');
+    assert.deepEqual(log.events.map((e) => e.data), ['x'], 'the replayed event is dropped by id');
+    assert.ok(!log.statuses.includes('offline'));
+  } finally {
+    stream.close();
+  }
+});
