@@ -16,12 +16,21 @@ function run(chunks) {
   return out;
 }
 
-/** Checks that `input` gives `expected` fed whole, char by char, and split at each position. */
+/**
+ * Checks that `input` gives `expected` fed whole, char by char (also with empty chunks between
+ * the characters), and split at each position and at each pair of positions.
+ */
 function check(input, expected) {
   assert.deepEqual(run([input]), expected, `whole: ${JSON.stringify(input)}`);
   assert.deepEqual(run([...input]), expected, `char by char: ${JSON.stringify(input)}`);
+  assert.deepEqual(run([...input].flatMap((c) => ['', c, ''])), expected, `with empty chunks: ${JSON.stringify(input)}`);
   for (let i = 1; i < input.length; i++) {
     assert.deepEqual(run([input.slice(0, i), input.slice(i)]), expected, `split at ${i}: ${JSON.stringify(input)}`);
+    // Three pieces, so that a piece may be a lone line end (a CR, then a chunk of just "\n").
+    for (let j = i + 1; j < input.length; j++) {
+      const chunks = [input.slice(0, i), input.slice(i, j), input.slice(j)];
+      assert.deepEqual(run(chunks), expected, `split at ${i} and ${j}: ${JSON.stringify(input)}`);
+    }
   }
 }
 
@@ -39,6 +48,14 @@ const CASES = [
   ['data: a\r\ndata: b\r\n\r\n', [ev('message', 'a\nb')]],
   ['data: a\rdata: b\r\r', [ev('message', 'a\nb')]],
   ['data: a\r\n\rdata: b\n\r\n', [ev('message', 'a'), ev('message', 'b')]],
+  // A CRLF then LF: two line ends, so two events (fed char by char the LF after the CR comes
+  // alone, and only that one LF belongs to the CR).
+  ['data: a\r\n\ndata: b\n\n', [ev('message', 'a'), ev('message', 'b')]],
+  ['data: a\r\n\r\ndata: b\r\n\r\n', [ev('message', 'a'), ev('message', 'b')]],
+  // A lone CR ends a line, even right before the end of the input.
+  ['data: a\r\rdata: b\r\r', [ev('message', 'a'), ev('message', 'b')]],
+  ['data: a\r\r', [ev('message', 'a')]],
+  ['data: a\r\n\r', [ev('message', 'a')]],
   // A BOM is skipped at the start only.
   ['\uFEFFdata: x\n\n', [ev('message', 'x')]],
   ['data: \uFEFFx\n\n', [ev('message', '\uFEFFx')]],

@@ -10,6 +10,10 @@
 //   any more is closed;
 // - a page without `navigator.locks` and without `SharedWorker` keeps a stream of its own
 //   and works;
+// - a follower tab knows the leader's resume point before any event (a Mercure stream's
+//   `Last-Event-ID` header), so an update published while the leader hands over is not lost;
+// - a tab back from the back/forward cache that did not hold the stream (a follower, a tab of
+//   the worker whose stream moved on) dispatches `reset` and goes on;
 // - behind a proxy that holds every response until it ends, herald.js long-polls (and the
 //   page is live), and goes back to streaming once the proxy stops buffering.
 
@@ -17,7 +21,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { once } from 'node:events';
-import { apiLogin, launchBrowser, startHerald } from './harness.mjs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { apiLogin, launchBrowser, mintToken, startHerald } from './harness.mjs';
 
 const ADMIN = { email: 'admin@example.com', password: 'admin-password-123' };
 const DANA = { email: 'dana@example.com', name: 'Dana Reyes', password: 'dana-password-12' };
@@ -320,10 +325,141 @@ test('8 tabs without navigator.locks share one stream through a SharedWorker; cl
   }
 });
 
+const HUB_TOPIC = 'https://example.com/tabs/handover';
+
+/** Publishes `data` on HUB_TOPIC; returns the update's id. */
+async function publish(data) {
+  const res = await fetch(`${herald.url}/.well-known/mercure`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${mintToken({ publish: [HUB_TOPIC] })}` },
+    body: new URLSearchParams({ topic: HUB_TOPIC, data }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  return res.text();
+}
+
+/** Opens a page of the server's origin with herald.js connected to HUB_TOPIC as `window.__h`. */
+async function hubTab(context) {
+  const page = await newPage(context);
+  await page.goto(`${herald.url}/healthz`);
+  await connectHub(page);
+  return page;
+}
+
+/** The one URL of HUB_TOPIC (tabs share a stream per URL), made on first use. */
+let hubUrl = null;
+
+async function connectHub(page) {
+  hubUrl ??= `/.well-known/mercure?topic=${encodeURIComponent(HUB_TOPIC)}&authorization=${mintToken({ subscribe: [HUB_TOPIC] })}`;
+  const url = hubUrl;
+  await page.evaluate(async (streamUrl) => {
+    const { connect } = await import('/herald.js');
+    const h = { got: [], resets: [] };
+    window.__h = h;
+    h.stream = connect(streamUrl);
+    h.stream.on('message', (data, event) => h.got.push(event.data));
+    h.stream.on('reset', (data) => h.resets.push(data));
+  }, url);
+}
+
+const hub = (page) =>
+  page.evaluate(() => ({
+    got: window.__h.got,
+    resets: window.__h.resets,
+    role: window.__h.stream.role,
+    status: window.__h.stream.status,
+    lastEventId: window.__h.stream.lastEventId,
+  }));
+
+/** Waits until `page` received `data` over HUB_TOPIC. */
+const hubGot = (page, data) => page.waitForFunction((d) => window.__h.got.includes(d), data);
+
+/** What the page does when the browser puts it in the back/forward cache and restores it. */
+const frozen = (page) => page.evaluate(() => window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: true })));
+const restored = (page) => page.evaluate(() => window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true })));
+
+test('a follower knows the leader’s position before any event; back from the cache it reloads', { timeout: 120_000 }, async () => {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(STEP_MS);
+  try {
+    const a = await hubTab(context);
+    await a.waitForFunction(() => window.__h.stream.role === 'leader' && window.__h.stream.lastEventId !== null);
+    const head = (await hub(a)).lastEventId;
+    // The next leader's stream request is held back, so an update published during the
+    // handover is in the log before it subscribes: only its resume id can bring it.
+    const b = await newPage(context);
+    await b.route('**/.well-known/mercure?**', async (route) => {
+      await sleep(1_000);
+      await route.continue();
+    });
+    await b.goto(`${herald.url}/healthz`);
+    await connectHub(b);
+    await b.waitForFunction((id) => window.__h.stream.role === 'follower' && window.__h.stream.lastEventId === id, head);
+
+    await a.evaluate(() => window.__h.stream.close());
+    await publish('during the handover');
+    await hubGot(b, 'during the handover');
+    assert.equal((await hub(b)).role, 'leader');
+
+    // A follower back from the back/forward cache missed broadcasts: it reloads, then goes on.
+    await connectHub(a);
+    await a.waitForFunction(() => window.__h.stream.role === 'follower' && window.__h.stream.status === 'connected');
+    await restored(a);
+    await publish('after the cache');
+    await hubGot(a, 'after the cache');
+    const back = await hub(a);
+    assert.deepEqual(back.resets, [{ reason: 'resumed-from-cache' }]);
+    assert.deepEqual(back.got, ['after the cache']);
+    assert.equal(back.role, 'follower');
+    assert.equal(back.lastEventId, (await hub(b)).lastEventId);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a tab of the worker back from the cache reloads if the stream moved on, and only then', { timeout: 120_000 }, async () => {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(STEP_MS);
+  await context.addInitScript(() => {
+    delete Navigator.prototype.locks;
+  });
+  try {
+    const a = await hubTab(context);
+    const b = await hubTab(context);
+    for (const page of [a, b]) await page.waitForFunction(() => window.__h.stream.role === 'worker' && window.__h.stream.status === 'connected');
+    await publish('one');
+    for (const page of [a, b]) await hubGot(page, 'one');
+
+    // Frozen and restored with nothing published meanwhile: nothing to reload.
+    await frozen(b);
+    await restored(b);
+    await publish('two');
+    await hubGot(b, 'two');
+    assert.deepEqual((await hub(b)).resets, []);
+
+    // Frozen while an update goes by: restored, it reloads and takes the worker's position.
+    await frozen(b);
+    const three = await publish('three');
+    await hubGot(a, 'three');
+    await restored(b);
+    await b.waitForFunction(() => window.__h.resets.length > 0);
+    assert.equal((await hub(b)).lastEventId, three, 'the worker’s position');
+    await publish('four');
+    await hubGot(b, 'four');
+    const back = await hub(b);
+    assert.deepEqual(back.resets, [{ reason: 'resumed-from-cache' }]);
+    assert.deepEqual(back.got, ['one', 'two', 'four']);
+    assert.deepEqual((await hub(a)).got, ['one', 'two', 'three', 'four']);
+  } finally {
+    await context.close();
+  }
+});
+
 /**
- * A proxy in front of herald that, while `buffering`, holds each response (head and body)
- * until the upstream response ends, like a CDN that buffers: REST works, a stream delivers
- * nothing. Otherwise it passes bytes through as they come.
+ * A proxy in front of herald that, while `buffering`, passes each response's head at once and
+ * holds its body until the upstream response ends, as nginx with `proxy_buffering` does: REST
+ * works, a stream delivers nothing. Otherwise it passes bytes through as they come. (A proxy
+ * that holds the head too is in transport.test.mjs.)
  */
 async function startBufferingProxy(upstream) {
   const target = new URL(upstream);
@@ -338,12 +474,12 @@ async function startBufferingProxy(upstream) {
           upRes.pipe(res);
           return;
         }
+        // The head at once, as nginx sends it; the body when it is complete.
+        res.writeHead(upRes.statusCode, upRes.headers);
+        res.flushHeaders();
         const chunks = [];
         upRes.on('data', (chunk) => chunks.push(chunk));
-        upRes.on('end', () => {
-          res.writeHead(upRes.statusCode, upRes.headers);
-          res.end(Buffer.concat(chunks));
-        });
+        upRes.on('end', () => res.end(Buffer.concat(chunks)));
       },
     );
     up.on('error', () => res.destroy());

@@ -15,22 +15,35 @@
  * - an event whose id was already dispatched is not dispatched again (a replay that overlaps
  *   what was seen is harmless);
  * - `reset` (the server no longer knows our last id) is passed to the 'reset' listeners, whose
- *   job is to reload state.
+ *   job is to reload state;
+ * - the resume point also moves without events: a stream opened with no id to resume from
+ *   starts at its `Last-Event-ID` response header (the log's head when it subscribed), and a
+ *   poll answer's `lastEventId` is taken as it is (`null`: the server knows none, the next
+ *   request starts from nothing).
+ *
+ * The app's `connected` event (the first of each app stream and poll answer) is the one
+ * without an id; a hub update always has an id, so one of type `connected` is an event like
+ * any other (no dropping of repeats by data).
  *
  * Stalls. Every byte counts as a sign of life, heartbeat comments (`:`) included; Herald sends
- * `retry:` at once and a heartbeat every 15 s. A stream with no byte within `firstByteTimeout`
- * (8 s) of its request is held by a proxy that buffers responses until they end: herald.js
- * switches to long-polling. An open stream silent for `idleTimeout` (45 s; 0 disables) is
- * aborted and reopened, as a failure; two such stalls in a row, with no byte between the
- * first burst of the reopened stream and its stall, also mean buffering: long-polling.
+ * `retry:` at once and a heartbeat every 15 s (with `--heartbeat 0` it sends none: set
+ * `idleTimeout` to 0). A stream whose response headers came but no byte within
+ * `firstByteTimeout` (8 s) after them is held by a proxy that buffers responses until they
+ * end: herald.js switches to long-polling. A request with no response headers within twice
+ * that is a failure (backoff; a slow connect, a laptop waking up); two in a row also switch to
+ * long-polling. An open stream silent for `idleTimeout` (45 s; 0 disables) is aborted and
+ * reopened, as a failure; two such stalls in a row, with no byte between the first burst of
+ * the reopened stream and its stall, also mean buffering: long-polling.
  *
- * Long-polling. The same URL asked for with `Accept: application/json` waits (25 s) for
- * events and returns them as JSON (`{ events: [{ type, id?, data }], lastEventId, retry }`).
- * herald.js polls in a loop, dispatches those events exactly like streamed ones, and says
- * `connected` while polls succeed. Every `streamRetryInterval` (60 s) it tries the stream
- * again and goes back to it if it delivers a byte within `firstByteTimeout`. A `connected`
- * event (which each poll answer starts with) is dispatched only when the status becomes
- * connected or its data changed. `stream.transport` says which is in use.
+ * Long-polling. The same URL asked for with `Accept: application/json` waits (`--poll-timeout`,
+ * 25 s by default, at most 30 s; herald.js gives a poll 40 s) for events and returns them as
+ * JSON (`{ events: [{ type, id?, data }], lastEventId, retry }`). herald.js polls in a loop,
+ * dispatches those events exactly like streamed ones, and says `connected` while polls
+ * succeed; an answer faster than 1 s with nothing but `connected` and `reset` is followed by a
+ * pause of about the server's `retry`, never at once. Every `streamRetryInterval` (60 s) it
+ * tries the stream again and goes back to it if it delivers a byte within `firstByteTimeout`.
+ * The app's `connected` event (which each poll answer starts with) is dispatched only when the
+ * status becomes connected or its data changed. `stream.transport` says which is in use.
  *
  * Many tabs. A browser keeps at most six HTTP/1.1 connections per host, so six tabs each
  * holding a stream would starve everything else. The tabs of one origin that connect to the
@@ -38,11 +51,13 @@
  *
  * - Where `navigator.locks` and `BroadcastChannel` exist, they elect a leader with the lock
  *   `'herald:' + url`: only the leader runs the stream, and it posts every event and status
- *   change on the BroadcastChannel of the same name. The other tabs dispatch what they receive
- *   (with the same duplicate dropping) and show the leader's status; a new tab asks the leader
- *   for its status and last id. When the leader closes, the next tab takes the lock and
- *   resumes from the last id it saw, so nothing is lost; what is replayed twice is dropped by
- *   id. `stream.role` is `'leader'` or `'follower'`.
+ *   change on the BroadcastChannel of the same name, and each move of its resume point that no
+ *   event carried (`{ kind: 'cursor' }`). The other tabs dispatch what they receive (with the
+ *   same duplicate dropping), show the leader's status and keep its resume point; a new tab
+ *   asks the leader for its status and last id. When the leader closes, the next tab takes the
+ *   lock and resumes from the last position it was told, so nothing is lost, even before the
+ *   first event; what is replayed twice is dropped by id. `stream.role` is `'leader'` or
+ *   `'follower'`.
  * - Browsers offer `navigator.locks` to secure contexts only (HTTPS, `localhost`). Elsewhere
  *   (plain HTTP from a LAN address or an intranet name), where `SharedWorker` exists, herald.js
  *   starts itself as a module SharedWorker named `'herald'` (from `import.meta.url`, so it
@@ -51,6 +66,14 @@
  *   one tab, so closing tabs loses nothing for the others. A tab says `close` to the worker on
  *   `close()` and on `pagehide`; the worker ends a connection no tab uses. `stream.role` is
  *   `'worker'`; listeners, status and duplicate dropping are the same as a follower's.
+ *
+ * Back/forward cache. A page restored from it (`pageshow` with `persisted`) was frozen and may
+ * have missed events. A tab that runs the transport (leader, own) opens a new request from its
+ * last id, and the server replays what was missed. A follower cannot get back the leader's
+ * broadcasts: it dispatches `reset` (data `{"reason":"resumed-from-cache"}`) so the app
+ * reloads its state, asks the leader for its position and continues. A tab of the worker
+ * opens a new port from its last id: if the worker's stream has moved past it, the tab
+ * dispatches the same `reset` and takes the worker's position.
  *
  * Otherwise (no `SharedWorker` either, as in Chrome for Android over plain HTTP) each tab
  * keeps its own stream and `stream.role` is `'own'`; serve the app over HTTPS there, which
@@ -81,7 +104,7 @@ const OFFLINE_AFTER_ATTEMPTS = 6;
 const SEEN_IDS = 1024;
 /** The reconnection delay until the server sends `retry:`, in ms (the SSE default). */
 const DEFAULT_RETRY_MS = 3_000;
-/** How long a long-poll may take: the server answers within `--poll-timeout` (25 s by default). */
+/** How long a long-poll may take: the server answers within `--poll-timeout` (25 s by default, at most 30 s). */
 const POLL_TIMEOUT_MS = 40_000;
 /** A poll answered faster than this with no events is not repeated at once (no busy loop). */
 const POLL_MIN_MS = 1_000;
@@ -89,6 +112,17 @@ const POLL_MIN_MS = 1_000;
 const MAX_BUFFER_CHARS = 8 * 1024 * 1024;
 /** How long a new tab waits for the leader to answer before it stops asking. */
 const HELLO_RETRY_MS = 1_000;
+
+/** The data of the `reset` a tab dispatches when it comes back from the back/forward cache. */
+const RESUMED_RESET = JSON.stringify({ reason: 'resumed-from-cache' });
+
+/**
+ * Whether `msg` is the app's `connected` event, which starts every app stream and poll answer
+ * and never has an id. A hub update always has one (the publisher's or a generated one), so a
+ * Mercure update of type `connected` is dispatched like any other event. (Telling them apart
+ * by id rather than by URL also holds when a proxy serves the hub under another path.)
+ */
+const isAppConnected = (msg) => msg.type === 'connected' && !msg.id;
 
 const DEFAULTS = {
   firstByteTimeout: 8_000,
@@ -134,8 +168,12 @@ export class SseParser {
       this.started = true;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
-    if (this.afterCR && text.startsWith('\n')) text = text.slice(1);
-    if (text.length > 0) this.afterCR = false;
+    if (this.afterCR && text.length > 0) {
+      // The '\r' that ended the last chunk ended its line: one '\n' right after it is part of
+      // that line end (CRLF split across chunks). An empty chunk leaves the question open.
+      if (text.startsWith('\n')) text = text.slice(1);
+      this.afterCR = false;
+    }
     let buffer = this.buffer + text;
     let start = 0;
     for (;;) {
@@ -220,12 +258,15 @@ export class SseParser {
 /** Why a stream request ended. */
 const ENDED = 'ended'; // the server closed it cleanly
 const FAILED = 'failed'; // no answer, a non-200 answer, a broken connection
-const BUFFERED = 'buffered'; // no byte within firstByteTimeout
+const BUFFERED = 'buffered'; // headers, then no byte within firstByteTimeout
+const NO_ANSWER = 'no-answer'; // no response headers within twice firstByteTimeout
 const STALLED = 'stalled'; // silent for idleTimeout
 
 /**
  * Runs the connection to `url` and reports to `sink`: `event(msg)` for each event (`msg` is
- * `{ type, data, id, lastEventId }`), `state({ status, transport })` on each change.
+ * `{ type, data, id, lastEventId }`), `state({ status, transport })` on each change, and
+ * `cursor(id)` when the resume point moves without an event that carries it (a poll answer's
+ * `lastEventId`, a stream's `Last-Event-ID` response header; `null`: start from nothing).
  * Starts from `lastEventId` and `status` (a new leader continues where the last one was).
  */
 function createTransport(url, options, sink, { lastEventId = null, status = null } = {}) {
@@ -237,6 +278,7 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
   let transport = 'stream';
   let attempt = 0; // failed attempts since the last success
   let stalls = 0; // idle stalls in a row (see STALLED)
+  let noAnswers = 0; // requests in a row that got no response headers (see NO_ANSWER)
   let retryMs = DEFAULT_RETRY_MS;
   let current = null; // the AbortController of the request whose events count
   let live = false; // the current request delivered (a stream byte, a poll answer)
@@ -270,8 +312,15 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
 
   const emit = (msg) => {
     if (msg.id) lastEventId = msg.id;
-    if (msg.type === 'connected') lastConnected = msg.data;
+    if (isAppConnected(msg)) lastConnected = msg.data;
     sink.event(msg);
+  };
+
+  /** The resume point moved without an event: remember it and tell the sink. */
+  const setCursor = (id) => {
+    if (id === lastEventId) return;
+    lastEventId = id;
+    sink.cursor?.(id);
   };
 
   // --- Streaming ---
@@ -287,12 +336,17 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     let why = null;
     let gotByte = false;
     let lateByte = false; // a byte after the first burst: the stream is live, not buffered
-    const started = Date.now();
+    let started = Date.now();
+    const resumed = lastEventId !== null; // the request says where to resume
     const abort = (reason) => {
       why ??= reason;
       ctl.abort();
     };
-    const firstTimer = firstByteTimeout > 0 ? setTimeout(() => abort(BUFFERED), firstByteTimeout) : null;
+    // No headers at all is a failure (a slow connect, a laptop waking up); headers and then no
+    // byte is a proxy that buffers the body (see runStream's outcomes).
+    const connectTimer = firstByteTimeout > 0 ? setTimeout(() => abort(NO_ANSWER), 2 * firstByteTimeout) : null;
+    let firstTimer = null;
+    let head = null; // the `Last-Event-ID` response header: the log's head at subscribe time
     let idleTimer = null;
     const parser = new SseParser({
       onEvent: (msg) => {
@@ -305,11 +359,17 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     let outcome;
     try {
       const res = await request('text/event-stream', ctl.signal);
+      clearTimeout(connectTimer);
+      noAnswers = 0;
       const type = res.headers.get('content-type') ?? '';
       if (!res.ok || !type.startsWith('text/event-stream') || !res.body) {
         res.body?.cancel().catch(() => {});
         throw new Error(`herald: the stream answered ${res.status} ${type}`);
       }
+      started = Date.now();
+      if (firstByteTimeout > 0) firstTimer = setTimeout(() => abort(BUFFERED), firstByteTimeout);
+      if (!resumed) head = res.headers.get('last-event-id') || null;
+      if (head !== null && current === ctl && lastEventId === null) setCursor(head);
       const reader = res.body.getReader();
       const decoder = new TextDecoder();
       for (;;) {
@@ -328,6 +388,7 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
             probeTimer = null;
             current?.abort();
             current = ctl;
+            if (head !== null && lastEventId === null) setCursor(head);
           }
           live = true;
           attempt = 0;
@@ -346,6 +407,7 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     } catch {
       outcome = why ?? FAILED;
     } finally {
+      clearTimeout(connectTimer);
       clearTimeout(firstTimer);
       clearTimeout(idleTimer);
       ctl.abort();
@@ -360,13 +422,15 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     if (current !== ctl) return; // replaced
     current = null;
     live = false;
+    if (outcome !== NO_ANSWER) noAnswers = 0;
     if (outcome === ENDED) {
       stalls = 0;
       setState({ status: 'reconnecting' });
       // The server's `retry`, spread over [retry/2, retry) so many clients do not come at once.
       wait(retryMs / 2 + (Math.random() * retryMs) / 2, () => runStream(false));
-    } else if (outcome === BUFFERED || (outcome === STALLED && ++stalls >= 2)) {
+    } else if (outcome === BUFFERED || (outcome === STALLED && ++stalls >= 2) || (outcome === NO_ANSWER && ++noAnswers >= 2)) {
       stalls = 0;
+      noAnswers = 0;
       startPolling();
     } else {
       backoff(() => runStream(false));
@@ -420,15 +484,20 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     attempt = 0;
     if (Number.isSafeInteger(answer.retry) && answer.retry >= 0) retryMs = answer.retry;
     setState({ status: 'connected' });
+    let quiet = true; // nothing but `connected` and `reset`: no reason to ask again at once
     for (const e of answer.events) {
       if (!e || typeof e.type !== 'string' || typeof e.data !== 'string') continue;
-      if (e.type === 'connected' && wasConnected && e.data === lastConnected) continue;
       const id = typeof e.id === 'string' && e.id !== '' ? e.id : null;
-      emit({ type: e.type, data: e.data, id, lastEventId: id ?? lastEventId ?? '' });
+      const msg = { type: e.type, data: e.data, id, lastEventId: id ?? lastEventId ?? '' };
+      if (!isAppConnected(msg) && msg.type !== 'reset') quiet = false;
+      if (isAppConnected(msg) && wasConnected && msg.data === lastConnected) continue;
+      emit(msg);
       if (stopped || current !== ctl) return;
     }
-    if (typeof answer.lastEventId === 'string' && answer.lastEventId !== '') lastEventId = answer.lastEventId;
-    const quiet = answer.events.every((e) => e?.type === 'connected');
+    // The server's resume point, which may be past the last event delivered (it skipped what
+    // this subscription may not see); `null` when it knows none (a reset without an id).
+    if (answer.lastEventId === null) setCursor(null);
+    else if (typeof answer.lastEventId === 'string' && answer.lastEventId !== '') setCursor(answer.lastEventId);
     if (quiet && Date.now() - started < POLL_MIN_MS) {
       wait(retryMs / 2 + (Math.random() * retryMs) / 2, poll);
     } else {
@@ -470,9 +539,25 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
       setState({ status: live ? 'connected' : 'reconnecting' }); // it may have outlived the blip
     }
   };
+  // Back from the back/forward cache: whatever the request was doing while the page was
+  // frozen, open a new one from the last id, so the server replays what was missed.
+  const onPageShow = (event) => {
+    if (!event.persisted || stopped) return;
+    clearTimeout(timer);
+    timer = null;
+    attempt = 0;
+    const old = current;
+    current = null; // the old request's end is not a failure to react to
+    old?.abort();
+    live = false;
+    setState({ status: 'reconnecting' });
+    if (transport === 'poll') poll();
+    else runStream(false);
+  };
   // `globalThis`: a window, or the SharedWorker that runs the transport for its tabs.
   globalThis.addEventListener('offline', onOffline);
   globalThis.addEventListener('online', onOnline);
+  globalThis.addEventListener('pageshow', onPageShow);
 
   if (status === null) setState({ status: 'connecting' });
   runStream(false);
@@ -489,6 +574,7 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
       probe?.abort();
       globalThis.removeEventListener('offline', onOffline);
       globalThis.removeEventListener('online', onOnline);
+      globalThis.removeEventListener('pageshow', onPageShow);
     },
   };
 }
@@ -500,7 +586,7 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
 /**
  * Joins the tabs connected to `key`. Calls `lead()` when this tab holds the lock (it must run
  * the transport) and `follow(message)` for each message of the leader. Returns
- * `{ post(message), close() }`; `close()` gives up the lock.
+ * `{ post(message), ask(), close() }`; `close()` gives up the lock.
  */
 function joinTabs(key, { lead, follow, answer }) {
   const channel = new BroadcastChannel(key);
@@ -542,6 +628,11 @@ function joinTabs(key, { lead, follow, answer }) {
     post(message) {
       channel.postMessage(message);
     },
+    /** Asks the leader again where things stand (after the page was frozen). */
+    ask() {
+      answered = false;
+      hello();
+    },
     close() {
       quit.abort();
       release?.();
@@ -568,9 +659,11 @@ const IN_HERALD_WORKER =
  * settings, lastEventId }` (one stream per port) and `{ kind: 'close' }`. The worker runs one
  * transport per absolute URL and credentials mode, the same `createTransport` a leader tab
  * runs, with the settings (timeouts) of the port that started it and from that port's last id;
- * it posts each event (`{ kind: 'event', msg }`) and status change (`{ kind: 'status', status,
- * transport }`) to every port of that stream, and the current state (`{ kind: 'state' }`, as a
- * leader answers a new tab) to a port that joins. A transport stops when its last port leaves.
+ * it posts each event (`{ kind: 'event', msg }`), status change (`{ kind: 'status', status,
+ * transport }`) and cursor move (`{ kind: 'cursor', id }`) to every port of that stream, and
+ * the current state (`{ kind: 'state' }`, as a leader answers a new tab, with `behind` when the
+ * port came with a last id the stream has moved past) to a port that joins. A transport stops
+ * when its last port leaves.
  */
 function serveTabs(scope) {
   /** key -> { ports: Set<MessagePort>, engine, status, transport, lastEventId, connected } */
@@ -606,7 +699,10 @@ function serveTabs(scope) {
     if (running) {
       running.ports.add(port);
       const { status, transport, connected } = running;
-      port.postMessage({ kind: 'state', status, transport, lastEventId: running.lastEventId, connected });
+      // A tab back from the back/forward cache comes with the id it had when it was frozen;
+      // if the stream moved on since, the tab missed events: it reloads its state (`behind`).
+      const behind = typeof lastEventId === 'string' && lastEventId !== '' && lastEventId !== running.lastEventId;
+      port.postMessage({ kind: 'state', status, transport, lastEventId: running.lastEventId, connected, behind });
       return;
     }
     const shared = {
@@ -633,8 +729,12 @@ function serveTabs(scope) {
       {
         event: (msg) => {
           if (msg.id) shared.lastEventId = msg.id;
-          if (msg.type === 'connected') shared.connected = msg.data;
+          if (isAppConnected(msg)) shared.connected = msg.data;
           fanOut({ kind: 'event', msg });
+        },
+        cursor: (id) => {
+          shared.lastEventId = id;
+          fanOut({ kind: 'cursor', id });
         },
         state: (next) => {
           shared.status = next.status;
@@ -666,7 +766,8 @@ function serveTabs(scope) {
  * load). Throws if the browser refuses the worker (herald.js imported from another origin).
  * The port says `close` on `close()` and when the page is hidden for good or put in the
  * back/forward cache (a MessagePort has no close event the worker could wait for); a page
- * restored from that cache opens a new port, from its own last id.
+ * restored from that cache opens a new port, from its own last id (the worker says `behind`
+ * if the stream moved on meanwhile).
  */
 function joinWorker(url, settings, { follow, fail, lastEventId }) {
   let worker = null;
@@ -726,7 +827,8 @@ function joinWorker(url, settings, { follow, fail, lastEventId }) {
  * @property {() => void} close  Closes the stream for good (a leader hands over to another tab;
  *   the worker stops a connection no tab uses any more).
  * @property {Status} status  The current status.
- * @property {string | null} lastEventId  The id of the last event dispatched.
+ * @property {string | null} lastEventId  Where the stream resumes: the id of the last event
+ *   dispatched, or a later position the server (or the leader) reported.
  * @property {'stream' | 'poll'} transport  How events arrive (the leader's or the worker's, in a
  *   shared stream).
  * @property {'leader' | 'follower' | 'worker' | 'own'} role  Whether this tab runs the shared
@@ -744,10 +846,10 @@ function joinWorker(url, settings, { follow, fail, lastEventId }) {
  *   transport or the role changes.
  * @param {boolean} [options.withCredentials]  For cross-origin streams that need cookies.
  * @param {boolean} [options.share]  `false` keeps a stream of this tab's own.
- * @param {number} [options.firstByteTimeout]  ms without a byte after a request before
- *   switching to long-polling (8000).
+ * @param {number} [options.firstByteTimeout]  ms without a byte after the response headers
+ *   before switching to long-polling (8000); twice that without headers is a failure.
  * @param {number} [options.idleTimeout]  ms of silence on an open stream before reopening it
- *   (45000; 0 disables).
+ *   (45000; 0 disables; 0 is required with a server run with `--heartbeat 0`).
  * @param {number} [options.streamRetryInterval]  ms between tries of the stream while
  *   long-polling (60000).
  * @returns {Stream}
@@ -770,6 +872,7 @@ export function connect(url, options = {}) {
   let role = 'own';
   let lastEventId = null;
   let lastConnected = null; // the data of the last `connected` dispatched here
+  let adopt = false; // back from the back/forward cache: take the shared position as ours
   let closed = false;
   let engine = null; // the transport, when this tab runs one
   let tabs = null; // the other tabs, when shared
@@ -803,13 +906,12 @@ export function connect(url, options = {}) {
   const deliver = (msg) => {
     if (closed) return;
     if (msg.id) {
-      const control = msg.type === 'connected' || msg.type === 'reset';
-      if (seen.has(msg.id) && !control) return; // a replayed event we already dispatched
+      if (seen.has(msg.id) && msg.type !== 'reset') return; // a replayed event we already dispatched
       seen.add(msg.id);
       if (seen.size > SEEN_IDS) seen.delete(seen.values().next().value);
       lastEventId = msg.id;
     }
-    if (msg.type === 'connected') lastConnected = msg.data;
+    if (isAppConnected(msg)) lastConnected = msg.data;
     const event = new MessageEvent(msg.type, { data: msg.data, lastEventId: msg.lastEventId ?? '' });
     let data = msg.data;
     try {
@@ -840,6 +942,10 @@ export function connect(url, options = {}) {
           tabs?.post({ kind: 'status', ...next });
           setState(next);
         },
+        cursor: (id) => {
+          tabs?.post({ kind: 'cursor', id });
+          lastEventId = id;
+        },
       },
       { lastEventId, status },
     );
@@ -861,6 +967,7 @@ export function connect(url, options = {}) {
       engine = null;
       tabs?.close();
       tabs = null;
+      if (role === 'leader' || role === 'follower') removeEventListener('pageshow', onPageShow);
       setState({ status: 'offline' });
       closed = true;
     },
@@ -878,6 +985,23 @@ export function connect(url, options = {}) {
     },
   };
 
+  /** Tells the listeners to reload: events were published while the page was frozen. */
+  const resumedFromCache = () => {
+    deliver({ type: 'reset', data: RESUMED_RESET, id: null, lastEventId: lastEventId ?? '' });
+  };
+
+  /**
+   * A follower back from the back/forward cache missed the leader's broadcasts while it was
+   * frozen: it reloads (`reset`), asks the leader where things stand and continues from there.
+   * (A leader's or an own transport reconnects from its last id by itself.)
+   */
+  const onPageShow = (event) => {
+    if (!event.persisted || closed || role !== 'follower') return;
+    adopt = true;
+    resumedFromCache();
+    tabs?.ask();
+  };
+
   /** What a leader tab or the worker posts: events, status changes, the state on joining. */
   const follow = (message) => {
     if (closed) return;
@@ -885,13 +1009,21 @@ export function connect(url, options = {}) {
       deliver(message.msg);
     } else if (message.kind === 'status') {
       setState({ status: message.status, transport: message.transport });
+    } else if (message.kind === 'cursor') {
+      // The shared position moved without an event: a new leader resumes from here.
+      if (message.id === null || (typeof message.id === 'string' && message.id !== '')) lastEventId = message.id;
     } else if (message.kind === 'state') {
-      // A new tab continues from the shared position if it has none of its own.
-      lastEventId ??= message.lastEventId ?? null;
+      const shared = typeof message.lastEventId === 'string' && message.lastEventId !== '' ? message.lastEventId : null;
+      // A new tab continues from the shared position if it has none of its own; a tab back
+      // from the back/forward cache takes it too, having reloaded its state.
+      if (adopt || message.behind === true) lastEventId = shared;
+      else lastEventId ??= shared;
+      adopt = false;
       setState({ status: message.status, transport: message.transport });
       if (message.status === 'connected' && lastConnected === null && typeof message.connected === 'string') {
         deliver({ type: 'connected', data: message.connected, id: null, lastEventId: lastEventId ?? '' });
       }
+      if (message.behind === true) resumedFromCache();
     }
   };
 
@@ -909,6 +1041,7 @@ export function connect(url, options = {}) {
       follow,
       answer: () => ({ kind: 'state', status, transport, lastEventId, connected: lastConnected }),
     });
+    addEventListener('pageshow', onPageShow);
   } else if (sharing && typeof SharedWorker === 'function' && startWorker()) {
     // Shared through the worker (see joinWorker).
   } else {
