@@ -72,6 +72,8 @@ test('over HTTPS the app speaks HTTP/2, its cookie is Secure, and many streams s
     return { status: res.status, ms: performance.now() - started };
   });
   assert.equal(answered.status, 200);
+  // Over HTTP/1.1, with eleven streams holding six connections, it would wait for one to end.
+  assert.ok(answered.ms < 5_000, `GET /api/workspaces took ${answered.ms} ms`);
 
   // A change, made from the page: a POST with the session cookie, over HTTP/2 too.
   const made = await page.evaluate(async () => {
