@@ -9,9 +9,9 @@
 //! # Layout
 //!
 //! - [`SYSTEM_PACKAGES`]: the Debian packages the tests need, one line each.
-//! - [`test`]: the steps of `cargo xtask test`, in order; the first failure stops the run.
+//! - [`test()`]: the steps of `cargo xtask test`, in order; the first failure stops the run.
 //! - [`Step`]: prints a `==> …` header before a step and its elapsed time after it.
-//! - [`bench`]: `cargo xtask bench compare`, the side-by-side benchmark.
+//! - [`mod@bench`]: `cargo xtask bench compare`, the side-by-side benchmark.
 
 use std::{
     env,
@@ -24,6 +24,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 mod bench;
+mod tidy;
 
 /// System packages the tests need: (a file that exists once it is installed, Debian package).
 ///
@@ -55,7 +56,8 @@ Usage: cargo xtask <command>
 Commands:
   test    Run every check, in order, stopping at the first failure:
             install missing system packages (apt-get) and Node modules (npm ci),
-            cargo fmt --check, cargo clippy -D warnings, cargo test,
+            cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings,
+            cargo test (with the tidy checks of xtask/src/tidy.rs),
             then build herald and run the browser tests (node --test tests/browser),
             then a benchmark smoke run against Herald alone (asserts zero loss
             and no ordering violation)
@@ -124,6 +126,15 @@ fn test(root: &Path) -> Result<()> {
             "-D",
             "warnings",
         ],
+    )?;
+    // The API docs build without a warning: no broken or ambiguous link.
+    let mut doc = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    doc.current_dir(root)
+        .args(["doc", "--workspace", "--no-deps", "--locked"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run_titled(
+        &mut doc,
+        "RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked",
     )?;
     cargo(root, &["test", "--workspace", "--locked"])?;
 

@@ -1,4 +1,5 @@
-// The Express SSE server of seed 004: a peer in Herald's side-by-side benchmark.
+// A plain Express SSE server, as a Node.js team would write one: a peer in Herald's
+// side-by-side benchmark.
 //
 // GET /events?topic=T  keeps the response in a per-topic Set and streams `data: ...\n\n` frames.
 // POST /publish        JSON {topic, data}: writes one frame to every response on that topic.

@@ -24,12 +24,12 @@ pub struct ServeArgs {
 
     /// Where the app keeps its data: `postgres://user:password@host/database` (which the
     /// nodes of a cluster share) or `sqlite:///path/app.db`. Default: SQLite in
-    /// <data-dir>/app.db.
+    /// app.db in the data directory.
     #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// HS256 key that verifies publisher and subscriber JWTs. When no key is given, one is
-    /// generated on first start and kept in <data-dir>/jwt.key.
+    /// generated on first start and kept in jwt.key in the data directory.
     #[arg(long, env = "HERALD_JWT_KEY", hide_env_values = true)]
     pub jwt_key: Option<String>,
 

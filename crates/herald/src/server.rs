@@ -1,4 +1,4 @@
-//! The HTTP server: the router ([`app`]), start-up ([`serve`]) and graceful shutdown.
+//! The HTTP server: the router ([`app()`]), start-up ([`serve`]) and graceful shutdown.
 
 use std::{
     path::{Path, PathBuf},

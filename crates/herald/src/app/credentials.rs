@@ -145,7 +145,7 @@ impl App {
 }
 
 /// Deactivates or reactivates the user with `email` from outside a server (`herald user
-/// deactivate`): the change [`App::set_active`] makes, under the same write lock. Its
+/// deactivate`): the change `App::set_active` makes, under the same write lock. Its
 /// control event waits in the outbox for the relay of the running nodes, which publishes it
 /// within a second and so ends the user's streams on every node.
 ///

@@ -1,4 +1,4 @@
-//! The app the seeds describe, built on the hub: users and sessions, workspaces and members,
+//! The app built on the hub: users and sessions, workspaces and members,
 //! todos, channels and notes, with every change streamed live to whoever may see it.
 //!
 //! # Layout
@@ -18,10 +18,10 @@
 //!
 //! # How a change becomes an event
 //!
-//! A [`Change`] holds the app's write lock (the process's mutex and, on PostgreSQL, an
+//! A `Change` holds the app's write lock (the process's mutex and, on PostgreSQL, an
 //! advisory lock that makes it cluster-wide: see `db`) and a transaction. The service makes
-//! the change and [`Change::emit`]s its event, which writes an `outbox` row in the same
-//! transaction, so the event exists exactly when the change does. [`Change::commit`]
+//! the change and `Change::emit`s its event, which writes an `outbox` row in the same
+//! transaction, so the event exists exactly when the change does. `Change::commit`
 //! commits, then hands the events to the hub's sequencer while still holding the lock, so
 //! the log orders events as the database ordered their changes; then it waits for the log
 //! to acknowledge them and deletes their outbox rows. If Herald dies in between, the relay

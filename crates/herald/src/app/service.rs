@@ -261,7 +261,8 @@ fn table(kind: Kind) -> &'static str {
     }
 }
 
-/// The seed-002 envelope of a workspace event; `id` is filled in by [`Change::emit`].
+/// The envelope of a workspace event (`docs/app-api.md`); `id` is filled in by
+/// [`Change::emit`].
 fn envelope(
     kind: Kind,
     action: &str,

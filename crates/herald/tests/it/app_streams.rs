@@ -18,7 +18,7 @@ use crate::support::{
 };
 
 /// How soon a stream ends once its user lost access (removed from the workspace, logged
-/// out): the bound, generous for a local server even on a busy machine.
+/// out): generous for a local server even on a busy machine.
 const REVOCATION_WITHIN: Duration = Duration::from_secs(1);
 
 /// The keys of a change's envelope.

@@ -248,7 +248,7 @@ async fn bad_subscriber_tokens_are_refused_even_with_anonymous() {
     assert_eq!(sse.status, 200);
 }
 
-/// PRODUCT.md: "losing access (… token expired) stops delivery on streams already open".
+/// Losing access (a token that expired) stops delivery on streams already open.
 /// A stream opened with a token that then expires must not receive private updates
 /// published after the expiry (ending the stream is fine too).
 #[tokio::test]

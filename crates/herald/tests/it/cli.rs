@@ -252,7 +252,7 @@ async fn serve_refuses_bad_configuration_with_status_64() {
     }
 }
 
-/// STYLE.md §5: "Bad config: print the problem and exit with 64". Values that the flag
+/// Bad configuration prints the problem and exits with 64 (README, "Configuration"). Values that the flag
 /// parser itself rejects are bad configuration too.
 #[tokio::test]
 async fn serve_refuses_unparsable_flag_values_with_status_64() {

@@ -2,7 +2,7 @@
 //! own port and data directory and talks to it over HTTP, as Mercure publishers and
 //! subscribers do, asserting exact statuses, bodies and bytes on the wire.
 //!
-//! One test binary for the crate (see STYLE.md, section 8). The harness lives in
+//! One test binary for the crate: one link step instead of one per file. The harness lives in
 //! `support`; each other module covers one area of behaviour.
 
 mod app;
