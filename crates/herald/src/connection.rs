@@ -1,7 +1,7 @@
 //! One accepted TCP connection.
 //!
-//! A plain HTTP/1 subscribe request (`GET /.well-known/mercure` from the same origin) is
-//! answered here: its head is parsed once, the subscription is opened with the same
+//! A plain HTTP/1 subscribe request (`GET /.well-known/mercure` from the same origin, over
+//! HTTP/1.1 or HTTP/1.0: the body ends with the connection either way) is answered here: its head is parsed once, the subscription is opened with the same
 //! [`mercure::open_stream`] the router uses, the response head is written, and from then on
 //! the subscription's frames go straight to the socket, one write per batch. Nothing of an
 //! HTTP implementation stays allocated for the life of the stream, which is most of what an
@@ -14,8 +14,9 @@
 //! its layers cost more per request than the publish itself.
 //!
 //! Every other request (metrics, the app, cross-origin requests that need CORS headers,
-//! long-polls, `Expect: 100-continue`, chunked bodies, HTTP/1.0, HTTP/2) goes to hyper and the axum
-//! router, which first re-read the bytes this module already took from the socket.
+//! long-polls, `Expect: 100-continue`, chunked bodies, HTTP/1.0 publishes, HTTP/2) goes to
+//! hyper and the axum router, which first re-read the bytes this module already took from
+//! the socket.
 //!
 //! With TLS, the handshake runs here first, within [`HANDSHAKE_TIMEOUT`], over the
 //! [`CountedStream`] (whose write deadline stays below TLS). A client that chose `h2` by
