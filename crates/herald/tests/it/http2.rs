@@ -4,7 +4,9 @@
 //! of app streams at logout, the end of streams at shutdown; and what only HTTP/2 needs: a
 //! stream whose client keeps its flow-control window shut ends after `--write-timeout`, and
 //! a connection without a request is closed after the idle timeout (GOAWAY). The write
-//! deadline over HTTP/2 is in `deadlines`.
+//! deadline over HTTP/2 is in `deadlines`. And the direct HTTP/1 path and the router (which
+//! serves HTTP/2) answer the same subscription requests with the same status, headers and
+//! body.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -551,4 +553,101 @@ async fn http2_streams_replay_from_last_event_id_and_end_at_shutdown() {
     // The stream ended, and the connection with it (GOAWAY, then the close).
     sse.expect_end(Duration::from_secs(5)).await;
     let _ = h2.closed_within(Duration::from_secs(5)).await;
+}
+
+/// The headers that say what a subscription's answer is (hop-by-hop and framing headers,
+/// which differ between HTTP/1 and HTTP/2 by design, are left out).
+const ANSWER_HEADERS: [&str; 8] = [
+    "content-type",
+    "cache-control",
+    "x-accel-buffering",
+    "vary",
+    "last-event-id",
+    "link",
+    "retry-after",
+    "www-authenticate",
+];
+
+/// `headers`' values of [`ANSWER_HEADERS`], in order.
+fn answer_headers(headers: &axum::http::HeaderMap) -> Vec<(&'static str, Vec<String>)> {
+    ANSWER_HEADERS
+        .iter()
+        .map(|name| {
+            let values = headers
+                .get_all(*name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            (*name, values)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
+    // A plain HTTP/1 subscription takes the direct path in `connection`; over HTTP/2 the
+    // same request takes the router. Their answers must not drift apart.
+    let server = TestServer::start().await;
+    server.publish_id(T, "parity-1").await;
+    let subscriber = token(&[], &[T]);
+    let everything = token(&[], &["*"]);
+    let long_id = "x".repeat(5_000);
+    let cases: Vec<(&str, String, Vec<(&str, String)>)> = vec![
+        ("no token", hub_path(""), vec![]),
+        (
+            "a bad token",
+            hub_path(""),
+            vec![("authorization", "Bearer not-a-jwt".to_owned())],
+        ),
+        (
+            "an invalid selector",
+            "/.well-known/mercure?topic=%7B".to_owned(),
+            vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+        (
+            "a reserved topic",
+            "/.well-known/mercure?topic=herald%3Ax".to_owned(),
+            vec![("authorization", format!("Bearer {everything}"))],
+        ),
+        (
+            "an over-long id",
+            hub_path(&format!("&lastEventID={long_id}")),
+            vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+        (
+            "a stream",
+            hub_path(""),
+            vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+    ];
+    let mut h2 = H2::connect(&server).await;
+    for (case, path, headers) in cases {
+        let mut http1 = crate::support::http_client().get(format!("{}{path}", server.url()));
+        for (name, value) in &headers {
+            http1 = http1.header(*name, value);
+        }
+        let http1 = http1.send().await.unwrap();
+        let h2_headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (parts, mut body) = h2.get(&path, &h2_headers).await;
+        assert_eq!(parts.status, http1.status(), "{case}: status");
+        assert_eq!(
+            answer_headers(&parts.headers),
+            answer_headers(http1.headers()),
+            "{case}: headers"
+        );
+        if parts.status == StatusCode::OK {
+            continue; // A stream: its bytes are the same hub subscription's on both paths.
+        }
+        let mut h2_body = Vec::new();
+        while let Some(chunk) = timeout(ITEM_TIMEOUT, body.data()).await.expect("in time") {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            h2_body.extend_from_slice(&chunk);
+        }
+        assert_eq!(
+            String::from_utf8(h2_body).unwrap(),
+            http1.text().await.unwrap(),
+            "{case}: body"
+        );
+    }
 }
