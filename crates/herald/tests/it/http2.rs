@@ -583,6 +583,9 @@ fn answer_headers(headers: &axum::http::HeaderMap) -> Vec<(&'static str, Vec<Str
         .collect()
 }
 
+/// A request of the parity test: what it is, its path and its headers.
+type Case = (&'static str, String, Vec<(&'static str, String)>);
+
 #[tokio::test]
 async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
     // A plain HTTP/1 subscription takes the direct path in `connection`; over HTTP/2 the
@@ -592,7 +595,7 @@ async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
     let subscriber = token(&[], &[T]);
     let everything = token(&[], &["*"]);
     let long_id = "x".repeat(5_000);
-    let cases: Vec<(&str, String, Vec<(&str, String)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("no token", hub_path(""), vec![]),
         (
             "a bad token",
