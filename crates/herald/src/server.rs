@@ -333,7 +333,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.admin_password.clone(),
     )
     .await?;
-    let the_app = App::start(pool, hub.clone(), shutdown.clone())
+    let the_app = App::start(pool, hub.clone(), &tracker, shutdown.clone())
         .await
         .context("cannot start the app")?;
     let state = AppState::new(hub, the_app, &config, shutdown.clone());

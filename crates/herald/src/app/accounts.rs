@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use sqlx::AnyPool;
 use std::{sync::LazyLock, time::Duration};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::{
     app::{
@@ -541,7 +542,11 @@ pub enum Credentials<'a> {
 /// # Errors
 ///
 /// 401 when it is unknown, expired or revoked, or its user is deactivated.
-pub async fn authenticate(pool: &AnyPool, credentials: Credentials<'_>) -> Result<Actor, ApiError> {
+pub async fn authenticate(
+    pool: &AnyPool,
+    tasks: &TaskTracker,
+    credentials: Credentials<'_>,
+) -> Result<Actor, ApiError> {
     /// A session's user, and when the session expires.
     #[derive(sqlx::FromRow)]
     struct SessionRow {
@@ -599,7 +604,7 @@ pub async fn authenticate(pool: &AnyPool, credentials: Credentials<'_>) -> Resul
                     .last_used_at
                     .is_none_or(|used| used <= now - LAST_USED_GRANULARITY_SECS)
             {
-                note_token_use(pool.clone(), row.token_id.clone(), now);
+                note_token_use(tasks, pool.clone(), row.token_id.clone(), now);
             }
             row.map(|row| Actor {
                 user: row.user,
@@ -617,8 +622,8 @@ pub async fn authenticate(pool: &AnyPool, credentials: Credentials<'_>) -> Resul
 
 /// Records that token `id` was used at `now`, in the background: the request does not wait
 /// for the write, and a failure costs only a stale "last used".
-fn note_token_use(pool: AnyPool, id: String, now: i64) {
-    tokio::spawn(async move {
+fn note_token_use(tasks: &TaskTracker, pool: AnyPool, id: String, now: i64) {
+    tasks.spawn(async move {
         let written = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&id)

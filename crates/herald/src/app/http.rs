@@ -103,7 +103,8 @@ impl FromRequestParts<AppState> for Actor {
                     "the bearer token is not a Herald API token (they start with {TOKEN_PREFIX})"
                 )));
             }
-            let actor = accounts::authenticate(pool, Credentials::Token(token)).await?;
+            let actor =
+                accounts::authenticate(pool, state.app.tasks(), Credentials::Token(token)).await?;
             charge_change(state, parts, &actor).await?;
             return Ok(actor);
         }
@@ -115,7 +116,8 @@ impl FromRequestParts<AppState> for Actor {
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             state.check_cookie_origin(&parts.headers)?;
         }
-        let actor = accounts::authenticate(pool, Credentials::Session(session)).await?;
+        let actor =
+            accounts::authenticate(pool, state.app.tasks(), Credentials::Session(session)).await?;
         charge_change(state, parts, &actor).await?;
         Ok(actor)
     }

@@ -42,7 +42,7 @@ use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use herald_hub::{Hub, PublishError, Update};
 use sqlx::AnyPool;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use accounts::{Bootstrap, TokenSpec, add_user, bootstrap, create_token};
 pub use credentials::set_active_by_email;
@@ -75,11 +75,15 @@ struct Inner {
     write: Arc<tokio::sync::Mutex<()>>,
     /// Outbox rows a request is publishing right now; the relay leaves them alone.
     inflight: std::sync::Mutex<HashSet<String>>,
+    /// The server's tasks, which shutdown waits for: the relay, each change's commit, and
+    /// the record of an API token's use.
+    tasks: TaskTracker,
 }
 
 impl App {
     /// The app on `pool`, sending its events to `hub`. Relays what the outbox still holds
-    /// from a previous run before returning, then keeps relaying until `shutdown`.
+    /// from a previous run before returning, then keeps relaying until `shutdown`. Its
+    /// tasks join `tasks`, which the server waits for when it stops.
     ///
     /// # Errors
     ///
@@ -87,6 +91,7 @@ impl App {
     pub async fn start(
         pool: AnyPool,
         hub: Hub,
+        tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let app = Self {
@@ -95,6 +100,7 @@ impl App {
                 hub,
                 write: Arc::default(),
                 inflight: std::sync::Mutex::default(),
+                tasks: tasks.clone(),
             }),
         };
         for expired in [
@@ -113,7 +119,7 @@ impl App {
                 "published events left in the outbox by the last run"
             );
         }
-        tokio::spawn(app.clone().relay_forever(shutdown));
+        app.inner.tasks.spawn(app.clone().relay_forever(shutdown));
         Ok(app)
     }
 
@@ -131,6 +137,11 @@ impl App {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.inner.pool
+    }
+
+    /// The tasks shutdown waits for.
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
     }
 
     pub(crate) fn hub(&self) -> &Hub {
@@ -326,7 +337,9 @@ impl Change {
     /// 503 when the event log does not answer just before the commit (then the change is
     /// rolled back), or when the transaction does not commit; then nothing happened.
     pub(crate) async fn commit(self) -> Result<(), ApiError> {
-        tokio::spawn(self.finish())
+        let tasks = self.app.inner.tasks.clone();
+        tasks
+            .spawn(self.finish())
             .await
             .map_err(|error| internal(format!("the change's task failed: {error}")))?
     }
@@ -468,7 +481,6 @@ fn unix_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use herald_hub::{HubConfig, SqliteLog, SubscribeRequest};
-    use tokio_util::task::TaskTracker;
 
     use super::*;
 
@@ -517,9 +529,11 @@ mod tests {
         let pool = open_db(None, dir.path()).await.unwrap();
         outbox_row(&pool, "event-1", "already in the log").await;
         outbox_row(&pool, "event-2", "lost in the crash").await;
-        let app = App::start(pool.clone(), hub.clone(), shutdown.clone())
+        let hub_tasks = tracker.len();
+        let app = App::start(pool.clone(), hub.clone(), &tracker, shutdown.clone())
             .await
             .unwrap();
+        assert_eq!(tracker.len(), hub_tasks + 1, "the relay is a tracked task");
 
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
             .fetch_one(&pool)
@@ -554,7 +568,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(already.seq, 1);
+        // Shutdown ends the relay with the hub's tasks, and the server waits for them.
         drop(app);
         shutdown.cancel();
+        tracker.close();
+        tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .expect("the hub's and the app's tasks end at shutdown");
     }
 }

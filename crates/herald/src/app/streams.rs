@@ -305,6 +305,7 @@ mod tests {
                 hub,
                 write: Arc::default(),
                 inflight: std::sync::Mutex::default(),
+                tasks: TaskTracker::new(),
             }),
         };
         (app, shutdown)
