@@ -126,6 +126,24 @@ const recorded = (page) =>
     status: window.__r.stream.status,
   }));
 
+
+/** Each page adds a todo through the form (so REST works in every tab); every page then
+ * shows every one of them exactly once. */
+async function everyTabAddsATodo(pages, prefix) {
+  const titles = [];
+  for (const [i, page] of pages.entries()) {
+    const title = `${prefix} ${i + 1} todo`;
+    titles.push(title);
+    await page.getByTestId('todo-input').fill(title);
+    await page.getByTestId('todo-add').click();
+  }
+  for (const page of pages) {
+    for (const title of titles) await todoItem(page, title).waitFor();
+  }
+  for (const page of pages) {
+    for (const title of titles) assert.equal(await todoItem(page, title).count(), 1, `${title} twice`);
+  }
+}
 test('12 tabs of one user share one stream; closing the leader loses nothing', { timeout: 240_000 }, async (t) => {
   const context = await browser.newContext();
   context.setDefaultTimeout(STEP_MS);
@@ -146,19 +164,7 @@ test('12 tabs of one user share one stream; closing the leader loses nothing', {
     assert.equal(roles.filter((r) => r === 'follower').length, TABS - 1, `roles: ${roles}`);
 
     // Each tab adds a todo through the form (REST works in every tab); every tab shows all 12.
-    const titles = [];
-    for (const [i, page] of pages.entries()) {
-      const title = `Tab ${i + 1} todo`;
-      titles.push(title);
-      await page.getByTestId('todo-input').fill(title);
-      await page.getByTestId('todo-add').click();
-    }
-    for (const page of pages) {
-      for (const title of titles) await todoItem(page, title).waitFor();
-    }
-    for (const page of pages) {
-      for (const title of titles) assert.equal(await todoItem(page, title).count(), 1, `${title} twice`);
-    }
+    await everyTabAddsATodo(pages, 'Tab');
     assert.equal(await streamsOpen(), 1);
 
     // A recorder of herald.js's own in every tab, on the same URL: it joins the shared stream.
@@ -254,19 +260,7 @@ test('8 tabs without navigator.locks share one stream through a SharedWorker; cl
     assert.deepEqual(roles, Array(WORKER_TABS).fill('worker'));
 
     // Each tab adds a todo through the form (REST works in every tab); every tab shows all.
-    const titles = [];
-    for (const [i, page] of pages.entries()) {
-      const title = `Worker tab ${i + 1} todo`;
-      titles.push(title);
-      await page.getByTestId('todo-input').fill(title);
-      await page.getByTestId('todo-add').click();
-    }
-    for (const page of pages) {
-      for (const title of titles) await todoItem(page, title).waitFor();
-    }
-    for (const page of pages) {
-      for (const title of titles) assert.equal(await todoItem(page, title).count(), 1, `${title} twice`);
-    }
+    await everyTabAddsATodo(pages, 'Worker tab');
     assert.equal(await streamsOpen(), 1);
 
     // A recorder in every tab on the app's URL joins the worker's stream.

@@ -38,6 +38,26 @@ async fn poll(server: &TestServer, bearer: Option<&str>, last: Option<&str>) -> 
     (status, serde_json::from_str(&body).expect("a JSON body"))
 }
 
+/// A poll of [`T`] after `last`, in a task of its own: resolves with its answer. Returns
+/// once the server holds it (its stream slot is taken).
+async fn waiting_poll(server: &TestServer, last: &str) -> tokio::task::JoinHandle<Value> {
+    let request = server
+        .subscribe()
+        .topic(T)
+        .query("lastEventID", last)
+        .header("accept", "application/json");
+    let waiting = tokio::spawn(async move {
+        let body = request.send().await.text().await.unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()
+    });
+    server
+        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
+            open == 1.0
+        })
+        .await;
+    waiting
+}
+
 /// The ids of an answer's events.
 fn ids(answer: &Value) -> Vec<String> {
     answer["events"]
@@ -78,27 +98,7 @@ async fn a_waiting_poll_answers_when_an_event_arrives() {
     // A timeout far beyond the test's: only the event can end this poll.
     let server = TestServer::with_args(&["--anonymous", "--poll-timeout", "30s"]).await;
     server.publish_id(T, "p3").await;
-    let waiting = {
-        let server_url = server.hub_url();
-        tokio::spawn(async move {
-            crate::support::http_client()
-                .get(server_url)
-                .query(&[("topic", T), ("lastEventID", "p3")])
-                .header("accept", "application/json")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .map(|body| serde_json::from_str::<Value>(&body).unwrap())
-                .unwrap()
-        })
-    };
-    server
-        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
-            open == 1.0
-        })
-        .await;
+    let waiting = waiting_poll(&server, "p3").await;
     server.publish_id(T, "p4").await;
     let answer = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
@@ -226,27 +226,7 @@ async fn polls_are_authorized_like_streams() {
 async fn a_waiting_poll_holds_a_stream_slot() {
     let server = TestServer::with_args(&["--anonymous", "--max-connections", "1"]).await;
     server.publish_id(T, "w0").await;
-    let waiting = {
-        let url = server.hub_url();
-        tokio::spawn(async move {
-            crate::support::http_client()
-                .get(url)
-                .query(&[("topic", T), ("lastEventID", "w0")])
-                .header("accept", "application/json")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .map(|body| serde_json::from_str::<Value>(&body).unwrap())
-                .unwrap()
-        })
-    };
-    server
-        .wait_metric("herald_streams_open", Duration::from_secs(5), |open| {
-            open == 1.0
-        })
-        .await;
+    let waiting = waiting_poll(&server, "w0").await;
     let refused = server.subscribe().topic(T).error().await;
     assert_eq!(refused.status, 503, "{refused:?}");
     server.publish_id(T, "w1").await;
