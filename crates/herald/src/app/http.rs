@@ -38,9 +38,7 @@ pub(crate) const MAX_JSON_BODY: usize = 64 * 1024;
 /// The app's routes, to merge into the server's router.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(assets::index))
-        .route("/herald.js", get(assets::client))
-        .route("/assets/{file}", get(assets::file))
+        .merge(assets::routes())
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
         .route("/api/me", get(me))
