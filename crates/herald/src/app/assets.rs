@@ -18,7 +18,7 @@ use include_dir::{Dir, DirEntry, File, include_dir};
 
 use crate::error::{ApiError, ErrorCode};
 
-/// The web UI: `index.html`, `app.css`, `app.js`, and `herald.js`.
+/// The web UI: `index.html`, `app.css`, the `ui/` modules, and `herald.js`.
 static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets");
 
 /// The page served at `/`.
@@ -58,7 +58,7 @@ async fn client() -> Response {
     serve(CLIENT)
 }
 
-/// `GET /assets/{path}`: a file of the folder, e.g. `app.css`.
+/// `GET /assets/{path}`: a file of the folder, e.g. `app.css` or `ui/main.js`.
 async fn file(Path(path): Path<String>) -> Response {
     serve(&path)
 }
@@ -163,7 +163,16 @@ mod tests {
                 "herald.js",
             ),
             ("/assets/app.css", "text/css; charset=utf-8", "app.css"),
-            ("/assets/app.js", "text/javascript; charset=utf-8", "app.js"),
+            (
+                "/assets/ui/main.js",
+                "text/javascript; charset=utf-8",
+                "ui/main.js",
+            ),
+            (
+                "/assets/ui/views/todos.js",
+                "text/javascript; charset=utf-8",
+                "ui/views/todos.js",
+            ),
         ];
         for (uri, content_type, path) in cases {
             let request = Request::get(uri).body(Body::empty()).expect("a request");
@@ -189,7 +198,7 @@ mod tests {
     async fn the_page_loads_the_entry_module_and_the_style() {
         let (_, _, page) = get("/").await;
         let page = String::from_utf8(page).expect("UTF-8");
-        for src in ["/assets/app.js", "/assets/app.css"] {
+        for src in ["/assets/ui/main.js", "/assets/app.css"] {
             assert!(page.contains(src), "index.html loads {src}");
             assert_eq!(get(src).await.0, StatusCode::OK, "{src}");
         }
@@ -199,6 +208,7 @@ mod tests {
     async fn unknown_paths_folders_and_traversal_are_json_404s() {
         let uris = [
             "/assets/nope.js",
+            "/assets/app.js",
             "/assets/ui",
             "/assets/ui/",
             "/assets/ui/views",
@@ -226,7 +236,7 @@ mod tests {
 
     #[test]
     fn lookup_matches_exact_segments_only() {
-        assert!(lookup("app.css").is_some());
+        assert!(lookup("ui/main.js").is_some());
         for path in [
             "",
             "/",
