@@ -1,8 +1,9 @@
 //! Running `herald-bench` against a started server and collecting what it reports.
 //!
 //! [`Harness`] holds the paths every run needs; [`run_one`] runs one scenario against one
-//! server into an [`Outcome`], which is stored as JSON under `target/bench-results/` and
-//! read back by [`Harness::load_all`] for rendering.
+//! server into an [`Outcome`], reading each `herald-bench` report into its [`Report`] type;
+//! [`Harness::save`] stores the outcome under `target/bench-results/` and
+//! [`Harness::load_all`] reads every stored one back for rendering.
 
 use std::{
     collections::BTreeMap,
@@ -14,10 +15,11 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use herald_bench::{Report, procstat};
 
 use super::{
     Options,
+    outcome::{MaxConnections, Outcome},
     peers::{Peer, Server, ensure_npm, ensure_system_packages, ensure_venv},
     procs::Tree,
     scenarios::{SOURCE_IPS, Scenario},
@@ -54,10 +56,7 @@ impl Harness {
         let results = target.join("bench-results");
         let results_mode = results.join(if options.quick { "quick" } else { "full" });
         fs::create_dir_all(&results_mode)?;
-        let clk_tck = command_output(Command::new("getconf").arg("CLK_TCK"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0);
+        let clk_tck = procstat::clock_ticks_per_second() as f64;
         Ok(Harness {
             root: root.to_owned(),
             herald: release.join("herald"),
@@ -106,12 +105,12 @@ impl Harness {
         let dir = self.results_mode.join(&outcome.scenario);
         fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.json", outcome.peer));
-        let text = serde_json::to_string_pretty(&outcome.to_json())?;
+        let text = outcome.to_json()?;
         fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Every stored result of this mode, by scenario then server.
-    pub(super) fn load_all(&self) -> Result<BTreeMap<(Scenario, Peer), Value>> {
+    pub(super) fn load_all(&self) -> Result<BTreeMap<(Scenario, Peer), Outcome>> {
         let mut all = BTreeMap::new();
         for scenario in Scenario::DEFAULT {
             for peer in Peer::ALL {
@@ -120,9 +119,9 @@ impl Harness {
                     .join(scenario.id())
                     .join(format!("{peer}.json"));
                 if let Ok(text) = fs::read_to_string(&path) {
-                    let value: Value = serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not JSON", path.display()))?;
-                    all.insert((scenario, peer), value);
+                    let outcome = Outcome::parse(&text)
+                        .with_context(|| format!("{} is not a stored outcome", path.display()))?;
+                    all.insert((scenario, peer), outcome);
                 }
             }
         }
@@ -130,55 +129,13 @@ impl Harness {
     }
 }
 
-/// One server's result in one scenario.
-pub(super) struct Outcome {
-    /// The `cargo xtask bench …` command that ran it.
-    pub(super) command: String,
-    pub(super) scenario: String,
-    pub(super) peer: String,
-    pub(super) date: String,
-    pub(super) server_command: String,
-    /// Label -> the `herald-bench` command line.
-    pub(super) bench_commands: Vec<(String, String)>,
-    /// Label -> herald-bench's JSON result.
-    pub(super) reports: Vec<(String, Value)>,
-    /// Label -> RSS and CPU of the whole process tree around that run.
-    pub(super) trees: Vec<(String, Value)>,
-    /// Scenario-specific figures (S3's most connections).
-    pub(super) extra: Value,
-    pub(super) error: Option<String>,
-}
-
-impl Outcome {
-    pub(super) fn to_json(&self) -> Value {
-        json!({
-            "command": self.command,
-            "scenario": self.scenario,
-            "peer": self.peer,
-            "date": self.date,
-            "server_command": self.server_command,
-            "bench_commands": self.bench_commands.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "reports": self.reports.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "trees": self.trees.iter().cloned().collect::<BTreeMap<_, _>>(),
-            "extra": self.extra,
-            "error": self.error,
-        })
-    }
-}
-
 /// Runs one scenario against one server; failures are recorded in the outcome.
 pub(super) fn run_one(ctx: &Harness, scenario: Scenario, peer: Peer) -> Outcome {
     let mut outcome = Outcome {
-        command: String::new(),
         scenario: scenario.id().to_owned(),
         peer: peer.name().to_owned(),
         date: utc_now(),
-        server_command: String::new(),
-        bench_commands: Vec::new(),
-        reports: Vec::new(),
-        trees: Vec::new(),
-        extra: Value::Null,
-        error: None,
+        ..Outcome::default()
     };
     if let Err(err) = run_one_inner(ctx, scenario, peer, &mut outcome) {
         outcome.error = Some(format!("{err:#}"));
@@ -211,14 +168,14 @@ pub(super) fn run_one_inner(
             };
             let log = dir.join(format!("{peer}-{label}.log"));
             let (cmd, display) = bench_command(ctx, &server, mode, &args);
-            outcome.bench_commands.push((label.clone(), display));
+            outcome.bench_commands.insert(label.clone(), display);
             let sampler = Tree::sample(server.tree_roots.clone(), ctx.clk_tck);
             let report = run_bench(cmd, &log, &args);
-            outcome.trees.push((label.clone(), sampler.finish()));
-            outcome.reports.push((label, report?));
+            outcome.trees.insert(label.clone(), sampler.finish());
+            outcome.reports.insert(label, report?);
         }
         if scenario == Scenario::S3 && peer == Peer::Herald {
-            outcome.extra = herald_max_connections(ctx, &server, &dir)?;
+            outcome.extra = Some(herald_max_connections(ctx, &server, &dir)?);
         }
         server.stop()?;
     }
@@ -227,7 +184,11 @@ pub(super) fn run_one_inner(
 
 /// S3 for Herald: the most connections one process holds, with two bench processes (each
 /// has the same 20,000-descriptor hard limit) connected at the same time.
-pub(super) fn herald_max_connections(ctx: &Harness, server: &Server, dir: &Path) -> Result<Value> {
+pub(super) fn herald_max_connections(
+    ctx: &Harness,
+    server: &Server,
+    dir: &Path,
+) -> Result<MaxConnections> {
     let per_process: u64 = if ctx.options.quick { 2000 } else { 9900 };
     let common = |offset: u64, hold: &str| {
         [
@@ -268,25 +229,32 @@ pub(super) fn herald_max_connections(ctx: &Harness, server: &Server, dir: &Path)
     let report_b = run_bench(cmd_b, &dir.join("herald-max-b.log"), &args_b);
     let report_a = wait_bench(child_a, &log_a, &args_a);
     let (report_a, report_b) = (report_a?, report_b?);
-    let connected = |r: &Value| r["subscribers"]["connected"].as_u64().unwrap_or(0);
-    let total = connected(&report_a) + connected(&report_b);
-    let before = report_a["server"]["rss_before"].as_f64();
-    let held = report_b["server"]["rss_idle"].as_f64();
+    let total = report_a.subscribers.connected + report_b.subscribers.connected;
+    let before = report_a
+        .server
+        .as_ref()
+        .and_then(|s| s.rss_before)
+        .map(|b| b as f64);
+    let held = report_b
+        .server
+        .as_ref()
+        .and_then(|s| s.rss_idle)
+        .map(|b| b as f64);
     let per_conn = match (before, held) {
         (Some(before), Some(held)) if total > 0 => Some((held - before) / total as f64),
         _ => None,
     };
     let projection = per_conn.and_then(|p| before.map(|b| b + p * 1_000_000.0));
-    Ok(json!({
-        "requested": 2 * per_process,
-        "connected": total,
-        "rss_before": before,
-        "rss_held": held,
-        "rss_per_conn_bytes": per_conn,
-        "projection_1m_bytes": projection,
-        "bench_commands": [display_a, display_b],
-        "reports": [report_a, report_b],
-    }))
+    Ok(MaxConnections {
+        requested: 2 * per_process,
+        connected: total,
+        rss_before: before,
+        rss_held: held,
+        rss_per_conn_bytes: per_conn,
+        projection_1m_bytes: projection,
+        bench_commands: vec![display_a, display_b],
+        reports: vec![report_a, report_b],
+    })
 }
 
 /// Open file descriptors of `pid` (0 when unreadable).
@@ -348,8 +316,8 @@ pub(super) fn bench_command(
     (cmd, format!("{prefix}taskset {shown}"))
 }
 
-/// Runs a bench process to the end and returns its JSON result.
-pub(super) fn run_bench(cmd: Command, log: &Path, args: &[String]) -> Result<Value> {
+/// Runs a bench process to the end and returns its report.
+pub(super) fn run_bench(cmd: Command, log: &Path, args: &[String]) -> Result<Report> {
     let child = spawn_bench(cmd, log)?;
     wait_bench(child, log, args)
 }
@@ -365,8 +333,8 @@ pub(super) fn spawn_bench(mut cmd: Command, log: &Path) -> Result<Child> {
         .context("cannot start herald-bench under taskset")
 }
 
-/// Waits for a bench process (killing it past its duration limit) and parses its result.
-pub(super) fn wait_bench(mut child: Child, log: &Path, args: &[String]) -> Result<Value> {
+/// Waits for a bench process (killing it past its duration limit) and reads its report.
+pub(super) fn wait_bench(mut child: Child, log: &Path, args: &[String]) -> Result<Report> {
     let limit = args
         .iter()
         .position(|a| a == "--duration-limit")
@@ -394,11 +362,14 @@ pub(super) fn wait_bench(mut child: Child, log: &Path, args: &[String]) -> Resul
     let stdout = fs::read_to_string(log.with_extension("stdout")).unwrap_or_default();
     print!("{stderr}");
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty());
-    match last.map(serde_json::from_str::<Value>) {
-        Some(Ok(value)) if status.success() => Ok(value),
-        Some(Ok(value)) => {
+    match last.map(serde_json::from_str::<Report>) {
+        Some(Ok(report)) if status.success() => Ok(report),
+        Some(Ok(report)) => {
             println!("herald-bench exited with {status} but printed a result");
-            Ok(value)
+            Ok(report)
+        }
+        Some(Err(err)) if status.success() => {
+            bail!("herald-bench printed a last line that is not its report: {err}")
         }
         _ => bail!(
             "herald-bench failed ({status}) without a JSON result: {}",

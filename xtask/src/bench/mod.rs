@@ -14,9 +14,10 @@
 //!   stop it; installing what they need.
 //! - `scenarios.rs`: [`Scenario`], S1-S6 (BENCHMARKS.md says what each measures) plus
 //!   S1-max, and the `herald-bench` runs each one makes.
-//! - `harness.rs`: [`Harness`](harness::Harness) runs `herald-bench` against a server and reads its reports
-//!   into [`herald_bench::Report`]; [`Outcome`](harness::Outcome), one server's result in one scenario, as
-//!   stored under `target/bench-results/`.
+//! - `harness.rs`: [`Harness`](harness::Harness) runs `herald-bench` against a server and
+//!   reads each report into herald-bench's own [`herald_bench::Report`].
+//! - `outcome.rs`: [`Outcome`](outcome::Outcome), one server's result in one scenario, as
+//!   stored under `target/bench-results/` and read back for rendering.
 //! - `procs.rs`: [`Tree`](procs::Tree), RSS and CPU of a server's whole process tree (Pushpin runs five
 //!   processes), and the other `/proc` lookups: descendants, names, liveness.
 //! - `render.rs`: BENCHMARKS.md from the stored outcomes, and the figures' formatting;
@@ -28,6 +29,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod harness;
+mod outcome;
 mod peers;
 mod plot;
 mod procs;
@@ -39,10 +41,10 @@ mod tables;
 use std::{fs, path::Path};
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 
 use crate::{Step, target_dir};
 use harness::{Harness, run_one};
+use outcome::Outcome;
 use peers::Peer;
 use plot::plot;
 use raw::raw_server;
@@ -99,29 +101,28 @@ pub(crate) fn smoke(root: &Path) -> Result<()> {
         let path = results.join(scenario).join("herald.json");
         let text = fs::read_to_string(&path)
             .with_context(|| format!("the smoke run wrote no {}", path.display()))?;
-        let result: Value = serde_json::from_str(&text)?;
-        if let Some(error) = result["error"].as_str() {
+        let outcome = Outcome::parse(&text)?;
+        if let Some(error) = &outcome.error {
             bail!("smoke run {scenario}: {error}");
         }
-        let d = &result["reports"]["run"]["deliveries"];
-        let count = |key: &str| d[key].as_u64();
-        match (
-            count("expected"),
-            count("delivered"),
-            count("lost"),
-            count("duplicated"),
-            count("out_of_order"),
-        ) {
-            (Some(expected), Some(delivered), Some(0), Some(0), Some(0))
-                if expected == delivered =>
-            {
-                println!(
-                    "smoke {scenario}: {delivered} of {expected} delivered, none lost, duplicated \
-                     or out of order ({} reversals by concurrent publishes)",
-                    count("out_of_order_concurrent").unwrap_or(0)
-                );
-            }
-            _ => bail!("smoke run {scenario} lost, duplicated or misordered deliveries: {d}"),
+        let Some(d) = outcome
+            .reports
+            .get("run")
+            .and_then(|r| r.deliveries.as_ref())
+        else {
+            bail!("smoke run {scenario} reported no deliveries");
+        };
+        if d.expected == d.delivered && d.lost == 0 && d.duplicated == 0 && d.out_of_order == 0 {
+            println!(
+                "smoke {scenario}: {} of {} delivered, none lost, duplicated or out of order \
+                 ({} reversals by concurrent publishes)",
+                d.delivered, d.expected, d.out_of_order_concurrent
+            );
+        } else {
+            bail!(
+                "smoke run {scenario} lost, duplicated or misordered deliveries: {}",
+                serde_json::to_string(d)?
+            );
         }
     }
     Ok(())

@@ -3,13 +3,13 @@
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
-use serde_json::Value;
+use herald_bench::Report;
 
-use super::{peers::Peer, render::group, scenarios::Scenario};
+use super::{outcome::Outcome, peers::Peer, render::group, scenarios::Scenario};
 
 /// An SVG with one panel per delivery scenario: deliveries/s as bars, and latency from send
 /// (p50, p99, p99.9) on a log scale, one row per server.
-pub(super) fn plot(all: &BTreeMap<(Scenario, Peer), Value>) -> String {
+pub(super) fn plot(all: &BTreeMap<(Scenario, Peer), Outcome>) -> String {
     const WIDTH: f64 = 960.0;
     const ROW: f64 = 26.0;
     const LABEL: f64 = 170.0;
@@ -24,16 +24,16 @@ pub(super) fn plot(all: &BTreeMap<(Scenario, Peer), Value>) -> String {
     let mut body = String::new();
     let mut y = 10.0;
     for scenario in [Scenario::S1, Scenario::S1Max, Scenario::S2, Scenario::S4] {
-        let rows: Vec<(Peer, &Value)> = Peer::ALL
+        let rows: Vec<(Peer, Option<&Report>)> = Peer::ALL
             .into_iter()
-            .filter_map(|p| all.get(&(scenario, p)).map(|v| (p, &v["reports"]["run"])))
+            .filter_map(|p| all.get(&(scenario, p)).map(|v| (p, v.reports.get("run"))))
             .collect();
         if rows.is_empty() {
             continue;
         }
         let max_rate = rows
             .iter()
-            .filter_map(|(_, r)| r["deliveries"]["per_sec"].as_f64())
+            .filter_map(|(_, r)| per_sec(*r))
             .fold(1.0, f64::max);
         let _ = writeln!(
             body,
@@ -53,7 +53,7 @@ pub(super) fn plot(all: &BTreeMap<(Scenario, Peer), Value>) -> String {
                 y + 17.0,
                 peer.title()
             );
-            if let Some(rate) = r["deliveries"]["per_sec"].as_f64() {
+            if let Some(rate) = per_sec(*r) {
                 let w = rate / max_rate * BARS;
                 let fill = if *peer == Peer::Herald {
                     "#d9480f"
@@ -76,10 +76,9 @@ pub(super) fn plot(all: &BTreeMap<(Scenario, Peer), Value>) -> String {
                     y + 17.0
                 );
             }
-            let l = &r["latency_us"]["from_send"];
-            if let (Some(p50), Some(p99), Some(p999)) =
-                (l["p50"].as_f64(), l["p99"].as_f64(), l["p999"].as_f64())
-            {
+            if let Some(l) = r.and_then(|r| r.latency_us.as_ref()) {
+                let l = &l.from_send;
+                let (p50, p99, p999) = (l.p50 as f64, l.p99 as f64, l.p999 as f64);
                 let cy = y + ROW / 2.0;
                 let _ = writeln!(
                     body,
@@ -116,4 +115,9 @@ pub(super) fn plot(all: &BTreeMap<(Scenario, Peer), Value>) -> String {
 {body}</svg>
 "##
     )
+}
+
+/// Deliveries per second of a run's report; `None` when the run failed.
+fn per_sec(report: Option<&Report>) -> Option<f64> {
+    Some(report?.deliveries.as_ref()?.per_sec)
 }

@@ -12,12 +12,33 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
+use herald_bench::procstat;
+use serde::{Deserialize, Serialize};
 
 /// RSS and CPU time of whole process trees, sampled every 250 ms while a bench runs.
 pub(super) struct Tree {
     pub(super) stop: Arc<AtomicBool>,
-    pub(super) handle: thread::JoinHandle<Value>,
+    pub(super) handle: thread::JoinHandle<TreeSample>,
+}
+
+/// What [`Tree`] measured over one bench run, as stored in an outcome.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(super) struct TreeSample {
+    /// Processes in the trees at the end.
+    pub(super) processes: u64,
+    /// Their summed RSS before the run.
+    pub(super) rss_before_bytes: u64,
+    /// The highest summed RSS seen during the run.
+    pub(super) rss_peak_bytes: u64,
+    /// Their CPU time during the run, seconds.
+    pub(super) cpu_s: f64,
+    /// Busy time of CPU 0 (the server's) and CPU 1 (the bench's), all processes, interrupts
+    /// included: more than the server's and the bench's own means something else ran there
+    /// too.
+    pub(super) cpu0_busy_s: Option<f64>,
+    /// See `cpu0_busy_s`.
+    pub(super) cpu1_busy_s: Option<f64>,
 }
 
 impl Tree {
@@ -30,15 +51,15 @@ impl Tree {
                 for &root in &roots {
                     pids.extend(descendants(root));
                 }
-                let mut rss_kib = 0;
+                let mut rss_bytes = 0;
                 let mut ticks = 0;
                 for pid in &pids {
                     if let Some((r, t)) = rss_and_ticks(*pid) {
-                        rss_kib += r;
+                        rss_bytes += r;
                         ticks += t;
                     }
                 }
-                (pids.len(), rss_kib, ticks)
+                (pids.len() as u64, rss_bytes, ticks)
             };
             let cpus_before = cpu_busy_ticks();
             let (processes, rss_before, ticks_before) = measure();
@@ -57,24 +78,22 @@ impl Tree {
                     .zip(cpus_before.get(i))
                     .map(|(a, b)| a.saturating_sub(*b) as f64 / clk_tck)
             };
-            json!({
-                "processes": processes,
-                "rss_before_bytes": rss_before * 1024,
-                "rss_peak_bytes": peak * 1024,
-                "cpu_s": (last.2.saturating_sub(ticks_before)) as f64 / clk_tck,
-                // Busy time of CPU 0 (the server's) and CPU 1 (the bench's), all processes,
-                // interrupts included: more than the server's and the bench's own means
-                // something else ran there too.
-                "cpu0_busy_s": busy(0),
-                "cpu1_busy_s": busy(1),
-            })
+            TreeSample {
+                processes,
+                rss_before_bytes: rss_before,
+                rss_peak_bytes: peak,
+                cpu_s: (last.2.saturating_sub(ticks_before)) as f64 / clk_tck,
+                cpu0_busy_s: busy(0),
+                cpu1_busy_s: busy(1),
+            }
         });
         Tree { stop, handle }
     }
 
-    pub(super) fn finish(self) -> Value {
+    /// Stops sampling; `None` if the sampling thread panicked.
+    pub(super) fn finish(self) -> Option<TreeSample> {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or(Value::Null)
+        self.handle.join().ok()
     }
 }
 
@@ -96,29 +115,26 @@ pub(super) fn cpu_busy_ticks() -> Vec<u64> {
         .collect()
 }
 
-/// VmRSS (KiB) and utime + stime (clock ticks) of `pid`.
+/// VmRSS (bytes; 0 when it has none, like a kernel thread) and utime + stime (clock ticks)
+/// of `pid`, parsed as herald-bench parses its server's.
 pub(super) fn rss_and_ticks(pid: u32) -> Option<(u64, u64)> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let fields = stat_fields(pid)?;
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some((rss, ticks))
+    let rss = procstat::parse_vm_rss(&status).unwrap_or(0);
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some((rss, procstat::parse_cpu_ticks(&stat)?))
 }
 
-/// The fields of `/proc/<pid>/stat` after the command name: state, ppid, ...
-pub(super) fn stat_fields(pid: u32) -> Option<Vec<String>> {
+/// State (`R`, `S`, `Z`, ...) and parent of `pid`, from `/proc/<pid>/stat`.
+fn state_and_parent(pid: u32) -> Option<(String, u32)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
+    let mut fields = procstat::stat_fields(&stat)?;
+    let state = fields.next()?.to_owned();
+    Some((state, fields.next()?.parse().ok()?))
 }
 
 /// Whether `pid` runs (a zombie does not).
 pub(super) fn alive(pid: u32) -> bool {
-    stat_fields(pid).is_some_and(|f| f.first().is_some_and(|s| s != "Z" && s != "X"))
+    state_and_parent(pid).is_some_and(|(state, _)| state != "Z" && state != "X")
 }
 
 /// The command name of `pid`.
@@ -137,9 +153,7 @@ pub(super) fn descendants(root: u32) -> Vec<u32> {
                 .file_name()
                 .to_str()
                 .and_then(|s| s.parse::<u32>().ok());
-            let ppid = pid
-                .and_then(stat_fields)
-                .and_then(|f| f.get(1)?.parse::<u32>().ok());
+            let ppid = pid.and_then(state_and_parent).map(|(_, ppid)| ppid);
             if let (Some(pid), Some(ppid)) = (pid, ppid) {
                 parent_of.push((pid, ppid));
             }

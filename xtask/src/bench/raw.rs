@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde::Deserialize;
 
 /// The ceiling no SSE server here can pass: accepts subscribers (`GET /events?topic=T`,
 /// answered with SSE headers) and JSON publishes (`POST /publish {topic, data}`, the `json`
@@ -52,15 +52,18 @@ pub(super) fn raw_server(port: u16) -> Result<()> {
     }
 
     fn publish(topics: &Topics, body: &[u8]) -> usize {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else {
-            return 0;
-        };
-        let (Some(topic), Some(data)) = (value["topic"].as_str(), value["data"].as_str()) else {
+        /// The `json` publish kind's body.
+        #[derive(Deserialize)]
+        struct Publish {
+            topic: String,
+            data: String,
+        }
+        let Ok(Publish { topic, data }) = serde_json::from_slice(body) else {
             return 0;
         };
         let frame = format!("data: {data}\n\n");
         let mut topics = topics.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(subs) = topics.get_mut(topic) else {
+        let Some(subs) = topics.get_mut(&topic) else {
             return 0;
         };
         subs.retain_mut(|s| s.write_all(frame.as_bytes()).is_ok());

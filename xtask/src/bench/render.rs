@@ -5,18 +5,20 @@
 use std::{collections::BTreeMap, fmt::Write as _, fs, process::Command};
 
 use anyhow::Result;
-use serde_json::Value;
+use herald_bench::report::Deliveries;
+use serde::Deserialize;
 
 use super::{
     PLOT,
     harness::{Harness, command_output, utc_now},
+    outcome::Outcome,
     peers::Peer,
     scenarios::{PUBLISHERS, SOURCE_IPS, Scenario, scenario_description},
     tables::{render_idle, render_publish, render_run, render_storm},
 };
 
 /// Renders every stored result into BENCHMARKS.md.
-pub(super) fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> Result<String> {
+pub(super) fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Outcome>) -> Result<String> {
     let mut s = String::new();
     let quick = if ctx.options.quick {
         " (--quick smoke run)"
@@ -34,7 +36,7 @@ pub(super) fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> 
     writeln!(s, "## Machine\n")?;
     writeln!(s, "{}\n", machine())?;
     writeln!(s, "- Generated: {}", utc_now())?;
-    let mut commands: Vec<&str> = all.values().filter_map(|v| v["command"].as_str()).collect();
+    let mut commands: Vec<&str> = all.values().map(|v| v.command.as_str()).collect();
     commands.sort_unstable();
     commands.dedup();
     let commands: Vec<String> = commands.iter().map(|c| format!("`{c}`")).collect();
@@ -93,7 +95,7 @@ pub(super) fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> 
          the end of the drain, per million deliveries.\n"
     )?;
     for scenario in Scenario::DEFAULT {
-        let rows: Vec<(Peer, &Value)> = Peer::ALL
+        let rows: Vec<(Peer, &Outcome)> = Peer::ALL
             .into_iter()
             .filter_map(|p| all.get(&(scenario, p)).map(|v| (p, v)))
             .collect();
@@ -112,32 +114,29 @@ pub(super) fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> 
             Scenario::S6 => render_publish(&mut s, &rows)?,
         }
         for (peer, v) in &rows {
-            if let Some(cmds) = v["bench_commands"].as_object() {
-                writeln!(
-                    s,
-                    "<details><summary>{} commands ({})</summary>\n",
-                    peer.title(),
-                    v["date"].as_str().unwrap_or("?")
-                )?;
-                writeln!(s, "```sh\n{}", v["server_command"].as_str().unwrap_or(""))?;
-                for cmd in cmds.values() {
-                    writeln!(s, "{}", cmd.as_str().unwrap_or(""))?;
-                }
-                writeln!(s, "```\n")?;
-                for (label, tree) in v["trees"].as_object().into_iter().flatten() {
-                    if let (Some(cpu0), Some(cpu1), Some(server)) = (
-                        tree["cpu0_busy_s"].as_f64(),
-                        tree["cpu1_busy_s"].as_f64(),
-                        tree["cpu_s"].as_f64(),
-                    ) {
-                        writeln!(
-                            s,
-                            "- {label}: CPU 0 busy {cpu0:.1} s, of which the server's processes {server:.1} s (the rest is interrupts, the kernel's network work, and anything else that ran there); CPU 1 (herald-bench) busy {cpu1:.1} s.",
-                        )?;
-                    }
-                }
-                writeln!(s, "\n</details>\n")?;
+            writeln!(
+                s,
+                "<details><summary>{} commands ({})</summary>\n",
+                peer.title(),
+                v.date
+            )?;
+            writeln!(s, "```sh\n{}", v.server_command)?;
+            for cmd in v.bench_commands.values() {
+                writeln!(s, "{cmd}")?;
             }
+            writeln!(s, "```\n")?;
+            for (label, tree) in &v.trees {
+                if let Some(tree) = tree
+                    && let (Some(cpu0), Some(cpu1)) = (tree.cpu0_busy_s, tree.cpu1_busy_s)
+                {
+                    let server = tree.cpu_s;
+                    writeln!(
+                        s,
+                        "- {label}: CPU 0 busy {cpu0:.1} s, of which the server's processes {server:.1} s (the rest is interrupts, the kernel's network work, and anything else that ran there); CPU 1 (herald-bench) busy {cpu1:.1} s.",
+                    )?;
+                }
+            }
+            writeln!(s, "\n</details>\n")?;
         }
     }
     // The notes describe the full run; a smoke run's numbers mean nothing to them.
@@ -150,25 +149,61 @@ pub(super) fn render(ctx: &Harness, all: &BTreeMap<(Scenario, Peer), Value>) -> 
     Ok(s)
 }
 
-/// Formats µs as ms.
-pub(super) fn ms(v: &Value) -> String {
-    match v.as_f64() {
-        Some(us) if us >= 100_000.0 => format!("{:.0}", us / 1000.0),
-        Some(us) if us >= 10_000.0 => format!("{:.1}", us / 1000.0),
-        Some(us) => format!("{:.2}", us / 1000.0),
-        None => "?".into(),
+/// A figure of a table: a count, a measurement, or one that is missing ("?").
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Figure {
+    Count(u64),
+    Measure(f64),
+    Missing,
+}
+
+impl From<u64> for Figure {
+    fn from(n: u64) -> Figure {
+        Figure::Count(n)
     }
 }
 
-pub(super) fn num(v: &Value) -> String {
-    if let Some(n) = v.as_u64() {
-        return group(n);
+impl From<f64> for Figure {
+    /// A NaN or an infinity is a figure that could not be computed.
+    fn from(x: f64) -> Figure {
+        if x.is_finite() {
+            Figure::Measure(x)
+        } else {
+            Figure::Missing
+        }
     }
-    match v.as_f64() {
-        Some(x) if x >= 100.0 => group(x.round() as u64),
-        Some(x) if x >= 10.0 => format!("{x:.1}"),
-        Some(x) => format!("{x:.2}"),
-        None => "?".into(),
+}
+
+impl<T: Into<Figure>> From<Option<T>> for Figure {
+    fn from(v: Option<T>) -> Figure {
+        v.map_or(Figure::Missing, Into::into)
+    }
+}
+
+/// Formats µs as ms.
+pub(super) fn ms(us: impl Into<Figure>) -> String {
+    let us = match us.into() {
+        Figure::Count(n) => n as f64,
+        Figure::Measure(x) => x,
+        Figure::Missing => return "?".into(),
+    };
+    if us >= 100_000.0 {
+        format!("{:.0}", us / 1000.0)
+    } else if us >= 10_000.0 {
+        format!("{:.1}", us / 1000.0)
+    } else {
+        format!("{:.2}", us / 1000.0)
+    }
+}
+
+/// A count with thousands separators; a measurement to three significant digits or so.
+pub(super) fn num(v: impl Into<Figure>) -> String {
+    match v.into() {
+        Figure::Count(n) => group(n),
+        Figure::Measure(x) if x >= 100.0 => group(x.round() as u64),
+        Figure::Measure(x) if x >= 10.0 => format!("{x:.1}"),
+        Figure::Measure(x) => format!("{x:.2}"),
+        Figure::Missing => "?".into(),
     }
 }
 
@@ -187,29 +222,32 @@ pub(super) fn group(n: u64) -> String {
 
 /// The out-of-order figure of a report's deliveries: the ordering violations, then the
 /// reversals that concurrent publishes allow, "0 (+1,000 concurrent)". A result from before
-/// herald-bench told them apart counts every reversal: "1,000 (unclassified)".
-pub(super) fn out_of_order(d: &Value) -> String {
-    let violations = num(&d["out_of_order"]);
-    match d.get("out_of_order_concurrent") {
-        None if d["out_of_order"].as_u64() == Some(0) => violations,
-        None => format!("{violations} (unclassified)"),
-        Some(concurrent) if concurrent.as_u64() == Some(0) => violations,
-        Some(concurrent) => format!("{violations} (+{} concurrent)", num(concurrent)),
+/// herald-bench told them apart (`classified` false, see [`Outcome::classified`]) counts
+/// every reversal: "1,000 (unclassified)".
+pub(super) fn out_of_order(d: &Deliveries, classified: bool) -> String {
+    let violations = num(d.out_of_order);
+    if !classified {
+        if d.out_of_order == 0 {
+            violations
+        } else {
+            format!("{violations} (unclassified)")
+        }
+    } else if d.out_of_order_concurrent == 0 {
+        violations
+    } else {
+        format!(
+            "{violations} (+{} concurrent)",
+            num(d.out_of_order_concurrent)
+        )
     }
 }
 
 /// Whether a stored result has reversals counted before herald-bench told concurrent ones
 /// apart.
-pub(super) fn unclassified(v: &Value) -> bool {
-    v["reports"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .any(|(_, r)| {
-            let d = &r["deliveries"];
-            d["out_of_order"].as_u64().is_some_and(|n| n > 0)
-                && d.get("out_of_order_concurrent").is_none()
-        })
+pub(super) fn unclassified(v: &Outcome) -> bool {
+    v.reports.iter().any(|(label, r)| {
+        !v.classified(label) && r.deliveries.as_ref().is_some_and(|d| d.out_of_order > 0)
+    })
 }
 
 pub(super) fn kib(bytes: Option<f64>) -> String {
@@ -257,6 +295,12 @@ pub(super) fn machine() -> String {
     )
 }
 
+/// The one field of an npm `package.json` read here.
+#[derive(Deserialize)]
+struct Package {
+    version: String,
+}
+
 /// One line of the servers' versions.
 pub(super) fn versions(ctx: &Harness) -> String {
     let first_line = |cmd: &mut Command| -> String {
@@ -285,9 +329,8 @@ pub(super) fn versions(ctx: &Harness) -> String {
             .join("bench/peers/node/node_modules/express/package.json"),
     )
     .ok()
-    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    .and_then(|v| v["version"].as_str().map(str::to_owned))
-    .unwrap_or_else(|| "?".into());
+    .and_then(|t| serde_json::from_str::<Package>(&t).ok())
+    .map_or_else(|| "?".into(), |p| p.version);
     let python = first_line(Command::new(&ctx.venv_python).arg("--version"));
     let pyreq = fs::read_to_string(ctx.root.join("bench/peers/python/requirements.txt"))
         .unwrap_or_default();
@@ -316,20 +359,27 @@ mod tests {
 
     use super::*;
 
+    /// A stored outcome from its JSON.
+    fn outcome(v: serde_json::Value) -> Outcome {
+        Outcome::parse(&v.to_string()).unwrap()
+    }
+
     #[test]
     fn numbers() {
-        let check = |v: Value, expect: &str| assert_eq!(num(&v), expect, "{v}");
-        check(json!(0), "0");
-        check(json!(999), "999");
-        check(json!(1000), "1,000");
-        check(json!(1234567), "1,234,567");
-        check(json!(12.34), "12.3");
-        check(json!(1.234), "1.23");
-        check(json!(199596.4), "199,596");
-        check(Value::Null, "?");
-        assert_eq!(ms(&json!(1234)), "1.23");
-        assert_eq!(ms(&json!(88_700)), "88.7");
-        assert_eq!(ms(&json!(5_468_000)), "5468");
+        let check = |v: Figure, expect: &str| assert_eq!(num(v), expect, "{v:?}");
+        check(Figure::Count(0), "0");
+        check(Figure::Count(999), "999");
+        check(Figure::Count(1000), "1,000");
+        check(Figure::Count(1234567), "1,234,567");
+        check(Figure::Measure(12.34), "12.3");
+        check(Figure::Measure(1.234), "1.23");
+        check(Figure::Measure(199596.4), "199,596");
+        check(Figure::Missing, "?");
+        check(f64::NAN.into(), "?");
+        check(None::<u64>.into(), "?");
+        assert_eq!(ms(1234u64), "1.23");
+        assert_eq!(ms(88_700u64), "88.7");
+        assert_eq!(ms(5_468_000u64), "5468");
         assert_eq!(ratio(200.0, 100.0), "2.00×");
         assert_eq!(ratio(1.0, 0.0), "n/a");
         assert_eq!(ratio(f64::NAN, 1.0), "n/a");
@@ -360,12 +410,14 @@ mod tests {
             (json!({"out_of_order": 1000}), "1,000 (unclassified)"),
         ];
         for (d, expect) in table {
-            assert_eq!(out_of_order(&d), expect, "{d}");
+            let o = outcome(json!({"reports": {"run": {"deliveries": d}}}));
+            let deliveries = o.reports["run"].deliveries.as_ref().unwrap();
+            assert_eq!(out_of_order(deliveries, o.classified("run")), expect, "{d}");
         }
-        let old = json!({"reports": {"run": {"deliveries": {"out_of_order": 5}}}});
-        let new = json!({"reports": {"run": {"deliveries":
-            {"out_of_order": 0, "out_of_order_concurrent": 5}}}});
-        let idle = json!({"reports": {"idle": {"deliveries": null}}});
+        let old = outcome(json!({"reports": {"run": {"deliveries": {"out_of_order": 5}}}}));
+        let new = outcome(json!({"reports": {"run": {"deliveries":
+            {"out_of_order": 0, "out_of_order_concurrent": 5}}}}));
+        let idle = outcome(json!({"reports": {"idle": {"deliveries": null}}}));
         assert!(unclassified(&old));
         assert!(!unclassified(&new));
         assert!(!unclassified(&idle));

@@ -4,88 +4,84 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use anyhow::Result;
-use serde_json::{Value, json};
+use herald_bench::report::Subscribers;
 
 use super::{
+    outcome::Outcome,
     peers::Peer,
+    procs::TreeSample,
     render::{kib, ms, num, out_of_order, ratio},
     scenarios::Scenario,
 };
 
 /// S5: one row per server that ran, then the servers that cannot resume.
-pub(super) fn render_storm(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()> {
+pub(super) fn render_storm(s: &mut String, rows: &[(Peer, &Outcome)]) -> Result<()> {
     writeln!(
         s,
         "| server | connected, in | reconnected / failed | all caught up | catch-up p50 / p99 (ms) | subscribers with loss (most lost) | lost / dup / out of order |"
     )?;
     writeln!(s, "|---|---|---|---|---|---|---|")?;
     for (peer, v) in rows {
-        let r = &v["reports"]["run"];
-        if r.is_null() {
+        let Some(r) = v.reports.get("run") else {
             writeln!(
                 s,
                 "| {} | **failed**: {} | | | | | |",
                 peer.title(),
-                v["error"].as_str().unwrap_or("no result").replace('|', "/")
+                v.error.as_deref().unwrap_or("no result").replace('|', "/")
             )?;
             continue;
-        }
-        let sub = &r["subscribers"];
-        let d = &r["deliveries"];
-        let rc = &r["reconnect"];
+        };
+        let sub = &r.subscribers;
+        let d = r.deliveries.clone().unwrap_or_default();
+        let rc = r.reconnect.clone().unwrap_or_default();
         let connected = format!(
             "{} / {} in {:.1} s",
-            num(&sub["connected"]),
-            num(&sub["requested"]),
-            sub["connect_s"].as_f64().unwrap_or(f64::NAN)
+            num(sub.connected),
+            num(sub.requested),
+            sub.connect_s
         );
-        let mut reconnected = format!("{} / {}", num(&rc["reconnected"]), num(&rc["failed"]));
-        if let Some(sample) = rc["failure_samples"].get(0).and_then(Value::as_str) {
+        let mut reconnected = format!("{} / {}", num(rc.reconnected), num(rc.failed));
+        if let Some(sample) = rc.failure_samples.first() {
             write!(reconnected, " ({})", sample.replace('|', "/"))?;
         }
-        let caught_up = match rc["all_caught_up_s"].as_f64() {
+        let caught_up = match rc.all_caught_up_s {
             Some(secs) => format!("{secs:.2} s"),
             None => format!(
                 "**no**: {} of {} within 15 s",
-                num(&rc["caught_up"]),
-                num(&rc["dropped"]),
+                num(rc.caught_up),
+                num(rc.dropped),
             ),
         };
         let mut caught_up = caught_up;
-        if rc["listen_overflows"].as_u64().unwrap_or(0) > 0 {
+        if rc.listen_overflows.unwrap_or(0) > 0 {
             write!(
                 caught_up,
                 " ({} SYNs dropped by full accept queues)",
-                num(&rc["listen_overflows"])
+                num(rc.listen_overflows)
             )?;
         }
         let mut loss = format!(
             "{} / {} / {}",
-            num(&d["lost"]),
-            num(&d["duplicated"]),
-            out_of_order(d)
+            num(d.lost),
+            num(d.duplicated),
+            out_of_order(&d, v.classified("run"))
         );
-        let events = &r["events"];
-        if events["errors"].as_u64().unwrap_or(0) > 0 || events["unsent"].as_u64().unwrap_or(0) > 0
-        {
+        let events = r.events.clone().unwrap_or_default();
+        if events.errors > 0 || events.unsent > 0 {
             write!(
                 loss,
                 " ({} publish errors, {} unsent)",
-                num(&events["errors"]),
-                num(&events["unsent"])
+                num(events.errors),
+                num(events.unsent)
             )?;
         }
-        if r["limits"]["duration_limit_hit"].as_bool() == Some(true) {
+        if r.limits.duration_limit_hit {
             loss.push_str(" (duration limit hit)");
         }
-        let catch_up = if rc["catch_up_us"]["count"].as_u64().unwrap_or(0) == 0 {
+        let catch_up = if rc.catch_up_us.count == 0 {
             "none caught up".to_owned()
         } else {
-            format!(
-                "{} / {}",
-                ms(&rc["catch_up_us"]["p50"]),
-                ms(&rc["catch_up_us"]["p99"])
-            )
+            format!("{} / {}", ms(rc.catch_up_us.p50), ms(rc.catch_up_us.p99))
         };
         writeln!(
             s,
@@ -95,8 +91,8 @@ pub(super) fn render_storm(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()
             reconnected,
             caught_up,
             catch_up,
-            num(&rc["subscribers_with_loss"]),
-            num(&rc["most_lost_by_one"]),
+            num(rc.subscribers_with_loss),
+            num(rc.most_lost_by_one),
             loss,
         )?;
     }
@@ -147,7 +143,7 @@ pub(super) fn cannot_resume(peer: Peer) -> Option<&'static str> {
 pub(super) fn render_run(
     s: &mut String,
     scenario: Scenario,
-    rows: &[(Peer, &Value)],
+    rows: &[(Peer, &Outcome)],
 ) -> Result<()> {
     writeln!(
         s,
@@ -156,48 +152,46 @@ pub(super) fn render_run(
     writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
     let mut figures: BTreeMap<Peer, (f64, f64, f64, f64)> = BTreeMap::new();
     for (peer, v) in rows {
-        let r = &v["reports"]["run"];
-        if r.is_null() {
+        let Some(r) = v.reports.get("run") else {
             writeln!(
                 s,
                 "| {} | **failed**: {} | | | | | | | |",
                 peer.title(),
-                v["error"].as_str().unwrap_or("no result").replace('|', "/")
+                v.error.as_deref().unwrap_or("no result").replace('|', "/")
             )?;
             continue;
-        }
-        let sub = &r["subscribers"];
-        let d = &r["deliveries"];
-        let l = &r["latency_us"];
-        let fs_ = &l["from_send"];
-        let fsch = &l["from_schedule"];
-        let server = &r["server"];
+        };
+        let sub = &r.subscribers;
+        let d = r.deliveries.clone().unwrap_or_default();
+        let l = r.latency_us.clone().unwrap_or_default();
+        let fs_ = &l.from_send;
+        let fsch = &l.from_schedule;
+        let server = r.server.clone().unwrap_or_default();
         let mut connected = format!(
             "{} / {} in {:.1} s",
-            num(&sub["connected"]),
-            num(&sub["requested"]),
-            sub["connect_s"].as_f64().unwrap_or(f64::NAN)
+            num(sub.connected),
+            num(sub.requested),
+            sub.connect_s
         );
-        if sub["failed"].as_u64().unwrap_or(0) > 0 {
-            write!(connected, " ({} failed)", num(&sub["failed"]))?;
+        if sub.failed > 0 {
+            write!(connected, " ({} failed)", num(sub.failed))?;
         }
-        let events = &r["events"];
+        let events = r.events.clone().unwrap_or_default();
         let mut loss = format!(
             "{} / {} / {}",
-            num(&d["lost"]),
-            num(&d["duplicated"]),
-            out_of_order(d)
+            num(d.lost),
+            num(d.duplicated),
+            out_of_order(&d, v.classified("run"))
         );
-        if events["errors"].as_u64().unwrap_or(0) > 0 || events["unsent"].as_u64().unwrap_or(0) > 0
-        {
+        if events.errors > 0 || events.unsent > 0 {
             write!(
                 loss,
                 " ({} publish errors, {} unsent)",
-                num(&events["errors"]),
-                num(&events["unsent"])
+                num(events.errors),
+                num(events.unsent)
             )?;
         }
-        if r["limits"]["duration_limit_hit"].as_bool() == Some(true) {
+        if r.limits.duration_limit_hit {
             loss.push_str(" (duration limit hit)");
         }
         writeln!(
@@ -205,54 +199,39 @@ pub(super) fn render_run(
             "| {} | {} | {} | {} / {} / {} | {} / {} / {} | {} | {} | {} | {} |",
             peer.title(),
             connected,
-            num(&d["per_sec"]),
-            ms(&fs_["p50"]),
-            ms(&fs_["p99"]),
-            ms(&fs_["p999"]),
-            ms(&fsch["p50"]),
-            ms(&fsch["p99"]),
-            ms(&fsch["p999"]),
+            num(d.per_sec),
+            ms(fs_.p50),
+            ms(fs_.p99),
+            ms(fs_.p999),
+            ms(fsch.p50),
+            ms(fsch.p99),
+            ms(fsch.p999),
             loss,
-            ms(&r["publisher_lag_us"]["p99"]),
-            kib(server["rss_per_conn_bytes"].as_f64()),
-            num(&server["cpu_s_per_million"]),
+            ms(r.publisher_lag_us.as_ref().map(|l| l.p99)),
+            kib(server.rss_per_conn_bytes),
+            num(server.cpu_s_per_million),
         )?;
-        let mut rss = server["rss_per_conn_bytes"].as_f64().unwrap_or(f64::NAN);
-        let mut cpu = server["cpu_s_per_million"].as_f64().unwrap_or(f64::NAN);
+        let mut rss = server.rss_per_conn_bytes.unwrap_or(f64::NAN);
+        let mut cpu = server.cpu_s_per_million.unwrap_or(f64::NAN);
         if *peer == Peer::Pushpin {
-            let tree = &v["trees"]["run"];
-            let connected = sub["connected"].as_f64().unwrap_or(0.0);
-            let delivered = d["delivered"].as_f64().unwrap_or(0.0);
-            let whole_rss = match (
-                tree["rss_peak_bytes"].as_f64(),
-                tree["rss_before_bytes"].as_f64(),
-            ) {
-                (Some(p), Some(b)) if connected > 0.0 => Some((p - b) / connected),
-                _ => None,
-            };
-            let whole_cpu = tree["cpu_s"]
-                .as_f64()
+            let tree = v.trees.get("run").and_then(Option::as_ref);
+            let delivered = d.delivered as f64;
+            let whole_rss = whole_rss_per_conn(tree, sub);
+            let whole_cpu = tree
+                .map(|t| t.cpu_s)
                 .filter(|_| delivered > 0.0)
                 .map(|c| c / delivered * 1e6);
             writeln!(
                 s,
                 "| Pushpin, **whole** ({} processes) | | | | | | | {} (peak) | {} (whole run) |",
-                num(&tree["processes"]),
+                num(tree.map(|t| t.processes)),
                 kib(whole_rss),
-                whole_cpu.map_or("?".into(), |c| num(&json!(c))),
+                num(whole_cpu),
             )?;
             rss = whole_rss.unwrap_or(rss);
             cpu = whole_cpu.unwrap_or(cpu);
         }
-        figures.insert(
-            *peer,
-            (
-                d["per_sec"].as_f64().unwrap_or(f64::NAN),
-                fs_["p99"].as_f64().unwrap_or(f64::NAN),
-                rss,
-                cpu,
-            ),
-        );
+        figures.insert(*peer, (d.per_sec, fs_.p99 as f64, rss, cpu));
     }
     writeln!(s)?;
     if let Some(&(h_rate, h_p99, h_rss, h_cpu)) = figures.get(&Peer::Herald) {
@@ -278,13 +257,13 @@ pub(super) fn render_run(
         let target = match scenario {
             Scenario::S1 => Some(format!(
                 "Target: at least Nchan's deliveries/s with p99 ≤ 10 ms, CPU per million no more than Nchan's. Herald: {} deliveries/s, p99 {} ms.",
-                num(&json!(h_rate)),
-                ms(&json!(h_p99))
+                num(h_rate),
+                ms(h_p99)
             )),
             Scenario::S2 => Some(format!(
                 "Target: ≥ 1.8× Nchan's deliveries/s with p99 ≤ 50 ms and zero loss, at most half of Nchan's CPU per million. Herald: {} deliveries/s, p99 {} ms.",
-                num(&json!(h_rate)),
-                ms(&json!(h_p99))
+                num(h_rate),
+                ms(h_p99)
             )),
             _ => None,
         };
@@ -297,45 +276,35 @@ pub(super) fn render_run(
 }
 
 /// S3: RSS per idle connection, and Herald's most connections.
-pub(super) fn render_idle(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()> {
+pub(super) fn render_idle(s: &mut String, rows: &[(Peer, &Outcome)]) -> Result<()> {
     writeln!(
         s,
         "| server | connected | RSS before | RSS with all connected | RSS/conn | whole tree RSS/conn |"
     )?;
     writeln!(s, "|---|---|---|---|---|---|")?;
-    let mib = |v: &Value| {
-        v.as_f64()
-            .map_or("?".into(), |b| format!("{:.1} MiB", b / 1048576.0))
-    };
+    let mib =
+        |bytes: Option<f64>| bytes.map_or("?".into(), |b| format!("{:.1} MiB", b / 1048576.0));
     let mut per_conn = BTreeMap::new();
     for (peer, v) in rows {
-        let r = &v["reports"]["idle"];
-        if r.is_null() {
+        let Some(r) = v.reports.get("idle") else {
             writeln!(
                 s,
                 "| {} | **failed**: {} | | | | |",
                 peer.title(),
-                v["error"].as_str().unwrap_or("no result").replace('|', "/")
+                v.error.as_deref().unwrap_or("no result").replace('|', "/")
             )?;
             continue;
-        }
-        let sub = &r["subscribers"];
-        let server = &r["server"];
-        let tree = &v["trees"]["idle"];
-        let connected = sub["connected"].as_f64().unwrap_or(0.0);
-        let whole = match (
-            tree["rss_peak_bytes"].as_f64(),
-            tree["rss_before_bytes"].as_f64(),
-        ) {
-            (Some(p), Some(b)) if connected > 0.0 => Some((p - b) / connected),
-            _ => None,
         };
-        let mut connected_text = format!("{} / {}", num(&sub["connected"]), num(&sub["requested"]));
-        if sub["failed"].as_u64().unwrap_or(0) > 0 {
+        let sub = &r.subscribers;
+        let server = r.server.clone().unwrap_or_default();
+        let tree = v.trees.get("idle").and_then(Option::as_ref);
+        let whole = whole_rss_per_conn(tree, sub);
+        let mut connected_text = format!("{} / {}", num(sub.connected), num(sub.requested));
+        if sub.failed > 0 {
             write!(
                 connected_text,
                 " ({} failed: {})",
-                num(&sub["failed"]),
+                num(sub.failed),
                 failure_kinds(sub)
             )?;
         }
@@ -344,15 +313,15 @@ pub(super) fn render_idle(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()>
             "| {} | {} | {} | {} | {} | {} |",
             peer.title(),
             connected_text,
-            mib(&server["rss_before"]),
-            mib(&server["rss_idle"]),
-            kib(server["rss_per_conn_bytes"].as_f64()),
+            mib(server.rss_before.map(|b| b as f64)),
+            mib(server.rss_idle.map(|b| b as f64)),
+            kib(server.rss_per_conn_bytes),
             kib(whole),
         )?;
         let value = if *peer == Peer::Pushpin {
             whole
         } else {
-            server["rss_per_conn_bytes"].as_f64()
+            server.rss_per_conn_bytes
         };
         if let Some(value) = value {
             per_conn.insert(*peer, value);
@@ -379,86 +348,94 @@ pub(super) fn render_idle(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()>
             kib(Some(h))
         )?;
     }
-    if let Some((_, v)) = rows.iter().find(|(p, _)| *p == Peer::Herald) {
-        let x = &v["extra"];
-        if !x.is_null() {
-            writeln!(
-                s,
-                "**Most connections one Herald process holds here:** {} of {} requested \
-                 (two bench processes at once); RSS {} before, {} with all connected, {} per \
-                 connection. Projection for 1,000,000 connections: **{}** (RSS before + \
-                 1,000,000 × RSS/conn; a million needs a descriptor limit above 1,000,000 and \
-                 about 16 source addresses' ephemeral ports).\n",
-                num(&x["connected"]),
-                num(&x["requested"]),
-                mib(&x["rss_before"]),
-                mib(&x["rss_held"]),
-                kib(x["rss_per_conn_bytes"].as_f64()),
-                x["projection_1m_bytes"]
-                    .as_f64()
-                    .map_or("?".into(), |b| format!("{:.2} GiB", b / 1073741824.0)),
-            )?;
-            for r in x["reports"].as_array().into_iter().flatten() {
-                let sub = &r["subscribers"];
-                if sub["failed"].as_u64().unwrap_or(0) > 0 {
-                    let notes: Vec<&str> = r["limits"]["notes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    writeln!(
-                        s,
-                        "- The bench process from index {}: {} connects failed ({}){}. A 503 is \
-                         Herald refusing a stream over its `--max-connections`, which defaults \
-                         to what its own 20,000-descriptor limit allows.",
-                        num(&sub["index_offset"]),
-                        num(&sub["failed"]),
-                        failure_kinds(sub),
-                        if notes.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; herald-bench notes: {}", notes.join("; "))
-                        }
-                    )?;
-                }
+    if let Some(x) = rows
+        .iter()
+        .find(|(p, _)| *p == Peer::Herald)
+        .and_then(|(_, v)| v.extra.as_ref())
+    {
+        writeln!(
+            s,
+            "**Most connections one Herald process holds here:** {} of {} requested \
+             (two bench processes at once); RSS {} before, {} with all connected, {} per \
+             connection. Projection for 1,000,000 connections: **{}** (RSS before + \
+             1,000,000 × RSS/conn; a million needs a descriptor limit above 1,000,000 and \
+             about 16 source addresses' ephemeral ports).\n",
+            num(x.connected),
+            num(x.requested),
+            mib(x.rss_before),
+            mib(x.rss_held),
+            kib(x.rss_per_conn_bytes),
+            x.projection_1m_bytes
+                .map_or("?".into(), |b| format!("{:.2} GiB", b / 1073741824.0)),
+        )?;
+        for r in &x.reports {
+            let sub = &r.subscribers;
+            if sub.failed > 0 {
+                let notes: Vec<&str> = r.limits.notes.iter().map(String::as_str).collect();
+                writeln!(
+                    s,
+                    "- The bench process from index {}: {} connects failed ({}){}. A 503 is \
+                     Herald refusing a stream over its `--max-connections`, which defaults \
+                     to what its own 20,000-descriptor limit allows.",
+                    num(sub.index_offset),
+                    num(sub.failed),
+                    failure_kinds(sub),
+                    if notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; herald-bench notes: {}", notes.join("; "))
+                    }
+                )?;
             }
-            writeln!(s)?;
         }
+        writeln!(s)?;
     }
     Ok(())
 }
 
 /// "refused 12, status {503: 4}" from a report's subscribers object.
-pub(super) fn failure_kinds(sub: &Value) -> String {
+pub(super) fn failure_kinds(sub: &Subscribers) -> String {
     let mut parts = Vec::new();
-    for key in ["refused", "timed_out", "no_local_port", "no_fd", "other"] {
-        if let Some(n) = sub[key].as_u64().filter(|&n| n > 0) {
-            parts.push(format!("{} {n}", key.replace('_', " ")));
+    for (kind, n) in [
+        ("refused", sub.refused),
+        ("timed out", sub.timed_out),
+        ("no local port", sub.no_local_port),
+        ("no fd", sub.no_fd),
+        ("other", sub.other),
+    ] {
+        if n > 0 {
+            parts.push(format!("{kind} {n}"));
         }
     }
-    if let Some(status) = sub["status"].as_object() {
-        for (code, n) in status {
-            parts.push(format!("HTTP {code}: {n}"));
-        }
+    for (code, n) in &sub.status {
+        parts.push(format!("HTTP {code}: {n}"));
     }
     parts.join(", ")
 }
 
+/// The peak RSS of a server's whole process tree during a run minus its RSS before, per
+/// connected subscriber.
+fn whole_rss_per_conn(tree: Option<&TreeSample>, sub: &Subscribers) -> Option<f64> {
+    let tree = tree?;
+    let connected = sub.connected as f64;
+    (connected > 0.0)
+        .then(|| (tree.rss_peak_bytes as f64 - tree.rss_before_bytes as f64) / connected)
+}
+
 /// S6: acknowledged publishes per second.
-pub(super) fn render_publish(s: &mut String, rows: &[(Peer, &Value)]) -> Result<()> {
+pub(super) fn render_publish(s: &mut String, rows: &[(Peer, &Outcome)]) -> Result<()> {
     writeln!(
         s,
         "| server | durability | publishers | acknowledged/s | published | errors | delivered / lost / out of order | CPU s |"
     )?;
     writeln!(s, "|---|---|---|---|---|---|---|---|")?;
     for (peer, v) in rows {
-        let Some(reports) = v["reports"].as_object().filter(|r| !r.is_empty()) else {
+        let Some(reports) = Some(&v.reports).filter(|r| !r.is_empty()) else {
             writeln!(
                 s,
                 "| {} | **failed**: {} | | | | | | |",
                 peer.title(),
-                v["error"].as_str().unwrap_or("no result").replace('|', "/")
+                v.error.as_deref().unwrap_or("no result").replace('|', "/")
             )?;
             continue;
         };
@@ -470,23 +447,23 @@ pub(super) fn render_publish(s: &mut String, rows: &[(Peer, &Value)]) -> Result<
         for label in labels {
             let r = &reports[label];
             let (durability, publishers) = label.split_once("-publishers-").unwrap_or((label, "?"));
-            let e = &r["events"];
-            let d = &r["deliveries"];
+            let e = r.events.clone().unwrap_or_default();
+            let d = r.deliveries.clone().unwrap_or_default();
             writeln!(
                 s,
                 "| {} | {durability} | {publishers} | {} | {} / {} | {} | {} / {} / {} | {} |",
                 peer.title(),
-                num(&e["published_per_sec"]),
-                num(&e["published"]),
-                num(&e["requested"]),
-                num(&e["errors"]),
-                num(&d["delivered"]),
-                num(&d["lost"]),
-                out_of_order(d),
-                num(&r["server"]["cpu_s"]),
+                num(e.published_per_sec),
+                num(e.published),
+                num(e.requested),
+                num(e.errors),
+                num(d.delivered),
+                num(d.lost),
+                out_of_order(&d, v.classified(label)),
+                num(r.server.as_ref().and_then(|s| s.cpu_s)),
             )?;
         }
-        if let Some(err) = v["error"].as_str() {
+        if let Some(err) = &v.error {
             writeln!(
                 s,
                 "| {} | **failed later**: {} | | | | | | |",
@@ -504,13 +481,20 @@ pub(super) fn render_publish(s: &mut String, rows: &[(Peer, &Value)]) -> Result<
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+
+    /// A stored outcome from its JSON.
+    fn outcome(v: Value) -> Outcome {
+        Outcome::parse(&v.to_string()).unwrap()
+    }
 
     /// S5: a server that resumed, one that could not, and the reasons listed below.
     #[test]
     fn storm_rows_are_rendered() {
         let run = |caught_up: Value, count: u64, lost: u64| {
-            json!({"reports": {"run": {
+            outcome(json!({"reports": {"run": {
                 "subscribers": {"connected": 10, "requested": 10, "connect_s": 0.1},
                 "deliveries": {"lost": lost, "duplicated": 0, "out_of_order": 0},
                 "reconnect": {"reconnected": 10, "failed": 0, "failure_samples": [],
@@ -520,7 +504,7 @@ mod tests {
                               "listen_overflows": 0},
                 "events": {"errors": 0, "unsent": 0},
                 "limits": {"duration_limit_hit": false}
-            }}})
+            }}}))
         };
         let herald = run(json!(0.0025), 10, 0);
         let node = run(Value::Null, 0, 1000);
@@ -554,10 +538,10 @@ mod tests {
                 "server": {"cpu_s": 1.5}
             })
         };
-        let herald = json!({"reports": {
+        let herald = outcome(json!({"reports": {
             "full-publishers-1": report(0),
             "full-publishers-64": report(4321),
-        }});
+        }}));
         let mut s = String::new();
         render_publish(&mut s, &[(Peer::Herald, &herald)]).unwrap();
         assert!(
@@ -577,7 +561,7 @@ mod tests {
     /// A failed server gets a row that says so, next to one that ran.
     #[test]
     fn failed_rows_are_rendered() {
-        let ok = json!({
+        let ok = outcome(json!({
             "reports": {"run": {
                 "subscribers": {"connected": 10, "requested": 10, "failed": 0, "connect_s": 0.1},
                 "deliveries": {"per_sec": 2000.0, "delivered": 20000, "lost": 0, "duplicated": 0,
@@ -590,8 +574,8 @@ mod tests {
                 "limits": {"duration_limit_hit": false}
             }},
             "trees": {}
-        });
-        let failed = json!({"reports": {}, "error": "nchan exited during start"});
+        }));
+        let failed = outcome(json!({"reports": {}, "error": "nchan exited during start"}));
         let mut s = String::new();
         render_run(
             &mut s,
