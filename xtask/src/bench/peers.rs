@@ -357,7 +357,7 @@ impl Server {
                 ];
                 server.spawn(pinned(&exe, &args), log("server.log")?, &run_dir)?;
                 server.command = format!(
-                    "taskset -c 0 target/debug/xtask bench raw-server --port {port} (xtask/src/bench.rs, raw_server)"
+                    "taskset -c 0 target/debug/xtask bench raw-server --port {port} (xtask/src/bench/raw.rs, raw_server)"
                 );
                 server.sub_url = format!("{base}/events?topic=bench-{{topic}}");
                 server.pub_url = format!("{base}/publish");
