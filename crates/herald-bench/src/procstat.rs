@@ -36,20 +36,24 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
     Some(value * unit)
 }
 
-/// `utime + stime` from `/proc/<pid>/stat`, in clock ticks. The command
-/// name (field 2) may hold spaces and parentheses, so fields are counted
-/// from the last `)`.
+/// `utime + stime` from `/proc/<pid>/stat`, in clock ticks.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let after = &stat[stat.rfind(')')? + 1..];
     // After the name: state is field 3, utime field 14, stime field 15.
-    let mut fields = after.split_whitespace().skip(14 - 3);
+    let mut fields = stat_fields(stat)?.skip(14 - 3);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some(utime + stime)
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name: state (field 3),
+/// ppid (field 4), and on. The command name (field 2) may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
+}
+
 /// `sysconf(_SC_CLK_TCK)`, read from the aux vector; 100 if unavailable.
-fn clock_ticks_per_second() -> u64 {
+pub fn clock_ticks_per_second() -> u64 {
     match rustix::param::clock_ticks_per_second() {
         0 => 100,
         n => n,
@@ -69,6 +73,9 @@ mod tests {
         let stat = "4242 (my (weird) name) S 1 4242 4242 0 -1 4194560 1234 0 0 0 150 37 0 0 20 0 3 0 100 1000 200";
         assert_eq!(parse_cpu_ticks(stat), Some(187));
         assert_eq!(parse_cpu_ticks("4242 (x) S 1 2"), None);
+        let fields: Vec<&str> = stat_fields(stat).unwrap().take(2).collect();
+        assert_eq!(fields, ["S", "1"]);
+        assert!(stat_fields("4242 no name").is_none());
     }
 
     #[test]

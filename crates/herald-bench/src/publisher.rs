@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::{
@@ -412,7 +412,8 @@ async fn send(
 }
 
 /// The publisher's lag in the report, µs.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Lag {
     /// 99th percentile.
     pub p99: u64,

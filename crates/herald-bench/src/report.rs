@@ -3,19 +3,32 @@
 //!
 //! `run` and `idle` share the shape; fields that do not apply are `null`.
 //! Latencies and lag are in µs, memory in bytes, CPU in seconds.
+//!
+//! The types also deserialize, so that `cargo xtask bench` reads the JSON
+//! back into them. Every field has a default, so a report of an older
+//! herald-bench, which lacks the fields added since, still reads.
 
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 
 use crate::publisher::Lag;
 
+/// A name from the fixed set herald-bench writes in a field (`run`, `h2c`, ...).
+///
+/// Deserializing finds the JSON string in that set (see [`one_of`]). It is an alias rather
+/// than `&'static str` in the fields themselves because serde's derive borrows a field
+/// written as `&str` from the input, which would let only a `'static` input deserialize.
+pub type Name = &'static str;
+
 /// One run's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// `run` or `idle`.
-    pub mode: &'static str,
+    #[serde(deserialize_with = "mode")]
+    pub mode: Name,
     /// Connections.
     pub subscribers: Subscribers,
     /// The reconnect storm (`run --reconnect-after`).
@@ -41,11 +54,13 @@ pub struct Report {
 }
 
 /// Connection counts.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Subscribers {
     /// How subscribers connected: `http/1.1` (one connection each) or `h2c` (`--http2`:
     /// HTTP/2 with prior knowledge, one stream each).
-    pub protocol: &'static str,
+    #[serde(deserialize_with = "protocol")]
+    pub protocol: Name,
     /// `--streams-per-connection` (1 for HTTP/1).
     pub streams_per_connection: u64,
     /// TCP connections opened, reconnects included (HTTP/2: shared by the streams).
@@ -86,7 +101,8 @@ pub struct Subscribers {
 
 /// A reconnect storm: every subscriber drops after event `after_event`, `missed` events
 /// are published, then all reconnect with `Last-Event-ID`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Reconnect {
     /// `--reconnect-after`: events published (and drained) before the drop.
     pub after_event: u64,
@@ -130,7 +146,8 @@ pub struct Reconnect {
 }
 
 /// Publishing.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Events {
     /// `--events`.
     pub requested: u64,
@@ -157,7 +174,8 @@ pub struct Events {
 }
 
 /// Deliveries, summed over subscribers.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Deliveries {
     /// Acknowledged events times the connected subscribers of their topic.
     pub expected: u64,
@@ -187,7 +205,8 @@ pub struct Deliveries {
 }
 
 /// Latency from send and from schedule.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LatencyReport {
     /// Delivery time minus the payload's `sent_ns`.
     pub from_send: Percentiles,
@@ -196,7 +215,8 @@ pub struct LatencyReport {
 }
 
 /// Percentiles of a histogram, µs.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Percentiles {
     /// Values recorded.
     pub count: u64,
@@ -233,7 +253,8 @@ impl Percentiles {
 }
 
 /// The server process, from `/proc`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Server {
     /// `--server-pid`.
     pub pid: u32,
@@ -257,7 +278,8 @@ pub struct Server {
 }
 
 /// What limited the run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     /// This process's file-descriptor limit after raising it.
     pub nofile: u64,
@@ -418,6 +440,28 @@ impl Report {
         let _ = write!(s, "\ntook {:.2} s", self.duration_s);
         s
     }
+}
+
+/// [`Report::mode`] from JSON: one of the names herald-bench writes.
+fn mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
+    one_of(deserializer, &["run", "idle"])
+}
+
+/// [`Subscribers::protocol`] from JSON: one of the names herald-bench writes.
+fn protocol<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
+    one_of(deserializer, &["http/1.1", "h2c"])
+}
+
+/// The name in `names` that the JSON string equals.
+fn one_of<'de, D: Deserializer<'de>>(deserializer: D, names: &[Name]) -> Result<Name, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    names
+        .iter()
+        .find(|&&known| known == name)
+        .copied()
+        .ok_or_else(|| {
+            D::Error::custom(format!("unknown name `{name}`, expected one of {names:?}"))
+        })
 }
 
 /// µs as milliseconds, for the summary.
