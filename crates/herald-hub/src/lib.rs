@@ -12,7 +12,9 @@
 //! - `history`: the newest records in memory, for cheap replay.
 //! - `subscriber`: a subscriber's filter and bounded queue.
 //! - `subscription`: the stream of one subscriber (prelude, replay, live).
-//! - `hub`: [`Hub`], the sequencer, fan-out and registration.
+//! - `hub`: [`Hub`] and its tasks, one job per file: `config` ([`HubConfig`]), `errors`,
+//!   `registry` (registration and the head), `interner` (selectors and their budgets),
+//!   `sequencer`, `fanout`, `follower` (with a shared log), `retention`, `heartbeat`.
 //! - `metrics`: [`HubMetrics`].
 //!
 //! # Invariants
