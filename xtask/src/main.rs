@@ -33,9 +33,9 @@ mod tidy;
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // Headless browser for tests/browser (playwright-core drives it; never downloaded).
     ("/usr/bin/chromium", "chromium"),
-    // The Redis that cluster tests share between Herald nodes (tests/it/services.rs).
+    // The Redis that cluster tests share between Herald nodes (tests/it/support/services.rs).
     ("/usr/bin/redis-server", "redis-server"),
-    // The PostgreSQL the tests run throwaway clusters of (tests/it/services.rs finds the
+    // The PostgreSQL the tests run throwaway clusters of (tests/it/support/services.rs finds the
     // newest /usr/lib/postgresql/<version>/bin). pg_createcluster comes with
     // postgresql-common, which only a server package pulls in, and has no version in its
     // path; /usr/lib/postgresql alone also exists with just the client installed.
