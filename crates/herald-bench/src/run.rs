@@ -663,7 +663,10 @@ impl Fleet {
         }
         subscribers.connected = self.shared.connected.load(Ordering::Relaxed);
         subscribers.connections = match &self.spec.http2 {
-            Some(connections) => connections.opened(),
+            Some(connections) => {
+                connections.close().await;
+                connections.opened()
+            }
             None => self.shared.h1_connections.load(Ordering::Relaxed),
         };
         let failures = self
