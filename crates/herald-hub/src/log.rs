@@ -576,7 +576,11 @@ mod tests {
         // A passive checkpoint copies pages but leaves the WAL file as long as it was.
         assert!(wal_len() > 0, "the appends went to the WAL");
         log.clone().close().await;
-        assert_eq!(wal_len(), 0, "close returned before the last checkpoint");
+        assert_eq!(
+            wal_len(),
+            0,
+            "no last checkpoint emptied the WAL before close returned"
+        );
         assert!(log.checkpoints.task.lock().unwrap().is_none());
         // The log still serves; a second close has nothing to wait for.
         assert_eq!(log.head().await.unwrap(), 100);
