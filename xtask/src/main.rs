@@ -2,9 +2,9 @@
 //!
 //! It runs the same steps on a developer's machine and in CI (`.ci/run`), starting from a
 //! fresh clone: it installs the system packages and Node modules the tests need, then runs
-//! rustfmt, clippy, the Rust tests, the browser tests against the built `herald` binary, and
-//! a benchmark smoke run (Herald alone, quick S1 and S5, zero loss and no ordering violation
-//! asserted, speed not).
+//! rustfmt, cargo-deny, clippy, the Rust tests, the browser tests against the built `herald`
+//! binary, and a benchmark smoke run (Herald alone, quick S1 and S5, zero loss and no
+//! ordering violation asserted, speed not).
 //!
 //! # Layout
 //!
@@ -33,9 +33,9 @@ mod tidy;
 const SYSTEM_PACKAGES: &[(&str, &str)] = &[
     // Headless browser for tests/browser (playwright-core drives it; never downloaded).
     ("/usr/bin/chromium", "chromium"),
-    // The Redis that cluster tests share between Herald nodes (tests/it/services.rs).
+    // The Redis that cluster tests share between Herald nodes (tests/it/support/services.rs).
     ("/usr/bin/redis-server", "redis-server"),
-    // The PostgreSQL the tests run throwaway clusters of (tests/it/services.rs finds the
+    // The PostgreSQL the tests run throwaway clusters of (tests/it/support/services.rs finds the
     // newest /usr/lib/postgresql/<version>/bin). pg_createcluster comes with
     // postgresql-common, which only a server package pulls in, and has no version in its
     // path; /usr/lib/postgresql alone also exists with just the client installed.
@@ -47,6 +47,11 @@ const SYSTEM_PACKAGES: &[(&str, &str)] = &[
 /// The Node project of the browser tests, relative to the workspace root.
 const BROWSER_TESTS_DIR: &str = "tests/browser";
 
+/// The cargo-deny release `cargo xtask test` installs into `<target dir>/tools` (once: CI
+/// keeps the target directory between runs) and checks `deny.toml` with. Pinned, so every
+/// machine checks alike and a new release is a decision.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
 /// Browser test files are the files in [`BROWSER_TESTS_DIR`] whose name ends with this.
 const BROWSER_TEST_SUFFIX: &str = ".test.mjs";
 
@@ -56,7 +61,9 @@ Usage: cargo xtask <command>
 Commands:
   test    Run every check, in order, stopping at the first failure:
             install missing system packages (apt-get) and Node modules (npm ci),
-            cargo fmt --check, cargo clippy -D warnings, cargo doc -D warnings,
+            cargo fmt --check, cargo deny check bans licenses sources (deny.toml;
+            cargo-deny installed once into <target dir>/tools),
+            cargo clippy -D warnings, cargo doc -D warnings,
             cargo test (with the tidy checks of xtask/src/tidy.rs),
             then build herald and run the browser tests (node --test tests/browser),
             then a benchmark smoke run against Herald alone (asserts zero loss
@@ -115,6 +122,12 @@ fn test(root: &Path) -> Result<()> {
 
     cargo(root, &["fmt", "--all", "--", "--check"])
         .context("code is not formatted: run `cargo fmt --all`")?;
+    // The advisories check needs the RustSec database, fetched from GitHub; the other three
+    // read only Cargo.lock and the registry's metadata.
+    let mut deny = Command::new(ensure_cargo_deny(root)?);
+    deny.current_dir(root)
+        .args(["check", "bans", "licenses", "sources"]);
+    run_titled(&mut deny, "cargo deny check bans licenses sources")?;
     cargo(
         root,
         &[
@@ -163,6 +176,36 @@ fn test(root: &Path) -> Result<()> {
 
     total.done();
     Ok(())
+}
+
+/// The cargo-deny binary of [`CARGO_DENY_VERSION`] in `<target dir>/tools/bin`, installed
+/// there with `cargo install --locked` unless it already is.
+fn ensure_cargo_deny(root: &Path) -> Result<PathBuf> {
+    let tools = target_dir(root).join("tools");
+    let bin = tools
+        .join("bin")
+        .join(format!("cargo-deny{}", env::consts::EXE_SUFFIX));
+    let installed = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout).trim()
+                == format!("cargo-deny {CARGO_DENY_VERSION}")
+        });
+    if !installed {
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut install = Command::new(cargo);
+        install
+            .current_dir(root)
+            .args(["install", "cargo-deny", "--locked", "--force", "--version"])
+            .arg(format!("={CARGO_DENY_VERSION}"))
+            .arg("--root")
+            .arg(&tools)
+            // Build in a temporary folder that cargo removes: only the binary is kept.
+            .env_remove("CARGO_TARGET_DIR");
+        run(&mut install, "")?;
+    }
+    Ok(bin)
 }
 
 /// Installs the packages of [`SYSTEM_PACKAGES`] whose file is missing, with one apt-get call.

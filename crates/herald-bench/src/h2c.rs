@@ -20,6 +20,7 @@ use std::{
 use bytes::Bytes;
 use h2::client::SendRequest;
 use tokio::sync::OnceCell;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::target::Target;
 
@@ -46,6 +47,10 @@ pub struct Connections {
     cells: Vec<OnceCell<Result<SendRequest<Bytes>, ConnectError>>>,
     /// Connections opened (handshake done).
     opened: AtomicU64,
+    /// The tasks that drive the connections; [`Connections::close`] ends them and waits.
+    drivers: TaskTracker,
+    /// Ends the drivers, closing their sockets.
+    stop: CancellationToken,
 }
 
 /// Why a connection could not be opened; kept to fail each subscriber of its group.
@@ -85,7 +90,17 @@ impl Connections {
             first_index,
             cells: (0..n).map(|_| OnceCell::new()).collect(),
             opened: AtomicU64::new(0),
+            drivers: TaskTracker::new(),
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// Closes every connection and waits until their tasks have ended. For after the
+    /// subscribers stopped: their streams end with the connections.
+    pub async fn close(&self) {
+        self.stop.cancel();
+        self.drivers.close();
+        self.drivers.wait().await;
     }
 
     /// Subscribers per connection.
@@ -120,7 +135,7 @@ impl Connections {
         };
         cell.get_or_init(|| async {
             let streams = self.per_connection;
-            let opened = connect(target, source(group), streams).await;
+            let opened = connect(target, source(group), streams, self).await;
             if opened.is_ok() {
                 self.opened.fetch_add(1, Ordering::Relaxed);
             }
@@ -131,12 +146,13 @@ impl Connections {
     }
 }
 
-/// Connects, performs the HTTP/2 handshake, and drives the connection in its own task
-/// until every handle to it is dropped.
+/// Connects, performs the HTTP/2 handshake, and drives the connection in a task of
+/// `connections` until every handle to it is dropped or [`Connections::close`].
 async fn connect(
     target: &Target,
     source: Option<std::net::IpAddr>,
     streams: u64,
+    connections: &Connections,
 ) -> Result<SendRequest<Bytes>, ConnectError> {
     let tcp = crate::subscriber::connect(target.addr, source)
         .await
@@ -151,9 +167,13 @@ async fn connect(
         .handshake::<_, Bytes>(tcp)
         .await
         .map_err(|e| h2_error(&e))?;
-    tokio::spawn(async move {
-        // Ends once every stream and handle is dropped, or the server closes.
-        let _ = connection.await;
+    let stop = connections.stop.clone();
+    connections.drivers.spawn(async move {
+        // Ends once every stream and handle is dropped, the server closes, or the run stops.
+        tokio::select! {
+            _ = connection => {}
+            () = stop.cancelled() => {}
+        }
     });
     Ok(send)
 }

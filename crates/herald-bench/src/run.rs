@@ -2,15 +2,16 @@
 //! the subscribers (`Fleet`), settle, publish, drain, stop, count.
 
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use tokio::{task::JoinSet, time::Instant};
+use tokio::{
+    task::{JoinHandle, JoinSet},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     args::{IdleArgs, RunArgs, SubscribeArgs},
@@ -179,11 +180,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<Report> {
     .await;
     let end = pid.and_then(procstat::sample);
     let own_end = procstat::sample(std::process::id());
+    let rss_sampled = rss.stop().await;
     let rss_peak = [before, connected, idle, end]
         .iter()
         .flatten()
         .map(|s| s.rss_bytes)
-        .chain(rss.stop())
+        .chain(rss_sampled)
         .max();
     let shared = fleet.shared.clone();
     let stopped = fleet.stop().await;
@@ -311,11 +313,12 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
     }
     tokio::time::sleep_until(hold_until.min(deadline)).await;
     let idle = pid.and_then(procstat::sample);
+    let rss_sampled = rss.stop().await;
     let rss_peak = [before, connected, idle]
         .iter()
         .flatten()
         .map(|s| s.rss_bytes)
-        .chain(rss.stop())
+        .chain(rss_sampled)
         .max();
     let stopped = fleet.stop().await;
     let server = pid.map(|pid| Server {
@@ -660,7 +663,10 @@ impl Fleet {
         }
         subscribers.connected = self.shared.connected.load(Ordering::Relaxed);
         subscribers.connections = match &self.spec.http2 {
-            Some(connections) => connections.opened(),
+            Some(connections) => {
+                connections.close().await;
+                connections.opened()
+            }
             None => self.shared.h1_connections.load(Ordering::Relaxed),
         };
         let failures = self
@@ -695,33 +701,40 @@ impl Fleet {
 /// Samples the server's RSS in the background and keeps the highest.
 struct RssPeak {
     peak: Arc<Mutex<Option<u64>>>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
+    /// The sampling task, awaited by [`RssPeak::stop`].
+    task: Option<JoinHandle<()>>,
 }
 
 impl RssPeak {
     fn start(pid: Option<u32>) -> Self {
         let peak = Arc::new(Mutex::new(None));
-        let stop = Arc::new(AtomicBool::new(false));
-        if let Some(pid) = pid {
+        let stop = CancellationToken::new();
+        let task = pid.map(|pid| {
             let (peak, stop) = (peak.clone(), stop.clone());
             tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    if let Some(sample) = procstat::sample(pid) {
+                while let Some(sample) = procstat::sample(pid) {
+                    {
                         let mut peak = peak.lock().unwrap_or_else(|e| e.into_inner());
                         *peak =
                             Some(peak.map_or(sample.rss_bytes, |p: u64| p.max(sample.rss_bytes)));
-                    } else {
-                        break;
                     }
-                    tokio::time::sleep(RSS_SAMPLE_EVERY).await;
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(RSS_SAMPLE_EVERY) => {}
+                    }
                 }
-            });
-        }
-        Self { peak, stop }
+            })
+        });
+        Self { peak, stop, task }
     }
 
-    fn stop(self) -> Option<u64> {
-        self.stop.store(true, Ordering::Relaxed);
+    /// Ends the sampling, waits for the task, and returns the highest sample.
+    async fn stop(self) -> Option<u64> {
+        self.stop.cancel();
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
         *self.peak.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -322,3 +322,67 @@ async fn connect(sub: &Subscribe) -> Result<BoxStream<'static, reqwest::Result<B
 
 /// The type of events the stream yields.
 pub type Event = Message;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::{TcpListener, TcpStream},
+        time::Instant,
+    };
+
+    /// Reads a request's head.
+    async fn request_head(stream: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(head).unwrap().to_ascii_lowercase()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_stream_reconnects_after_the_retry_hint_from_the_last_id() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A hub that answers each connection with one body, then closes it.
+        let hub = tokio::spawn(async move {
+            let mut requests = Vec::new();
+            for body in ["retry: 5000\n\nid: 1\ndata: a\n\n", "id: 2\ndata: b\n\n"] {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                requests.push((request_head(&mut stream).await, Instant::now()));
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).await.unwrap();
+            }
+            requests
+        });
+        let mut events = Client::new(format!("http://{addr}"))
+            .subscribe(["t"])
+            .stream();
+        assert_eq!(events.next().await.unwrap().unwrap().data, "a");
+        assert_eq!(events.next().await.unwrap().unwrap().data, "b");
+        let requests = hub.await.unwrap();
+        assert!(
+            !requests[0].0.contains("last-event-id"),
+            "{}",
+            requests[0].0
+        );
+        assert!(
+            requests[1].0.contains("\r\nlast-event-id: 1\r\n"),
+            "{}",
+            requests[1].0
+        );
+        let waited = requests[1].1 - requests[0].1;
+        assert!(
+            waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+            "reconnected after {waited:?}"
+        );
+    }
+}

@@ -13,7 +13,12 @@
 //! it before numbering a batch, with [`EventLog::positions_of`], so positions stay
 //! contiguous.
 
-use std::{path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use sqlx::{
@@ -22,8 +27,8 @@ use sqlx::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
 };
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::{task::JoinHandle, time::MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use crate::update::{Record, Update};
 
@@ -107,6 +112,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn prune(&self, below_seq: u64, before_ms: Option<i64>)
     -> BoxFuture<'_, Result<u64, LogError>>;
 
+    /// Ends the log's background work after a last round of it, and waits for that; reads
+    /// and appends still work after. The server calls it once the hub has stored its last
+    /// updates, so the process exits only after the work is done.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
     /// Whether other nodes append to this log too.
     fn is_shared(&self) -> bool {
         false
@@ -165,8 +177,23 @@ const READERS: u32 = 3;
 pub struct SqliteLog {
     writer: SqlitePool,
     readers: SqlitePool,
-    /// Ends the checkpoint task when the last clone is dropped.
-    _checkpoints: Arc<DropGuard>,
+    /// The WAL checkpoint task, shared by every clone.
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// The task that runs [`checkpoints`]: [`EventLog::close`] stops it and waits for its last
+/// checkpoint; dropping the last clone of the log only stops it.
+#[derive(Debug)]
+struct Checkpoints {
+    stop: CancellationToken,
+    /// Taken by the first [`EventLog::close`], which awaits it.
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Checkpoints {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl SqliteLog {
@@ -208,11 +235,14 @@ impl SqliteLog {
             .connect_with(options)
             .await?;
         let stop = CancellationToken::new();
-        tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
+        let task = tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
         Ok(Self {
             writer,
             readers,
-            _checkpoints: Arc::new(stop.drop_guard()),
+            checkpoints: Arc::new(Checkpoints {
+                stop,
+                task: Mutex::new(Some(task)),
+            }),
         })
     }
 }
@@ -231,12 +261,15 @@ const WAL_LIMIT_BYTES: i64 = WAL_LIMIT_PAGES * 4096;
 /// appends a passive checkpoint may never catch up with the end of the WAL, which then
 /// never restarts; past [`WAL_LIMIT_PAGES`] (16 MiB) the writer runs a `RESTART` checkpoint
 /// between two appends, as SQLite's automatic checkpoint would have, but rarely.
+///
+/// When `stop` is cancelled, a last `TRUNCATE` checkpoint copies everything into the
+/// database file and empties the WAL: the file alone then holds the whole log.
 async fn checkpoints(writer: SqlitePool, readers: SqlitePool, stop: CancellationToken) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             _ = every.tick() => {}
         }
         let passive: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
@@ -255,9 +288,32 @@ async fn checkpoints(writer: SqlitePool, readers: SqlitePool, stop: Cancellation
             Err(error) => tracing::warn!(%error, "event log: WAL checkpoint failed"),
         }
     }
+    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&writer)
+        .await
+    {
+        tracing::warn!(%error, "event log: the last WAL checkpoint failed");
+    }
 }
 
 impl EventLog for SqliteLog {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.checkpoints.stop.cancel();
+            let task = self
+                .checkpoints
+                .task
+                .lock()
+                .expect("checkpoint task poisoned")
+                .take();
+            if let Some(task) = task
+                && let Err(error) = task.await
+            {
+                tracing::error!(%error, "event log: the checkpoint task failed");
+            }
+        })
+    }
+
     fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
         Box::pin(async move {
             let seqs = entries.iter().map(|e| e.seq).collect();
@@ -505,6 +561,31 @@ mod tests {
             );
             tokio::time::sleep(CHECKPOINT_EVERY).await;
         }
+    }
+
+    #[tokio::test]
+    async fn close_waits_for_a_last_checkpoint_that_empties_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        let batch: Vec<Entry> = (1..=100).map(|n| entry(n, &format!("id-{n}"), 1)).collect();
+        log.append(&batch).await.unwrap();
+        let wal = dir.path().join("log.db-wal");
+        let wal_len = || std::fs::metadata(&wal).unwrap().len();
+        // A passive checkpoint copies pages but leaves the WAL file as long as it was.
+        assert!(wal_len() > 0, "the appends went to the WAL");
+        log.clone().close().await;
+        assert_eq!(
+            wal_len(),
+            0,
+            "no last checkpoint emptied the WAL before close returned"
+        );
+        assert!(log.checkpoints.task.lock().unwrap().is_none());
+        // The log still serves; a second close has nothing to wait for.
+        assert_eq!(log.head().await.unwrap(), 100);
+        assert_eq!(log.read(0, 100, 1000, usize::MAX).await.unwrap().len(), 100);
+        log.close().await;
     }
 
     #[tokio::test]

@@ -387,7 +387,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_write_the_peer_never_takes_fails_after_the_deadline() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -406,6 +406,10 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(10), "no deadline");
         };
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "failed early"
+        );
         assert!(io.stall.is_none(), "the timer is freed with the error");
         drop(io);
         assert_eq!(listener.shared.open.get(), 0);

@@ -442,6 +442,27 @@ mod tests {
         limiter.take_at("a", at(60.0)).unwrap_err();
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_refills_the_bucket() {
+        let limiter = RateLimiter::new(rate("2/2s"));
+        limiter.take("a").unwrap();
+        limiter.take("a").unwrap();
+        assert_eq!(
+            limiter.take("a").unwrap_err().retry_after,
+            Duration::from_secs(1)
+        );
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(
+            limiter.take("a").unwrap_err().retry_after,
+            Duration::from_millis(1)
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        limiter.take("a").unwrap();
+        limiter.take("a").unwrap_err();
+        limiter.give_back("a");
+        limiter.take("a").unwrap();
+    }
+
     #[test]
     fn given_back_tokens_count_again() {
         let limiter = RateLimiter::new(rate("2/20s"));

@@ -316,7 +316,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let hub = Hub::start(config.hub.clone(), log, &tracker, shutdown.clone())
+    let hub = Hub::start(config.hub.clone(), log.clone(), &tracker, shutdown.clone())
         .await
         .context("cannot start the hub")?;
     let pool = app::open_db(config.database_url.as_deref(), &config.data_dir)
@@ -364,7 +364,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Before the address is printed: whoever waits for it may send SIGHUP at once. Without
     // TLS, SIGHUP reloads nothing, but it must not end the server as its default action
     // would (a renewal hook left in place after TLS moved to a proxy).
-    reload_on_hangup(config.tls.as_ref().map(|tls| tls.reloadable.clone()))?;
+    reload_on_hangup(
+        config.tls.as_ref().map(|tls| tls.reloadable.clone()),
+        &tracker,
+        shutdown.clone(),
+    )?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -386,7 +390,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    tokio::spawn(signal(shutdown.clone()));
+    tracker.spawn(signal(shutdown.clone()));
     let shared = connection::Shared {
         router: app(state.clone()),
         state,
@@ -411,11 +415,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     drop(listener);
     tracing::info!("shutting down");
     // The sequencer stores what publishers handed over and ends every stream; hyper
-    // connections finish their requests; all within the grace period.
+    // connections finish their requests; then the log's background work ends; all within
+    // the grace period.
     tracker.close();
     connections.close();
     let drained = tokio::time::timeout(config.shutdown_grace, async {
-        tokio::join!(graceful.shutdown(), tracker.wait(), connections.wait());
+        let stored = async {
+            tracker.wait().await;
+            log.close().await;
+        };
+        tokio::join!(graceful.shutdown(), stored, connections.wait());
     })
     .await;
     match drained {
@@ -446,16 +455,25 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
 /// Reads the certificate and key again on every SIGHUP, in a task of its own. New
 /// handshakes get the new certificate; open connections keep theirs. A reload that fails
 /// keeps the certificate in use, and says why. Without a certificate, SIGHUP is logged and
-/// otherwise ignored.
+/// otherwise ignored. The task runs on `tracker` and ends when `shutdown` is cancelled
+/// (after a reload under way).
 ///
 /// # Errors
 ///
 /// When SIGHUP cannot be listened for.
-fn reload_on_hangup(certificate: Option<Arc<Reloadable>>) -> anyhow::Result<()> {
+fn reload_on_hangup(
+    certificate: Option<Arc<Reloadable>>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                hangup = hangups.recv() => if hangup.is_none() { return },
+            }
             let Some(certificate) = &certificate else {
                 tracing::warn!("SIGHUP: nothing to reload (no --tls-cert)");
                 continue;
@@ -480,22 +498,26 @@ fn reload_on_hangup(certificate: Option<Arc<Reloadable>>) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Cancels `shutdown` on SIGTERM or Ctrl-C; returns once shutdown has begun, whatever began
+/// it.
 async fn signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(error) => {
             tracing::warn!(%error, "cannot listen for SIGTERM");
-            let _ = ctrl_c.await;
-            shutdown.cancel();
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                _ = ctrl_c => shutdown.cancel(),
+            }
             return;
         }
     };
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+        () = shutdown.cancelled() => {}
+        _ = ctrl_c => shutdown.cancel(),
+        _ = term.recv() => shutdown.cancel(),
     }
-    shutdown.cancel();
 }
 
 #[cfg(test)]

@@ -320,14 +320,14 @@ mod tests {
         assert_eq!(std::mem::size_of::<Progress>(), 40);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_found_after_the_idle_timeout() {
         let watch = Watch::new();
         let verdict = watch.verdict(0, Duration::from_millis(50), Duration::from_secs(60));
         assert_eq!(verdict.await, Verdict::Idle);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_open_request_is_not_idle_and_a_waiting_http2_body_is_stalled() {
         let watch = Watch::new();
         let guard = watch.open(true);
@@ -350,7 +350,7 @@ mod tests {
         assert!(watch.streams.lock().unwrap().capacity() <= 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_http1_body_is_never_stalled() {
         let watch = Watch::new();
         let _body = Tracked::new(Body::from("x"), watch.open(false));

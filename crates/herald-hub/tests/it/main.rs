@@ -2,11 +2,15 @@
 //! hand-over under racing publishes, authorization in fan-out and replay, slow subscribers,
 //! and retention.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use herald_hub::{
-    Durability, Hub, HubConfig, QueueLimits, SqliteLog, SubscribeRequest, Subscription, Update,
+    Durability, Entry, EventLog, Hub, HubConfig, LogError, QueueLimits, Record, SqliteLog,
+    SubscribeRequest, Subscription, Update,
 };
 use herald_sse::{Decoder, Item, Message};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -572,4 +576,95 @@ async fn replay_pages_are_bounded_by_bytes() {
         );
         events += chunk.windows(5).filter(|w| w == b"data:").count();
     }
+}
+
+/// A log that keeps nothing. The SQLite log answers from threads of its own, and a paused
+/// clock would jump ahead while the runtime waits for them; with this one a hub's timers run
+/// on paused time.
+#[derive(Debug, Default)]
+struct NullLog {
+    head: Mutex<u64>,
+}
+
+impl EventLog for NullLog {
+    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
+        if let Some(last) = entries.last() {
+            *self.head.lock().unwrap() = last.seq;
+        }
+        let seqs = entries.iter().map(|e| e.seq).collect();
+        async { Ok(seqs) }.boxed()
+    }
+    fn read(
+        &self,
+        _: u64,
+        _: u64,
+        _: usize,
+        _: usize,
+    ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
+        async { Ok(Vec::new()) }.boxed()
+    }
+    fn latest_seq_of<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<u64>, LogError>> {
+        async { Ok(None) }.boxed()
+    }
+    fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
+        let head = *self.head.lock().unwrap();
+        async move { Ok(head) }.boxed()
+    }
+    fn prune(&self, _: u64, _: Option<i64>) -> BoxFuture<'_, Result<u64, LogError>> {
+        async { Ok(0) }.boxed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_stream_gets_a_heartbeat_each_interval_until_shutdown() {
+    let every = Duration::from_secs(15);
+    let tracker = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let hub = Hub::start(
+        HubConfig {
+            heartbeat: Some(every),
+            ..HubConfig::default()
+        },
+        Arc::new(NullLog::default()),
+        &tracker,
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut reader = Reader {
+        subscription: hub
+            .subscribe(SubscribeRequest {
+                topics: vec!["t".into()],
+                ..SubscribeRequest::default()
+            })
+            .await
+            .unwrap(),
+        decoder: Decoder::new(),
+    };
+    // The time each of the first two comments arrived at, other items skipped.
+    let mut heartbeats = Vec::new();
+    while heartbeats.len() < 2 {
+        match reader.decoder.next_item().unwrap() {
+            Some(Item::Comment(_)) => heartbeats.push(started.elapsed()),
+            Some(item) => assert!(matches!(item, Item::Retry(_)), "{item:?}"),
+            None => {
+                let chunk = reader
+                    .subscription
+                    .next()
+                    .await
+                    .expect("the stream is open");
+                reader.decoder.push(&chunk);
+            }
+        }
+    }
+    assert_eq!(heartbeats, [every, every * 2]);
+
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    assert!(
+        reader.subscription.next().await.is_none(),
+        "the stream ends at shutdown"
+    );
 }

@@ -8,11 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::{
-    services::Postgres,
-    support::{
-        ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, PASSWORD, TestServer, herald_command, id_of,
-    },
+use crate::support::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, PASSWORD, Postgres, TestServer, herald_command, id_of,
 };
 
 /// How long a released advisory lock may take to show as gone (a failed change releases it

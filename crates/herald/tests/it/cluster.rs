@@ -19,9 +19,8 @@ use reqwest::StatusCode;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::{
-    services::Redis,
-    support::{ApiError, ITEM_TIMEOUT, Sse, SubscribeReq, TestServer, admin_token, token},
+use crate::support::{
+    ApiError, ITEM_TIMEOUT, Redis, Sse, SubscribeReq, TestServer, admin_token, token,
 };
 
 const T: &str = "https://example.com/cluster";

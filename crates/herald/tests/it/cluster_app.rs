@@ -5,12 +5,9 @@
 
 use serde_json::json;
 
-use crate::{
-    services::{Postgres, Redis},
-    support::{
-        ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppEvent, AppStream, ITEM_TIMEOUT, PASSWORD,
-        TestServer, id_of,
-    },
+use crate::support::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppEvent, AppStream, ITEM_TIMEOUT, PASSWORD, Postgres,
+    Redis, TestServer, id_of,
 };
 
 /// A node of the cluster on `redis` and `postgres`, whose first start may make the admin.

@@ -32,7 +32,6 @@ mod rate_limits;
 mod replay;
 mod reserved;
 mod retention;
-mod services;
 mod slow;
 mod support;
 mod tls;

@@ -23,7 +23,7 @@ use tokio::{
     time::{Instant, sleep, timeout},
 };
 
-use crate::support::keep_tail;
+use super::keep_tail;
 
 /// How long a service may take to start answering. Generous: two cores run the test binary,
 /// several debug Herald servers and the services at once.
