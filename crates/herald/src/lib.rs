@@ -1,17 +1,20 @@
 //! Herald's server: the HTTP API over the hub, authorization, limits, metrics, and the
 //! command-line interface.
 //!
-//! This is the only crate that knows about HTTP, axum and status codes.
+//! This is the only crate that knows about HTTP, axum and status codes. The app (users,
+//! workspaces, collections and their streams) is `herald-app`; its errors become answers
+//! in one place, `impl From<AppError> for ApiError` in `error`.
 //!
 //! # Layout
 //!
 //! - `config`: flags and environment variables, validated into a [`config::Config`].
 //! - `server`: the router ([`server::app`]), the accept loop and graceful shutdown.
+//! - `routes`: the handlers: Mercure, the app's REST API over [`herald_app::App`], and the
+//!   web UI's assets.
 //! - `connection`: one connection: plain HTTP/1 subscriptions streamed directly, the rest
 //!   through hyper and the router.
 //! - `watchdog`: what ends a connection served by hyper besides its socket: no request
 //!   for a while, or an HTTP/2 stream whose client keeps its window shut.
-//! - `mercure`: the Mercure publish and subscribe endpoints.
 //! - `poll`: long-polling, the JSON answer to a stream URL for clients behind proxies
 //!   that buffer streams.
 //! - `auth`: finding and verifying JWTs.
@@ -22,20 +25,17 @@
 //! - `error`: [`error::ApiError`], the one error type of the API.
 //! - `state`: [`state::AppState`], shared by handlers.
 //! - `cli`: the `herald` command and its subcommands.
-//! - `app`: the app built on the hub — users, workspaces, collections, their streams and
-//!   the web UI.
 
-pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 mod connection;
 pub mod error;
 pub mod limits;
-pub mod mercure;
 pub mod metrics;
 pub mod poll;
 pub mod ratelimit;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod tls;

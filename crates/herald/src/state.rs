@@ -3,18 +3,18 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, header};
+use herald_app::App;
 use herald_hub::Hub;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::App,
     auth::Verifier,
     config::Config,
     error::{ApiError, ErrorCode},
     limits::{Refused, StreamLimiter, StreamPermit},
-    mercure::SelectorCache,
     metrics::ServerMetrics,
     ratelimit::RateLimits,
+    routes::mercure::SelectorCache,
 };
 
 /// Shared state of the HTTP handlers. Cheap to clone.

@@ -68,7 +68,7 @@ use router::route;
 use crate::{
     error::{ApiError, ErrorCode},
     limits::{ClientAddr, CountedStream},
-    mercure::{self, OpenStream},
+    routes::mercure::{self, OpenStream},
     state::{AppState, body_timed_out, shutting_down},
     watchdog::{Tracked, Verdict, Watch},
 };

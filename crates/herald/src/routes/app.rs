@@ -14,21 +14,23 @@ use futures::StreamExt as _;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use crate::{
-    app::{
-        accounts::{self, Credentials, SESSION_COOKIE, SESSION_TTL_SECS, TOKEN_PREFIX},
-        assets,
-        model::{
-            self, Account, Broadcast, Channel, Login, NewMember, NewToken, NewUser, Note, Notify,
-            PasswordChange, Todo, WorkspaceBody,
-        },
-        policy::{Actor, Kind},
-        service::{MAX_PAGE, Resource},
-        streams::StreamRequest,
+use herald_app::{
+    ErrorKind,
+    accounts::{self, Credentials, SESSION_COOKIE, SESSION_TTL_SECS, TOKEN_PREFIX},
+    model::{
+        self, Account, Broadcast, Channel, Login, NewMember, NewToken, NewUser, Note, Notify,
+        PasswordChange, Todo, WorkspaceBody,
     },
+    policy::{Actor, Kind},
+    service::{MAX_PAGE, Resource},
+    streams::StreamRequest,
+};
+
+use crate::{
     error::{ApiError, ErrorCode},
     limits::ClientAddr,
     ratelimit::{LoginAttempt, LoginLimit},
+    routes::assets,
     state::AppState,
 };
 
@@ -96,15 +98,17 @@ impl FromRequestParts<AppState> for Actor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let pool = state.app.pool();
         if let Some(token) = bearer(&parts.headers) {
             if !token.starts_with(TOKEN_PREFIX) {
                 return Err(ApiError::unauthorized(format!(
                     "the bearer token is not a Herald API token (they start with {TOKEN_PREFIX})"
                 )));
             }
-            let actor =
-                accounts::authenticate(pool, state.app.tasks(), Credentials::Token(token)).await?;
+            let actor = state
+                .app
+                .accounts()
+                .authenticate(Credentials::Token(token))
+                .await?;
             charge_change(state, parts, &actor).await?;
             return Ok(actor);
         }
@@ -116,8 +120,11 @@ impl FromRequestParts<AppState> for Actor {
         if !matches!(parts.method, Method::GET | Method::HEAD) {
             state.check_cookie_origin(&parts.headers)?;
         }
-        let actor =
-            accounts::authenticate(pool, state.app.tasks(), Credentials::Session(session)).await?;
+        let actor = state
+            .app
+            .accounts()
+            .authenticate(Credentials::Session(session))
+            .await?;
         charge_change(state, parts, &actor).await?;
         Ok(actor)
     }
@@ -170,8 +177,8 @@ async fn charge_change(state: &AppState, parts: &Parts, actor: &Actor) -> Result
     match state.app.read_access(actor, &ws).await {
         Ok(_) => {}
         // The handler answers the 404 (or 400) itself.
-        Err(error) if error.code == ErrorCode::NotFound => return Ok(()),
-        Err(error) => return Err(error),
+        Err(error) if error.kind == ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error.into()),
     }
     rates
         .workspace_changes
@@ -258,7 +265,7 @@ async fn path_id(
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
     let value = params.get(key).map_or("", String::as_str);
-    model::id(what, value)
+    Ok(model::id(what, value)?)
 }
 
 /// The `{ws}` of a workspace path.
@@ -303,10 +310,10 @@ async fn login(
     state.check_cookie_origin(&headers)?;
     let account = model::normalize_email(&body.email);
     let attempt = admit_login(&state, peer, &account)?;
-    let outcome = accounts::login(state.app.pool(), &body.email, body.password).await;
+    let outcome = state.app.accounts().login(&body.email, body.password).await;
     match &outcome {
         // A wrong email or password: the attempt counts as a failure.
-        Err(error) if error.code == ErrorCode::Unauthorized => attempt.failed(),
+        Err(error) if error.kind == ErrorKind::Unauthenticated => attempt.failed(),
         _ => attempt.succeeded(),
     }
     let (user, secret) = outcome?;
@@ -317,7 +324,7 @@ async fn login(
     let mut response = Json(user).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
+        HeaderValue::from_str(&cookie).map_err(internal)?,
     );
     Ok(response)
 }
@@ -363,7 +370,7 @@ async fn logout(State(state): State<AppState>, actor: Actor) -> Result<Response,
     );
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
+        HeaderValue::from_str(&cookie).map_err(internal)?,
     );
     Ok(response)
 }
@@ -379,12 +386,7 @@ async fn me(actor: Actor) -> Json<model::User> {
 }
 
 async fn users(State(state): State<AppState>, _: Actor) -> Result<impl IntoResponse, ApiError> {
-    let users: Vec<Account> =
-        sqlx::query_as("SELECT id, email, name, role, active FROM users ORDER BY name, email")
-            .fetch_all(state.app.pool())
-            .await
-            .map_err(crate::app::internal)?;
-    Ok(items(users))
+    Ok(items(state.app.accounts().users().await?))
 }
 
 /// The `{id}` of a user's path.
@@ -429,7 +431,7 @@ async fn change_password(
         .await;
     match &outcome {
         // The current password was wrong.
-        Err(error) if error.code == ErrorCode::Forbidden => attempt.failed(),
+        Err(error) if error.kind == ErrorKind::Forbidden => attempt.failed(),
         _ => attempt.succeeded(),
     }
     outcome?;
@@ -459,7 +461,7 @@ async fn tokens(
         }
         None => actor.user.id.clone(),
     };
-    Ok(items(accounts::list_tokens(state.app.pool(), &user).await?))
+    Ok(items(state.app.accounts().list_tokens(&user).await?))
 }
 
 async fn create_token(
@@ -485,7 +487,7 @@ async fn create_token(
         ttl,
     };
     Ok(created(
-        accounts::add_token(state.app.pool(), &actor.user.id, spec).await?,
+        state.app.accounts().add_token(&actor.user.id, spec).await?,
     ))
 }
 
@@ -506,7 +508,7 @@ async fn create_user(
     if !actor.is_admin() {
         return Err(ApiError::forbidden("only admins may create users"));
     }
-    Ok(created(accounts::add_user(state.app.pool(), body).await?))
+    Ok(created(state.app.accounts().add_user(body).await?))
 }
 
 async fn workspaces(
@@ -762,7 +764,10 @@ async fn stream(
     {
         response = response.header("last-event-id", head);
     }
-    response
-        .body(Body::from_stream(frames))
-        .map_err(crate::app::internal)
+    response.body(Body::from_stream(frames)).map_err(internal)
+}
+
+/// A failure the app did not see: logged in full, shown to the client as a plain 500.
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, error.to_string())
 }

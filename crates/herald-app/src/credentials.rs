@@ -1,7 +1,7 @@
 //! Changes to what lets a user in: revoking an API token, changing a password, and
 //! deactivating (or reactivating) a user.
 //!
-//! Each runs as a [`Change`](crate::app::Change): the database change and a control event
+//! Each runs as a [`Change`](crate::Change): the database change and a control event
 //! in one transaction. The event reaches no stream (`policy::CONTROL_TOPIC`); it exists for
 //! its closing topics (`Update::closes`), so that every node ends the streams the change
 //! made wrong right after fanning it out — the token's streams, or every stream of the user.
@@ -12,18 +12,15 @@
 //! the outbox, and the outbox relay of the running nodes publishes it within a second.
 
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyConnection;
 
 use crate::{
-    app::{
-        App, accounts,
-        db::Writer,
-        internal,
-        model::{self, Account, User},
-        policy::{self, Actor, not_found},
-        store_event,
-    },
-    error::{ApiError, ErrorCode},
+    Accounts, App, Change,
+    db::Writer,
+    error::{AppError, internal},
+    model::{self, Account, User},
+    policy::{self, Actor, not_found},
+    store_event,
 };
 
 impl App {
@@ -34,7 +31,7 @@ impl App {
     ///
     /// 404 when there is no such token, or it belongs to someone else and the actor is not
     /// an admin.
-    pub(crate) async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(), ApiError> {
+    pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(), AppError> {
         let mut change = self.change().await?;
         let owner: Option<String> =
             sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
@@ -68,17 +65,23 @@ impl App {
     /// # Errors
     ///
     /// 400 when the new password is too short or too long; 403 when `current` is wrong.
-    pub(crate) async fn change_password(
+    pub async fn change_password(
         &self,
         actor: &Actor,
         current: String,
         new: String,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AppError> {
         model::password("the new password", &new)?;
-        if !accounts::password_matches(self.pool(), &actor.user.id, current).await? {
-            return Err(ApiError::forbidden("the current password is not right"));
+        if !self
+            .accounts()
+            .password_matches(&actor.user.id, current)
+            .await?
+        {
+            return Err(AppError::forbidden("the current password is not right"));
         }
-        let hash = accounts::hash_password(new).await.map_err(internal)?;
+        let hash = crate::passwords::hash_password(new)
+            .await
+            .map_err(internal)?;
         let mut change = self.change().await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
@@ -111,20 +114,19 @@ impl App {
     ///
     /// 403 for non-admins; 404 when there is no such user; 409 when an admin deactivates
     /// themselves (nobody could undo it if they were the last).
-    pub(crate) async fn set_active(
+    pub async fn set_active(
         &self,
         actor: &Actor,
         id: &str,
         active: bool,
-    ) -> Result<Account, ApiError> {
+    ) -> Result<Account, AppError> {
         if !actor.is_admin() {
-            return Err(ApiError::forbidden(
+            return Err(AppError::forbidden(
                 "only admins may deactivate or activate users",
             ));
         }
         if !active && id == actor.user.id {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
+            return Err(AppError::conflict(
                 "you cannot deactivate yourself; ask another admin",
             ));
         }
@@ -144,58 +146,60 @@ impl App {
     }
 }
 
-/// Deactivates or reactivates the user with `email` from outside a server (`herald user
-/// deactivate`): the change `App::set_active` makes, under the same write lock. Its
-/// control event waits in the outbox for the relay of the running nodes, which publishes it
-/// within a second and so ends the user's streams on every node.
-///
-/// # Errors
-///
-/// 404 when there is no such user; when the database fails.
-pub async fn set_active_by_email(
-    pool: &AnyPool,
-    email: &str,
-    active: bool,
-) -> Result<Account, ApiError> {
-    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
-    let mut writer = Writer::acquire(&turn, pool).await.map_err(internal)?;
-    writer.begin().await.map_err(internal)?;
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-        .bind(model::normalize_email(email))
-        .fetch_optional(&mut *writer)
-        .await
-        .map_err(internal)?;
-    let id = id.ok_or_else(|| {
-        ApiError::new(ErrorCode::NotFound, format!("no user with email {email:?}"))
-    })?;
-    let user = switch_active(&mut writer, &id, active).await?;
-    if !active {
-        let uid = model::new_id();
-        let event_type = "users:deactivated";
-        let envelope = json!({
-            "id": uid,
-            "type": event_type,
-            "user": null,
-            "timestamp": model::now(),
-        });
-        store_event(
-            &mut writer,
-            &uid,
-            event_type,
-            &[policy::CONTROL_TOPIC.to_owned()],
-            &[policy::user_topic(&id)],
-            &envelope.to_string(),
-        )
-        .await?;
+impl Accounts {
+    /// Deactivates or reactivates the user with `email` from outside a server (`herald user
+    /// deactivate`): the change `App::set_active` makes, under the same write lock. Its
+    /// control event waits in the outbox for the relay of the running nodes, which publishes it
+    /// within a second and so ends the user's streams on every node.
+    ///
+    /// # Errors
+    ///
+    /// 404 when there is no such user; when the database fails.
+    pub async fn set_active_by_email(
+        &self,
+        email: &str,
+        active: bool,
+    ) -> Result<Account, AppError> {
+        let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+        let mut writer = Writer::acquire(&turn, &self.pool, &self.tasks)
+            .await
+            .map_err(internal)?;
+        writer.begin().await.map_err(internal)?;
+        let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+            .bind(model::normalize_email(email))
+            .fetch_optional(&mut *writer)
+            .await
+            .map_err(internal)?;
+        let id = id.ok_or_else(|| AppError::not_found(format!("no user with email {email:?}")))?;
+        let user = switch_active(&mut writer, &id, active).await?;
+        if !active {
+            let uid = model::new_id();
+            let event_type = "users:deactivated";
+            let envelope = json!({
+                "id": uid,
+                "type": event_type,
+                "user": null,
+                "timestamp": model::now(),
+            });
+            store_event(
+                &mut writer,
+                &uid,
+                event_type,
+                &[policy::CONTROL_TOPIC.to_owned()],
+                &[policy::user_topic(&id)],
+                &envelope.to_string(),
+            )
+            .await?;
+        }
+        writer.commit().await.map_err(internal)?;
+        writer.release().await;
+        Ok(Account { user, active })
     }
-    writer.commit().await.map_err(internal)?;
-    writer.release().await;
-    Ok(Account { user, active })
 }
 
 /// Sets user `id`'s `active` flag on `conn`, inside a change; deactivation also deletes the
 /// user's sessions. Returns the user.
-async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Result<User, ApiError> {
+async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Result<User, AppError> {
     let user: Option<User> =
         sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
             .bind(id)
@@ -222,11 +226,11 @@ async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Resu
 /// Emits a control event of `event_type` by `actor`, which ends the streams following
 /// `closes`.
 async fn emit_control(
-    change: &mut crate::app::Change,
+    change: &mut Change,
     event_type: &str,
     actor: &Actor,
     closes: Vec<String>,
-) -> Result<String, ApiError> {
+) -> Result<String, AppError> {
     let envelope = json!({
         "id": null,
         "type": event_type,

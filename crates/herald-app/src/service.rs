@@ -11,33 +11,31 @@ use sqlx::{
 };
 
 use crate::{
-    app::{
-        App, Change, internal,
-        model::{
-            self, Channel, ChannelBody, Member, MemberRole, NewMember, NewTodo, Note, NoteBody,
-            Todo, TodoPatch, User, Workspace, WorkspaceView,
-        },
-        policy::{self, Access, Actor, Kind, not_found},
+    App, Change,
+    error::{AppError, internal},
+    model::{
+        self, Channel, ChannelBody, Member, MemberRole, NewMember, NewTodo, Note, NoteBody, Todo,
+        TodoPatch, User, Workspace, WorkspaceView,
     },
-    error::ApiError,
+    policy::{self, Access, Action, Actor, Kind, not_found},
 };
 
 /// One page of a collection.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Page<T> {
+pub struct Page<T> {
     /// The items, oldest first.
-    pub(crate) items: Vec<T>,
+    pub items: Vec<T>,
     /// Pass as `after` for the next page; `None` on the last.
-    pub(crate) next_cursor: Option<String>,
+    pub next_cursor: Option<String>,
 }
 
 /// Most items on one page.
-pub(crate) const MAX_PAGE: u32 = 200;
+pub const MAX_PAGE: u32 = 200;
 
 /// What every new resource starts with.
 #[derive(Debug)]
-pub(crate) struct Base {
+pub struct Base {
     id: String,
     workspace_id: String,
     created_by: String,
@@ -45,9 +43,7 @@ pub(crate) struct Base {
 }
 
 /// A collection under `/api/workspaces/{ws}/…`: todos, channels or notes.
-pub(crate) trait Resource:
-    Serialize + for<'r> FromRow<'r, AnyRow> + Send + Unpin + 'static
-{
+pub trait Resource: Serialize + for<'r> FromRow<'r, AnyRow> + Send + Unpin + 'static {
     /// Its kind, for event types and routing.
     const KIND: Kind;
     /// Whether only its author (and admins) may see and change it.
@@ -58,9 +54,9 @@ pub(crate) trait Resource:
     type Patch: DeserializeOwned + Send + 'static;
 
     /// A new resource from a checked body.
-    fn create(base: Base, body: Self::Create) -> Result<Self, ApiError>;
+    fn create(base: Base, body: Self::Create) -> Result<Self, AppError>;
     /// Applies a checked patch; refuses an empty one.
-    fn apply(&mut self, patch: Self::Patch, now: String) -> Result<(), ApiError>;
+    fn apply(&mut self, patch: Self::Patch, now: String) -> Result<(), AppError>;
     /// Inserts or updates its row.
     fn save(&self) -> Query<'_, Any, AnyArguments<'_>>;
     /// Its id.
@@ -68,13 +64,13 @@ pub(crate) trait Resource:
     /// Its author.
     fn author(&self) -> &str;
     /// Refuses deletion of what must stay.
-    fn check_delete(&self) -> Result<(), ApiError> {
+    fn check_delete(&self) -> Result<(), AppError> {
         Ok(())
     }
 }
 
-fn empty_patch() -> ApiError {
-    ApiError::bad_request("the patch changes nothing: give at least one field")
+fn empty_patch() -> AppError {
+    AppError::invalid("the patch changes nothing: give at least one field")
 }
 
 impl Resource for Todo {
@@ -83,7 +79,7 @@ impl Resource for Todo {
     type Create = NewTodo;
     type Patch = TodoPatch;
 
-    fn create(base: Base, body: NewTodo) -> Result<Self, ApiError> {
+    fn create(base: Base, body: NewTodo) -> Result<Self, AppError> {
         model::text("title", &body.title, model::MAX_TITLE)?;
         Ok(Self {
             id: base.id,
@@ -96,7 +92,7 @@ impl Resource for Todo {
         })
     }
 
-    fn apply(&mut self, patch: TodoPatch, now: String) -> Result<(), ApiError> {
+    fn apply(&mut self, patch: TodoPatch, now: String) -> Result<(), AppError> {
         if patch.title.is_none() && patch.done.is_none() {
             return Err(empty_patch());
         }
@@ -141,10 +137,10 @@ impl Resource for Channel {
     type Create = ChannelBody;
     type Patch = ChannelBody;
 
-    fn create(base: Base, body: ChannelBody) -> Result<Self, ApiError> {
+    fn create(base: Base, body: ChannelBody) -> Result<Self, AppError> {
         let name = body
             .name
-            .ok_or_else(|| ApiError::bad_request("name is required"))?;
+            .ok_or_else(|| AppError::invalid("name is required"))?;
         model::text("name", &name, model::MAX_NAME)?;
         Ok(Self {
             id: base.id,
@@ -157,7 +153,7 @@ impl Resource for Channel {
         })
     }
 
-    fn apply(&mut self, patch: ChannelBody, now: String) -> Result<(), ApiError> {
+    fn apply(&mut self, patch: ChannelBody, now: String) -> Result<(), AppError> {
         let name = patch.name.ok_or_else(empty_patch)?;
         model::text("name", &name, model::MAX_NAME)?;
         self.name = name;
@@ -188,9 +184,9 @@ impl Resource for Channel {
         &self.created_by
     }
 
-    fn check_delete(&self) -> Result<(), ApiError> {
+    fn check_delete(&self) -> Result<(), AppError> {
         if self.is_default {
-            Err(ApiError::conflict(format!(
+            Err(AppError::conflict(format!(
                 "{:?} is the workspace's default channel and cannot be deleted",
                 self.name
             )))
@@ -206,10 +202,10 @@ impl Resource for Note {
     type Create = NoteBody;
     type Patch = NoteBody;
 
-    fn create(base: Base, body: NoteBody) -> Result<Self, ApiError> {
+    fn create(base: Base, body: NoteBody) -> Result<Self, AppError> {
         let content = body
             .content
-            .ok_or_else(|| ApiError::bad_request("content is required"))?;
+            .ok_or_else(|| AppError::invalid("content is required"))?;
         model::text("content", &content, model::MAX_CONTENT)?;
         Ok(Self {
             id: base.id,
@@ -221,7 +217,7 @@ impl Resource for Note {
         })
     }
 
-    fn apply(&mut self, patch: NoteBody, now: String) -> Result<(), ApiError> {
+    fn apply(&mut self, patch: NoteBody, now: String) -> Result<(), AppError> {
         let content = patch.content.ok_or_else(empty_patch)?;
         model::text("content", &content, model::MAX_CONTENT)?;
         self.content = content;
@@ -265,15 +261,15 @@ fn table(kind: Kind) -> &'static str {
 /// [`Change::emit`].
 fn envelope(
     kind: Kind,
-    action: &str,
+    action: Action,
     ws: &str,
     data: &impl Serialize,
     actor: &Actor,
 ) -> serde_json::Value {
     json!({
         "id": null,
-        "type": format!("{}:{action}", kind.as_str()),
-        "action": action,
+        "type": format!("{}:{}", kind.as_str(), action.as_str()),
+        "action": action.as_str(),
         "resourceType": kind.as_str(),
         "workspaceId": ws,
         "data": data,
@@ -285,7 +281,7 @@ fn envelope(
 /// What an event is about, for its type and its routing.
 struct About<'a> {
     kind: Kind,
-    action: &'a str,
+    action: Action,
     ws: &'a str,
     /// The resource's author: notes are routed by it.
     author: &'a str,
@@ -299,7 +295,7 @@ async fn emit(
     actor: &Actor,
     about: About<'_>,
     data: &impl Serialize,
-) -> Result<String, ApiError> {
+) -> Result<String, AppError> {
     let About {
         kind,
         action,
@@ -307,7 +303,7 @@ async fn emit(
         author,
         concerns,
     } = about;
-    let event_type = format!("{}:{action}", kind.as_str());
+    let event_type = format!("{}:{}", kind.as_str(), action.as_str());
     let topics = policy::route(kind, ws, author, concerns);
     let closes = policy::closes(kind, action, ws, concerns);
     change
@@ -321,7 +317,7 @@ async fn emit(
 }
 
 /// Records the event that gave `user` access to `ws`; replays do not reach before it.
-async fn joined_at(change: &mut Change, ws: &str, user: &str, event: &str) -> Result<(), ApiError> {
+async fn joined_at(change: &mut Change, ws: &str, user: &str, event: &str) -> Result<(), AppError> {
     sqlx::query("UPDATE members SET joined_event = $1 WHERE workspace_id = $2 AND user_id = $3")
         .bind(event)
         .bind(ws)
@@ -336,7 +332,7 @@ const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.upd
 
 /// The actor's access to workspace `ws`, read on `conn` (inside a change's transaction for
 /// writes, so the check and the write see the same state).
-async fn access(conn: &mut AnyConnection, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
+async fn access(conn: &mut AnyConnection, actor: &Actor, ws: &str) -> Result<Access, AppError> {
     let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
         "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w LEFT JOIN members m \
          ON m.workspace_id = w.id AND m.user_id = $1 WHERE w.id = $2"
@@ -365,13 +361,13 @@ impl App {
     /// # Errors
     ///
     /// 404 without it.
-    pub(crate) async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, ApiError> {
+    pub async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, AppError> {
         let mut conn = self.pool().acquire().await.map_err(internal)?;
         access(&mut conn, actor, ws).await
     }
 
     /// The workspaces the actor may read: its memberships, or every one for an admin.
-    pub(crate) async fn workspaces(&self, actor: &Actor) -> Result<Vec<WorkspaceView>, ApiError> {
+    pub async fn workspaces(&self, actor: &Actor) -> Result<Vec<WorkspaceView>, AppError> {
         let join = if actor.is_admin() {
             "LEFT JOIN"
         } else {
@@ -395,11 +391,7 @@ impl App {
     }
 
     /// One workspace, with the actor's role.
-    pub(crate) async fn workspace(
-        &self,
-        actor: &Actor,
-        ws: &str,
-    ) -> Result<WorkspaceView, ApiError> {
+    pub async fn workspace(&self, actor: &Actor, ws: &str) -> Result<WorkspaceView, AppError> {
         let access = self.read_access(actor, ws).await?;
         Ok(WorkspaceView {
             workspace: access.workspace,
@@ -408,11 +400,11 @@ impl App {
     }
 
     /// Creates a workspace owned by the actor, with its `general` channel.
-    pub(crate) async fn create_workspace(
+    pub async fn create_workspace(
         &self,
         actor: &Actor,
         name: String,
-    ) -> Result<WorkspaceView, ApiError> {
+    ) -> Result<WorkspaceView, AppError> {
         model::text("name", &name, model::MAX_NAME)?;
         let now = model::now();
         let workspace = Workspace {
@@ -465,7 +457,7 @@ impl App {
             actor,
             About {
                 kind: Kind::Workspaces,
-                action: "created",
+                action: Action::Created,
                 ws: &ws,
                 author: &actor.user.id,
                 concerns: me,
@@ -479,7 +471,7 @@ impl App {
             actor,
             About {
                 kind: Kind::Channels,
-                action: "created",
+                action: Action::Created,
                 ws: &ws,
                 author: &actor.user.id,
                 concerns: None,
@@ -495,12 +487,12 @@ impl App {
     }
 
     /// Renames a workspace; owners and admins.
-    pub(crate) async fn rename_workspace(
+    pub async fn rename_workspace(
         &self,
         actor: &Actor,
         ws: &str,
         name: String,
-    ) -> Result<WorkspaceView, ApiError> {
+    ) -> Result<WorkspaceView, AppError> {
         model::text("name", &name, model::MAX_NAME)?;
         let mut change = self.change().await?;
         let access = access(&mut change.tx, actor, ws).await?;
@@ -520,7 +512,7 @@ impl App {
             actor,
             About {
                 kind: Kind::Workspaces,
-                action: "updated",
+                action: Action::Updated,
                 ws,
                 author: &actor.user.id,
                 concerns: None,
@@ -536,7 +528,7 @@ impl App {
     }
 
     /// Deletes a workspace and everything in it; owners and admins.
-    pub(crate) async fn delete_workspace(&self, actor: &Actor, ws: &str) -> Result<(), ApiError> {
+    pub async fn delete_workspace(&self, actor: &Actor, ws: &str) -> Result<(), AppError> {
         let mut change = self.change().await?;
         let access = access(&mut change.tx, actor, ws).await?;
         access.require_owner("delete it")?;
@@ -551,7 +543,7 @@ impl App {
             actor,
             About {
                 kind: Kind::Workspaces,
-                action: "deleted",
+                action: Action::Deleted,
                 ws,
                 author: &actor.user.id,
                 concerns: None,
@@ -564,7 +556,7 @@ impl App {
     }
 
     /// The members of a workspace.
-    pub(crate) async fn members(&self, actor: &Actor, ws: &str) -> Result<Vec<Member>, ApiError> {
+    pub async fn members(&self, actor: &Actor, ws: &str) -> Result<Vec<Member>, AppError> {
         self.read_access(actor, ws).await?;
         sqlx::query_as(
             "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
@@ -578,12 +570,12 @@ impl App {
     }
 
     /// Adds a member; owners and admins.
-    pub(crate) async fn add_member(
+    pub async fn add_member(
         &self,
         actor: &Actor,
         ws: &str,
         new: NewMember,
-    ) -> Result<Member, ApiError> {
+    ) -> Result<Member, AppError> {
         let user_id = model::id("userId", &new.user_id)?;
         let mut change = self.change().await?;
         access(&mut change.tx, actor, ws)
@@ -616,7 +608,7 @@ impl App {
         .await
         .map_err(internal)?;
         if inserted.rows_affected() == 0 {
-            return Err(ApiError::conflict("that user is already a member"));
+            return Err(AppError::conflict("that user is already a member"));
         }
         let concerns = Some(member.user_id.as_str());
         let joined = emit(
@@ -624,7 +616,7 @@ impl App {
             actor,
             About {
                 kind: Kind::Members,
-                action: "added",
+                action: Action::Added,
                 ws,
                 author: &actor.user.id,
                 concerns,
@@ -638,12 +630,12 @@ impl App {
     }
 
     /// Removes a member; owners and admins, or members leaving. The last owner stays.
-    pub(crate) async fn remove_member(
+    pub async fn remove_member(
         &self,
         actor: &Actor,
         ws: &str,
         user_id: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AppError> {
         let user_id = model::id("userId", user_id)?;
         let mut change = self.change().await?;
         let access = access(&mut change.tx, actor, ws).await?;
@@ -670,7 +662,7 @@ impl App {
             .await
             .map_err(internal)?;
             if owners <= 1 {
-                return Err(ApiError::conflict(
+                return Err(AppError::conflict(
                     "the last owner cannot be removed; make another member owner first, or \
                      delete the workspace",
                 ));
@@ -688,7 +680,7 @@ impl App {
             actor,
             About {
                 kind: Kind::Members,
-                action: "removed",
+                action: Action::Removed,
                 ws,
                 author: &actor.user.id,
                 concerns,
@@ -701,13 +693,13 @@ impl App {
     }
 
     /// A page of a collection, as the actor may see it.
-    pub(crate) async fn list<R: Resource>(
+    pub async fn list<R: Resource>(
         &self,
         actor: &Actor,
         ws: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Page<R>, ApiError> {
+    ) -> Result<Page<R>, AppError> {
         self.read_access(actor, ws).await?;
         let see_all = !R::PRIVATE || actor.is_admin();
         let limit = limit.clamp(1, MAX_PAGE);
@@ -743,24 +735,19 @@ impl App {
     }
 
     /// One resource, if the actor may see it.
-    pub(crate) async fn get<R: Resource>(
-        &self,
-        actor: &Actor,
-        ws: &str,
-        id: &str,
-    ) -> Result<R, ApiError> {
+    pub async fn get<R: Resource>(&self, actor: &Actor, ws: &str, id: &str) -> Result<R, AppError> {
         self.read_access(actor, ws).await?;
         let mut conn = self.pool().acquire().await.map_err(internal)?;
         load::<R>(&mut conn, actor, ws, id).await
     }
 
     /// Creates a resource.
-    pub(crate) async fn create<R: Resource>(
+    pub async fn create<R: Resource>(
         &self,
         actor: &Actor,
         ws: &str,
         body: R::Create,
-    ) -> Result<R, ApiError> {
+    ) -> Result<R, AppError> {
         let mut change = self.change().await?;
         // The id is made under the write lock, so ids follow commit order and a client
         // paging with `after` cannot miss an item committed after it read a later one.
@@ -782,7 +769,7 @@ impl App {
             actor,
             About {
                 kind: R::KIND,
-                action: "created",
+                action: Action::Created,
                 ws,
                 author: resource.author(),
                 concerns: None,
@@ -795,13 +782,13 @@ impl App {
     }
 
     /// Changes a resource the actor may see.
-    pub(crate) async fn update<R: Resource>(
+    pub async fn update<R: Resource>(
         &self,
         actor: &Actor,
         ws: &str,
         id: &str,
         patch: R::Patch,
-    ) -> Result<R, ApiError> {
+    ) -> Result<R, AppError> {
         let mut change = self.change().await?;
         access(&mut change.tx, actor, ws).await?;
         let mut resource = load::<R>(&mut change.tx, actor, ws, id).await?;
@@ -816,7 +803,7 @@ impl App {
             actor,
             About {
                 kind: R::KIND,
-                action: "updated",
+                action: Action::Updated,
                 ws,
                 author: resource.author(),
                 concerns: None,
@@ -829,12 +816,12 @@ impl App {
     }
 
     /// Deletes a resource the actor may see; its event carries the last state.
-    pub(crate) async fn delete<R: Resource>(
+    pub async fn delete<R: Resource>(
         &self,
         actor: &Actor,
         ws: &str,
         id: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AppError> {
         let mut change = self.change().await?;
         access(&mut change.tx, actor, ws).await?;
         let resource = load::<R>(&mut change.tx, actor, ws, id).await?;
@@ -849,7 +836,7 @@ impl App {
             actor,
             About {
                 kind: R::KIND,
-                action: "deleted",
+                action: Action::Deleted,
                 ws,
                 author: resource.author(),
                 concerns: None,
@@ -861,14 +848,14 @@ impl App {
     }
 
     /// Sends `data` to one user's streams; admins and `--notify` tokens.
-    pub(crate) async fn notify(
+    pub async fn notify(
         &self,
         actor: &Actor,
         user_id: &str,
         data: serde_json::Value,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, AppError> {
         if !actor.is_admin() && !actor.can_notify {
-            return Err(ApiError::forbidden(
+            return Err(AppError::forbidden(
                 "only admins and API tokens made with --notify may send notifications",
             ));
         }
@@ -903,12 +890,12 @@ impl App {
     }
 
     /// Sends `data` to every member of a workspace; its owners, admins, `--notify` tokens.
-    pub(crate) async fn broadcast(
+    pub async fn broadcast(
         &self,
         actor: &Actor,
         ws: &str,
         data: serde_json::Value,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, AppError> {
         let mut change = self.change().await?;
         if actor.can_notify {
             // A token made to notify may broadcast to any workspace that exists.
@@ -950,7 +937,7 @@ async fn load<R: Resource>(
     actor: &Actor,
     ws: &str,
     id: &str,
-) -> Result<R, ApiError> {
+) -> Result<R, AppError> {
     let what = R::KIND.as_str().trim_end_matches('s');
     let resource: Option<R> = sqlx::query_as(&format!(
         "SELECT * FROM {} WHERE id = $1 AND workspace_id = $2",
@@ -970,7 +957,7 @@ async fn load<R: Resource>(
 impl App {
     /// Ends the actor's session, and with it every stream it opened, on every node: the
     /// session's row goes, and a control event ends the streams following its topic.
-    pub(crate) async fn logout(&self, actor: &Actor) -> Result<(), ApiError> {
+    pub async fn logout(&self, actor: &Actor) -> Result<(), AppError> {
         let Some(session) = &actor.session else {
             return Ok(());
         };
