@@ -16,14 +16,92 @@ use sqlx::AnyConnection;
 
 use crate::{
     Accounts, App, Change,
+    accounts::{NewTokenSecret, TokenSpec, parse_ttl},
     db::Writer,
     error::{AppError, internal},
-    model::{self, Account, User},
+    model::{self, Account, NewToken, NewUser, TokenInfo, User},
     policy::{self, Actor, not_found},
     store_event,
 };
 
 impl App {
+    /// Every user, for any signed-in actor (the people one may add to a workspace).
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    pub async fn users(&self, _actor: &Actor) -> Result<Vec<Account>, AppError> {
+        self.accounts().users().await
+    }
+
+    /// Creates a user; admins only.
+    ///
+    /// # Errors
+    ///
+    /// 403 for anyone else; 400 for bad fields; 409 when the email is taken.
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User, AppError> {
+        if !actor.is_admin() {
+            return Err(AppError::forbidden("only admins may create users"));
+        }
+        self.accounts().add_user(new).await
+    }
+
+    /// The API tokens of `user` (the actor's own by default; someone else's for admins),
+    /// that have not expired.
+    ///
+    /// # Errors
+    ///
+    /// 400 for a bad user id, 403 for someone else's tokens unless the actor is an admin.
+    pub async fn tokens(
+        &self,
+        actor: &Actor,
+        user: Option<&str>,
+    ) -> Result<Vec<TokenInfo>, AppError> {
+        let user = match user {
+            Some(user) => {
+                let user = model::id("user", user)?;
+                if user != actor.user.id && !actor.is_admin() {
+                    return Err(AppError::forbidden("only admins may list others' tokens"));
+                }
+                user
+            }
+            None => actor.user.id.clone(),
+        };
+        self.accounts().list_tokens(&user).await
+    }
+
+    /// Makes an API token for the actor, who must be signed in with a session: a token
+    /// that could make tokens would outlive its own revocation or expiry. Only admins make
+    /// tokens that notify.
+    ///
+    /// # Errors
+    ///
+    /// 403 from a token, or for a notifying token by a non-admin; 400 for a bad name or
+    /// lifetime; 409 when the actor holds too many tokens.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        new: NewToken,
+    ) -> Result<NewTokenSecret, AppError> {
+        if actor.session.is_none() {
+            return Err(AppError::forbidden(
+                "API tokens are made from a signed-in session, or with `herald user token`",
+            ));
+        }
+        if new.notify && !actor.is_admin() {
+            return Err(AppError::forbidden(
+                "only admins may make tokens that notify",
+            ));
+        }
+        let ttl = new.ttl.as_deref().map(parse_ttl).transpose()?;
+        let spec = TokenSpec {
+            name: new.name,
+            can_notify: new.notify,
+            ttl,
+        };
+        self.accounts().add_token(&actor.user.id, spec).await
+    }
+
     /// Revokes API token `id`: the actor's own, or anyone's for an admin. Streams opened
     /// with it end on every node.
     ///

@@ -1,4 +1,4 @@
-//! The HTTP server: the router ([`app()`]), start-up ([`serve`]) and graceful shutdown.
+//! The HTTP server: the router ([`router()`]), start-up ([`serve`]) and graceful shutdown.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,9 +9,8 @@ use anyhow::Context as _;
 use axum::serve::Listener as _;
 use axum::{
     Router,
-    extract::{Request, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    response::IntoResponse,
+    extract::Request,
+    http::{HeaderName, HeaderValue, Method, header},
     routing::get,
 };
 use herald_app::{Accounts, App};
@@ -29,9 +28,8 @@ use crate::{
     connection,
     error::{ApiError, ErrorCode},
     limits::CountingListener,
-    metrics,
-    routes::mercure,
-    state::AppState,
+    routes::{self, mercure},
+    state::ServerState,
     tls::Reloadable,
 };
 
@@ -97,15 +95,13 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, LockError> {
 }
 
 /// The router, without a socket, so tests can call it directly.
-pub fn app(state: AppState) -> Router {
+pub fn router(state: ServerState) -> Router {
     // No CORS headers at all unless origins are configured: secure by default.
-    let cors = (!state.cors_origins.is_empty()).then(|| cors_layer(&state.cors_origins));
+    let cors = (!state.origins.allowed.is_empty()).then(|| cors_layer(&state.origins.allowed));
     Router::new()
-        .merge(crate::routes::app::routes())
+        .merge(routes::app::routes())
         .route(mercure::PATH, get(mercure::subscribe).post(mercure::publish))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::handler))
+        .merge(routes::ops::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
@@ -120,18 +116,6 @@ pub fn app(state: AppState) -> Router {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         }))
         .layer(tower::util::option_layer(cors))
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if let Err(error) = state.hub.check_log().await {
-        return ApiError::unavailable(format!("the event log is unavailable: {error}"))
-            .into_response();
-    }
-    if let Err(error) = state.app.check_db().await {
-        return ApiError::unavailable(format!("the app's database is unavailable: {error}"))
-            .into_response();
-    }
-    (StatusCode::OK, "ready").into_response()
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -233,7 +217,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let the_app = App::start(pool, hub.clone(), &tracker, shutdown.clone())
         .await
         .context("cannot start the app")?;
-    let state = AppState::new(hub, the_app, &config, shutdown.clone());
+    let state = ServerState::new(hub, the_app, &config, shutdown.clone());
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -285,7 +269,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(signal(shutdown.clone()));
     let shared = connection::Shared {
-        router: app(state.clone()),
+        router: router(state.clone()),
         state,
         shutdown: shutdown.clone(),
         tls: config.tls.as_ref().map(|tls| tls.acceptor.clone()),
