@@ -21,7 +21,6 @@ mod tests {
         ("crates/herald/assets/app.js", 1_496),
         ("crates/herald-hub/src/hub.rs", 1_191),
         ("crates/herald/assets/herald.js", 1_078),
-        ("crates/herald/src/app/service.rs", 999),
     ];
 
     /// Folders whose files are not the repository's own sources.
