@@ -209,7 +209,7 @@ impl Accounts {
     /// # Errors
     ///
     /// 401 for an unknown email or a wrong password, with the same message for both; 503 when
-    /// no hashing turn frees up within [`HASH_WAIT`].
+    /// no hashing turn frees up within [`HASH_WAIT`](crate::passwords::HASH_WAIT).
     pub async fn login(&self, email: &str, password: String) -> Result<(User, String), AppError> {
         let row: Option<(String, String, String, model::UserRole, String)> =
             // A deactivated user is looked up as a missing one: the same hash, the same 401.

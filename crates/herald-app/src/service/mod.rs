@@ -1,5 +1,5 @@
 //! The service layer: every read applies the policy, and every change runs in one
-//! transaction with the event it emits (see [`Change`]). The server's handlers only parse
+//! transaction with the event it emits (see `Change`). The server's handlers only parse
 //! and call these.
 //!
 //! - `workspaces`: workspaces and their members.
