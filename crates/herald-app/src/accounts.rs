@@ -33,7 +33,7 @@ impl Accounts {
     ///
     /// # Errors
     ///
-    /// 400 for bad fields, 409 when the email is taken (in any case).
+    /// `Invalid` for bad fields, `Conflict` when the email is taken (in any case).
     pub async fn add_user(&self, new: NewUser) -> Result<User, AppError> {
         new.validate()?;
         let hash = hash_password(new.password).await?;
@@ -82,8 +82,8 @@ impl Accounts {
     ///
     /// # Errors
     ///
-    /// 404 when there is no such user; 400 for a bad name; 409 when the user holds
-    /// [`MAX_TOKENS_PER_USER`] tokens.
+    /// `NotFound` when there is no such user; `Invalid` for a bad name; `Conflict` when the
+    /// user holds [`MAX_TOKENS_PER_USER`] tokens.
     pub async fn create_token(
         &self,
         email: &str,
@@ -103,7 +103,7 @@ impl Accounts {
     ///
     /// # Errors
     ///
-    /// 400 for a bad name; 409 when the user holds [`MAX_TOKENS_PER_USER`] tokens.
+    /// `Invalid` for a bad name; `Conflict` when the user holds [`MAX_TOKENS_PER_USER`] tokens.
     pub async fn add_token(
         &self,
         user_id: &str,
@@ -208,11 +208,13 @@ impl Accounts {
     ///
     /// # Errors
     ///
-    /// 401 for an unknown email or a wrong password, with the same message for both; 503 when
-    /// no hashing turn frees up within [`HASH_WAIT`](crate::passwords::HASH_WAIT).
+    /// `Unauthenticated` for an unknown email or a wrong password, with the same message
+    /// for both; `Unavailable` when no hashing turn frees up within
+    /// [`HASH_WAIT`](crate::passwords::HASH_WAIT).
     pub async fn login(&self, email: &str, password: String) -> Result<(User, String), AppError> {
         let row: Option<(String, String, String, model::UserRole, String)> =
-            // A deactivated user is looked up as a missing one: the same hash, the same 401.
+            // A deactivated user is looked up as a missing one: the same hash, the same
+            // `Unauthenticated`.
             sqlx::query_as(
                 "SELECT id, email, name, role, password_hash FROM users WHERE email = $1 AND active",
             )
@@ -256,7 +258,7 @@ impl Accounts {
     ///
     /// # Errors
     ///
-    /// 401 when it is unknown, expired or revoked, or its user is deactivated.
+    /// `Unauthenticated` when it is unknown, expired or revoked, or its user is deactivated.
     pub async fn authenticate(&self, credentials: Credentials<'_>) -> Result<Actor, AppError> {
         /// A session's user, and when the session expires.
         #[derive(sqlx::FromRow)]
@@ -459,7 +461,7 @@ pub struct NewTokenSecret {
 ///
 /// # Errors
 ///
-/// 400 unless it is a duration from one second to [`MAX_TOKEN_TTL`].
+/// `Invalid` unless it is a duration from one second to [`MAX_TOKEN_TTL`].
 pub fn parse_ttl(ttl: &str) -> Result<std::time::Duration, AppError> {
     let parsed = humantime::parse_duration(ttl).map_err(|e| {
         AppError::invalid(format!(

@@ -6,7 +6,7 @@
 //! its closing topics (`Update::closes`), so that every node ends the streams the change
 //! made wrong right after fanning it out — the token's streams, or every stream of the user.
 //! A stream registered while the change landed re-checks its credentials and ends itself
-//! (`streams.rs`), and a request or reconnection after the commit gets a 401.
+//! (`streams.rs`), and a request or reconnection after the commit is refused as `Unauthenticated`.
 //!
 //! `herald user deactivate` makes the same change from outside a server: its event waits in
 //! the outbox, and the outbox relay of the running nodes publishes it within a second.
@@ -38,7 +38,7 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 403 for anyone else; 400 for bad fields; 409 when the email is taken.
+    /// `Forbidden` for anyone else; `Invalid` for bad fields; `Conflict` when the email is taken.
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<User, AppError> {
         if !actor.is_admin() {
             return Err(AppError::forbidden("only admins may create users"));
@@ -51,7 +51,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 400 for a bad user id, 403 for someone else's tokens unless the actor is an admin.
+    /// `Invalid` for a bad user id, `Forbidden` for someone else's tokens unless the actor
+    /// is an admin.
     pub async fn tokens(
         &self,
         actor: &Actor,
@@ -76,8 +77,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 403 from a token, or for a notifying token by a non-admin; 400 for a bad name or
-    /// lifetime; 409 when the actor holds too many tokens.
+    /// `Forbidden` from a token, or for a notifying token by a non-admin; `Invalid` for a
+    /// bad name or lifetime; `Conflict` when the actor holds too many tokens.
     pub async fn create_token(
         &self,
         actor: &Actor,
@@ -107,7 +108,7 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 404 when there is no such token, or it belongs to someone else and the actor is not
+    /// `NotFound` when there is no such token, or it belongs to someone else and the actor is not
     /// an admin.
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(), AppError> {
         let mut change = self.change().await?;
@@ -142,7 +143,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 400 when the new password is too short or too long; 403 when `current` is wrong.
+    /// `Invalid` when the new password is too short or too long; `Forbidden` when `current`
+    /// is wrong.
     pub async fn change_password(
         &self,
         actor: &Actor,
@@ -190,8 +192,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 403 for non-admins; 404 when there is no such user; 409 when an admin deactivates
-    /// themselves (nobody could undo it if they were the last).
+    /// `Forbidden` for non-admins; `NotFound` when there is no such user; `Conflict` when
+    /// an admin deactivates themselves (nobody could undo it if they were the last).
     pub async fn set_active(
         &self,
         actor: &Actor,
@@ -232,7 +234,7 @@ impl Accounts {
     ///
     /// # Errors
     ///
-    /// 404 when there is no such user; when the database fails.
+    /// `NotFound` when there is no such user; when the database fails.
     pub async fn set_active_by_email(
         &self,
         email: &str,

@@ -166,7 +166,8 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
             .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
         Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS),
     }
-    // A database that went away fails requests in seconds (503), rather than holding them.
+    // A database that went away fails requests in seconds (`Unavailable`), rather than
+    // holding them.
     .acquire_timeout(ACQUIRE_TIMEOUT)
     .connect_with(options)
     .await

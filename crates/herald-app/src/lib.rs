@@ -344,7 +344,7 @@ impl Change {
     ///
     /// # Errors
     ///
-    /// 503 when the event log does not answer just before the commit (then the change is
+    /// `Unavailable` when the event log does not answer just before the commit (then the change is
     /// rolled back), or when the transaction does not commit; then nothing happened.
     pub(crate) async fn commit(self) -> Result<(), AppError> {
         let tasks = self.app.inner.tasks.clone();

@@ -264,7 +264,7 @@ impl NewUser {
     ///
     /// # Errors
     ///
-    /// 400 naming the first bad field.
+    /// `Invalid` naming the first bad field.
     pub fn validate(&self) -> Result<(), AppError> {
         email(&self.email)?;
         text("name", &self.name, MAX_NAME)?;
@@ -330,7 +330,7 @@ pub struct TokenInfo {
 ///
 /// # Errors
 ///
-/// 400 naming `field`.
+/// `Invalid` naming `field`.
 pub fn password(field: &str, value: &str) -> Result<(), AppError> {
     let chars = value.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
@@ -425,7 +425,7 @@ pub struct Broadcast {
 ///
 /// # Errors
 ///
-/// 400 naming the field.
+/// `Invalid` naming the field.
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.trim().is_empty() {
         return Err(AppError::invalid_field(
@@ -453,7 +453,7 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), AppError> {
 ///
 /// # Errors
 ///
-/// 400.
+/// `Invalid`.
 pub fn email(value: &str) -> Result<(), AppError> {
     let ok = value.len() <= MAX_EMAIL
         && value
@@ -480,7 +480,7 @@ pub fn normalize_email(email: &str) -> String {
 ///
 /// # Errors
 ///
-/// 400 naming what was expected.
+/// `Invalid` naming what was expected.
 pub fn id(what: &str, value: &str) -> Result<String, AppError> {
     uuid::Uuid::try_parse(value)
         .map(|id| id.hyphenated().to_string())

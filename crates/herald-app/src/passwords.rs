@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{AppError, internal};
 
-/// How long a request waits for its turn to hash a password before it is answered 503.
+/// How long a request waits for its turn to hash a password before it is answered `Unavailable`.
 ///
 /// Each argon2id hash holds 19 MiB (argon2's default memory cost) and a core for tens of
 /// milliseconds, so hashes run at most one per core at a time (`hashing_permits`): more
@@ -99,8 +99,8 @@ async fn hashing<T: Send + 'static>(
 ///
 /// # Errors
 ///
-/// 503 when no hashing turn frees up within [`HASH_WAIT`]; argon2 itself fails only on
-/// absurd parameters (500).
+/// `Unavailable` when no hashing turn frees up within [`HASH_WAIT`]; argon2 itself fails only on
+/// absurd parameters (`Internal`).
 pub async fn hash_password(password: String) -> Result<String, AppError> {
     hashing(move || {
         new_hash(&password).map_err(|e| internal(format!("cannot hash the password: {e}")))
@@ -190,7 +190,7 @@ fn argon2id<'a>(
 ///
 /// # Errors
 ///
-/// 503 when no hashing turn frees up within [`HASH_WAIT`].
+/// `Unavailable` when no hashing turn frees up within [`HASH_WAIT`].
 pub(crate) async fn verify_password(
     password: String,
     hash: Option<String>,

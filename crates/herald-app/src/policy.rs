@@ -65,7 +65,7 @@ impl Access {
     ///
     /// # Errors
     ///
-    /// 404 for anyone else, exactly as if the workspace did not exist.
+    /// `NotFound` for anyone else, exactly as if the workspace did not exist.
     pub fn check(
         actor: &Actor,
         workspace: Option<Workspace>,
@@ -85,7 +85,7 @@ impl Access {
     ///
     /// # Errors
     ///
-    /// 403: the actor may see the workspace, so saying why is no leak.
+    /// `Forbidden`: the actor may see the workspace, so saying why is no leak.
     pub fn require_owner(&self, doing: &str) -> Result<(), AppError> {
         if self.admin || self.role == Some(MemberRole::Owner) {
             Ok(())
@@ -97,7 +97,7 @@ impl Access {
     }
 }
 
-/// A 404 that says only what was not found.
+/// A `NotFound` that says only what was not found.
 pub fn not_found(what: &str) -> AppError {
     AppError::not_found(format!("no such {what}"))
 }
@@ -175,7 +175,7 @@ impl Kind {
     ///
     /// # Errors
     ///
-    /// 400 naming the unknown type.
+    /// `Invalid` naming the unknown type.
     pub fn parse_list(list: &str) -> Result<BTreeSet<Self>, AppError> {
         list.split(',')
             .filter(|s| !s.is_empty())

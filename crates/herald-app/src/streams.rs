@@ -66,8 +66,8 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 404 when the workspace asked for is not readable; 400 for a bad or over-long id, or
-    /// too many workspaces; 503 when history cannot be read.
+    /// `NotFound` when the workspace asked for is not readable; `Invalid` for a bad or
+    /// over-long id, or too many workspaces; `Unavailable` when history cannot be read.
     pub async fn open_stream(
         &self,
         actor: &Actor,
@@ -148,7 +148,7 @@ impl App {
         })
     }
 
-    /// The workspaces a stream of `actor` follows: `only` (404 unless readable), or every
+    /// The workspaces a stream of `actor` follows: `only` (`NotFound` unless readable), or every
     /// one it may read.
     async fn readable(
         &self,

@@ -141,7 +141,7 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 404 without it.
+    /// `NotFound` without it.
     pub async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, AppError> {
         let mut conn = self.pool().acquire().await.map_err(internal)?;
         access(&mut conn, actor, ws).await

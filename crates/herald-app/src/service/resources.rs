@@ -398,7 +398,7 @@ impl App {
     }
 }
 
-/// Loads one resource of workspace `ws` that the actor may see (404 otherwise, also for a
+/// Loads one resource of workspace `ws` that the actor may see (`NotFound` otherwise, also for a
 /// resource of another workspace).
 async fn load<R: Resource>(
     conn: &mut AnyConnection,
