@@ -20,7 +20,6 @@ mod tests {
     /// A file leaves this list once it fits; the check fails when one grows.
     const OVERSIZED: &[(&str, usize)] = &[
         ("crates/herald/assets/herald.js", 1_078),
-        ("crates/herald/src/app/service.rs", 999),
     ];
 
     /// Folders whose files are not the repository's own sources.

@@ -1,8 +1,6 @@
 //! Mercure authorization: finding the JWT in a request and verifying it.
 //!
-//! The token is taken from `Authorization: Bearer`, else the `mercureAuthorization` cookie,
-//! else the `authorization` query parameter (an `EventSource` cannot set headers). Tokens
-//! are HS256 JWTs whose `mercure` claim lists the selectors the bearer may publish to and
+//! `credentials` finds the token (bearer header, cookie or query). Tokens are HS256 JWTs whose `mercure` claim lists the selectors the bearer may publish to and
 //! the private updates it may receive. Tokens never reach the log.
 
 use std::{
@@ -11,14 +9,11 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use axum::http::{HeaderMap, header};
+use herald_hub::selector::Selector;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-
-/// The cookie Mercure clients use to carry the token.
-pub const COOKIE_NAME: &str = "mercureAuthorization";
+use crate::{config::Config, error::ApiError};
 
 /// Longest token accepted, in bytes. Real tokens are a few hundred bytes; this bounds the
 /// work an attacker can cause per request.
@@ -48,17 +43,6 @@ pub struct Claims {
     /// per token when it names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-}
-
-/// Where a token was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `Authorization: Bearer`.
-    Header,
-    /// The `mercureAuthorization` cookie.
-    Cookie,
-    /// The `authorization` query parameter.
-    Query,
 }
 
 /// How far in the future a token's `nbf` may be and the token still be accepted, in
@@ -206,50 +190,6 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Finds the request's token, if any.
-///
-/// # Errors
-///
-/// 401 when an `Authorization` header is present but is not a bearer token: a client that
-/// meant to authenticate must not silently become anonymous.
-pub fn find_token<'a>(
-    headers: &'a HeaderMap,
-    query_token: Option<&'a str>,
-) -> Result<Option<(&'a str, TokenSource)>, ApiError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be \"Bearer <JWT>\"")
-            })?;
-        return Ok(Some((token, TokenSource::Header)));
-    }
-    if let Some(token) = cookie(headers, COOKIE_NAME) {
-        return Ok(Some((token, TokenSource::Cookie)));
-    }
-    Ok(query_token
-        .filter(|t| !t.is_empty())
-        .map(|t| (t, TokenSource::Query)))
-}
-
-/// The value of cookie `name`, if the request carries it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"'))
-}
-
 /// Mints an HS256 token with the given claims; for `herald token` and tests.
 ///
 /// # Errors
@@ -263,9 +203,90 @@ pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::erro
     )
 }
 
+/// The Mercure side of authorization: the keys of publishers and subscribers, whether a
+/// subscriber may go without a token, and the compiled `mercure.publish` selectors. Cheap
+/// to clone.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    inner: Arc<TokensInner>,
+}
+
+#[derive(Debug)]
+struct TokensInner {
+    publisher: Verifier,
+    subscriber: Verifier,
+    anonymous: bool,
+    publish_selectors: SelectorCache,
+}
+
+impl Tokens {
+    /// The verifiers and rules of `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            inner: Arc::new(TokensInner {
+                publisher: Verifier::new(&config.publisher_key),
+                subscriber: Verifier::new(&config.subscriber_key),
+                anonymous: config.anonymous,
+                publish_selectors: SelectorCache::default(),
+            }),
+        }
+    }
+
+    /// Verifies publishers' tokens.
+    pub fn publisher(&self) -> &Verifier {
+        &self.inner.publisher
+    }
+
+    /// Verifies subscribers' tokens.
+    pub fn subscriber(&self) -> &Verifier {
+        &self.inner.subscriber
+    }
+
+    /// Whether subscribers may connect without a token.
+    pub fn anonymous(&self) -> bool {
+        self.inner.anonymous
+    }
+
+    /// Whether a `mercure.publish` claim allows publishing to `topic`.
+    pub fn may_publish(&self, allowed: &[String], topic: &str) -> bool {
+        self.inner.publish_selectors.any_matches(allowed, topic)
+    }
+}
+
+/// Compiled publish selectors, cached: a publisher sends the same claim with every request.
+#[derive(Debug, Default)]
+pub struct SelectorCache {
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<Selector>>>>,
+}
+
+/// Entries kept before the cache is cleared; bounds memory under hostile claims.
+const SELECTOR_CACHE_MAX: usize = 4096;
+
+impl SelectorCache {
+    /// Whether any of `selectors` matches `topic`. Selectors that do not parse match
+    /// nothing.
+    pub fn any_matches(&self, selectors: &[String], topic: &str) -> bool {
+        selectors.iter().any(|source| {
+            if source == "*" || source == topic {
+                return true;
+            }
+            let compiled = {
+                let mut cache = self.compiled.lock().expect("selector cache poisoned");
+                if cache.len() >= SELECTOR_CACHE_MAX {
+                    cache.clear();
+                }
+                cache
+                    .entry(source.clone())
+                    .or_insert_with(|| Selector::parse(source).ok().map(Arc::new))
+                    .clone()
+            };
+            compiled.is_some_and(|s| s.matches(topic))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
 
     use super::*;
 
@@ -412,30 +433,19 @@ mod tests {
     }
 
     #[test]
-    fn finds_token_in_order() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; mercureAuthorization=cookie-token"),
-        );
-        assert_eq!(
-            find_token(&headers, Some("q")).unwrap(),
-            Some(("cookie-token", TokenSource::Cookie))
-        );
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer header-token"),
-        );
-        assert_eq!(
-            find_token(&headers, Some("q")).unwrap(),
-            Some(("header-token", TokenSource::Header))
-        );
-        assert_eq!(
-            find_token(&HeaderMap::new(), Some("q")).unwrap(),
-            Some(("q", TokenSource::Query))
-        );
-        assert_eq!(find_token(&HeaderMap::new(), None).unwrap(), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert!(find_token(&headers, None).is_err());
+    fn publish_selectors() {
+        let cache = SelectorCache::default();
+        let claim = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(cache.any_matches(&claim(&["*"]), "anything"));
+        assert!(cache.any_matches(
+            &claim(&["https://e.com/books/{id}"]),
+            "https://e.com/books/1"
+        ));
+        assert!(!cache.any_matches(
+            &claim(&["https://e.com/books/{id}"]),
+            "https://e.com/users/1"
+        ));
+        assert!(!cache.any_matches(&claim(&[]), "a"));
+        assert!(!cache.any_matches(&claim(&["{"]), "a"));
     }
 }

@@ -5,10 +5,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
+use herald_app::{Accounts, NewUser, UserRole};
 use herald_client::{Client, Publication};
 
 use crate::{
-    app::{self, NewUser, UserRole},
     auth::{self, Claims, MercureClaim},
     config::{Config, LogFormat, ServeArgs},
     server,
@@ -100,7 +100,7 @@ struct UserTokenArgs {
 }
 
 fn parse_token_ttl(ttl: &str) -> Result<Duration, String> {
-    app::accounts::parse_ttl(ttl).map_err(|e| e.message)
+    herald_app::accounts::parse_ttl(ttl).map_err(|e| e.message)
 }
 
 /// Where a command finds the app's database: as `herald serve` does.
@@ -417,32 +417,33 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn app_db(args: &DbArgs) -> anyhow::Result<sqlx::AnyPool> {
+/// The accounts of the app database `args` name. A write lock this process leaves behind
+/// ends with its connection when the process exits.
+async fn app_accounts(args: &DbArgs) -> anyhow::Result<Accounts> {
     if let Some(url) = &args.database_url {
-        app::Backend::of_url(url).map_err(anyhow::Error::msg)?;
+        herald_app::Backend::of_url(url).map_err(anyhow::Error::msg)?;
     }
-    app::open_db(args.database_url.as_deref(), &args.data_dir)
+    let pool = herald_app::open_db(args.database_url.as_deref(), &args.data_dir)
         .await
-        .context("cannot open the app database")
+        .context("cannot open the app database")?;
+    Ok(Accounts::new(pool, tokio_util::task::TaskTracker::new()))
 }
 
 async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
-    let pool = app_db(&args.db).await?;
+    let accounts = app_accounts(&args.db).await?;
     let generated = args.password.is_none();
     let password = args
         .password
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let user = app::add_user(
-        &pool,
-        NewUser {
+    let user = accounts
+        .add_user(NewUser {
             email: args.email,
             name: args.name,
             password: password.clone(),
             role: args.role,
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     println!("{}", serde_json::to_string(&user)?);
     if generated {
         println!("password: {password}");
@@ -451,13 +452,14 @@ async fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 }
 
 async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
-    let pool = app_db(&args.db).await?;
-    let spec = app::TokenSpec {
+    let accounts = app_accounts(&args.db).await?;
+    let spec = herald_app::TokenSpec {
         name: args.name,
         can_notify: args.notify,
         ttl: args.ttl,
     };
-    let made = app::create_token(&pool, &args.email, spec)
+    let made = accounts
+        .create_token(&args.email, spec)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     println!("{}", made.token);
@@ -465,8 +467,9 @@ async fn user_token(args: UserTokenArgs) -> anyhow::Result<()> {
 }
 
 async fn user_set_active(args: UserEmailArgs, active: bool) -> anyhow::Result<()> {
-    let pool = app_db(&args.db).await?;
-    let account = app::set_active_by_email(&pool, &args.email, active)
+    let accounts = app_accounts(&args.db).await?;
+    let account = accounts
+        .set_active_by_email(&args.email, active)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     println!("{}", serde_json::to_string(&account)?);

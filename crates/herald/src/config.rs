@@ -287,7 +287,7 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field(
                 "database",
-                &self.database_url.as_deref().map(crate::app::describe_url),
+                &self.database_url.as_deref().map(herald_app::describe_url),
             )
             .field("anonymous", &self.anonymous)
             .field("hub", &self.hub)
@@ -371,7 +371,7 @@ impl Config {
             }
         }
         if let Some(url) = &args.database_url {
-            crate::app::Backend::of_url(url)?;
+            herald_app::Backend::of_url(url)?;
         }
         for origin in &args.cors_origins {
             if origin == "*" {

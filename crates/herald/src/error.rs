@@ -172,3 +172,25 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The one place where the app's errors become answers: each kind has its status, the
+/// message is the app's, and a busy hashing queue's `Retry-After` goes along.
+impl From<herald_app::AppError> for ApiError {
+    fn from(error: herald_app::AppError) -> Self {
+        use herald_app::ErrorKind;
+        let code = match error.kind {
+            ErrorKind::Invalid => ErrorCode::BadRequest,
+            ErrorKind::Unauthenticated => ErrorCode::Unauthorized,
+            ErrorKind::Forbidden => ErrorCode::Forbidden,
+            ErrorKind::NotFound => ErrorCode::NotFound,
+            ErrorKind::Conflict => ErrorCode::Conflict,
+            ErrorKind::Unavailable => ErrorCode::Unavailable,
+            ErrorKind::Internal => ErrorCode::Internal,
+        };
+        Self {
+            code,
+            message: error.message,
+            retry_after: error.retry_after,
+        }
+    }
+}

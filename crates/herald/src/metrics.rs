@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::{extract::State, http::header, response::IntoResponse};
 use herald_hub::Hub;
 use prometheus_client::{
     encoding::text::encode,
@@ -16,10 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{
-    limits::{Refused, StreamLimiter},
-    state::AppState,
-};
+use crate::limits::{Refused, StreamLimiter};
 
 /// The server's metrics and the registry that exports them.
 #[derive(Debug)]
@@ -38,6 +34,18 @@ pub struct ServerMetrics {
 }
 
 impl ServerMetrics {
+    /// The metrics in the text exposition format, the process's live tasks updated first.
+    pub fn render(&self) -> String {
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        self.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        encode(&mut text, &self.registry.lock().expect("metrics poisoned"))
+            .expect("writing to a String cannot fail");
+        text
+    }
+
     /// Registers the hub's and the server's metrics under the `herald_` prefix.
     pub fn new(hub: &Hub, limiter: &Arc<StreamLimiter>) -> Self {
         let mut registry = Registry::with_prefix("herald");
@@ -96,26 +104,4 @@ impl ServerMetrics {
             .get_or_create(&vec![("limit", limit)])
             .inc();
     }
-}
-
-/// `GET /metrics`.
-pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    let metrics = &state.metrics;
-    let tasks = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
-    metrics.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
-    let mut text = String::new();
-    encode(
-        &mut text,
-        &metrics.registry.lock().expect("metrics poisoned"),
-    )
-    .expect("writing to a String cannot fail");
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
 }

@@ -1,4 +1,4 @@
-//! The HTTP server: the router ([`app()`]), start-up ([`serve`]) and graceful shutdown.
+//! The HTTP server: the router ([`router()`]), start-up ([`serve`]) and graceful shutdown.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,11 +9,11 @@ use anyhow::Context as _;
 use axum::serve::Listener as _;
 use axum::{
     Router,
-    extract::{Request, State},
-    http::{HeaderName, HeaderValue, Method, StatusCode, header},
-    response::IntoResponse,
+    extract::Request,
+    http::{HeaderName, HeaderValue, Method, header},
     routing::get,
 };
+use herald_app::{Accounts, App};
 use herald_hub::{EventLog, Hub, RedisLog, SqliteLog};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -24,121 +24,16 @@ use tower_http::{
 };
 
 use crate::{
-    app::{self, App},
     config::Config,
     connection,
     error::{ApiError, ErrorCode},
     limits::CountingListener,
-    mercure, metrics,
-    state::AppState,
+    routes::{self, mercure},
+    state::ServerState,
     tls::Reloadable,
 };
 
-/// The file in the data directory that holds the event log.
-pub const LOG_FILE: &str = "herald.db";
-
-/// The file in the data directory that holds the generated JWT key.
-pub const KEY_FILE: &str = "jwt.key";
-
-/// The file in the data directory that one `herald serve` at a time holds locked (and
-/// writes its process id into): a second server on the same directory would append to the
-/// same log, and its updates would reach only its own streams.
-pub const LOCK_FILE: &str = "herald.lock";
-
-/// The files SQLite keeps beside a database, which hold its data too.
-const SQLITE_SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
-
-/// Creates the data directory (and its missing parents) readable by this user only (0700,
-/// whatever the umask). An existing directory that other users may enter is made 0700 too
-/// when it holds nothing but Herald's own files; one that holds anything else is shared
-/// with something else, and is left as it is, with a warning: its files are private
-/// anyway, their names are not.
-///
-/// # Errors
-///
-/// When the directory cannot be created or inspected.
-pub fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let cannot = || format!("cannot create the data directory {}", dir.display());
-    match std::fs::metadata(dir) {
-        Ok(meta) => {
-            let mode = meta.permissions().mode() & 0o7777;
-            if mode & 0o077 == 0 {
-                return Ok(());
-            }
-            let ours = std::fs::read_dir(dir)
-                .with_context(cannot)?
-                .all(|entry| entry.is_ok_and(|e| is_herald_file(&e.file_name())));
-            let tightened = ours
-                && std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).is_ok();
-            if !tightened {
-                tracing::warn!(
-                    path = %dir.display(),
-                    mode = format!("{mode:o}"),
-                    "other users may enter the data directory; `chmod 700` it"
-                );
-            }
-            Ok(())
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .with_context(cannot)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .with_context(cannot)
-        }
-        Err(error) => Err(error).with_context(cannot),
-    }
-}
-
-/// Whether `name` is one of the files Herald keeps in its data directory.
-fn is_herald_file(name: &std::ffi::OsStr) -> bool {
-    let Some(name) = name.to_str() else {
-        return false;
-    };
-    let database = [LOG_FILE, crate::app::APP_FILE].into_iter().any(|db| {
-        name.strip_prefix(db)
-            .is_some_and(|rest| rest.is_empty() || SQLITE_SIDE_FILES.contains(&rest))
-    });
-    database || name == KEY_FILE || name == LOCK_FILE
-}
-
-/// Makes the SQLite database at `path` readable and writable by this user only (0600,
-/// whatever the umask) before SQLite opens it: it creates a missing file empty with that
-/// mode (SQLite gives its `-wal`, `-shm` and `-journal` files the mode of the database),
-/// and tightens the mode of an existing one and of its side files, which older versions
-/// created readable by everyone.
-///
-/// # Errors
-///
-/// When a file cannot be created or its mode changed.
-pub fn private_db_file(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let private = std::fs::Permissions::from_mode(0o600);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    for suffix in std::iter::once("").chain(SQLITE_SIDE_FILES) {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let file = PathBuf::from(name);
-        match std::fs::set_permissions(&file, private.clone()) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("cannot make {} private", file.display()));
-            }
-        }
-    }
-    Ok(())
-}
+pub use herald_app::data_dir::{KEY_FILE, LOCK_FILE, LOG_FILE, create_data_dir, private_db_file};
 
 /// The data directory's lock, held by a running `herald serve` until it exits.
 #[derive(Debug)]
@@ -200,15 +95,13 @@ pub fn lock_data_dir(data_dir: &Path) -> Result<DataDirLock, LockError> {
 }
 
 /// The router, without a socket, so tests can call it directly.
-pub fn app(state: AppState) -> Router {
+pub fn router(state: ServerState) -> Router {
     // No CORS headers at all unless origins are configured: secure by default.
-    let cors = (!state.cors_origins.is_empty()).then(|| cors_layer(&state.cors_origins));
+    let cors = (!state.origins.allowed.is_empty()).then(|| cors_layer(&state.origins.allowed));
     Router::new()
-        .merge(crate::app::routes())
+        .merge(routes::app::routes())
         .route(mercure::PATH, get(mercure::subscribe).post(mercure::publish))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::handler))
+        .merge(routes::ops::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
@@ -223,18 +116,6 @@ pub fn app(state: AppState) -> Router {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         }))
         .layer(tower::util::option_layer(cors))
-}
-
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if let Err(error) = state.hub.check_log().await {
-        return ApiError::unavailable(format!("the event log is unavailable: {error}"))
-            .into_response();
-    }
-    if let Err(error) = state.app.check_db().await {
-        return ApiError::unavailable(format!("the app's database is unavailable: {error}"))
-            .into_response();
-    }
-    (StatusCode::OK, "ready").into_response()
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -319,24 +200,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let hub = Hub::start(config.hub.clone(), log.clone(), &tracker, shutdown.clone())
         .await
         .context("cannot start the hub")?;
-    let pool = app::open_db(config.database_url.as_deref(), &config.data_dir)
+    let pool = herald_app::open_db(config.database_url.as_deref(), &config.data_dir)
         .await
         .context("cannot open the app database")?;
     let database = match &config.database_url {
-        Some(url) => app::describe_url(url),
-        None => format!("SQLite {}", config.data_dir.join(app::APP_FILE).display()),
+        Some(url) => herald_app::describe_url(url),
+        None => format!(
+            "SQLite {}",
+            config.data_dir.join(herald_app::APP_FILE).display()
+        ),
     };
     tracing::info!(%database, "opened the app database");
-    let first_start = app::bootstrap(
-        &pool,
-        config.admin_email.clone(),
-        config.admin_password.clone(),
-    )
-    .await?;
+    let first_start = Accounts::new(pool.clone(), tracker.clone())
+        .bootstrap(config.admin_email.clone(), config.admin_password.clone())
+        .await?;
     let the_app = App::start(pool, hub.clone(), &tracker, shutdown.clone())
         .await
         .context("cannot start the app")?;
-    let state = AppState::new(hub, the_app, &config, shutdown.clone());
+    let state = ServerState::new(hub, the_app, &config, shutdown.clone());
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
@@ -392,7 +273,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     tracker.spawn(signal(shutdown.clone()));
     let shared = connection::Shared {
-        router: app(state.clone()),
+        router: router(state.clone()),
         state,
         shutdown: shutdown.clone(),
         tls: config.tls.as_ref().map(|tls| tls.acceptor.clone()),
@@ -517,49 +398,5 @@ async fn signal(shutdown: CancellationToken) {
         () = shutdown.cancelled() => {}
         _ = ctrl_c => shutdown.cancel(),
         _ = term.recv() => shutdown.cancel(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn which_files_are_herald_s_own() {
-        for name in [
-            "herald.db",
-            "herald.db-wal",
-            "app.db-shm",
-            "app.db-journal",
-            "jwt.key",
-            "herald.lock",
-        ] {
-            assert!(is_herald_file(name.as_ref()), "{name}");
-        }
-        for name in [
-            "herald.db-x",
-            "app.dbx",
-            "notes.txt",
-            ".bashrc",
-            "jwt.key.bak",
-        ] {
-            assert!(!is_herald_file(name.as_ref()), "{name}");
-        }
-    }
-
-    #[test]
-    fn a_shared_directory_keeps_its_mode() {
-        use std::os::unix::fs::PermissionsExt;
-        let shared = tempfile::tempdir().unwrap();
-        std::fs::write(shared.path().join("someone-else.txt"), "").unwrap();
-        std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        create_data_dir(shared.path()).unwrap();
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(shared.path()), 0o755);
-        let ours = tempfile::tempdir().unwrap();
-        std::fs::write(ours.path().join(LOG_FILE), "").unwrap();
-        std::fs::set_permissions(ours.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        create_data_dir(ours.path()).unwrap();
-        assert_eq!(mode(ours.path()), 0o700);
     }
 }

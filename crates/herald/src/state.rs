@@ -1,108 +1,102 @@
-//! [`AppState`]: what every handler shares.
+//! [`ServerState`]: what the handlers share, as substates that each handler takes on its
+//! own (`State<App>`, `State<Tokens>`, …) through axum's `FromRef`.
+//!
+//! This module sits above the others: it uses `auth`, `limits`, `metrics` and
+//! `ratelimit`, and none of them uses it; the routes and the connection use it.
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use axum::http::{HeaderMap, header};
+use axum::{
+    extract::FromRef,
+    http::{HeaderMap, header},
+};
+use herald_app::App;
 use herald_hub::Hub;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::App,
-    auth::Verifier,
+    auth::Tokens,
     config::Config,
     error::{ApiError, ErrorCode},
     limits::{Refused, StreamLimiter, StreamPermit},
-    mercure::SelectorCache,
     metrics::ServerMetrics,
     ratelimit::RateLimits,
 };
 
-/// Shared state of the HTTP handlers. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-/// The fields of [`AppState`].
-#[derive(Debug)]
-pub struct Inner {
+/// Shared state of the HTTP handlers. Cheap to clone; each field is a substate.
+#[derive(Clone, Debug, FromRef)]
+pub struct ServerState {
     /// The hub.
     pub hub: Hub,
-    /// Verifies publisher tokens.
-    pub publisher: Verifier,
-    /// Verifies subscriber tokens.
-    pub subscriber: Verifier,
-    /// Whether subscribers may connect without a token.
-    pub anonymous: bool,
-    /// Counts open streams against the limits.
-    pub limiter: Arc<StreamLimiter>,
-    /// Largest request body.
-    pub max_body: usize,
-    /// Longest time a request body may take to arrive.
-    pub body_timeout: Duration,
-    /// Longest time a long-poll waits for an event.
-    pub poll_timeout: Duration,
-    /// Cancelled when the server starts shutting down: bodies still arriving are cut then.
-    pub shutdown: CancellationToken,
-    /// Compiled `mercure.publish` selectors.
-    pub publish_selectors: SelectorCache,
-    /// Origins allowed to use cookie credentials from another site.
-    pub cors_origins: Vec<String>,
-    /// Counters of the HTTP layer.
-    pub metrics: ServerMetrics,
-    /// The app: users, workspaces, collections and their streams.
+    /// The product: users, workspaces, collections and their streams.
     pub app: App,
+    /// Verifies Mercure tokens and what they allow.
+    pub tokens: Tokens,
+    /// Admits streams against the connection limits; reads resume ids.
+    pub streams: Streams,
+    /// How large and how slow a request body may be.
+    pub bodies: Bodies,
+    /// Which origins may use cookie credentials, and how session cookies are set.
+    pub origins: Origins,
+    /// Counters of the HTTP layer.
+    pub metrics: Arc<ServerMetrics>,
     /// Rate limits of logins, app changes and publishes.
-    pub rates: RateLimits,
-    /// Whether the server serves HTTPS: its session cookie is then `Secure`, so a browser
-    /// never sends it over plain HTTP.
-    pub https: bool,
+    pub rates: Arc<RateLimits>,
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-
-    fn deref(&self) -> &Inner {
-        &self.inner
-    }
-}
-
-impl AppState {
-    /// State for `hub` under `config`; `shutdown` is the server's shutdown signal.
+impl ServerState {
+    /// State for `hub` and `app` under `config`; `shutdown` is the server's shutdown
+    /// signal.
     pub fn new(hub: Hub, app: App, config: &Config, shutdown: CancellationToken) -> Self {
         let limiter = Arc::new(StreamLimiter::new(
             config.max_connections,
             config.max_connections_per_ip,
         ));
-        let metrics = ServerMetrics::new(&hub, &limiter);
+        let metrics = Arc::new(ServerMetrics::new(&hub, &limiter));
         Self {
-            inner: Arc::new(Inner {
-                hub,
-                publisher: Verifier::new(&config.publisher_key),
-                subscriber: Verifier::new(&config.subscriber_key),
-                anonymous: config.anonymous,
+            streams: Streams {
                 limiter,
+                metrics: metrics.clone(),
+                max_id_len: hub.config().limits.max_id_len,
+                poll_timeout: config.poll_timeout,
+            },
+            hub,
+            app,
+            tokens: Tokens::new(config),
+            bodies: Bodies {
                 max_body: config.max_body,
                 body_timeout: config.body_timeout,
-                poll_timeout: config.poll_timeout,
                 shutdown,
-                publish_selectors: SelectorCache::default(),
-                cors_origins: config.cors_origins.clone(),
-                metrics,
-                app,
-                rates: RateLimits::new(&config.rates),
+            },
+            origins: Origins {
+                allowed: config.cors_origins.clone().into(),
                 https: config.tls.is_some(),
-            }),
+            },
+            metrics,
+            rates: Arc::new(RateLimits::new(&config.rates)),
         }
     }
+}
 
-    /// Runs `read`, which reads a request body, within the body deadline; cut short when the
-    /// server starts shutting down, so a body that trickles in cannot hold a shutdown.
+/// The limits of request bodies.
+#[derive(Clone, Debug)]
+pub struct Bodies {
+    /// Largest request body, in bytes; also the most a long-poll answers.
+    pub max_body: usize,
+    /// Longest time a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Cancelled when the server starts shutting down: bodies still arriving are cut then.
+    pub shutdown: CancellationToken,
+}
+
+impl Bodies {
+    /// Runs `read`, which reads a request body, within the body deadline; cut short when
+    /// the server starts shutting down, so a body that trickles in cannot hold a shutdown.
     ///
     /// # Errors
     ///
     /// 408 when the deadline passes first, 503 when the server shuts down first.
-    pub async fn read_body_within<T>(&self, read: impl Future<Output = T>) -> Result<T, ApiError> {
+    pub async fn read_within<T>(&self, read: impl Future<Output = T>) -> Result<T, ApiError> {
         tokio::select! {
             read = tokio::time::timeout(self.body_timeout, read) => {
                 read.map_err(|_| body_timed_out(self.body_timeout))
@@ -110,19 +104,29 @@ impl AppState {
             () = self.shutdown.cancelled() => Err(shutting_down()),
         }
     }
+}
 
-    /// Whether a `mercure.publish` claim allows publishing to `topic`.
-    pub fn may_publish(&self, allowed: &[String], topic: &str) -> bool {
-        self.publish_selectors.any_matches(allowed, topic)
-    }
+/// What admits a stream, and what it resumes from.
+#[derive(Clone, Debug)]
+pub struct Streams {
+    /// Counts open streams against the limits.
+    pub limiter: Arc<StreamLimiter>,
+    /// Counts refused streams.
+    metrics: Arc<ServerMetrics>,
+    /// Longest update id, so the longest `Last-Event-ID`.
+    max_id_len: usize,
+    /// Longest time a long-poll waits for an event.
+    pub poll_timeout: Duration,
+}
 
+impl Streams {
     /// Admits one more stream from `peer` against the global and per-address limits; the
     /// permit frees its slot when dropped.
     ///
     /// # Errors
     ///
     /// 503 when the server is full, 429 when `peer` holds too many streams.
-    pub fn admit_stream(&self, peer: IpAddr) -> Result<StreamPermit, ApiError> {
+    pub fn admit(&self, peer: IpAddr) -> Result<StreamPermit, ApiError> {
         self.limiter.try_acquire(peer).map_err(|refused| {
             self.metrics.refused(refused);
             match refused {
@@ -161,18 +165,27 @@ impl AppState {
         };
         // An empty id is no id, for the hub as for a browser.
         let id = id.filter(|id| !id.is_empty());
-        if id
-            .as_ref()
-            .is_some_and(|id| id.len() > self.hub.config().limits.max_id_len)
-        {
+        if id.as_ref().is_some_and(|id| id.len() > self.max_id_len) {
             return Err(ApiError::bad_request("the last event id is too long"));
         }
         Ok(id)
     }
+}
 
-    /// A publish authenticated by cookie must come from an allowed origin: otherwise any
-    /// site could make a logged-in browser publish (CSRF). Requests without `Origin` come
-    /// from non-browser clients or same-origin navigations.
+/// The origins allowed to use cookie credentials, and whether cookies are `Secure`.
+#[derive(Clone, Debug)]
+pub struct Origins {
+    /// Origins allowed to use cookie credentials from another site (`--cors-origin`).
+    pub allowed: Arc<[String]>,
+    /// Whether the server serves HTTPS: its session cookie is then `Secure`, so a browser
+    /// never sends it over plain HTTP.
+    pub https: bool,
+}
+
+impl Origins {
+    /// A request authenticated by cookie that changes something must come from an allowed
+    /// origin: otherwise any site could make a logged-in browser act (CSRF). Requests
+    /// without `Origin` come from non-browser clients or same-origin navigations.
     ///
     /// # Errors
     ///
@@ -187,7 +200,7 @@ impl AppState {
                 .split_once("://")
                 .is_some_and(|(_, authority)| authority == host)
         });
-        if same_origin || self.cors_origins.iter().any(|o| o == origin) {
+        if same_origin || self.allowed.iter().any(|o| o == origin) {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!(
@@ -195,6 +208,12 @@ impl AppState {
                  origin {origin:?}"
             )))
         }
+    }
+
+    /// The session cookie's `Secure` attribute, over HTTPS: a browser then never sends the
+    /// cookie over plain HTTP, where anyone on the path could read it.
+    pub fn secure(&self) -> &'static str {
+        if self.https { "; Secure" } else { "" }
     }
 }
 

@@ -87,7 +87,7 @@ pub(super) fn direct(request: &httparse::Request<'_, '_>, head_len: usize) -> Di
                 return Direct::No;
             }
             // A long-poll answers JSON: the router's.
-            if crate::poll::wants_poll(&headers) {
+            if crate::routes::poll::wants_poll(&headers) {
                 return Direct::No;
             }
             Direct::Subscribe(headers, uri)

@@ -68,8 +68,8 @@ use router::route;
 use crate::{
     error::{ApiError, ErrorCode},
     limits::{ClientAddr, CountedStream},
-    mercure::{self, OpenStream},
-    state::{AppState, body_timed_out, shutting_down},
+    routes::mercure::{self, OpenStream},
+    state::{ServerState, body_timed_out, shutting_down},
     watchdog::{Tracked, Verdict, Watch},
 };
 
@@ -92,7 +92,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 /// What every connection task needs.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) state: AppState,
+    pub(crate) state: ServerState,
     pub(crate) router: Router,
     /// Cancelled when the server stops: a kept publish connection closes between requests,
     /// a body still arriving is cut short, and hyper's connections close gracefully.
@@ -173,7 +173,7 @@ async fn serve_tls(
 /// Reads request heads: serves publishes until the connection closes or brings another
 /// request, and opens a subscription.
 async fn accept<I: Io>(
-    state: &AppState,
+    state: &ServerState,
     shutdown: &CancellationToken,
     mut io: I,
     peer: SocketAddr,
@@ -222,7 +222,7 @@ async fn accept<I: Io>(
 /// Answers one publish whose head is at the start of `buffer`, leaving in `buffer` whatever
 /// the client sent after its body. Returns whether the connection stays open.
 async fn serve_publish<I: Io>(
-    state: &AppState,
+    state: &ServerState,
     shutdown: &CancellationToken,
     io: &mut I,
     buffer: &mut BytesMut,
@@ -237,8 +237,8 @@ async fn serve_publish<I: Io>(
         keep_alive,
     } = publish;
     let authorized = mercure::authorize_publish(state, &headers, uri.query()).and_then(|p| {
-        if body_len > state.max_body {
-            let limit = state.max_body;
+        if body_len > state.bodies.max_body {
+            let limit = state.bodies.max_body;
             return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("the body is larger than {limit} bytes"),
@@ -267,11 +267,11 @@ async fn serve_publish<I: Io>(
     };
     // The same deadline, and the same cut at shutdown, as the router's bodies.
     let refused = tokio::select! {
-        read = timeout(state.body_timeout, read) => match read {
+        read = timeout(state.bodies.body_timeout, read) => match read {
             Ok(Ok(())) => None,
             // Broken or closed: nobody to answer.
             Ok(Err(_)) => return false,
-            Err(_) => Some(body_timed_out(state.body_timeout)),
+            Err(_) => Some(body_timed_out(state.bodies.body_timeout)),
         },
         () = shutdown.cancelled() => Some(shutting_down()),
     };

@@ -121,7 +121,7 @@ async fn scenario() {
     // Changes take the write lock in PostgreSQL: while another session holds it, a change
     // waits, then goes ahead.
     wait_for_advisory_locks(&postgres, 0).await;
-    let key = herald::app::db::WRITE_LOCK_KEY;
+    let key = herald_app::db::WRITE_LOCK_KEY;
     let hold = format!("SELECT pg_advisory_lock({key}); SELECT pg_sleep(3)");
     let holder = postgres.psql(&hold);
     let waiting = async {

@@ -21,6 +21,7 @@ mod heartbeat;
 mod hostile;
 mod http2;
 mod ids;
+mod inprocess;
 mod kept;
 mod leak;
 mod limits;

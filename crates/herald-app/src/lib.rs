@@ -1,20 +1,27 @@
-//! The app built on the hub: users and sessions, workspaces and members,
-//! todos, channels and notes, with every change streamed live to whoever may see it.
+//! Herald's app, on the hub: users and sessions, workspaces and members, todos, channels
+//! and notes, with every change streamed live to whoever may see it.
+//!
+//! [`App`] is the product: its database, the hub its events go to, and every read and
+//! change. It knows nothing of HTTP: errors are [`AppError`]s, which the server turns into
+//! answers in one place.
 //!
 //! # Layout
 //!
 //! - `db`: the database (SQLite or PostgreSQL, one set of queries), its migrations and the
 //!   write lock.
+//! - `data_dir`: the data directory and its private SQLite files, shared with the server.
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
-//! - `accounts`: passwords, sessions, API tokens, the first admin.
+//! - `passwords`: argon2id hashing on threads of its own, and the secrets of sessions and
+//!   tokens.
+//! - `accounts`: [`Accounts`]: users, sessions, API tokens, the first admin.
 //! - `credentials`: revoking a token, changing a password, deactivating a user — each ends
 //!   the streams it makes wrong.
-//! - `service`: every change, each in one transaction with its event (the outbox).
-//! - `streams`: `GET /api/events`: the topics a user's stream follows, and how it ends when
-//!   they change.
-//! - `http`: the routes, the `Actor` extractor and the JSON body extractor.
-//! - `assets`: the web UI and `herald.js`, embedded in the binary.
+//! - `service`: every read and change, each change in one transaction with its event (the
+//!   outbox): `workspaces` (workspaces and members), `resources` (todos, channels, notes),
+//!   `messages` (notifications, broadcasts, logout).
+//! - `streams`: a user's stream: the topics it follows, and how it ends when they change.
+//! - `error`: [`AppError`].
 //!
 //! # How a change becomes an event
 //!
@@ -29,13 +36,14 @@
 //! outbox still holds and the log lacks.
 
 pub mod accounts;
-pub mod assets;
 mod credentials;
+pub mod data_dir;
 pub mod db;
-mod http;
+pub mod error;
 pub mod model;
+pub mod passwords;
 pub mod policy;
-mod service;
+pub mod service;
 pub mod streams;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -44,14 +52,13 @@ use herald_hub::{Hub, PublishError, Update};
 use sqlx::AnyPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-pub use accounts::{Bootstrap, TokenSpec, add_user, bootstrap, create_token};
-pub use credentials::set_active_by_email;
+pub use accounts::{Accounts, Bootstrap, TokenSpec};
 pub use db::{APP_FILE, Backend, describe_url, open_db};
-pub use http::routes;
+pub use error::{AppError, ErrorKind};
 pub use model::{NewUser, UserRole};
 pub use policy::Actor;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::internal;
 
 /// How often the relay looks for events whose publish failed or was cut short.
 const RELAY_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,9 +82,11 @@ struct Inner {
     write: Arc<tokio::sync::Mutex<()>>,
     /// Outbox rows a request is publishing right now; the relay leaves them alone.
     inflight: std::sync::Mutex<HashSet<String>>,
-    /// The server's tasks, which shutdown waits for: the relay, each change's commit, and
-    /// the record of an API token's use.
+    /// The server's tasks, which shutdown waits for: the relay, each change's commit, the
+    /// record of an API token's use, and the release of a write lock a failed change left.
     tasks: TaskTracker,
+    /// Users, sessions and API tokens.
+    accounts: Accounts,
 }
 
 impl App {
@@ -96,11 +105,12 @@ impl App {
     ) -> anyhow::Result<Self> {
         let app = Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: pool.clone(),
                 hub,
                 write: Arc::default(),
                 inflight: std::sync::Mutex::default(),
                 tasks: tasks.clone(),
+                accounts: Accounts::new(pool.clone(), tasks.clone()),
             }),
         };
         for expired in [
@@ -135,13 +145,13 @@ impl App {
             .map(|_| ())
     }
 
-    pub(crate) fn pool(&self) -> &AnyPool {
-        &self.inner.pool
+    /// Users, sessions and API tokens.
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
     }
 
-    /// The tasks shutdown waits for.
-    pub(crate) fn tasks(&self) -> &TaskTracker {
-        &self.inner.tasks
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.inner.pool
     }
 
     pub(crate) fn hub(&self) -> &Hub {
@@ -150,11 +160,11 @@ impl App {
 
     /// Waits for the write lock (see [`db::Writer`]).
     async fn writer(&self) -> Result<db::Writer, sqlx::Error> {
-        db::Writer::acquire(&self.inner.write, &self.inner.pool).await
+        db::Writer::acquire(&self.inner.write, &self.inner.pool, &self.inner.tasks).await
     }
 
     /// Starts a change: takes the write lock and opens a transaction.
-    pub(crate) async fn change(&self) -> Result<Change, ApiError> {
+    pub(crate) async fn change(&self) -> Result<Change, AppError> {
         let mut tx = self.writer().await.map_err(internal)?;
         tx.begin().await.map_err(internal)?;
         Ok(Change {
@@ -304,7 +314,7 @@ impl Change {
         topics: Vec<String>,
         closes: Vec<String>,
         mut envelope: serde_json::Value,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, AppError> {
         let uid = model::new_id();
         envelope["id"] = uid.clone().into();
         let data = envelope.to_string();
@@ -334,9 +344,9 @@ impl Change {
     ///
     /// # Errors
     ///
-    /// 503 when the event log does not answer just before the commit (then the change is
+    /// `Unavailable` when the event log does not answer just before the commit (then the change is
     /// rolled back), or when the transaction does not commit; then nothing happened.
-    pub(crate) async fn commit(self) -> Result<(), ApiError> {
+    pub(crate) async fn commit(self) -> Result<(), AppError> {
         let tasks = self.app.inner.tasks.clone();
         tasks
             .spawn(self.finish())
@@ -344,7 +354,7 @@ impl Change {
             .map_err(|error| internal(format!("the change's task failed: {error}")))?
     }
 
-    async fn finish(self) -> Result<(), ApiError> {
+    async fn finish(self) -> Result<(), AppError> {
         let Self {
             app,
             mut tx,
@@ -355,7 +365,7 @@ impl Change {
         {
             // Dropping `tx` rolls the change back: nothing is acknowledged whose event
             // cannot be stored now.
-            return Err(ApiError::unavailable(format!(
+            return Err(AppError::unavailable(format!(
                 "the event log is unavailable, so nothing was changed: {error}"
             )));
         }
@@ -420,7 +430,7 @@ async fn store_event(
     topics: &[String],
     closes: &[String],
     data: &str,
-) -> Result<i64, ApiError> {
+) -> Result<i64, AppError> {
     let topics_json = serde_json::to_string(topics).map_err(internal)?;
     let closes_json = if closes.is_empty() {
         String::new()
@@ -440,35 +450,6 @@ async fn store_event(
     .fetch_one(conn)
     .await
     .map_err(internal)
-}
-
-/// A storage failure: logged in full, shown to the client as a plain 500.
-///
-/// A database that cannot be reached is a 503, not a bug: the client may retry, and nothing
-/// was changed.
-pub(crate) fn internal<E: std::fmt::Display + 'static>(error: E) -> ApiError {
-    // An `ApiError` already says what the client should hear (a 503 from a busy hashing
-    // queue, say): keep it.
-    if let Some(error) = (&error as &dyn std::any::Any).downcast_ref::<ApiError>() {
-        return error.clone();
-    }
-    let unreachable = (&error as &dyn std::any::Any)
-        .downcast_ref::<sqlx::Error>()
-        .is_some_and(|e| {
-            matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Protocol(_)
-            )
-        });
-    if unreachable {
-        tracing::warn!(%error, "the app's database is unavailable");
-        return ApiError::unavailable("the database is unavailable; nothing was changed");
-    }
-    ApiError::new(ErrorCode::Internal, error.to_string())
 }
 
 fn unix_ms() -> i64 {

@@ -37,6 +37,7 @@ use sqlx::{
     error::BoxDynError,
     pool::PoolConnection,
 };
+use tokio_util::task::TaskTracker;
 
 /// The file in the data directory that holds the app's data when no database URL is given.
 pub const APP_FILE: &str = "app.db";
@@ -132,8 +133,8 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
         Some(url) => url.to_owned(),
         None => {
             let path = data_dir.join(APP_FILE);
-            crate::server::create_data_dir(data_dir)?;
-            crate::server::private_db_file(&path)?;
+            crate::data_dir::create_data_dir(data_dir)?;
+            crate::data_dir::private_db_file(&path)?;
             sqlite_url(&path)?
         }
     };
@@ -165,7 +166,8 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
             .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn))),
         Backend::Postgres => AnyPoolOptions::new().max_connections(POSTGRES_CONNECTIONS),
     }
-    // A database that went away fails requests in seconds (503), rather than holding them.
+    // A database that went away fails requests in seconds (`Unavailable`), rather than
+    // holding them.
     .acquire_timeout(ACQUIRE_TIMEOUT)
     .connect_with(options)
     .await
@@ -266,11 +268,15 @@ pub(crate) struct Writer {
     /// Whether a transaction is open on the connection.
     in_transaction: bool,
     backend: Backend,
+    /// Where the release of an abandoned lock runs (see `Drop`): a task that shutdown
+    /// waits for, so a process that stops does not leave the lock to the session's end.
+    tasks: TaskTracker,
 }
 
 impl Writer {
     /// Waits for the write lock: the process's `turn`, a connection of `pool`, and on
-    /// PostgreSQL the advisory lock on that connection.
+    /// PostgreSQL the advisory lock on that connection. A lock left behind by a failed or
+    /// cancelled change is released in a task of `tasks`.
     ///
     /// # Errors
     ///
@@ -278,6 +284,7 @@ impl Writer {
     pub(crate) async fn acquire(
         turn: &Arc<tokio::sync::Mutex<()>>,
         pool: &AnyPool,
+        tasks: &TaskTracker,
     ) -> Result<Self, sqlx::Error> {
         let turn = turn.clone().lock_owned().await;
         let conn = pool.acquire().await?;
@@ -288,6 +295,7 @@ impl Writer {
             advisory: false,
             in_transaction: false,
             backend,
+            tasks: tasks.clone(),
         };
         if backend == Backend::Postgres {
             writer.advisory = true;
@@ -357,9 +365,9 @@ impl std::ops::DerefMut for Writer {
 
 impl Drop for Writer {
     /// A writer dropped unreleased (a change that failed or was cancelled): roll back, and
-    /// release the advisory lock in the background, or close the connection so that
-    /// PostgreSQL releases it. The process's turn passes on at once; the next writer then
-    /// waits for the advisory lock.
+    /// release the advisory lock in a tracked task (shutdown waits for it), or close the
+    /// connection so that PostgreSQL releases it. The process's turn passes on at once; the
+    /// next writer then waits for the advisory lock.
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
@@ -370,7 +378,7 @@ impl Drop for Writer {
         if self.advisory {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    runtime.spawn(unlock(conn));
+                    self.tasks.spawn_on(unlock(conn), &runtime);
                 }
                 Err(_) => conn.close_on_drop(),
             }

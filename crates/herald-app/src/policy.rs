@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use crate::{
-    app::model::{MemberRole, User, UserRole, Workspace},
-    error::{ApiError, ErrorCode},
+    error::AppError,
+    model::{MemberRole, User, UserRole, Workspace},
 };
 
 /// Who is making a request: a signed-in user, through a session or an API token.
@@ -65,12 +65,12 @@ impl Access {
     ///
     /// # Errors
     ///
-    /// 404 for anyone else, exactly as if the workspace did not exist.
+    /// `NotFound` for anyone else, exactly as if the workspace did not exist.
     pub fn check(
         actor: &Actor,
         workspace: Option<Workspace>,
         role: Option<MemberRole>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, AppError> {
         match workspace {
             Some(workspace) if role.is_some() || actor.is_admin() => Ok(Self {
                 workspace,
@@ -85,21 +85,50 @@ impl Access {
     ///
     /// # Errors
     ///
-    /// 403: the actor may see the workspace, so saying why is no leak.
-    pub fn require_owner(&self, doing: &str) -> Result<(), ApiError> {
+    /// `Forbidden`: the actor may see the workspace, so saying why is no leak.
+    pub fn require_owner(&self, doing: &str) -> Result<(), AppError> {
         if self.admin || self.role == Some(MemberRole::Owner) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
+            Err(AppError::forbidden(format!(
                 "only the workspace's owners may {doing}"
             )))
         }
     }
 }
 
-/// A 404 that says only what was not found.
-pub fn not_found(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no such {what}"))
+/// A `NotFound` that says only what was not found.
+pub fn not_found(what: &str) -> AppError {
+    AppError::not_found(format!("no such {what}"))
+}
+
+/// What a workspace event says happened to its resource: the second half of its type
+/// (`todos:created`) and its envelope's `action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A resource or workspace was made.
+    Created,
+    /// A resource or workspace was changed.
+    Updated,
+    /// A resource or workspace was deleted.
+    Deleted,
+    /// A member joined a workspace.
+    Added,
+    /// A member left a workspace.
+    Removed,
+}
+
+impl Action {
+    /// The name used in event types and envelopes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+            Self::Added => "added",
+            Self::Removed => "removed",
+        }
+    }
 }
 
 /// The kinds of workspace event a stream may filter on (`?types=`).
@@ -146,8 +175,8 @@ impl Kind {
     ///
     /// # Errors
     ///
-    /// 400 naming the unknown type.
-    pub fn parse_list(list: &str) -> Result<BTreeSet<Self>, ApiError> {
+    /// `Invalid` naming the unknown type.
+    pub fn parse_list(list: &str) -> Result<BTreeSet<Self>, AppError> {
         list.split(',')
             .filter(|s| !s.is_empty())
             .map(|name| {
@@ -156,7 +185,7 @@ impl Kind {
                     .find(|kind| kind.as_str() == name)
                     .ok_or_else(|| {
                         let known: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                        ApiError::bad_request(format!(
+                        AppError::invalid(format!(
                             "unknown event type {name:?} (known: {})",
                             known.join(", ")
                         ))
@@ -203,7 +232,7 @@ pub const CONTROL_TOPIC: &str = "herald:control";
 /// The topic every stream opened with session `session_hash` follows, so logging out ends
 /// them on every node. Derived by hashing again: the topic never carries what is stored.
 pub fn session_topic(session_hash: &str) -> String {
-    let hashed = crate::app::accounts::secret_hash(session_hash);
+    let hashed = crate::passwords::secret_hash(session_hash);
     format!("herald:session/{}", &hashed[..32])
 }
 
@@ -217,11 +246,11 @@ pub fn token_topic(token_id: &str) -> String {
 /// A membership change ends the streams of the user it concerns (they reconnect following
 /// the new set of workspaces); a new workspace also ends admins' streams; a deleted one
 /// ends every stream that follows it.
-pub fn closes(kind: Kind, action: &str, ws: &str, concerns: Option<&str>) -> Vec<String> {
+pub fn closes(kind: Kind, action: Action, ws: &str, concerns: Option<&str>) -> Vec<String> {
     let mut topics: Vec<String> = concerns.map(user_topic).into_iter().collect();
     match (kind, action) {
-        (Kind::Workspaces, "created") => topics.push(ADMINS_TOPIC.to_owned()),
-        (Kind::Workspaces, "deleted") => {
+        (Kind::Workspaces, Action::Created) => topics.push(ADMINS_TOPIC.to_owned()),
+        (Kind::Workspaces, Action::Deleted) => {
             topics.push(workspace_topic(ws));
             topics.extend(Kind::ALL.iter().map(|&k| kind_topic(ws, k)));
         }

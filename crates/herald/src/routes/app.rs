@@ -5,7 +5,7 @@ use std::{collections::HashMap, convert::Infallible};
 use axum::{
     Json, Router,
     body::Body,
-    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -14,29 +14,32 @@ use futures::StreamExt as _;
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
-use crate::{
-    app::{
-        accounts::{self, Credentials, SESSION_COOKIE, SESSION_TTL_SECS, TOKEN_PREFIX},
-        assets,
-        model::{
-            self, Account, Broadcast, Channel, Login, NewMember, NewToken, NewUser, Note, Notify,
-            PasswordChange, Todo, WorkspaceBody,
-        },
-        policy::{Actor, Kind},
-        service::{MAX_PAGE, Resource},
-        streams::StreamRequest,
+use herald_app::{
+    App, ErrorKind,
+    accounts::{Credentials, SESSION_COOKIE, SESSION_TTL_SECS, TOKEN_PREFIX},
+    model::{
+        self, Account, Broadcast, Channel, Login, NewMember, NewToken, NewUser, Note, Notify,
+        PasswordChange, Todo, WorkspaceBody,
     },
+    policy::{Actor, Kind},
+    service::{MAX_PAGE, Resource},
+    streams::StreamRequest,
+};
+
+use crate::{
+    credentials,
     error::{ApiError, ErrorCode},
     limits::ClientAddr,
     ratelimit::{LoginAttempt, LoginLimit},
-    state::AppState,
+    routes::{assets, poll},
+    state::{Bodies, Origins, ServerState},
 };
 
 /// Largest JSON body the app accepts.
 pub(crate) const MAX_JSON_BODY: usize = 64 * 1024;
 
 /// The app's routes, to merge into the server's router.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<ServerState> {
     Router::new()
         .merge(assets::routes())
         .route("/api/login", post(login))
@@ -72,7 +75,7 @@ pub fn routes() -> Router<AppState> {
         .merge(collection::<Note>())
 }
 
-fn collection<R: Resource + Sync>() -> Router<AppState> {
+fn collection<R: Resource + Sync>() -> Router<ServerState> {
     let name = R::KIND.as_str();
     Router::new()
         .route(
@@ -90,32 +93,33 @@ fn collection<R: Resource + Sync>() -> Router<AppState> {
 /// A request authenticated by cookie that may change something must not come from another
 /// site (CSRF): SameSite=Lax already keeps the cookie off cross-site POSTs in browsers that
 /// honour it, and the `Origin` check covers the rest.
-impl FromRequestParts<AppState> for Actor {
+impl FromRequestParts<ServerState> for Actor {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let pool = state.app.pool();
-        if let Some(token) = bearer(&parts.headers) {
-            if !token.starts_with(TOKEN_PREFIX) {
-                return Err(ApiError::unauthorized(format!(
-                    "the bearer token is not a Herald API token (they start with {TOKEN_PREFIX})"
-                )));
+    async fn from_request_parts(parts: &mut Parts, state: &ServerState) -> Result<Self, ApiError> {
+        let accounts = state.app.accounts();
+        let actor = match credentials::app_credentials(&parts.headers) {
+            Some(Credentials::Token(token)) => {
+                if !token.starts_with(TOKEN_PREFIX) {
+                    return Err(ApiError::unauthorized(format!(
+                        "the bearer token is not a Herald API token (they start with \
+                         {TOKEN_PREFIX})"
+                    )));
+                }
+                accounts.authenticate(Credentials::Token(token)).await?
             }
-            let actor =
-                accounts::authenticate(pool, state.app.tasks(), Credentials::Token(token)).await?;
-            charge_change(state, parts, &actor).await?;
-            return Ok(actor);
-        }
-        let Some(session) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Err(ApiError::unauthorized(
-                "sign in first (POST /api/login), or send an API token",
-            ));
+            Some(session) => {
+                if !matches!(parts.method, Method::GET | Method::HEAD) {
+                    state.origins.check_cookie_origin(&parts.headers)?;
+                }
+                accounts.authenticate(session).await?
+            }
+            None => {
+                return Err(ApiError::unauthorized(
+                    "sign in first (POST /api/login), or send an API token",
+                ));
+            }
         };
-        if !matches!(parts.method, Method::GET | Method::HEAD) {
-            state.check_cookie_origin(&parts.headers)?;
-        }
-        let actor =
-            accounts::authenticate(pool, state.app.tasks(), Credentials::Session(session)).await?;
         charge_change(state, parts, &actor).await?;
         Ok(actor)
     }
@@ -132,7 +136,7 @@ impl FromRequestParts<AppState> for Actor {
 /// # Errors
 ///
 /// 429 with `Retry-After` when a budget is spent.
-async fn charge_change(state: &AppState, parts: &Parts, actor: &Actor) -> Result<(), ApiError> {
+async fn charge_change(state: &ServerState, parts: &Parts, actor: &Actor) -> Result<(), ApiError> {
     if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
         || parts.uri.path() == "/api/logout"
     {
@@ -168,8 +172,8 @@ async fn charge_change(state: &AppState, parts: &Parts, actor: &Actor) -> Result
     match state.app.read_access(actor, &ws).await {
         Ok(_) => {}
         // The handler answers the 404 (or 400) itself.
-        Err(error) if error.code == ErrorCode::NotFound => return Ok(()),
-        Err(error) => return Err(error),
+        Err(error) if error.kind == ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error.into()),
     }
     rates
         .workspace_changes
@@ -187,33 +191,19 @@ async fn charge_change(state: &AppState, parts: &Parts, actor: &Actor) -> Result
         })
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-}
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 /// A JSON body: `application/json`, at most [`MAX_JSON_BODY`] bytes, no unknown fields,
 /// arriving within `--body-timeout` (408 otherwise).
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+    Bodies: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -226,8 +216,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
                 "the body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let bytes = state
-            .read_body_within(axum::body::to_bytes(request.into_body(), MAX_JSON_BODY))
+        let bytes = Bodies::from_ref(state)
+            .read_within(axum::body::to_bytes(request.into_body(), MAX_JSON_BODY))
             .await?
             .map_err(|_| {
                 ApiError::new(
@@ -246,9 +236,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// The path parameter `key`, which must be an id (a UUID): 400 otherwise, naming `what`.
-async fn path_id(
+async fn path_id<S: Send + Sync>(
     parts: &mut Parts,
-    state: &AppState,
+    state: &S,
     key: &str,
     what: &str,
 ) -> Result<String, ApiError> {
@@ -256,16 +246,16 @@ async fn path_id(
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
     let value = params.get(key).map_or("", String::as_str);
-    model::id(what, value)
+    Ok(model::id(what, value)?)
 }
 
 /// The `{ws}` of a workspace path.
 struct Ws(String);
 
-impl FromRequestParts<AppState> for Ws {
+impl<S: Send + Sync> FromRequestParts<S> for Ws {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         path_id(parts, state, "ws", "workspace id").await.map(Self)
     }
 }
@@ -273,10 +263,10 @@ impl FromRequestParts<AppState> for Ws {
 /// The `{id}` of a resource path.
 struct ItemId(String);
 
-impl FromRequestParts<AppState> for ItemId {
+impl<S: Send + Sync> FromRequestParts<S> for ItemId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         path_id(parts, state, "id", "id").await.map(Self)
     }
 }
@@ -293,29 +283,29 @@ fn items<T: serde::Serialize>(items: Vec<T>) -> Json<serde_json::Value> {
 /// (see `ratelimit::LoginLimits`) before the password is hashed, so a refused attempt costs
 /// no argon2.
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<Login>,
 ) -> Result<Response, ApiError> {
-    state.check_cookie_origin(&headers)?;
+    state.origins.check_cookie_origin(&headers)?;
     let account = model::normalize_email(&body.email);
     let attempt = admit_login(&state, peer, &account)?;
-    let outcome = accounts::login(state.app.pool(), &body.email, body.password).await;
+    let outcome = state.app.accounts().login(&body.email, body.password).await;
     match &outcome {
         // A wrong email or password: the attempt counts as a failure.
-        Err(error) if error.code == ErrorCode::Unauthorized => attempt.failed(),
+        Err(error) if error.kind == ErrorKind::Unauthenticated => attempt.failed(),
         _ => attempt.succeeded(),
     }
     let (user, secret) = outcome?;
     let cookie = format!(
         "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECS}{}",
-        secure(&state)
+        state.origins.secure()
     );
     let mut response = Json(user).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
+        HeaderValue::from_str(&cookie).map_err(internal)?,
     );
     Ok(response)
 }
@@ -327,7 +317,7 @@ async fn login(
 ///
 /// 429 with `Retry-After` when a login limit is reached.
 fn admit_login<'a>(
-    state: &'a AppState,
+    state: &'a ServerState,
     peer: std::net::SocketAddr,
     account: &str,
 ) -> Result<LoginAttempt<'a>, ApiError> {
@@ -352,70 +342,63 @@ fn admit_login<'a>(
         })
 }
 
-async fn logout(State(state): State<AppState>, actor: Actor) -> Result<Response, ApiError> {
-    state.app.logout(&actor).await?;
+async fn logout(
+    State(app): State<App>,
+    State(origins): State<Origins>,
+    actor: Actor,
+) -> Result<Response, ApiError> {
+    app.logout(&actor).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     let cookie = format!(
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
-        secure(&state)
+        origins.secure()
     );
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(crate::app::internal)?,
+        HeaderValue::from_str(&cookie).map_err(internal)?,
     );
     Ok(response)
-}
-
-/// The session cookie's `Secure` attribute, over HTTPS: a browser then never sends the
-/// cookie over plain HTTP, where anyone on the path could read it.
-fn secure(state: &AppState) -> &'static str {
-    if state.https { "; Secure" } else { "" }
 }
 
 async fn me(actor: Actor) -> Json<model::User> {
     Json(actor.user)
 }
 
-async fn users(State(state): State<AppState>, _: Actor) -> Result<impl IntoResponse, ApiError> {
-    let users: Vec<Account> =
-        sqlx::query_as("SELECT id, email, name, role, active FROM users ORDER BY name, email")
-            .fetch_all(state.app.pool())
-            .await
-            .map_err(crate::app::internal)?;
-    Ok(items(users))
+async fn users(State(app): State<App>, actor: Actor) -> Result<impl IntoResponse, ApiError> {
+    Ok(items(app.users(&actor).await?))
 }
 
 /// The `{id}` of a user's path.
 struct UserId(String);
 
-impl FromRequestParts<AppState> for UserId {
+impl<S: Send + Sync> FromRequestParts<S> for UserId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         path_id(parts, state, "id", "user id").await.map(Self)
     }
 }
 
 async fn deactivate_user(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     UserId(id): UserId,
 ) -> Result<Json<Account>, ApiError> {
-    Ok(Json(state.app.set_active(&actor, &id, false).await?))
+    Ok(Json(app.set_active(&actor, &id, false).await?))
 }
 
 async fn activate_user(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     UserId(id): UserId,
 ) -> Result<Json<Account>, ApiError> {
-    Ok(Json(state.app.set_active(&actor, &id, true).await?))
+    Ok(Json(app.set_active(&actor, &id, true).await?))
 }
 
 /// A password change checks the current password like a login does, under the same limits:
 /// a stolen session cannot guess it faster than a login could.
 async fn change_password(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
     actor: Actor,
     JsonBody(body): JsonBody<PasswordChange>,
@@ -427,7 +410,7 @@ async fn change_password(
         .await;
     match &outcome {
         // The current password was wrong.
-        Err(error) if error.code == ErrorCode::Forbidden => attempt.failed(),
+        Err(error) if error.kind == ErrorKind::Forbidden => attempt.failed(),
         _ => attempt.succeeded(),
     }
     outcome?;
@@ -442,140 +425,101 @@ struct TokensQuery {
 }
 
 async fn tokens(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     query: Result<Query<TokensQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let user = match query.user {
-        Some(user) => {
-            let user = model::id("user", &user)?;
-            if user != actor.user.id && !actor.is_admin() {
-                return Err(ApiError::forbidden("only admins may list others' tokens"));
-            }
-            user
-        }
-        None => actor.user.id.clone(),
-    };
-    Ok(items(accounts::list_tokens(state.app.pool(), &user).await?))
+    Ok(items(app.tokens(&actor, query.user.as_deref()).await?))
 }
 
 async fn create_token(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     JsonBody(body): JsonBody<NewToken>,
 ) -> Result<Response, ApiError> {
-    // A token that could make tokens would outlive its own revocation or expiry.
-    if actor.session.is_none() {
-        return Err(ApiError::forbidden(
-            "API tokens are made from a signed-in session, or with `herald user token`",
-        ));
-    }
-    if body.notify && !actor.is_admin() {
-        return Err(ApiError::forbidden(
-            "only admins may make tokens that notify",
-        ));
-    }
-    let ttl = body.ttl.as_deref().map(accounts::parse_ttl).transpose()?;
-    let spec = accounts::TokenSpec {
-        name: body.name,
-        can_notify: body.notify,
-        ttl,
-    };
-    Ok(created(
-        accounts::add_token(state.app.pool(), &actor.user.id, spec).await?,
-    ))
+    Ok(created(app.create_token(&actor, body).await?))
 }
 
 async fn revoke_token(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     ItemId(id): ItemId,
 ) -> Result<StatusCode, ApiError> {
-    state.app.revoke_token(&actor, &id).await?;
+    app.revoke_token(&actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn create_user(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     JsonBody(body): JsonBody<NewUser>,
 ) -> Result<Response, ApiError> {
-    if !actor.is_admin() {
-        return Err(ApiError::forbidden("only admins may create users"));
-    }
-    Ok(created(accounts::add_user(state.app.pool(), body).await?))
+    Ok(created(app.create_user(&actor, body).await?))
 }
 
-async fn workspaces(
-    State(state): State<AppState>,
-    actor: Actor,
-) -> Result<impl IntoResponse, ApiError> {
-    Ok(items(state.app.workspaces(&actor).await?))
+async fn workspaces(State(app): State<App>, actor: Actor) -> Result<impl IntoResponse, ApiError> {
+    Ok(items(app.workspaces(&actor).await?))
 }
 
 async fn create_workspace(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     JsonBody(body): JsonBody<WorkspaceBody>,
 ) -> Result<Response, ApiError> {
-    Ok(created(
-        state.app.create_workspace(&actor, body.name).await?,
-    ))
+    Ok(created(app.create_workspace(&actor, body.name).await?))
 }
 
 async fn workspace(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.app.workspace(&actor, &ws).await?))
+    Ok(Json(app.workspace(&actor, &ws).await?))
 }
 
 async fn rename_workspace(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     JsonBody(body): JsonBody<WorkspaceBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        state.app.rename_workspace(&actor, &ws, body.name).await?,
-    ))
+    Ok(Json(app.rename_workspace(&actor, &ws, body.name).await?))
 }
 
 async fn delete_workspace(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
 ) -> Result<StatusCode, ApiError> {
-    state.app.delete_workspace(&actor, &ws).await?;
+    app.delete_workspace(&actor, &ws).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn members(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(items(state.app.members(&actor, &ws).await?))
+    Ok(items(app.members(&actor, &ws).await?))
 }
 
 async fn add_member(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     JsonBody(body): JsonBody<NewMember>,
 ) -> Result<Response, ApiError> {
-    Ok(created(state.app.add_member(&actor, &ws, body).await?))
+    Ok(created(app.add_member(&actor, &ws, body).await?))
 }
 
 async fn remove_member(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Path((ws, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ws = model::id("workspace id", &ws)?;
-    state.app.remove_member(&actor, &ws, &user).await?;
+    app.remove_member(&actor, &ws, &user).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -587,7 +531,7 @@ struct PageQuery {
 }
 
 async fn list<R: Resource>(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
@@ -603,67 +547,64 @@ async fn list<R: Resource>(
         .map(|a| model::id("after", a))
         .transpose()?;
     Ok(Json(
-        state
-            .app
-            .list::<R>(&actor, &ws, after.as_deref(), limit)
-            .await?,
+        app.list::<R>(&actor, &ws, after.as_deref(), limit).await?,
     ))
 }
 
 async fn get_one<R: Resource>(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     ItemId(id): ItemId,
 ) -> Result<Json<R>, ApiError> {
-    Ok(Json(state.app.get::<R>(&actor, &ws, &id).await?))
+    Ok(Json(app.get::<R>(&actor, &ws, &id).await?))
 }
 
 async fn create<R: Resource>(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     JsonBody(body): JsonBody<R::Create>,
 ) -> Result<Response, ApiError> {
-    Ok(created(state.app.create::<R>(&actor, &ws, body).await?))
+    Ok(created(app.create::<R>(&actor, &ws, body).await?))
 }
 
 async fn update<R: Resource>(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     ItemId(id): ItemId,
     JsonBody(patch): JsonBody<R::Patch>,
 ) -> Result<Json<R>, ApiError> {
-    Ok(Json(state.app.update::<R>(&actor, &ws, &id, patch).await?))
+    Ok(Json(app.update::<R>(&actor, &ws, &id, patch).await?))
 }
 
 async fn delete<R: Resource>(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     ItemId(id): ItemId,
 ) -> Result<StatusCode, ApiError> {
-    state.app.delete::<R>(&actor, &ws, &id).await?;
+    app.delete::<R>(&actor, &ws, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn notify(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     JsonBody(body): JsonBody<Notify>,
 ) -> Result<Response, ApiError> {
-    let id = state.app.notify(&actor, &body.user_id, body.data).await?;
+    let id = app.notify(&actor, &body.user_id, body.data).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
 async fn broadcast(
-    State(state): State<AppState>,
+    State(app): State<App>,
     actor: Actor,
     Ws(ws): Ws,
     JsonBody(body): JsonBody<Broadcast>,
 ) -> Result<Response, ApiError> {
-    let id = state.app.broadcast(&actor, &ws, body.data).await?;
+    let id = app.broadcast(&actor, &ws, body.data).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
@@ -676,7 +617,7 @@ struct StreamQuery {
 }
 
 async fn events(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
     actor: Actor,
     headers: HeaderMap,
@@ -692,7 +633,7 @@ async fn events(
 }
 
 async fn workspace_events(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     axum::extract::ConnectInfo(ClientAddr(peer)): axum::extract::ConnectInfo<ClientAddr>,
     actor: Actor,
     Ws(ws): Ws,
@@ -704,7 +645,7 @@ async fn workspace_events(
 }
 
 async fn stream(
-    state: &AppState,
+    state: &ServerState,
     peer: std::net::IpAddr,
     actor: &Actor,
     headers: &HeaderMap,
@@ -712,10 +653,10 @@ async fn stream(
     workspace: Option<String>,
 ) -> Result<Response, ApiError> {
     let types = query.types.as_deref().map(Kind::parse_list).transpose()?;
-    let last_event_id = state.last_event_id(headers, query.last_event_id)?;
+    let last_event_id = state.streams.last_event_id(headers, query.last_event_id)?;
     let resumed = last_event_id.is_some();
-    let poll = crate::poll::wants_poll(headers);
-    let permit = state.admit_stream(peer)?;
+    let poll = poll::wants_poll(headers);
+    let permit = state.streams.admit(peer)?;
     let opened = state
         .app
         .open_stream(
@@ -737,12 +678,18 @@ async fn stream(
         })
         .boxed();
     if poll {
-        let cursor = crate::poll::Cursor {
+        let cursor = poll::Cursor {
             resumed,
             resume_id: opened.resume_id,
             passed: opened.passed,
         };
-        return Ok(crate::poll::answer(frames, cursor, state.poll_timeout, state.max_body).await);
+        return Ok(poll::answer(
+            frames,
+            cursor,
+            state.streams.poll_timeout,
+            state.bodies.max_body,
+        )
+        .await);
     }
     let frames = frames.map(Ok::<_, Infallible>);
     let mut response = Response::builder()
@@ -760,7 +707,10 @@ async fn stream(
     {
         response = response.header("last-event-id", head);
     }
-    response
-        .body(Body::from_stream(frames))
-        .map_err(crate::app::internal)
+    response.body(Body::from_stream(frames)).map_err(internal)
+}
+
+/// A failure the app did not see: logged in full, shown to the client as a plain 500.
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, error.to_string())
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
-use crate::error::ApiError;
+use crate::error::AppError;
 
 /// Stores an enum with `as_str` and `FromStr` as the TEXT of its name, through `sqlx::Any`
 /// (whose drivers know no enums).
@@ -186,7 +186,7 @@ pub struct Todo {
     /// 1–500 characters.
     pub title: String,
     /// Whether it is done.
-    #[sqlx(try_from = "crate::app::db::Flag")]
+    #[sqlx(try_from = "crate::db::Flag")]
     pub done: bool,
     /// Its author.
     pub created_by: String,
@@ -207,7 +207,7 @@ pub struct Channel {
     /// 1–100 characters.
     pub name: String,
     /// The workspace's `general` channel, which cannot be deleted.
-    #[sqlx(try_from = "crate::app::db::Flag")]
+    #[sqlx(try_from = "crate::db::Flag")]
     pub is_default: bool,
     /// Its author.
     pub created_by: String,
@@ -264,8 +264,8 @@ impl NewUser {
     ///
     /// # Errors
     ///
-    /// 400 naming the first bad field.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    /// `Invalid` naming the first bad field.
+    pub fn validate(&self) -> Result<(), AppError> {
         email(&self.email)?;
         text("name", &self.name, MAX_NAME)?;
         password("password", &self.password)
@@ -281,7 +281,7 @@ pub struct Account {
     pub user: User,
     /// `false` once an admin deactivated it: it cannot sign in, and its sessions and API
     /// tokens are refused.
-    #[sqlx(try_from = "crate::app::db::Flag")]
+    #[sqlx(try_from = "crate::db::Flag")]
     pub active: bool,
 }
 
@@ -330,13 +330,14 @@ pub struct TokenInfo {
 ///
 /// # Errors
 ///
-/// 400 naming `field`.
-pub fn password(field: &str, value: &str) -> Result<(), ApiError> {
+/// `Invalid` naming `field`.
+pub fn password(field: &str, value: &str) -> Result<(), AppError> {
     let chars = value.chars().count();
     if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&chars) {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be {MIN_PASSWORD}–{MAX_PASSWORD} characters"
-        )));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} must be {MIN_PASSWORD}–{MAX_PASSWORD} characters"),
+        ));
     }
     Ok(())
 }
@@ -424,21 +425,26 @@ pub struct Broadcast {
 ///
 /// # Errors
 ///
-/// 400 naming the field.
-pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+/// `Invalid` naming the field.
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     if value.trim().is_empty() {
-        return Err(ApiError::bad_request(format!("{field} must not be empty")));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     let chars = value.chars().count();
     if chars > max {
-        return Err(ApiError::bad_request(format!(
-            "{field} is {chars} characters; the limit is {max}"
-        )));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} is {chars} characters; the limit is {max}"),
+        ));
     }
     if value.contains('\0') {
-        return Err(ApiError::bad_request(format!(
-            "{field} must not contain NUL"
-        )));
+        return Err(AppError::invalid_field(
+            field,
+            format!("{field} must not contain NUL"),
+        ));
     }
     Ok(())
 }
@@ -447,8 +453,8 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
 ///
 /// # Errors
 ///
-/// 400.
-pub fn email(value: &str) -> Result<(), ApiError> {
+/// `Invalid`.
+pub fn email(value: &str) -> Result<(), AppError> {
     let ok = value.len() <= MAX_EMAIL
         && value
             .split_once('@')
@@ -457,9 +463,10 @@ pub fn email(value: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
-            "email must look like name@domain and be at most {MAX_EMAIL} characters"
-        )))
+        Err(AppError::invalid_field(
+            "email",
+            format!("email must look like name@domain and be at most {MAX_EMAIL} characters"),
+        ))
     }
 }
 
@@ -473,11 +480,13 @@ pub fn normalize_email(email: &str) -> String {
 ///
 /// # Errors
 ///
-/// 400 naming what was expected.
-pub fn id(what: &str, value: &str) -> Result<String, ApiError> {
+/// `Invalid` naming what was expected.
+pub fn id(what: &str, value: &str) -> Result<String, AppError> {
     uuid::Uuid::try_parse(value)
         .map(|id| id.hyphenated().to_string())
-        .map_err(|_| ApiError::bad_request(format!("{what} {value:?} is not a valid id (a UUID)")))
+        .map_err(|_| {
+            AppError::invalid_field(what, format!("{what} {value:?} is not a valid id (a UUID)"))
+        })
 }
 
 /// A fresh id: UUID v7, so ids sort by creation and pagination can use them as cursors.

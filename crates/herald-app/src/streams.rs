@@ -21,11 +21,9 @@ use futures::{FutureExt as _, StreamExt, stream::BoxStream};
 use herald_hub::{Record, ReplayFilter, SubscribeError, SubscribeRequest};
 
 use crate::{
-    app::{
-        App, internal,
-        policy::{self, Actor, Kind},
-    },
-    error::ApiError,
+    App,
+    error::{AppError, internal},
+    policy::{self, Actor, Kind},
 };
 
 /// Most workspaces one stream follows. An admin of a larger installation filters with
@@ -38,28 +36,28 @@ const NOT_LOGGED_YET: u64 = u64::MAX;
 
 /// What a stream asks for.
 #[derive(Debug, Default)]
-pub(crate) struct StreamRequest {
+pub struct StreamRequest {
     /// Only this workspace (`?workspace=`, or the path of a workspace's stream).
-    pub(crate) workspace: Option<String>,
+    pub workspace: Option<String>,
     /// Only these kinds (`?types=`).
-    pub(crate) types: Option<BTreeSet<Kind>>,
+    pub types: Option<BTreeSet<Kind>>,
     /// Resume after this event id.
-    pub(crate) last_event_id: Option<String>,
+    pub last_event_id: Option<String>,
     /// Whether to track the newest record the replay passes (a long-poll's cursor).
-    pub(crate) track_passed: bool,
+    pub track_passed: bool,
 }
 
 /// An open stream of the app.
-pub(crate) struct AppStream {
+pub struct AppStream {
     /// The SSE bytes.
-    pub(crate) frames: BoxStream<'static, Bytes>,
+    pub frames: BoxStream<'static, Bytes>,
     /// Where a client resumes if no event with an id reaches it: the id it resumed from,
     /// else the log's newest when it subscribed.
-    pub(crate) resume_id: Option<String>,
+    pub resume_id: Option<String>,
     /// The newest event in the log when the stream subscribed.
-    pub(crate) head_id: Option<String>,
+    pub head_id: Option<String>,
     /// The newest record the replay passed, when asked for.
-    pub(crate) passed: Option<herald_hub::Passed>,
+    pub passed: Option<herald_hub::Passed>,
 }
 
 impl App {
@@ -68,16 +66,16 @@ impl App {
     ///
     /// # Errors
     ///
-    /// 404 when the workspace asked for is not readable; 400 for a bad or over-long id, or
-    /// too many workspaces; 503 when history cannot be read.
-    pub(crate) async fn open_stream(
+    /// `NotFound` when the workspace asked for is not readable; `Invalid` for a bad or
+    /// over-long id, or too many workspaces; `Unavailable` when history cannot be read.
+    pub async fn open_stream(
         &self,
         actor: &Actor,
         request: StreamRequest,
-    ) -> Result<AppStream, ApiError> {
+    ) -> Result<AppStream, AppError> {
         let workspaces = self.readable(actor, request.workspace.as_deref()).await?;
         if workspaces.len() > MAX_STREAM_WORKSPACES {
-            return Err(ApiError::bad_request(format!(
+            return Err(AppError::invalid(format!(
                 "this stream would follow {} workspaces (the limit is \
                  {MAX_STREAM_WORKSPACES}); choose one with ?workspace=",
                 workspaces.len()
@@ -105,9 +103,9 @@ impl App {
             })
             .await
             .map_err(|error| match error {
-                SubscribeError::Unavailable(error) => ApiError::unavailable(error.to_string()),
-                full @ SubscribeError::SelectorsFull => ApiError::unavailable(full.to_string()),
-                invalid => ApiError::bad_request(invalid.to_string()),
+                SubscribeError::Unavailable(error) => AppError::unavailable(error.to_string()),
+                full @ SubscribeError::SelectorsFull => AppError::unavailable(full.to_string()),
+                invalid => AppError::invalid(invalid.to_string()),
             })?;
         // A change of rights between the check above and the registration has had its
         // closing update fanned out before this stream could hear it. Now that it is
@@ -150,13 +148,13 @@ impl App {
         })
     }
 
-    /// The workspaces a stream of `actor` follows: `only` (404 unless readable), or every
+    /// The workspaces a stream of `actor` follows: `only` (`NotFound` unless readable), or every
     /// one it may read.
     async fn readable(
         &self,
         actor: &Actor,
         only: Option<&str>,
-    ) -> Result<BTreeSet<String>, ApiError> {
+    ) -> Result<BTreeSet<String>, AppError> {
         Ok(match only {
             Some(ws) => {
                 self.workspace(actor, ws).await?;
@@ -188,7 +186,7 @@ impl App {
         actor: &Actor,
         workspaces: &BTreeSet<String>,
         topics: &[String],
-    ) -> Result<Option<ReplayFilter>, ApiError> {
+    ) -> Result<Option<ReplayFilter>, AppError> {
         if actor.is_admin() {
             return Ok(None);
         }
@@ -228,16 +226,16 @@ impl App {
     }
 
     /// The log position of event `id`, if the log holds it.
-    async fn position(&self, id: &str) -> Result<Option<u64>, ApiError> {
+    async fn position(&self, id: &str) -> Result<Option<u64>, AppError> {
         self.hub()
             .position(id)
             .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))
+            .map_err(|e| AppError::unavailable(e.to_string()))
     }
 
     /// Whether event `id` waits in the outbox: its change committed, and the log does not
     /// hold it yet (or has just taken it).
-    async fn in_outbox(&self, id: &str) -> Result<bool, ApiError> {
+    async fn in_outbox(&self, id: &str) -> Result<bool, AppError> {
         let found: Option<String> = sqlx::query_scalar("SELECT uid FROM outbox WHERE uid = $1")
             .bind(id)
             .fetch_optional(self.pool())
@@ -248,7 +246,7 @@ impl App {
 
     /// Whether the session or token the actor came with still exists, and its user is
     /// still active.
-    async fn credentials_alive(&self, actor: &Actor) -> Result<bool, ApiError> {
+    async fn credentials_alive(&self, actor: &Actor) -> Result<bool, AppError> {
         let found: Option<String> = match (&actor.session, &actor.token) {
             (Some(session), _) => sqlx::query_scalar(
                 "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -277,7 +275,7 @@ mod tests {
     use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
     use super::*;
-    use crate::app::{
+    use crate::{
         Inner,
         model::{self, User, UserRole},
         open_db,
@@ -301,11 +299,12 @@ mod tests {
         let pool = open_db(None, dir).await.unwrap();
         let app = App {
             inner: Arc::new(Inner {
-                pool,
+                pool: pool.clone(),
                 hub,
                 write: Arc::default(),
                 inflight: std::sync::Mutex::default(),
                 tasks: TaskTracker::new(),
+                accounts: crate::Accounts::new(pool, TaskTracker::new()),
             }),
         };
         (app, shutdown)

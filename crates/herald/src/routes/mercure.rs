@@ -11,15 +11,16 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream::BoxStream};
-use herald_hub::{PublishError, SubscribeError, SubscribeRequest, Update, selector::Selector};
+use herald_hub::{PublishError, SubscribeError, SubscribeRequest, Update};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
 use crate::{
-    auth::{self, TokenSource},
+    auth,
+    credentials::{self, TokenSource},
     error::{ApiError, ErrorCode},
     limits::ClientAddr,
-    state::AppState,
+    state::ServerState,
 };
 
 /// The path of the hub.
@@ -33,7 +34,7 @@ pub const LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
 /// Plain HTTP/1 publishes usually take the lighter path in `connection`, which runs the same
 /// [`authorize_publish`] and [`publish_form`].
 pub async fn publish(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
     body: Body,
@@ -41,7 +42,8 @@ pub async fn publish(
     let started = Instant::now();
     let publisher = authorize_publish(&state, &headers, uri.query())?;
     let body = state
-        .read_body_within(read_body(body, state.max_body))
+        .bodies
+        .read_within(read_body(body, state.bodies.max_body))
         .await??;
     let id = publish_form(&state, &publisher, &body, started).await?;
     Ok(([(header::CONTENT_TYPE, PUBLISHED_CONTENT_TYPE)], id).into_response())
@@ -63,19 +65,20 @@ pub struct Publisher {
 /// from a foreign origin), 415 for a body that is not a form, 429 when the publisher (the
 /// token's subject, else the token) published more than `--publish-rate` allows.
 pub fn authorize_publish(
-    state: &AppState,
+    state: &ServerState,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Publisher, ApiError> {
     let query_token = query_pairs(query)
         .find(|(key, _)| key == "authorization")
         .map(|(_, value)| value.into_owned());
-    let (token, source) = auth::find_token(headers, query_token.as_deref())?.ok_or_else(|| {
-        ApiError::unauthorized("publishing requires a JWT with a mercure.publish claim")
-    })?;
-    let claims = state.publisher.verify(token)?;
+    let (token, source) =
+        credentials::mercure_token(headers, query_token.as_deref())?.ok_or_else(|| {
+            ApiError::unauthorized("publishing requires a JWT with a mercure.publish claim")
+        })?;
+    let claims = state.tokens.publisher().verify(token)?;
     if source == TokenSource::Cookie {
-        state.check_cookie_origin(headers)?;
+        state.origins.check_cookie_origin(headers)?;
     }
     if claims
         .mercure
@@ -121,7 +124,7 @@ pub fn authorize_publish(
 /// 400 for a malformed form or update, 403 for a topic the token may not publish to, 503
 /// when the log cannot store it (nothing was published).
 pub async fn publish_form(
-    state: &AppState,
+    state: &ServerState,
     publisher: &Publisher,
     body: &[u8],
     started: Instant,
@@ -137,7 +140,7 @@ pub async fn publish_form(
         if herald_hub::is_reserved(topic) {
             return Err(reserved(topic));
         }
-        if !state.may_publish(allowed, topic) {
+        if !state.tokens.may_publish(allowed, topic) {
             return Err(ApiError::forbidden(format!(
                 "the JWT does not allow publishing to topic {topic:?}"
             )));
@@ -165,22 +168,22 @@ pub async fn publish_form(
 /// serves the rest (HTTP/2, cross-origin requests that need CORS headers) with the same
 /// [`open_stream`].
 pub async fn subscribe(
-    State(state): State<AppState>,
+    State(state): State<ServerState>,
     ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let stream = open_stream(&state, peer.ip(), &headers, &uri).await?;
-    if crate::poll::wants_poll(&headers) {
-        return Ok(crate::poll::answer(
+    if crate::routes::poll::wants_poll(&headers) {
+        return Ok(crate::routes::poll::answer(
             stream.frames,
-            crate::poll::Cursor {
+            crate::routes::poll::Cursor {
                 resumed: stream.resumed,
                 resume_id: stream.resume_id,
                 passed: stream.passed,
             },
-            state.poll_timeout,
-            state.max_body,
+            state.streams.poll_timeout,
+            state.bodies.max_body,
         )
         .await);
     }
@@ -218,7 +221,7 @@ pub struct OpenStream {
 /// 400 for bad selectors or ids, 401 for missing or bad tokens, 429/503 for limits, 503
 /// when history cannot be read.
 pub async fn open_stream(
-    state: &AppState,
+    state: &ServerState,
     peer: IpAddr,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
@@ -234,9 +237,9 @@ pub async fn open_stream(
             _ => {} // Cache busters and the like.
         }
     }
-    let claims = match auth::find_token(headers, query_token.as_deref())? {
-        Some((token, _)) => Some(state.subscriber.verify(token)?),
-        None if state.anonymous => None,
+    let claims = match credentials::mercure_token(headers, query_token.as_deref())? {
+        Some((token, _)) => Some(state.tokens.subscriber().verify(token)?),
+        None if state.tokens.anonymous() => None,
         None => {
             return Err(ApiError::unauthorized(
                 "subscribing requires a JWT (this hub does not allow anonymous subscribers)",
@@ -246,11 +249,11 @@ pub async fn open_stream(
     if let Some(topic) = topics.iter().find(|t| herald_hub::is_reserved(t)) {
         return Err(reserved(topic));
     }
-    let last_event_id = state.last_event_id(headers, query_last_id)?;
+    let last_event_id = state.streams.last_event_id(headers, query_last_id)?;
     let resume_from = last_event_id.clone();
     let resumed = resume_from.is_some();
 
-    let permit = state.admit_stream(peer)?;
+    let permit = state.streams.admit(peer)?;
 
     // A token's authority ends at its expiry, on open streams too: the stream closes then,
     // and the client must come back with a fresh token.
@@ -303,7 +306,7 @@ pub async fn open_stream(
         response_headers.push((HeaderName::from_static("last-event-id"), id));
     }
     let resume_id = resume_from.or_else(|| subscription.head_id().map(str::to_owned));
-    let passed = crate::poll::wants_poll(headers).then(|| subscription.passed());
+    let passed = crate::routes::poll::wants_poll(headers).then(|| subscription.passed());
     let expiry = match expires_in {
         Some(left) => tokio::time::sleep(left).boxed(),
         None => futures::future::pending().boxed(),
@@ -411,38 +414,6 @@ fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
     Ok(update)
 }
 
-/// Compiled publish selectors, cached: a publisher sends the same claim with every request.
-#[derive(Debug, Default)]
-pub struct SelectorCache {
-    compiled: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<Selector>>>>,
-}
-
-/// Entries kept before the cache is cleared; bounds memory under hostile claims.
-const SELECTOR_CACHE_MAX: usize = 4096;
-
-impl SelectorCache {
-    /// Whether any of `selectors` matches `topic`. Selectors that do not parse match
-    /// nothing.
-    pub fn any_matches(&self, selectors: &[String], topic: &str) -> bool {
-        selectors.iter().any(|source| {
-            if source == "*" || source == topic {
-                return true;
-            }
-            let compiled = {
-                let mut cache = self.compiled.lock().expect("selector cache poisoned");
-                if cache.len() >= SELECTOR_CACHE_MAX {
-                    cache.clear();
-                }
-                cache
-                    .entry(source.clone())
-                    .or_insert_with(|| Selector::parse(source).ok().map(Arc::new))
-                    .clone()
-            };
-            compiled.is_some_and(|s| s.matches(topic))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,22 +454,5 @@ mod tests {
             err("topic=a&private=maybe"),
             "private must be on/true/1 or off/false/0, not \"maybe\""
         );
-    }
-
-    #[test]
-    fn publish_selectors() {
-        let cache = SelectorCache::default();
-        let claim = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(cache.any_matches(&claim(&["*"]), "anything"));
-        assert!(cache.any_matches(
-            &claim(&["https://e.com/books/{id}"]),
-            "https://e.com/books/1"
-        ));
-        assert!(!cache.any_matches(
-            &claim(&["https://e.com/books/{id}"]),
-            "https://e.com/users/1"
-        ));
-        assert!(!cache.any_matches(&claim(&[]), "a"));
-        assert!(!cache.any_matches(&claim(&["{"]), "a"));
     }
 }

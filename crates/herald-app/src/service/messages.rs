@@ -1,0 +1,128 @@
+//! Messages that change no resource: notifications to a user, broadcasts to a workspace,
+//! and logging out.
+
+use serde_json::json;
+
+use crate::{
+    App,
+    error::{AppError, internal},
+    model,
+    policy::{self, Actor, Kind, not_found},
+};
+
+use super::access;
+
+impl App {
+    /// Sends `data` to one user's streams; admins and `--notify` tokens.
+    pub async fn notify(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        data: serde_json::Value,
+    ) -> Result<String, AppError> {
+        if !actor.is_admin() && !actor.can_notify {
+            return Err(AppError::forbidden(
+                "only admins and API tokens made with --notify may send notifications",
+            ));
+        }
+        let user_id = model::id("userId", user_id)?;
+        let mut change = self.change().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+            .bind(&user_id)
+            .fetch_optional(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        if exists.is_none() {
+            return Err(not_found("user"));
+        }
+        let envelope = json!({
+            "id": null,
+            "type": "notification",
+            "userId": user_id,
+            "data": data,
+            "user": actor.envelope(),
+            "timestamp": model::now(),
+        });
+        let id = change
+            .emit(
+                "notification",
+                policy::route_notification(&user_id),
+                Vec::new(),
+                envelope,
+            )
+            .await?;
+        change.commit().await?;
+        Ok(id)
+    }
+
+    /// Sends `data` to every member of a workspace; its owners, admins, `--notify` tokens.
+    pub async fn broadcast(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        data: serde_json::Value,
+    ) -> Result<String, AppError> {
+        let mut change = self.change().await?;
+        if actor.can_notify {
+            // A token made to notify may broadcast to any workspace that exists.
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+                    .bind(ws)
+                    .fetch_optional(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+            if exists.is_none() {
+                return Err(not_found("workspace"));
+            }
+        } else {
+            access(&mut change.tx, actor, ws)
+                .await?
+                .require_owner("broadcast")?;
+        }
+        let envelope = json!({
+            "id": null,
+            "type": "announcement",
+            "workspaceId": ws,
+            "data": data,
+            "user": actor.envelope(),
+            "timestamp": model::now(),
+        });
+        let topics = policy::route(Kind::Announcements, ws, &actor.user.id, None);
+        let id = change
+            .emit("announcement", topics, Vec::new(), envelope)
+            .await?;
+        change.commit().await?;
+        Ok(id)
+    }
+}
+
+impl App {
+    /// Ends the actor's session, and with it every stream it opened, on every node: the
+    /// session's row goes, and a control event ends the streams following its topic.
+    pub async fn logout(&self, actor: &Actor) -> Result<(), AppError> {
+        let Some(session) = &actor.session else {
+            return Ok(());
+        };
+        let mut change = self.change().await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(session)
+            .execute(&mut *change.tx)
+            .await
+            .map_err(internal)?;
+        let envelope = json!({
+            "id": null,
+            "type": "sessions:ended",
+            "user": actor.envelope(),
+            "timestamp": model::now(),
+        });
+        change
+            .emit(
+                "sessions:ended",
+                vec![policy::CONTROL_TOPIC.to_owned()],
+                vec![policy::session_topic(session)],
+                envelope,
+            )
+            .await?;
+        change.commit().await
+    }
+}

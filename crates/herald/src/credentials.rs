@@ -1,0 +1,225 @@
+//! Where a request's credentials are, for Mercure and for the app alike: one cookie parser,
+//! one bearer parser.
+//!
+//! - Mercure takes a JWT from `Authorization: Bearer`, else the `mercureAuthorization`
+//!   cookie, else the `authorization` query parameter (an `EventSource` cannot set
+//!   headers): [`mercure_token`].
+//! - The app takes an API token from `Authorization: Bearer`, else the session cookie:
+//!   [`app_credentials`].
+//!
+//! Finding credentials checks nothing: `auth` verifies JWTs, the app's accounts the rest.
+
+use axum::http::{HeaderMap, header};
+use herald_app::accounts::{Credentials, SESSION_COOKIE};
+
+use crate::error::ApiError;
+
+/// The cookie Mercure clients use to carry the token.
+pub const MERCURE_COOKIE: &str = "mercureAuthorization";
+
+/// Where a Mercure token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer`.
+    Header,
+    /// The `mercureAuthorization` cookie.
+    Cookie,
+    /// The `authorization` query parameter.
+    Query,
+}
+
+/// Why an `Authorization` header holds no bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotBearer {
+    /// The header is not visible ASCII.
+    NotText,
+    /// Another scheme (`Basic …`), or none.
+    OtherScheme,
+}
+
+/// The value of cookie `name`, if the request carries it. Every `Cookie` header counts,
+/// pairs are split on `;`, and a value wrapped in double quotes (RFC 6265's
+/// `DQUOTE *cookie-octet DQUOTE`) is taken without them.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| {
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value)
+        })
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme as `Bearer` or
+/// `bearer`), trimmed; it may be empty. `Ok(None)` without the header.
+///
+/// # Errors
+///
+/// [`NotBearer`] when the header is there but holds no bearer token.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, NotBearer> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| NotBearer::NotText)?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(|token| Some(token.trim()))
+        .ok_or(NotBearer::OtherScheme)
+}
+
+/// Finds a Mercure request's token: the bearer header, else the cookie, else
+/// `query_token`.
+///
+/// # Errors
+///
+/// 401 when an `Authorization` header is present but holds no bearer token: a client that
+/// meant to authenticate must not silently become anonymous.
+pub fn mercure_token<'a>(
+    headers: &'a HeaderMap,
+    query_token: Option<&'a str>,
+) -> Result<Option<(&'a str, TokenSource)>, ApiError> {
+    match bearer(headers) {
+        Ok(None) => {}
+        Ok(Some(token)) if !token.is_empty() => return Ok(Some((token, TokenSource::Header))),
+        Ok(Some(_)) | Err(NotBearer::OtherScheme) => {
+            return Err(ApiError::unauthorized(
+                "the Authorization header must be \"Bearer <JWT>\"",
+            ));
+        }
+        Err(NotBearer::NotText) => {
+            return Err(ApiError::unauthorized(
+                "the Authorization header is not valid text",
+            ));
+        }
+    }
+    if let Some(token) = cookie(headers, MERCURE_COOKIE) {
+        return Ok(Some((token, TokenSource::Cookie)));
+    }
+    Ok(query_token
+        .filter(|t| !t.is_empty())
+        .map(|t| (t, TokenSource::Query)))
+}
+
+/// The app's credentials in a request: a bearer token, else the session cookie. An
+/// `Authorization` header without a bearer token is no credential (a browser's basic
+/// authentication in front of Herald, say), so the session cookie still counts.
+pub fn app_credentials(headers: &HeaderMap) -> Option<Credentials<'_>> {
+    if let Ok(Some(token)) = bearer(headers) {
+        return Some(Credentials::Token(token));
+    }
+    cookie(headers, SESSION_COOKIE).map(Credentials::Session)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &'static [u8])]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name, HeaderValue::from_bytes(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn cookies_follow_rfc_6265() {
+        let check = |cookies: &[&'static [u8]], expected: Option<&str>| {
+            let map = headers(
+                &cookies
+                    .iter()
+                    .map(|c| (header::COOKIE, *c))
+                    .collect::<Vec<_>>(),
+            );
+            assert_eq!(cookie(&map, "name"), expected, "{cookies:?}");
+        };
+        check(&[b"name=value"], Some("value"));
+        check(&[b"a=b; name=value; c=d"], Some("value"));
+        check(&[b"a=b", b"name=second"], Some("second"));
+        check(&[b"name=\"quoted\""], Some("quoted"));
+        check(&[b"name=\"\""], Some(""));
+        // Only a wrapping pair of quotes goes; a lone one is part of the value.
+        check(&[b"name=\"open"], Some("\"open"));
+        check(&[b"name=in\"side"], Some("in\"side"));
+        check(&[b"name="], Some(""));
+        check(&[b"other=value"], None);
+        check(&[b"names=value; xname=value"], None);
+        check(&[], None);
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let check = |value: &'static [u8], expected: Result<Option<&str>, NotBearer>| {
+            let map = headers(&[(header::AUTHORIZATION, value)]);
+            assert_eq!(bearer(&map), expected, "{value:?}");
+        };
+        check(b"Bearer abc", Ok(Some("abc")));
+        check(b"bearer abc", Ok(Some("abc")));
+        check(b"Bearer  abc ", Ok(Some("abc")));
+        check(b"Bearer ", Ok(Some("")));
+        check(b"Basic abc", Err(NotBearer::OtherScheme));
+        check(b"Bearer\tabc", Err(NotBearer::OtherScheme));
+        check(b"Bearer \xff", Err(NotBearer::NotText));
+        assert_eq!(bearer(&HeaderMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn mercure_tokens_are_found_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; mercureAuthorization=cookie-token"),
+        );
+        assert_eq!(
+            mercure_token(&headers, Some("q")).unwrap(),
+            Some(("cookie-token", TokenSource::Cookie))
+        );
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer header-token"),
+        );
+        assert_eq!(
+            mercure_token(&headers, Some("q")).unwrap(),
+            Some(("header-token", TokenSource::Header))
+        );
+        assert_eq!(
+            mercure_token(&HeaderMap::new(), Some("q")).unwrap(),
+            Some(("q", TokenSource::Query))
+        );
+        assert_eq!(mercure_token(&HeaderMap::new(), None).unwrap(), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(mercure_token(&headers, None).is_err());
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert!(mercure_token(&headers, None).is_err());
+    }
+
+    #[test]
+    fn the_app_takes_a_bearer_token_before_the_session_cookie() {
+        let both = headers(&[
+            (header::AUTHORIZATION, b"Bearer hrld_x"),
+            (header::COOKIE, b"herald_session=s"),
+        ]);
+        assert!(matches!(
+            app_credentials(&both),
+            Some(Credentials::Token("hrld_x"))
+        ));
+        let basic = headers(&[
+            (header::AUTHORIZATION, b"Basic abc"),
+            (header::COOKIE, b"herald_session=\"s\""),
+        ]);
+        assert!(matches!(
+            app_credentials(&basic),
+            Some(Credentials::Session("s"))
+        ));
+        assert!(app_credentials(&HeaderMap::new()).is_none());
+    }
+}
