@@ -297,15 +297,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     // The sequencer stores what publishers handed over and ends every stream; hyper
     // connections finish their requests; then the log's background work ends; all within
-    // the grace period.
+    // the grace period. A request still running may add a task to the tracker after it
+    // first emptied (a token's use, a write lock's release): the second wait, once no
+    // connection is left, sees those finish before the log closes.
     tracker.close();
     connections.close();
     let drained = tokio::time::timeout(config.shutdown_grace, async {
-        let stored = async {
-            tracker.wait().await;
-            log.close().await;
-        };
-        tokio::join!(graceful.shutdown(), stored, connections.wait());
+        tokio::join!(graceful.shutdown(), tracker.wait(), connections.wait());
+        tracker.wait().await;
+        log.close().await;
     })
     .await;
     match drained {
