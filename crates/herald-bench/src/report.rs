@@ -17,7 +17,7 @@ use crate::publisher::Lag;
 
 /// A name from the fixed set herald-bench writes in a field (`run`, `h2c`, ...).
 ///
-/// Deserializing finds the JSON string in that set (see [`one_of`]). It is an alias rather
+/// Deserializing finds the JSON string in that set (see `one_of`). It is an alias rather
 /// than `&'static str` in the fields themselves because serde's derive borrows a field
 /// written as `&str` from the input, which would let only a `'static` input deserialize.
 pub type Name = &'static str;

@@ -10,16 +10,17 @@
 //!
 //! - `mod.rs`: the command line ([`Options`]), the dispatch, and the smoke run of
 //!   `cargo xtask test`.
-//! - `peers.rs`: [`Peer`], the servers; [`Server`](peers::Server), one running, with its URLs and how to
-//!   stop it; installing what they need.
+//! - `peers.rs`: [`Peer`], the servers; [`Server`](peers::Server), one running, with its
+//!   URLs and how to stop it; installing what they need.
 //! - `scenarios.rs`: [`Scenario`], S1-S6 (BENCHMARKS.md says what each measures) plus
 //!   S1-max, and the `herald-bench` runs each one makes.
-//! - `harness.rs`: [`Harness`](harness::Harness) runs `herald-bench` against a server and
+//! - `harness.rs`: [`Harness`] runs `herald-bench` against a server and
 //!   reads each report into herald-bench's own [`herald_bench::Report`].
-//! - `outcome.rs`: [`Outcome`](outcome::Outcome), one server's result in one scenario, as
+//! - `outcome.rs`: [`Outcome`], one server's result in one scenario, as
 //!   stored under `target/bench-results/` and read back for rendering.
-//! - `procs.rs`: [`Tree`](procs::Tree), RSS and CPU of a server's whole process tree (Pushpin runs five
-//!   processes), and the other `/proc` lookups: descendants, names, liveness.
+//! - `procs.rs`: [`Tree`](procs::Tree), RSS and CPU of a server's whole process tree
+//!   (Pushpin runs five processes), and the other `/proc` lookups: descendants, names,
+//!   liveness.
 //! - `render.rs`: BENCHMARKS.md from the stored outcomes, and the figures' formatting;
 //!   `tables.rs`: the table of each kind of scenario.
 //! - `plot.rs`: the SVG plot BENCHMARKS.md shows.
@@ -112,7 +113,14 @@ pub(crate) fn smoke(root: &Path) -> Result<()> {
         else {
             bail!("smoke run {scenario} reported no deliveries");
         };
-        if d.expected == d.delivered && d.lost == 0 && d.duplicated == 0 && d.out_of_order == 0 {
+        // A report's counts default to zero when absent, so "nothing expected" must fail
+        // rather than pass as "nothing lost".
+        if d.expected > 0
+            && d.expected == d.delivered
+            && d.lost == 0
+            && d.duplicated == 0
+            && d.out_of_order == 0
+        {
             println!(
                 "smoke {scenario}: {} of {} delivered, none lost, duplicated or out of order \
                  ({} reversals by concurrent publishes)",

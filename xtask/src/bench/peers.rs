@@ -47,7 +47,7 @@ pub(super) enum Peer {
     Pushpin,
     Node,
     Python,
-    /// The raw limit: [`raw_server`] writes each frame to every socket, nothing else.
+    /// The raw limit: [`raw_server`](super::raw::raw_server) writes each frame to every socket, nothing else.
     Raw,
 }
 
@@ -125,7 +125,7 @@ pub(super) struct Server {
     pub(super) children: Vec<Child>,
     /// The PID herald-bench measures (for Pushpin: condure, which holds the connections).
     pub(super) pid: u32,
-    /// Roots of the process trees whose RSS and CPU [`Tree`] sums.
+    /// Roots of the process trees whose RSS and CPU [`Tree`](super::procs::Tree) sums.
     pub(super) tree_roots: Vec<u32>,
     pub(super) run_dir: PathBuf,
     pub(super) command: String,

@@ -92,7 +92,7 @@ impl Scenario {
     /// The `herald-bench` runs of this scenario: (label, subcommand, arguments).
     ///
     /// `--sub-url`, `--pub-url`, `--publish-kind`, `--server-pid` and `--threads` are added
-    /// per server by [`bench_command`].
+    /// per server by [`bench_command`](super::harness::bench_command).
     pub(super) fn runs(self, quick: bool) -> Vec<(String, &'static str, Vec<String>)> {
         let q = |full: u64, quick_value: u64| if quick { quick_value } else { full };
         let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
