@@ -182,7 +182,9 @@ pub struct SqliteLog {
 }
 
 /// The task that runs [`checkpoints`]: [`EventLog::close`] stops it and waits for its last
-/// checkpoint; dropping the last clone of the log only stops it.
+/// checkpoint. Dropping the last clone of the log stops it too, but nothing waits for that
+/// last checkpoint, which may not finish if the runtime ends first; nothing is lost then,
+/// since SQLite replays the WAL when the log is next opened.
 #[derive(Debug)]
 struct Checkpoints {
     stop: CancellationToken,

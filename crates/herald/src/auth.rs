@@ -1,7 +1,8 @@
 //! Mercure authorization: finding the JWT in a request and verifying it.
 //!
-//! `credentials` finds the token (bearer header, cookie or query). Tokens are HS256 JWTs whose `mercure` claim lists the selectors the bearer may publish to and
-//! the private updates it may receive. Tokens never reach the log.
+//! `credentials` finds the token (bearer header, cookie or query). Tokens are HS256 JWTs
+//! whose `mercure` claim lists the selectors the bearer may publish to and the private
+//! updates it may receive. Tokens never reach the log.
 
 use std::{
     collections::HashMap,

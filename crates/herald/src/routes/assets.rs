@@ -4,8 +4,8 @@
 //! The whole `crates/herald/assets/` folder is embedded with `include_dir`, in debug and
 //! release builds alike. A request names a file by its path in that folder; it is looked up
 //! in the embedded map only, one exact segment at a time, so no request reaches the file
-//! system, lists a folder or climbs out of it. (A file added to the folder is embedded at
-//! the next build of this crate: touch this file if cargo does not see it.)
+//! system, lists a folder or climbs out of it. The crate's build script makes Cargo rebuild it
+//! whenever a file in the folder is changed, added or removed.
 
 use axum::{
     Router,
