@@ -185,20 +185,33 @@ pub struct Origins {
 impl Origins {
     /// A request authenticated by cookie that changes something must come from an allowed
     /// origin: otherwise any site could make a logged-in browser act (CSRF). Requests
-    /// without `Origin` come from non-browser clients or same-origin navigations.
+    /// without `Origin` come from non-browser clients or same-origin navigations. An
+    /// `Origin` that is not text, or more than one, is refused: no browser sends either.
+    /// The same origin is an `http` or `https` origin whose host and port are the request's
+    /// `Host` (either scheme, since a proxy in front may terminate TLS).
     ///
     /// # Errors
     ///
     /// 403 when the origin is not allowed.
     pub fn check_cookie_origin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        let Some(origin) = origins.next() else {
             return Ok(());
+        };
+        let origin = match (origin.to_str(), origins.next()) {
+            (Ok(origin), None) => origin,
+            _ => {
+                return Err(ApiError::forbidden(
+                    "cookie-authenticated requests that change something need one Origin \
+                     header of plain text",
+                ));
+            }
         };
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
         let same_origin = host.is_some_and(|host| {
-            origin
-                .split_once("://")
-                .is_some_and(|(_, authority)| authority == host)
+            origin.split_once("://").is_some_and(|(scheme, authority)| {
+                matches!(scheme, "http" | "https") && authority == host
+            })
         });
         if same_origin || self.allowed.iter().any(|o| o == origin) {
             Ok(())
@@ -231,4 +244,54 @@ pub(crate) fn body_timed_out(deadline: Duration) -> ApiError {
 /// The answer to a request whose body was still arriving when shutdown began.
 pub(crate) fn shutting_down() -> ApiError {
     ApiError::unavailable("the server is shutting down; retry on another node or later")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn check(origins: &[&'static [u8]]) -> Result<(), ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("herald.test:8080"));
+        for origin in origins {
+            headers.append(header::ORIGIN, HeaderValue::from_bytes(origin).unwrap());
+        }
+        Origins {
+            allowed: Arc::from(vec!["https://app.example".to_owned()]),
+            https: false,
+        }
+        .check_cookie_origin(&headers)
+    }
+
+    #[test]
+    fn cookie_writes_come_from_the_same_or_an_allowed_origin() {
+        assert!(
+            check(&[]).is_ok(),
+            "no Origin: not a cross-site browser request"
+        );
+        assert!(check(&[b"http://herald.test:8080"]).is_ok());
+        assert!(
+            check(&[b"https://herald.test:8080"]).is_ok(),
+            "TLS ended by a proxy"
+        );
+        assert!(check(&[b"https://app.example"]).is_ok(), "listed");
+        for refused in [
+            &b"http://evil.example"[..],
+            b"null",
+            b"",
+            b"evil://herald.test:8080",
+            b"http://herald.test:8080.evil.example",
+            b"http://herald.test",
+            b"http://evil.\xc3\xa9xample",
+            b"https://app.example.evil",
+        ] {
+            assert!(check(&[refused]).is_err(), "{refused:?}");
+        }
+        assert!(
+            check(&[b"http://herald.test:8080", b"http://evil.example"]).is_err(),
+            "two Origin headers"
+        );
+    }
 }
