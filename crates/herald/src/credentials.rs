@@ -38,26 +38,33 @@ pub enum NotBearer {
 }
 
 /// The value of cookie `name`, if the request carries it. Every `Cookie` header counts,
-/// pairs are split on `;`, and a value wrapped in double quotes (RFC 6265's
-/// `DQUOTE *cookie-octet DQUOTE`) is taken without them.
+/// pairs are split on `;`, the first pair named `name` wins, and a value wrapped in double
+/// quotes (RFC 6265's `DQUOTE *cookie-octet DQUOTE`) is taken without them.
+///
+/// Pairs are split as bytes: another cookie of the host holding UTF-8 (browsers send one
+/// header with every cookie) must not hide this one. A value that is not UTF-8 is none.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
+    let (_, value) = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| {
-            value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((&pair[..eq], &pair[eq + 1..]))
         })
+        .find(|(key, _)| *key == name.as_bytes())?;
+    let value = std::str::from_utf8(value).ok()?;
+    Some(
+        value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value),
+    )
 }
 
-/// The token of an `Authorization: Bearer <token>` header (the scheme as `Bearer` or
-/// `bearer`), trimmed; it may be empty. `Ok(None)` without the header.
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, as
+/// HTTP's schemes are), trimmed; it may be empty. `Ok(None)` without the header.
 ///
 /// # Errors
 ///
@@ -67,10 +74,11 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, NotBearer> {
         return Ok(None);
     };
     let value = value.to_str().map_err(|_| NotBearer::NotText)?;
+    const SCHEME: &str = "bearer ";
     value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(|token| Some(token.trim()))
+        .get(..SCHEME.len())
+        .filter(|scheme| scheme.eq_ignore_ascii_case(SCHEME))
+        .map(|_| Some(value[SCHEME.len()..].trim()))
         .ok_or(NotBearer::OtherScheme)
 }
 
@@ -153,6 +161,11 @@ mod tests {
         check(&[b"name="], Some(""));
         check(&[b"other=value"], None);
         check(&[b"names=value; xname=value"], None);
+        // Another cookie's UTF-8 does not hide this one; this one's own bytes must be text.
+        check(&[b"x=\xc3\xa9; name=value"], Some("value"));
+        check(&[b"x=\xff; name=value"], Some("value"));
+        check(&[b"name=\xff"], None);
+        check(&[b"name=first; name=second"], Some("first"));
         check(&[], None);
     }
 
@@ -164,6 +177,10 @@ mod tests {
         };
         check(b"Bearer abc", Ok(Some("abc")));
         check(b"bearer abc", Ok(Some("abc")));
+        check(b"BEARER abc", Ok(Some("abc")));
+        check(b"bEaReR abc", Ok(Some("abc")));
+        check(b"Bearerabc", Err(NotBearer::OtherScheme));
+        check(b"Bear", Err(NotBearer::OtherScheme));
         check(b"Bearer  abc ", Ok(Some("abc")));
         check(b"Bearer ", Ok(Some("")));
         check(b"Basic abc", Err(NotBearer::OtherScheme));
