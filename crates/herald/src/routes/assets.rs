@@ -9,7 +9,7 @@
 
 use axum::{
     Router,
-    extract::Path,
+    extract::{Path, rejection::PathRejection},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -58,17 +58,25 @@ async fn client() -> Response {
     serve(CLIENT)
 }
 
-/// `GET /assets/{path}`: a file of the folder, e.g. `app.css` or `ui/main.js`.
-async fn file(Path(path): Path<String>) -> Response {
-    serve(&path)
+/// `GET /assets/{path}`: a file of the folder, e.g. `app.css` or `ui/main.js`. A path that
+/// does not decode to UTF-8 names no file: the same JSON 404.
+async fn file(path: Result<Path<String>, PathRejection>) -> Response {
+    match path {
+        Ok(Path(path)) => serve(&path),
+        Err(_) => not_found(),
+    }
 }
 
 /// The response for the embedded file at `path`, or a JSON 404.
 fn serve(path: &str) -> Response {
     match lookup(path) {
         Some(file) => respond(file),
-        None => ApiError::new(ErrorCode::NotFound, "no such asset").into_response(),
+        None => not_found(),
     }
+}
+
+fn not_found() -> Response {
+    ApiError::new(ErrorCode::NotFound, "no such asset").into_response()
 }
 
 /// The embedded file at `path` (segments separated by `/`). Nothing else matches: no
@@ -224,6 +232,9 @@ mod tests {
             "/assets/%2fetc%2fpasswd",
             "/assets/app.css/",
             "/assets/app.css%00",
+            // Not UTF-8 once decoded: an overlong `..` and a lone byte.
+            "/assets/%c0%ae%c0%ae/Cargo.toml",
+            "/assets/%ff",
         ];
         for uri in uris {
             let (status, content_type, body) = get(uri).await;
