@@ -5,53 +5,16 @@
     reason = "criterion_group! generates undocumented functions"
 )]
 
-use std::{
-    hint::black_box,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use futures::{FutureExt, StreamExt, future::BoxFuture};
-use herald_hub::{
-    Entry, EventLog, Hub, HubConfig, LogError, Record, SubscribeRequest, Update, selector::Selector,
-};
+use futures::StreamExt;
+use herald_hub::{Hub, HubConfig, SubscribeRequest, Update, selector::Selector};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// A log that keeps nothing: the fan-out benchmark measures fan-out, not fsync.
-#[derive(Debug, Default)]
-struct NullLog {
-    head: Mutex<u64>,
-}
-
-impl EventLog for NullLog {
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
-        if let Some(last) = entries.last() {
-            *self.head.lock().unwrap() = last.seq;
-        }
-        let seqs = entries.iter().map(|e| e.seq).collect();
-        async { Ok(seqs) }.boxed()
-    }
-    fn read(
-        &self,
-        _: u64,
-        _: u64,
-        _: usize,
-        _: usize,
-    ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
-        async { Ok(Vec::new()) }.boxed()
-    }
-    fn latest_seq_of<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<u64>, LogError>> {
-        async { Ok(None) }.boxed()
-    }
-    fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
-        let head = *self.head.lock().unwrap();
-        async move { Ok(head) }.boxed()
-    }
-    fn prune(&self, _: u64, _: Option<i64>) -> BoxFuture<'_, Result<u64, LogError>> {
-        async { Ok(0) }.boxed()
-    }
-}
+#[path = "../tests/common/null_log.rs"]
+mod null_log;
+use null_log::NullLog;
 
 fn selectors(c: &mut Criterion) {
     let mut group = c.benchmark_group("selector");

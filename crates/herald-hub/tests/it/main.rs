@@ -2,18 +2,18 @@
 //! hand-over under racing publishes, authorization in fan-out and replay, slow subscribers,
 //! and retention.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use futures::{FutureExt, StreamExt, future::BoxFuture};
+use futures::StreamExt;
 use herald_hub::{
-    Durability, Entry, EventLog, Hub, HubConfig, LogError, QueueLimits, Record, SqliteLog,
-    SubscribeRequest, Subscription, Update,
+    Durability, Hub, HubConfig, QueueLimits, SqliteLog, SubscribeRequest, Subscription, Update,
 };
 use herald_sse::{Decoder, Item, Message};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+#[path = "../common/null_log.rs"]
+mod null_log;
+use null_log::NullLog;
 
 struct TestHub {
     hub: Hub,
@@ -575,43 +575,6 @@ async fn replay_pages_are_bounded_by_bytes() {
             chunk.len()
         );
         events += chunk.windows(5).filter(|w| w == b"data:").count();
-    }
-}
-
-/// A log that keeps nothing. The SQLite log answers from threads of its own, and a paused
-/// clock would jump ahead while the runtime waits for them; with this one a hub's timers run
-/// on paused time.
-#[derive(Debug, Default)]
-struct NullLog {
-    head: Mutex<u64>,
-}
-
-impl EventLog for NullLog {
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
-        if let Some(last) = entries.last() {
-            *self.head.lock().unwrap() = last.seq;
-        }
-        let seqs = entries.iter().map(|e| e.seq).collect();
-        async { Ok(seqs) }.boxed()
-    }
-    fn read(
-        &self,
-        _: u64,
-        _: u64,
-        _: usize,
-        _: usize,
-    ) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
-        async { Ok(Vec::new()) }.boxed()
-    }
-    fn latest_seq_of<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<u64>, LogError>> {
-        async { Ok(None) }.boxed()
-    }
-    fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
-        let head = *self.head.lock().unwrap();
-        async move { Ok(head) }.boxed()
-    }
-    fn prune(&self, _: u64, _: Option<i64>) -> BoxFuture<'_, Result<u64, LogError>> {
-        async { Ok(0) }.boxed()
     }
 }
 
