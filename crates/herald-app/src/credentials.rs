@@ -11,6 +11,8 @@
 //! `herald user deactivate` makes the same change from outside a server: its event waits in
 //! the outbox, and the outbox relay of the running nodes publishes it within a second.
 
+use crate::Scope;
+use herald_hub::Update;
 use serde_json::json;
 use sqlx::AnyConnection;
 
@@ -111,30 +113,38 @@ impl App {
     /// `NotFound` when there is no such token, or it belongs to someone else and the actor is not
     /// an admin.
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(), AppError> {
-        let mut change = self.change().await?;
-        let owner: Option<String> =
-            sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *change.tx)
-                .await
-                .map_err(internal)?;
-        match owner {
-            Some(owner) if owner == actor.user.id || actor.is_admin() => {}
-            _ => return Err(not_found("token")),
-        }
-        sqlx::query("DELETE FROM api_tokens WHERE id = $1")
-            .bind(id)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        emit_control(
-            &mut change,
-            "tokens:revoked",
-            actor,
-            vec![policy::token_topic(id)],
-        )
-        .await?;
-        change.commit().await
+        let actor = actor.clone();
+        let id = id.to_owned();
+        self.transact(Scope::user(&actor.user.id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let id = id.as_str();
+                let owner: Option<String> =
+                    sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *change.tx)
+                        .await
+                        .map_err(internal)?;
+                match owner {
+                    Some(owner) if owner == actor.user.id || actor.is_admin() => {}
+                    _ => return Err(not_found("token")),
+                }
+                sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit_control(
+                    change,
+                    "tokens:revoked",
+                    actor,
+                    vec![policy::token_topic(id)],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Changes the actor's password after checking the current one. Every other session of
@@ -162,28 +172,34 @@ impl App {
         let hash = crate::passwords::hash_password(new)
             .await
             .map_err(internal)?;
-        let mut change = self.change().await?;
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(&actor.user.id)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        // The session of this request stays; an empty hash matches none.
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-            .bind(&actor.user.id)
-            .bind(actor.session.as_deref().unwrap_or_default())
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        emit_control(
-            &mut change,
-            "passwords:changed",
-            actor,
-            vec![policy::user_topic(&actor.user.id)],
-        )
-        .await?;
-        change.commit().await
+        let actor = actor.clone();
+        self.transact(Scope::user(&actor.user.id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(&actor.user.id)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                // The session of this request stays; an empty hash matches none.
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                    .bind(&actor.user.id)
+                    .bind(actor.session.as_deref().unwrap_or_default())
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit_control(
+                    change,
+                    "passwords:changed",
+                    actor,
+                    vec![policy::user_topic(&actor.user.id)],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Deactivates (`active: false`) or reactivates user `id`; admins only. A deactivated
@@ -210,19 +226,26 @@ impl App {
                 "you cannot deactivate yourself; ask another admin",
             ));
         }
-        let mut change = self.change().await?;
-        let user = switch_active(&mut change.tx, id, active).await?;
-        if !active {
-            emit_control(
-                &mut change,
-                "users:deactivated",
-                actor,
-                vec![policy::user_topic(id)],
-            )
-            .await?;
-        }
-        change.commit().await?;
-        Ok(Account { user, active })
+        let actor = actor.clone();
+        let id = id.to_owned();
+        self.transact(Scope::user(&id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let id = id.as_str();
+                let user = switch_active(change.tx, id, active).await?;
+                if !active {
+                    emit_control(
+                        change,
+                        "users:deactivated",
+                        actor,
+                        vec![policy::user_topic(id)],
+                    )
+                    .await?;
+                }
+                Ok(Account { user, active })
+            })
+        })
+        .await
     }
 }
 
@@ -263,11 +286,15 @@ impl Accounts {
             });
             store_event(
                 &mut writer,
-                &uid,
-                event_type,
-                &[policy::CONTROL_TOPIC.to_owned()],
-                &[policy::user_topic(&id)],
-                &envelope.to_string(),
+                &Update {
+                    topics: vec![policy::CONTROL_TOPIC.to_owned()],
+                    data: envelope.to_string(),
+                    private: true,
+                    id: Some(uid),
+                    event_type: Some(event_type.to_owned()),
+                    retry: None,
+                    closes: vec![policy::user_topic(&id)],
+                },
             )
             .await?;
         }
@@ -306,7 +333,7 @@ async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Resu
 /// Emits a control event of `event_type` by `actor`, which ends the streams following
 /// `closes`.
 async fn emit_control(
-    change: &mut Change,
+    change: &mut Change<'_>,
     event_type: &str,
     actor: &Actor,
     closes: Vec<String>,

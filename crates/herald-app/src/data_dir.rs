@@ -70,10 +70,12 @@ fn is_herald_file(name: &std::ffi::OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };
-    let database = [LOG_FILE, crate::db::APP_FILE].into_iter().any(|db| {
-        name.strip_prefix(db)
-            .is_some_and(|rest| rest.is_empty() || SQLITE_SIDE_FILES.contains(&rest))
-    });
+    let database = [LOG_FILE, crate::db::APP_FILE, crate::db::IMPORTED_APP_FILE]
+        .into_iter()
+        .any(|db| {
+            name.strip_prefix(db)
+                .is_some_and(|rest| rest.is_empty() || SQLITE_SIDE_FILES.contains(&rest))
+        });
     database || name == KEY_FILE || name == LOCK_FILE
 }
 

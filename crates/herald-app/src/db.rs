@@ -1,6 +1,15 @@
-//! The app's database: SQLite by default (`<data-dir>/app.db`), or PostgreSQL, which the
-//! nodes of a cluster share. Both are reached through `sqlx::Any`, with one set of queries,
-//! and the migrations of the backend in use run at every start.
+//! The app's database: SQLite by default, in the event log's own file
+//! (`<data-dir>/herald.db`, so that a change and its events commit in one transaction), or
+//! PostgreSQL, which the nodes of a cluster share. Both are reached through `sqlx::Any`, with
+//! one set of queries, and the migrations of the backend in use run at every start.
+//!
+//! # Sharing the log's file
+//!
+//! The app's SQLite migrations are numbered from 1001, the log's from 1, and each side
+//! ignores the other's in the file's one migration table. Older versions kept the app's data
+//! in `<data-dir>/app.db` with its migrations numbered 1 and 2: at the first start on such a
+//! directory, the data is copied into `herald.db` in one transaction and `app.db` is renamed
+//! `app.db.imported`.
 //!
 //! # One set of queries for both
 //!
@@ -39,8 +48,24 @@ use sqlx::{
 };
 use tokio_util::task::TaskTracker;
 
-/// The file in the data directory that holds the app's data when no database URL is given.
+/// The file in the data directory where older versions kept the app's data; its data is
+/// imported into the log's file ([`crate::data_dir::LOG_FILE`]) at the first start.
 pub const APP_FILE: &str = "app.db";
+
+/// What an imported [`APP_FILE`] is renamed to.
+pub const IMPORTED_APP_FILE: &str = "app.db.imported";
+
+/// The app's tables, parents before children: the order of an import.
+const TABLES: [&str; 8] = [
+    "users",
+    "sessions",
+    "api_tokens",
+    "workspaces",
+    "members",
+    "todos",
+    "channels",
+    "notes",
+];
 
 /// Most connections to an SQLite file: one writer at a time, a few readers.
 const SQLITE_CONNECTIONS: u32 = 4;
@@ -118,7 +143,8 @@ pub fn describe_url(url: &str) -> String {
 }
 
 /// Opens the app database and runs its migrations: PostgreSQL or SQLite as `database_url`
-/// says, or else SQLite in `data_dir/app.db` (creating the directory and the file).
+/// says, or else SQLite in the event log's file `data_dir/herald.db` (creating the
+/// directory and the file, and importing an older `app.db`).
 ///
 /// SQLite connections run in WAL mode with `synchronous=FULL`, foreign keys on and a busy
 /// timeout.
@@ -132,7 +158,7 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
     let url = match database_url {
         Some(url) => url.to_owned(),
         None => {
-            let path = data_dir.join(APP_FILE);
+            let path = data_dir.join(crate::data_dir::LOG_FILE);
             crate::data_dir::create_data_dir(data_dir)?;
             crate::data_dir::private_db_file(&path)?;
             sqlite_url(&path)?
@@ -173,29 +199,133 @@ pub async fn open_db(database_url: Option<&str>, data_dir: &Path) -> anyhow::Res
     .await
     .with_context(|| format!("cannot connect to {described}"))?;
     match backend {
-        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+        Backend::Sqlite => {
+            renumber_old_migrations(&pool)
+                .await
+                .with_context(|| format!("cannot migrate {described}"))?;
+            // The file may be the event log's, whose migrations this one does not know.
+            let mut migrator = sqlx::migrate!("./migrations/sqlite");
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await
+        }
         Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
     }
     .with_context(|| format!("cannot migrate {described}"))?;
+    if database_url.is_none() {
+        import_old_app_file(&pool, data_dir).await?;
+    }
     Ok(pool)
+}
+
+/// Older versions numbered the app's SQLite migrations 1 and 2, which the log's own now
+/// use: a file migrated by them gets the numbers of today's (1001 and 1002).
+async fn renumber_old_migrations(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if table.is_some() {
+        sqlx::query(
+            "UPDATE _sqlx_migrations SET version = version + 1000 \
+             WHERE version < 1000 AND description IN ('app', 'accounts')",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Copies the data of an older version's `app.db` in `data_dir` into the app's tables of
+/// `pool`, in one transaction, then renames the file [`IMPORTED_APP_FILE`]. Does nothing
+/// when there is no such file. Refuses when both hold users: that is two installations,
+/// which an operator must untangle.
+async fn import_old_app_file(pool: &AnyPool, data_dir: &Path) -> anyhow::Result<()> {
+    let old = data_dir.join(APP_FILE);
+    if !old.is_file() {
+        return Ok(());
+    }
+    // The old file is migrated as it would have been, so its columns are today's.
+    {
+        let old_pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
+            .connect(&sqlite_url(&old)?)
+            .await
+            .with_context(|| format!("cannot open {}", old.display()))?;
+        renumber_old_migrations(&old_pool).await?;
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&old_pool)
+            .await
+            .with_context(|| format!("cannot migrate {}", old.display()))?;
+        // Everything into the main file, so that the copy below sees it all.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&old_pool)
+            .await?;
+        old_pool.close().await;
+    }
+    let mut conn = pool.acquire().await?;
+    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        .fetch_one(&mut *conn)
+        .await?;
+    if users > 0 {
+        anyhow::bail!(
+            "{} holds the app's data of an older version, and {} holds users already; \
+             move one of them away",
+            old.display(),
+            data_dir.join(crate::data_dir::LOG_FILE).display()
+        );
+    }
+    let path = old
+        .to_str()
+        .context("the path of the old app database is not UTF-8")?;
+    sqlx::query("ATTACH DATABASE $1 AS old")
+        .bind(path)
+        .execute(&mut *conn)
+        .await?;
+    let copied = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        for table in TABLES.iter().chain(["outbox"].iter()) {
+            sqlx::query(&format!(
+                "INSERT INTO main.{table} SELECT * FROM old.{table}"
+            ))
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    if copied.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    sqlx::query("DETACH DATABASE old")
+        .execute(&mut *conn)
+        .await?;
+    copied.with_context(|| format!("cannot import {}", old.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let from = data_dir.join(format!("{APP_FILE}{suffix}"));
+        if from.exists() {
+            std::fs::rename(&from, data_dir.join(format!("{IMPORTED_APP_FILE}{suffix}")))
+                .with_context(|| format!("cannot rename {}", from.display()))?;
+        }
+    }
+    tracing::info!(
+        from = %old.display(),
+        "imported the app's data of an older version into the event log's file"
+    );
+    Ok(())
 }
 
 /// How long a request waits for a database connection before it fails.
 const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The URL of the SQLite file at `path`, made absolute and percent-encoded.
+/// The URL of the SQLite file at `path`, made absolute and percent-encoded, creating a
+/// missing file.
 fn sqlite_url(path: &Path) -> anyhow::Result<String> {
-    let path =
-        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
-    let mut url = String::from("sqlite://");
-    for &byte in path.as_os_str().as_encoded_bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
-            url.push(char::from(byte));
-        } else {
-            url.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    Ok(url)
+    Ok(herald_hub::sqlite_url(path)?)
 }
 
 /// What every SQLite connection needs; the URL cannot say it.
@@ -454,7 +584,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data dir?#%");
         let pool = open_db(None, &data_dir).await.unwrap();
-        assert!(data_dir.join(APP_FILE).is_file());
+        assert!(data_dir.join(crate::data_dir::LOG_FILE).is_file());
         assert_eq!(Backend::of(&pool), Backend::Sqlite);
         let mut conns = Vec::new();
         for _ in 0..SQLITE_CONNECTIONS {

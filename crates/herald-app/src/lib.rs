@@ -25,15 +25,28 @@
 //!
 //! # How a change becomes an event
 //!
-//! A `Change` holds the app's write lock (the process's mutex and, on PostgreSQL, an
-//! advisory lock that makes it cluster-wide: see `db`) and a transaction. The service makes
-//! the change and `Change::emit`s its event, which writes an `outbox` row in the same
-//! transaction, so the event exists exactly when the change does. `Change::commit`
-//! commits, then hands the events to the hub's sequencer while still holding the lock, so
-//! the log orders events as the database ordered their changes; then it waits for the log
-//! to acknowledge them and deletes their outbox rows. If Herald dies in between, the relay
-//! at the next start (and every second while running, on every node) publishes what the
-//! outbox still holds and the log lacks.
+//! Every change is a body run by `App::transact` on a transaction, which makes its writes
+//! and `Change::emit`s its events. How it commits depends on where the app's tables are
+//! ([`Commits`]):
+//!
+//! - **With the log** (the default: the app's tables are in the event log's SQLite file).
+//!   The body is handed to the hub's sequencer ([`Hub::transact`]), which runs it inside the
+//!   transaction of its next batch under a savepoint of its own, and stores its events in
+//!   that same transaction. The change and its events commit together, with the changes and
+//!   publishes of the same batch, with one fsync; a change that fails is rolled back alone.
+//!   The log orders events exactly as the database ordered their changes, since one writer
+//!   makes both.
+//! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the app's
+//!   write lock (see `db`) and a transaction; its events are written to the `outbox` table in
+//!   that transaction, so an event exists exactly when its change does. After the commit
+//!   they are handed to the hub's sequencer while the lock is still held, so the log orders
+//!   events as the database ordered their changes; then the change waits for the log to
+//!   acknowledge them and deletes their outbox rows. If Herald dies in between, the relay at
+//!   the next start (and every second while running, on every node) publishes what the
+//!   outbox still holds and the log lacks.
+//!
+//! Changes made outside a server (`herald user deactivate`) always go through the outbox,
+//! and the relay of the running server publishes them.
 
 pub mod accounts;
 mod credentials;
@@ -48,8 +61,9 @@ pub mod streams;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use herald_hub::{Hub, PublishError, Update};
-use sqlx::AnyPool;
+use futures::future::BoxFuture;
+use herald_hub::{Hub, PublishError, TransactError, Update};
+use sqlx::{AnyConnection, AnyPool};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use accounts::{Accounts, Bootstrap, TokenSpec};
@@ -65,6 +79,60 @@ const RELAY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Outbox rows the relay takes per round.
 const RELAY_BATCH: i64 = 256;
+
+/// How the app commits a change with its events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commits {
+    /// The app's tables are in the event log's own SQLite file: each change runs inside
+    /// the hub's batch transaction, and commits with its events.
+    WithLog,
+    /// The app's database is not the log's: each change writes its events to the outbox
+    /// and hands them to the hub after it commits.
+    Outbox,
+}
+
+/// What a change may touch, for ordering: its events are ordered with those of every
+/// other change that shares a key. Declared before the change starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Scope {
+    /// `ws:<id>` and `user:<id>` keys, sorted, without repeats.
+    keys: Vec<String>,
+}
+
+impl Scope {
+    /// A change within workspace `ws`.
+    pub(crate) fn workspace(ws: &str) -> Self {
+        Self::default().and_workspace(ws)
+    }
+
+    /// A change that concerns user `id`'s own topics.
+    pub(crate) fn user(id: &str) -> Self {
+        Self::default().and_user(id)
+    }
+
+    /// This scope and workspace `ws`.
+    pub(crate) fn and_workspace(self, ws: &str) -> Self {
+        self.and(format!("ws:{ws}"))
+    }
+
+    /// This scope and user `id`.
+    pub(crate) fn and_user(self, id: &str) -> Self {
+        self.and(format!("user:{id}"))
+    }
+
+    fn and(mut self, key: String) -> Self {
+        if let Err(at) = self.keys.binary_search(&key) {
+            self.keys.insert(at, key);
+        }
+        self
+    }
+
+    /// The keys, sorted.
+    #[allow(dead_code)]
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
+}
 
 /// The app: its database and the hub its events go to. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -87,6 +155,8 @@ struct Inner {
     tasks: TaskTracker,
     /// Users, sessions and API tokens.
     accounts: Accounts,
+    /// How changes commit.
+    commits: Commits,
 }
 
 impl App {
@@ -100,9 +170,13 @@ impl App {
     pub async fn start(
         pool: AnyPool,
         hub: Hub,
+        commits: Commits,
         tasks: &TaskTracker,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        if commits == Commits::WithLog && !hub.runs_work() {
+            anyhow::bail!("the event log cannot commit the app's changes with their events");
+        }
         let app = Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
@@ -111,6 +185,7 @@ impl App {
                 inflight: std::sync::Mutex::default(),
                 tasks: tasks.clone(),
                 accounts: Accounts::new(pool.clone(), tasks.clone()),
+                commits,
             }),
         };
         for expired in [
@@ -163,15 +238,97 @@ impl App {
         db::Writer::acquire(&self.inner.write, &self.inner.pool, &self.inner.tasks).await
     }
 
-    /// Starts a change: takes the write lock and opens a transaction.
-    pub(crate) async fn change(&self) -> Result<Change, AppError> {
-        let mut tx = self.writer().await.map_err(internal)?;
-        tx.begin().await.map_err(internal)?;
-        Ok(Change {
-            app: self.clone(),
-            tx,
+    /// Runs `body` as one change, in one transaction with the events it emits, and returns
+    /// what it returns once the change and its events are stored. `scope` says what the
+    /// change may touch: changes that share a key are ordered, on every node.
+    ///
+    /// The body must only use the change's connection: with [`Commits::WithLog`] it runs on
+    /// the hub's sequencer, inside the transaction of its batch, with
+    /// [`herald_hub::WORK_BUDGET`] to finish. Hash passwords and call other services before.
+    ///
+    /// # Errors
+    ///
+    /// The body's own error, after which nothing of the change stands; `Unavailable` when
+    /// the database or the event log cannot store it now.
+    pub(crate) async fn transact<T, F>(&self, scope: Scope, body: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Change<'c>) -> BoxFuture<'a, Result<T, AppError>>
+            + Send
+            + 'static,
+    {
+        match self.inner.commits {
+            Commits::WithLog => self.transact_with_log(body).await,
+            Commits::Outbox => self.transact_outbox(scope, body).await,
+        }
+    }
+
+    async fn transact_with_log<T, F>(&self, body: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Change<'c>) -> BoxFuture<'a, Result<T, AppError>>
+            + Send
+            + 'static,
+    {
+        let made = Arc::new(std::sync::Mutex::new(None));
+        let out = made.clone();
+        let stored = self
+            .hub()
+            .transact(move |conn: &mut AnyConnection| {
+                Box::pin(async move {
+                    let mut change = Change {
+                        tx: conn,
+                        events: Vec::new(),
+                    };
+                    let value = body(&mut change).await?;
+                    *out.lock().expect("change result poisoned") = Some(value);
+                    Ok(change.events)
+                })
+            })
+            .await;
+        match stored {
+            Ok(_) => made
+                .lock()
+                .expect("change result poisoned")
+                .take()
+                .ok_or_else(|| internal("a stored change left no result")),
+            Err(TransactError::Work(error)) => Err(match error.downcast::<AppError>() {
+                Ok(error) => *error,
+                Err(other) => internal(other),
+            }),
+            Err(TransactError::Unavailable(message)) => Err(AppError::unavailable(format!(
+                "nothing was changed: {message}"
+            ))),
+        }
+    }
+
+    async fn transact_outbox<T, F>(&self, scope: Scope, body: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Change<'c>) -> BoxFuture<'a, Result<T, AppError>>
+            + Send
+            + 'static,
+    {
+        let _ = scope;
+        let mut writer = self.writer().await.map_err(internal)?;
+        writer.begin().await.map_err(internal)?;
+        let mut change = Change {
+            tx: &mut writer,
             events: Vec::new(),
-        })
+        };
+        let value = body(&mut change).await?;
+        let events = change.events;
+        let mut outgoing = Vec::with_capacity(events.len());
+        for update in events {
+            let seq = store_event(&mut writer, &update).await?;
+            outgoing.push(Outgoing { seq, update });
+        }
+        let tasks = self.inner.tasks.clone();
+        tasks
+            .spawn(finish(self.clone(), writer, outgoing))
+            .await
+            .map_err(|error| internal(format!("the change's task failed: {error}")))??;
+        Ok(value)
     }
 
     /// Publishes outbox rows that no request is publishing and the log does not hold;
@@ -182,6 +339,9 @@ impl App {
     /// row at once; the check against the log keeps that rare, and the log drops a second
     /// copy of an id.
     async fn relay(&self) -> anyhow::Result<usize> {
+        if self.inner.commits == Commits::WithLog {
+            return self.relay_with_log().await;
+        }
         let mut writer = self.writer().await?;
         let (pending, mut done) = self.enqueue_stored(&mut writer, i64::MAX).await?;
         writer.release().await;
@@ -192,6 +352,57 @@ impl App {
         }
         self.delete_outbox(&done).await?;
         Ok(published)
+    }
+
+    /// The relay when the outbox is in the log's file: one change that takes the oldest
+    /// rows out of the outbox and stores their events, in outbox order, skipping those the
+    /// log already holds (a crash of a version that published after its commit). Exactly
+    /// once, since the rows go in the transaction that stores their events.
+    async fn relay_with_log(&self) -> anyhow::Result<usize> {
+        let pending: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM outbox")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        if pending.is_none() {
+            return Ok(0);
+        }
+        let relayed = self
+            .transact_with_log(|change| {
+                Box::pin(async move {
+                    let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
+                        "SELECT seq, uid, topics, type, data, closes FROM outbox \
+                             ORDER BY seq LIMIT $1",
+                    )
+                    .bind(RELAY_BATCH)
+                    .fetch_all(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                    let mut relayed = 0;
+                    for (seq, uid, topics, event_type, data, closes) in rows {
+                        sqlx::query("DELETE FROM outbox WHERE seq = $1")
+                            .bind(seq)
+                            .execute(&mut *change.tx)
+                            .await
+                            .map_err(internal)?;
+                        let logged: Option<i64> =
+                            sqlx::query_scalar("SELECT seq FROM updates WHERE uid = $1 LIMIT 1")
+                                .bind(&uid)
+                                .fetch_optional(&mut *change.tx)
+                                .await
+                                .map_err(internal)?;
+                        if logged.is_some() {
+                            continue;
+                        }
+                        change
+                            .events
+                            .push(stored_update(uid, &topics, event_type, data, &closes)?);
+                        relayed += 1;
+                    }
+                    Ok(relayed)
+                })
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!(error.message))?;
+        Ok(relayed)
     }
 
     /// Enqueues, in outbox order, the stored events before position `before` that no
@@ -220,19 +431,7 @@ impl App {
                 done.push(seq);
                 continue;
             }
-            let update = Update {
-                topics: serde_json::from_str(&topics)?,
-                data,
-                private: true,
-                id: Some(uid),
-                event_type: Some(event_type),
-                retry: None,
-                closes: if closes.is_empty() {
-                    Vec::new()
-                } else {
-                    serde_json::from_str(&closes)?
-                },
-            };
+            let update = stored_update(uid, &topics, event_type, data, &closes)?;
             pending.push((
                 seq,
                 Box::pin(self.inner.hub.enqueue(update).await?) as Acked,
@@ -294,20 +493,20 @@ struct Outgoing {
     update: Update,
 }
 
-/// One change in progress: the write lock, a transaction, and the events it emits.
-pub(crate) struct Change {
-    app: App,
-    /// The write lock's connection, inside the change's transaction; the service runs its
-    /// statements on it. Dropping the change rolls back and releases the lock.
-    pub(crate) tx: db::Writer,
-    events: Vec<Outgoing>,
+/// One change in progress: its transaction's connection, and the events it emits.
+pub(crate) struct Change<'c> {
+    /// The connection, inside the change's transaction; the body runs its statements on
+    /// it.
+    pub(crate) tx: &'c mut AnyConnection,
+    events: Vec<Update>,
 }
 
-impl Change {
-    /// Records an event of `event_type` (the SSE `event:` field) for `topics`, in the
-    /// change's transaction; once it is fanned out, the streams following `closes` end (a
+impl Change<'_> {
+    /// Records an event of `event_type` (the SSE `event:` field) for `topics`, stored with
+    /// the change; once it is fanned out, the streams following `closes` end (a
     /// revocation). Its `data` is `envelope` with its `id` set to the event id, which it
     /// returns.
+    #[allow(clippy::unused_async)]
     pub(crate) async fn emit(
         &mut self,
         event_type: &str,
@@ -317,126 +516,128 @@ impl Change {
     ) -> Result<String, AppError> {
         let uid = model::new_id();
         envelope["id"] = uid.clone().into();
-        let data = envelope.to_string();
-        let seq = store_event(&mut self.tx, &uid, event_type, &topics, &closes, &data).await?;
-        self.events.push(Outgoing {
-            seq,
-            update: Update {
-                topics,
-                data,
-                private: true,
-                id: Some(uid.clone()),
-                event_type: Some(event_type.to_owned()),
-                retry: None,
-                closes,
-            },
+        self.events.push(Update {
+            topics,
+            data: envelope.to_string(),
+            private: true,
+            id: Some(uid.clone()),
+            event_type: Some(event_type.to_owned()),
+            retry: None,
+            closes,
         });
         Ok(uid)
     }
+}
 
-    /// Commits the change and its events, and waits until the log holds the events.
-    ///
-    /// The change stands once the transaction commits. If the hub then fails to store an
-    /// event, the event stays in the outbox and is published later — before any newer event,
-    /// by the next change or by the relay; the caller is told the change succeeded, because
-    /// it did. The work runs in a task of its own, so a client that goes away mid-way
-    /// cancels nothing.
-    ///
-    /// # Errors
-    ///
-    /// `Unavailable` when the event log does not answer just before the commit (then the change is
-    /// rolled back), or when the transaction does not commit; then nothing happened.
-    pub(crate) async fn commit(self) -> Result<(), AppError> {
-        let tasks = self.app.inner.tasks.clone();
-        tasks
-            .spawn(self.finish())
-            .await
-            .map_err(|error| internal(format!("the change's task failed: {error}")))?
+/// The event an outbox row holds.
+fn stored_update(
+    uid: String,
+    topics: &str,
+    event_type: String,
+    data: String,
+    closes: &str,
+) -> Result<Update, AppError> {
+    Ok(Update {
+        topics: serde_json::from_str(topics).map_err(internal)?,
+        data,
+        private: true,
+        id: Some(uid),
+        event_type: Some(event_type),
+        retry: None,
+        closes: if closes.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_str(closes).map_err(internal)?
+        },
+    })
+}
+
+/// Commits a change made through the outbox and waits until the log holds its events.
+///
+/// The change stands once the transaction commits. If the hub then fails to store an
+/// event, the event stays in the outbox and is published later — before any newer event,
+/// by the next change or by the relay; the caller is told the change succeeded, because it
+/// did. It runs in a task of its own, so a client that goes away mid-way cancels nothing.
+///
+/// # Errors
+///
+/// `Unavailable` when the event log does not answer just before the commit (then the change
+/// is rolled back), or when the transaction does not commit; then nothing happened.
+async fn finish(app: App, mut tx: db::Writer, events: Vec<Outgoing>) -> Result<(), AppError> {
+    if !events.is_empty()
+        && let Err(error) = app.hub().check_log().await
+    {
+        // Dropping `tx` rolls the change back: nothing is acknowledged whose event
+        // cannot be stored now.
+        return Err(AppError::unavailable(format!(
+            "the event log is unavailable, so nothing was changed: {error}"
+        )));
     }
-
-    async fn finish(self) -> Result<(), AppError> {
-        let Self {
-            app,
-            mut tx,
-            events,
-        } = self;
-        if !events.is_empty()
-            && let Err(error) = app.hub().check_log().await
-        {
-            // Dropping `tx` rolls the change back: nothing is acknowledged whose event
-            // cannot be stored now.
-            return Err(AppError::unavailable(format!(
-                "the event log is unavailable, so nothing was changed: {error}"
-            )));
+    tx.commit().await.map_err(internal)?;
+    // Events of earlier changes that did not reach the log go first, so the log keeps
+    // the database's order.
+    let first = events.first().map_or(i64::MAX, |e| e.seq);
+    let (mut pending, mut done) = match app.enqueue_stored(&mut tx, first).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(%error, "cannot publish earlier events; the relay will retry");
+            (Vec::new(), Vec::new())
         }
-        tx.commit().await.map_err(internal)?;
-        // Events of earlier changes that did not reach the log go first, so the log keeps
-        // the database's order.
-        let first = events.first().map_or(i64::MAX, |e| e.seq);
-        let (mut pending, mut done) = match app.enqueue_stored(&mut tx, first).await {
-            Ok(stored) => stored,
+    };
+    {
+        let mut inflight = app.inflight();
+        for event in &events {
+            inflight.insert(event.update.id.clone().unwrap_or_default());
+        }
+    }
+    let mut uids = Vec::with_capacity(events.len());
+    for event in events {
+        let uid = event.update.id.clone().unwrap_or_default();
+        match app.hub().enqueue(event.update).await {
+            Ok(acked) => pending.push((event.seq, Box::pin(acked) as Acked)),
             Err(error) => {
-                tracing::warn!(%error, "cannot publish earlier events; the relay will retry");
-                (Vec::new(), Vec::new())
-            }
-        };
-        {
-            let mut inflight = app.inflight();
-            for event in &events {
-                inflight.insert(event.update.id.clone().unwrap_or_default());
+                tracing::warn!(%error, "event not published; the outbox relay will retry");
             }
         }
-        let mut uids = Vec::with_capacity(events.len());
-        for event in events {
-            let uid = event.update.id.clone().unwrap_or_default();
-            match app.hub().enqueue(event.update).await {
-                Ok(acked) => pending.push((event.seq, Box::pin(acked) as Acked)),
-                Err(error) => {
-                    tracing::warn!(%error, "event not published; the outbox relay will retry");
-                }
-            }
-            uids.push(uid);
-        }
-        tx.release().await;
-        for (seq, acked) in pending {
-            match acked.await {
-                Ok(_) => done.push(seq),
-                Err(error) => {
-                    tracing::warn!(%error, "event not stored; the outbox relay will retry");
-                }
-            }
-        }
-        {
-            let mut inflight = app.inflight();
-            for uid in &uids {
-                inflight.remove(uid);
-            }
-        }
-        if let Err(error) = app.delete_outbox(&done).await {
-            // Harmless: the relay finds the events in the log and deletes the rows.
-            tracing::warn!(%error, "cannot clear published events from the outbox");
-        }
-        Ok(())
+        uids.push(uid);
     }
+    tx.release().await;
+    for (seq, acked) in pending {
+        match acked.await {
+            Ok(_) => done.push(seq),
+            Err(error) => {
+                tracing::warn!(%error, "event not stored; the outbox relay will retry");
+            }
+        }
+    }
+    {
+        let mut inflight = app.inflight();
+        for uid in &uids {
+            inflight.remove(uid);
+        }
+    }
+    if let Err(error) = app.delete_outbox(&done).await {
+        // Harmless: the relay finds the events in the log and deletes the rows.
+        tracing::warn!(%error, "cannot clear published events from the outbox");
+    }
+    Ok(())
 }
 
 /// Writes an event to the outbox on `conn`, inside the transaction of its change; returns
 /// its outbox position. A change made outside a server (the CLI) leaves it to the relay of
 /// the running nodes, which publishes it within [`RELAY_INTERVAL`].
-async fn store_event(
-    conn: &mut sqlx::AnyConnection,
-    uid: &str,
-    event_type: &str,
-    topics: &[String],
-    closes: &[String],
-    data: &str,
-) -> Result<i64, AppError> {
-    let topics_json = serde_json::to_string(topics).map_err(internal)?;
-    let closes_json = if closes.is_empty() {
+async fn store_event(conn: &mut sqlx::AnyConnection, update: &Update) -> Result<i64, AppError> {
+    let topics_json = serde_json::to_string(&update.topics).map_err(internal)?;
+    let closes_json = if update.closes.is_empty() {
         String::new()
     } else {
-        serde_json::to_string(closes).map_err(internal)?
+        serde_json::to_string(&update.closes).map_err(internal)?
     };
+    let (uid, event_type, data) = (
+        update.id.as_deref().unwrap_or_default(),
+        update.event_type.as_deref().unwrap_or_default(),
+        update.data.as_str(),
+    );
     sqlx::query_scalar(
         "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
@@ -511,9 +712,15 @@ mod tests {
         outbox_row(&pool, "event-1", "already in the log").await;
         outbox_row(&pool, "event-2", "lost in the crash").await;
         let hub_tasks = tracker.len();
-        let app = App::start(pool.clone(), hub.clone(), &tracker, shutdown.clone())
-            .await
-            .unwrap();
+        let app = App::start(
+            pool.clone(),
+            hub.clone(),
+            Commits::Outbox,
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         assert_eq!(tracker.len(), hub_tasks + 1, "the relay is a tracked task");
 
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")

@@ -305,6 +305,7 @@ mod tests {
                 inflight: std::sync::Mutex::default(),
                 tasks: TaskTracker::new(),
                 accounts: crate::Accounts::new(pool, TaskTracker::new()),
+                commits: crate::Commits::Outbox,
             }),
         };
         (app, shutdown)

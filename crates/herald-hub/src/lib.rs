@@ -38,9 +38,12 @@ mod update;
 
 pub use hub::{
     Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL,
-    SubscribeError, SubscribeRequest,
+    SubscribeError, SubscribeRequest, TransactError,
 };
-pub use log::{Durability, Entry, EventLog, LogError, SqliteLog};
+pub use log::{
+    Durability, Entry, EventLog, LogError, Outcome, SqliteLog, Step, Transacted, WORK_BUDGET, Work,
+    WorkError, sqlite_url,
+};
 pub use metrics::HubMetrics;
 pub use redis_log::RedisLog;
 pub use subscriber::QueueLimits;

@@ -20,9 +20,10 @@ use std::{
     time::Duration,
 };
 
-use futures::future::BoxFuture;
+use futures::{FutureExt as _, future::BoxFuture};
 use sqlx::{
-    QueryBuilder, Row, Sqlite,
+    Any, AnyConnection, AnyPool, QueryBuilder, Row,
+    any::AnyPoolOptions,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
@@ -68,6 +69,59 @@ pub struct Entry {
     /// Unix time of the publish, in milliseconds.
     pub created_at_ms: i64,
 }
+
+/// Work on the log's own database that commits in the transaction of a batch of updates,
+/// for a server that keeps its tables in the log's file ([`EventLog::runs_work`]): its
+/// changes and their updates are stored together, or not at all. It runs under a savepoint
+/// of its own, so a failing work is rolled back alone; it returns the entries of its
+/// updates, which the log numbers after those before it in the batch. It must only use the
+/// connection: it runs on the sequencer, holding every publish behind it.
+pub type Work = Box<
+    dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<Entry>, WorkError>>
+        + Send,
+>;
+
+/// Why a [`Work`] failed: its own error, handed back to whoever submitted it.
+pub type WorkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One item of a batch for [`EventLog::transact`].
+pub enum Step {
+    /// An update to store; the log sets its `seq`.
+    Entry(Entry),
+    /// Work to run; its entries are stored after it.
+    Work(Work),
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Entry(entry) => f.debug_tuple("Entry").field(&entry.seq).finish(),
+            Self::Work(_) => f.write_str("Work"),
+        }
+    }
+}
+
+/// What became of one [`Step`] of a committed batch.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored: these entries of [`Transacted::entries`], in order.
+    Stored(std::ops::Range<usize>),
+    /// The work failed and was rolled back; nothing of it was stored.
+    Failed(WorkError),
+}
+
+/// A batch [`EventLog::transact`] committed.
+#[derive(Debug)]
+pub struct Transacted {
+    /// Every stored entry, numbered from the batch's first position, in order.
+    pub entries: Vec<Entry>,
+    /// One per step, in the steps' order.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// How long one [`Work`] may run before it is rolled back and fails: it holds the
+/// sequencer, and every publish behind it, meanwhile.
+pub const WORK_BUDGET: Duration = Duration::from_secs(2);
 
 /// Ordered, durable storage of updates.
 ///
@@ -124,6 +178,24 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
         false
     }
 
+    /// Whether the log runs [`Work`] in its transactions ([`EventLog::transact`]).
+    fn runs_work(&self) -> bool {
+        false
+    }
+
+    /// Runs `steps` in one transaction, in order, and commits once: each entry is numbered
+    /// from `first` on, each work runs under a savepoint and its entries are numbered after
+    /// it. A failing work is rolled back alone; the batch fails whole only when the
+    /// transaction does.
+    fn transact(
+        &self,
+        steps: Vec<Step>,
+        first: u64,
+    ) -> BoxFuture<'_, Result<Transacted, LogError>> {
+        let _ = (steps, first);
+        Box::pin(async { Err(LogError::other("this event log cannot run work")) })
+    }
+
     /// Records after `after`, in order, at most `limit`; a shared log waits a moment for new
     /// ones when there are none yet.
     fn follow(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
@@ -173,9 +245,13 @@ const READERS: u32 = 3;
 /// Appends and pruning go through a pool of exactly one connection. A connection's page
 /// cache is only valid while no other connection has written: with writes spread over a
 /// pool, every append would find its cache stale and read the id index back with `pread`.
+///
+/// The writer is reached through `sqlx::Any`, so that [`Work`] written for any database runs
+/// on it: a server may keep its own tables in the log's file and commit its changes with
+/// their updates ([`EventLog::transact`]). Reads go through SQLite's own driver.
 #[derive(Clone, Debug)]
 pub struct SqliteLog {
-    writer: SqlitePool,
+    writer: AnyPool,
     readers: SqlitePool,
     /// The WAL checkpoint task, shared by every clone.
     checkpoints: Arc<Checkpoints>,
@@ -224,11 +300,39 @@ impl SqliteLog {
         // The writer never checkpoints on its own: SQLite would do it inside the commit that
         // crosses 1,000 WAL pages, holding that publish (and the batch behind it) for
         // milliseconds. `checkpoints` does it beside the writer instead.
-        let writer = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let url = sqlite_url(path)?;
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        let writer = AnyPoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL".to_owned(),
+                        format!("PRAGMA synchronous = {synchronous}"),
+                        "PRAGMA busy_timeout = 5000".to_owned(),
+                        format!("PRAGMA cache_size = -{CACHE_KIB}"),
+                        format!("PRAGMA mmap_size = {MMAP_BYTES}"),
+                        format!("PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}"),
+                        "PRAGMA wal_autocheckpoint = 0".to_owned(),
+                        // For the tables a server keeps beside the log.
+                        "PRAGMA foreign_keys = ON".to_owned(),
+                    ] {
+                        sqlx::query(&pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
             .await?;
-        sqlx::migrate!("./migrations/sqlite")
+        // A server's own migrations may share the file's migration table: the log ignores
+        // theirs, as theirs must ignore the log's.
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator
             .run(&writer)
             .await
             .map_err(|e| LogError::from(sqlx::Error::from(e)))?;
@@ -266,7 +370,7 @@ const WAL_LIMIT_BYTES: i64 = WAL_LIMIT_PAGES * 4096;
 ///
 /// When `stop` is cancelled, a last `TRUNCATE` checkpoint copies everything into the
 /// database file and empties the WAL: the file alone then holds the whole log.
-async fn checkpoints(writer: SqlitePool, readers: SqlitePool, stop: CancellationToken) {
+async fn checkpoints(writer: AnyPool, readers: SqlitePool, stop: CancellationToken) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -335,6 +439,38 @@ impl EventLog for SqliteLog {
         })
     }
 
+    fn runs_work(&self) -> bool {
+        true
+    }
+
+    fn transact(
+        &self,
+        steps: Vec<Step>,
+        first: u64,
+    ) -> BoxFuture<'_, Result<Transacted, LogError>> {
+        Box::pin(async move {
+            let mut conn = self.writer.acquire().await?;
+            // IMMEDIATE: the write lock is taken now, or waited for (another connection to
+            // the file may be writing), never refused half-way through the batch.
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let ran = run_steps(&mut conn, steps, first).await;
+            let committed = match ran {
+                Ok(transacted) => sqlx::query("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| transacted)
+                    .map_err(LogError::from),
+                Err(error) => Err(error),
+            };
+            if committed.is_err() {
+                // Nothing of the batch stands; a failed ROLLBACK leaves the connection to
+                // the pool, which closes one still inside a transaction.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            }
+            committed
+        })
+    }
+
     fn read(
         &self,
         after: u64,
@@ -387,7 +523,7 @@ impl EventLog for SqliteLog {
             // wrote, and replays on the readers cannot make the sequencer wait.
             let mut found = std::collections::HashMap::new();
             for chunk in ids.chunks(INSERT_CHUNK) {
-                let mut query: QueryBuilder<'_, Sqlite> =
+                let mut query: QueryBuilder<'_, Any> =
                     QueryBuilder::new("SELECT uid, MAX(seq) FROM updates WHERE uid IN (");
                 let mut list = query.separated(", ");
                 for id in chunk {
@@ -429,9 +565,80 @@ impl EventLog for SqliteLog {
     }
 }
 
+/// Runs the steps of [`EventLog::transact`] inside its transaction on `conn`, then stores
+/// their entries.
+async fn run_steps(
+    conn: &mut AnyConnection,
+    steps: Vec<Step>,
+    first: u64,
+) -> Result<Transacted, LogError> {
+    let mut entries: Vec<Entry> = Vec::with_capacity(steps.len());
+    let mut outcomes = Vec::with_capacity(steps.len());
+    for step in steps {
+        let start = entries.len();
+        match step {
+            Step::Entry(entry) => entries.push(entry),
+            Step::Work(work) => {
+                sqlx::query("SAVEPOINT work").execute(&mut *conn).await?;
+                let ran = tokio::time::timeout(
+                    WORK_BUDGET,
+                    std::panic::AssertUnwindSafe(work(&mut *conn)).catch_unwind(),
+                )
+                .await;
+                let failed: WorkError = match ran {
+                    Ok(Ok(Ok(made))) => {
+                        sqlx::query("RELEASE work").execute(&mut *conn).await?;
+                        entries.extend(made);
+                        outcomes.push(Outcome::Stored(start..entries.len()));
+                        continue;
+                    }
+                    Ok(Ok(Err(error))) => error,
+                    Ok(Err(_)) => "the work panicked".into(),
+                    Err(_) => {
+                        format!("the work took longer than {} ms", WORK_BUDGET.as_millis()).into()
+                    }
+                };
+                sqlx::query("ROLLBACK TO work").execute(&mut *conn).await?;
+                sqlx::query("RELEASE work").execute(&mut *conn).await?;
+                outcomes.push(Outcome::Failed(failed));
+                continue;
+            }
+        }
+        outcomes.push(Outcome::Stored(start..entries.len()));
+    }
+    for (entry, seq) in entries.iter_mut().zip(first..) {
+        entry.seq = seq;
+    }
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        insert(chunk).build().execute(&mut *conn).await?;
+    }
+    Ok(Transacted { entries, outcomes })
+}
+
+/// The URL of the SQLite file at `path` for `sqlx::Any`: absolute and percent-encoded, and
+/// creating the file if it is missing.
+///
+/// # Errors
+///
+/// When the path cannot be made absolute.
+pub fn sqlite_url(path: &Path) -> Result<String, LogError> {
+    let path = std::path::absolute(path)
+        .map_err(|e| LogError::other(format!("cannot resolve {}: {e}", path.display())))?;
+    let mut url = String::from("sqlite://");
+    for &byte in path.as_os_str().as_encoded_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            url.push(char::from(byte));
+        } else {
+            url.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    url.push_str("?mode=rwc");
+    Ok(url)
+}
+
 /// One multi-row INSERT of `entries`.
-fn insert(entries: &[Entry]) -> QueryBuilder<'_, Sqlite> {
-    let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+fn insert(entries: &[Entry]) -> QueryBuilder<'_, Any> {
+    let mut query: QueryBuilder<'_, Any> = QueryBuilder::new(
         "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at, closes) ",
     );
     query.push_values(entries, |mut row, e| {

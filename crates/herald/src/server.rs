@@ -13,7 +13,7 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, header},
     routing::get,
 };
-use herald_app::{Accounts, App};
+use herald_app::{Accounts, App, Commits};
 use herald_hub::{EventLog, Hub, RedisLog, SqliteLog};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -205,16 +205,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot open the app database")?;
     let database = match &config.database_url {
         Some(url) => herald_app::describe_url(url),
-        None => format!(
-            "SQLite {}",
-            config.data_dir.join(herald_app::APP_FILE).display()
-        ),
+        None => format!("SQLite {}", config.data_dir.join(LOG_FILE).display()),
     };
-    tracing::info!(%database, "opened the app database");
+    // In the log's own file, a change commits with its events; elsewhere through the outbox.
+    let commits = if config.database_url.is_none() && config.redis_url.is_none() {
+        Commits::WithLog
+    } else {
+        Commits::Outbox
+    };
+    tracing::info!(%database, ?commits, "opened the app database");
     let first_start = Accounts::new(pool.clone(), tracker.clone())
         .bootstrap(config.admin_email.clone(), config.admin_password.clone())
         .await?;
-    let the_app = App::start(pool, hub.clone(), &tracker, shutdown.clone())
+    let the_app = App::start(pool, hub.clone(), commits, &tracker, shutdown.clone())
         .await
         .context("cannot start the app")?;
     let state = ServerState::new(hub, the_app, &config, shutdown.clone());

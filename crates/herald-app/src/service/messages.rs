@@ -1,6 +1,7 @@
 //! Messages that change no resource: notifications to a user, broadcasts to a workspace,
 //! and logging out.
 
+use crate::Scope;
 use serde_json::json;
 
 use crate::{
@@ -26,33 +27,39 @@ impl App {
             ));
         }
         let user_id = model::id("userId", user_id)?;
-        let mut change = self.change().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
-            .bind(&user_id)
-            .fetch_optional(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        if exists.is_none() {
-            return Err(not_found("user"));
-        }
-        let envelope = json!({
-            "id": null,
-            "type": "notification",
-            "userId": user_id,
-            "data": data,
-            "user": actor.envelope(),
-            "timestamp": model::now(),
-        });
-        let id = change
-            .emit(
-                "notification",
-                policy::route_notification(&user_id),
-                Vec::new(),
-                envelope,
-            )
-            .await?;
-        change.commit().await?;
-        Ok(id)
+        let actor = actor.clone();
+        self.transact(Scope::user(&user_id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let exists: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+                        .bind(&user_id)
+                        .fetch_optional(&mut *change.tx)
+                        .await
+                        .map_err(internal)?;
+                if exists.is_none() {
+                    return Err(not_found("user"));
+                }
+                let envelope = json!({
+                    "id": null,
+                    "type": "notification",
+                    "userId": user_id,
+                    "data": data,
+                    "user": actor.envelope(),
+                    "timestamp": model::now(),
+                });
+                let id = change
+                    .emit(
+                        "notification",
+                        policy::route_notification(&user_id),
+                        Vec::new(),
+                        envelope,
+                    )
+                    .await?;
+                Ok(id)
+            })
+        })
+        .await
     }
 
     /// Sends `data` to every member of a workspace; its owners, admins, `--notify` tokens.
@@ -62,37 +69,44 @@ impl App {
         ws: &str,
         data: serde_json::Value,
     ) -> Result<String, AppError> {
-        let mut change = self.change().await?;
-        if actor.can_notify {
-            // A token made to notify may broadcast to any workspace that exists.
-            let exists: Option<String> =
-                sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
-                    .bind(ws)
-                    .fetch_optional(&mut *change.tx)
-                    .await
-                    .map_err(internal)?;
-            if exists.is_none() {
-                return Err(not_found("workspace"));
-            }
-        } else {
-            access(&mut change.tx, actor, ws)
-                .await?
-                .require_owner("broadcast")?;
-        }
-        let envelope = json!({
-            "id": null,
-            "type": "announcement",
-            "workspaceId": ws,
-            "data": data,
-            "user": actor.envelope(),
-            "timestamp": model::now(),
-        });
-        let topics = policy::route(Kind::Announcements, ws, &actor.user.id, None);
-        let id = change
-            .emit("announcement", topics, Vec::new(), envelope)
-            .await?;
-        change.commit().await?;
-        Ok(id)
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        self.transact(Scope::workspace(&ws), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                if actor.can_notify {
+                    // A token made to notify may broadcast to any workspace that exists.
+                    let exists: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
+                            .bind(ws)
+                            .fetch_optional(&mut *change.tx)
+                            .await
+                            .map_err(internal)?;
+                    if exists.is_none() {
+                        return Err(not_found("workspace"));
+                    }
+                } else {
+                    access(change.tx, actor, ws)
+                        .await?
+                        .require_owner("broadcast")?;
+                }
+                let envelope = json!({
+                    "id": null,
+                    "type": "announcement",
+                    "workspaceId": ws,
+                    "data": data,
+                    "user": actor.envelope(),
+                    "timestamp": model::now(),
+                });
+                let topics = policy::route(Kind::Announcements, ws, &actor.user.id, None);
+                let id = change
+                    .emit("announcement", topics, Vec::new(), envelope)
+                    .await?;
+                Ok(id)
+            })
+        })
+        .await
     }
 }
 
@@ -103,26 +117,34 @@ impl App {
         let Some(session) = &actor.session else {
             return Ok(());
         };
-        let mut change = self.change().await?;
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(session)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        let envelope = json!({
-            "id": null,
-            "type": "sessions:ended",
-            "user": actor.envelope(),
-            "timestamp": model::now(),
-        });
-        change
-            .emit(
-                "sessions:ended",
-                vec![policy::CONTROL_TOPIC.to_owned()],
-                vec![policy::session_topic(session)],
-                envelope,
-            )
-            .await?;
-        change.commit().await
+        let actor = actor.clone();
+        let session = session.clone();
+        self.transact(Scope::user(&actor.user.id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let session = &session;
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(session)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                let envelope = json!({
+                    "id": null,
+                    "type": "sessions:ended",
+                    "user": actor.envelope(),
+                    "timestamp": model::now(),
+                });
+                change
+                    .emit(
+                        "sessions:ended",
+                        vec![policy::CONTROL_TOPIC.to_owned()],
+                        vec![policy::session_topic(session)],
+                        envelope,
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

@@ -72,7 +72,7 @@ struct About<'a> {
 
 /// Emits `kind:action` about `data`, routed by the policy.
 async fn emit(
-    change: &mut Change,
+    change: &mut Change<'_>,
     actor: &Actor,
     about: About<'_>,
     data: &impl Serialize,
@@ -98,7 +98,12 @@ async fn emit(
 }
 
 /// Records the event that gave `user` access to `ws`; replays do not reach before it.
-async fn joined_at(change: &mut Change, ws: &str, user: &str, event: &str) -> Result<(), AppError> {
+async fn joined_at(
+    change: &mut Change<'_>,
+    ws: &str,
+    user: &str,
+    event: &str,
+) -> Result<(), AppError> {
     sqlx::query("UPDATE members SET joined_event = $1 WHERE workspace_id = $2 AND user_id = $3")
         .bind(event)
         .bind(ws)

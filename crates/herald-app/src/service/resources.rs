@@ -1,6 +1,7 @@
 //! The collections under `/api/workspaces/{ws}/…`: todos, channels and notes, one generic
 //! CRUD over the [`Resource`] trait.
 
+use crate::Scope;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
     Any, AnyConnection, FromRow,
@@ -27,7 +28,9 @@ pub struct Base {
 }
 
 /// A collection under `/api/workspaces/{ws}/…`: todos, channels or notes.
-pub trait Resource: Serialize + for<'r> FromRow<'r, AnyRow> + Send + Unpin + 'static {
+pub trait Resource:
+    Serialize + for<'r> FromRow<'r, AnyRow> + Send + Sync + Unpin + 'static
+{
     /// Its kind, for event types and routing.
     const KIND: Kind;
     /// Whether only its author (and admins) may see and change it.
@@ -298,37 +301,45 @@ impl App {
         ws: &str,
         body: R::Create,
     ) -> Result<R, AppError> {
-        let mut change = self.change().await?;
-        // The id is made under the write lock, so ids follow commit order and a client
-        // paging with `after` cannot miss an item committed after it read a later one.
-        let base = Base {
-            id: model::new_id(),
-            workspace_id: ws.to_owned(),
-            created_by: actor.user.id.clone(),
-            now: model::now(),
-        };
-        let resource = R::create(base, body)?;
-        access(&mut change.tx, actor, ws).await?;
-        resource
-            .save()
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        emit(
-            &mut change,
-            actor,
-            About {
-                kind: R::KIND,
-                action: Action::Created,
-                ws,
-                author: resource.author(),
-                concerns: None,
-            },
-            &resource,
-        )
-        .await?;
-        change.commit().await?;
-        Ok(resource)
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        self.transact(Scope::workspace(&ws), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                // The id is made inside the change, which runs in commit order (one writer, or
+                // the workspace's turn), so ids follow commit order and a client paging with
+                // `after` cannot miss an item committed after it read a later one.
+                let base = Base {
+                    id: model::new_id(),
+                    workspace_id: ws.to_owned(),
+                    created_by: actor.user.id.clone(),
+                    now: model::now(),
+                };
+                let resource = R::create(base, body)?;
+                access(change.tx, actor, ws).await?;
+                resource
+                    .save()
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit(
+                    change,
+                    actor,
+                    About {
+                        kind: R::KIND,
+                        action: Action::Created,
+                        ws,
+                        author: resource.author(),
+                        concerns: None,
+                    },
+                    &resource,
+                )
+                .await?;
+                Ok(resource)
+            })
+        })
+        .await
     }
 
     /// Changes a resource the actor may see.
@@ -339,30 +350,39 @@ impl App {
         id: &str,
         patch: R::Patch,
     ) -> Result<R, AppError> {
-        let mut change = self.change().await?;
-        access(&mut change.tx, actor, ws).await?;
-        let mut resource = load::<R>(&mut change.tx, actor, ws, id).await?;
-        resource.apply(patch, model::now())?;
-        resource
-            .save()
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        emit(
-            &mut change,
-            actor,
-            About {
-                kind: R::KIND,
-                action: Action::Updated,
-                ws,
-                author: resource.author(),
-                concerns: None,
-            },
-            &resource,
-        )
-        .await?;
-        change.commit().await?;
-        Ok(resource)
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        let id = id.to_owned();
+        self.transact(Scope::workspace(&ws), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                let id = id.as_str();
+                access(change.tx, actor, ws).await?;
+                let mut resource = load::<R>(change.tx, actor, ws, id).await?;
+                resource.apply(patch, model::now())?;
+                resource
+                    .save()
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit(
+                    change,
+                    actor,
+                    About {
+                        kind: R::KIND,
+                        action: Action::Updated,
+                        ws,
+                        author: resource.author(),
+                        concerns: None,
+                    },
+                    &resource,
+                )
+                .await?;
+                Ok(resource)
+            })
+        })
+        .await
     }
 
     /// Deletes a resource the actor may see; its event carries the last state.
@@ -372,29 +392,39 @@ impl App {
         ws: &str,
         id: &str,
     ) -> Result<(), AppError> {
-        let mut change = self.change().await?;
-        access(&mut change.tx, actor, ws).await?;
-        let resource = load::<R>(&mut change.tx, actor, ws, id).await?;
-        resource.check_delete()?;
-        sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table(R::KIND)))
-            .bind(id)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        emit(
-            &mut change,
-            actor,
-            About {
-                kind: R::KIND,
-                action: Action::Deleted,
-                ws,
-                author: resource.author(),
-                concerns: None,
-            },
-            &resource,
-        )
-        .await?;
-        change.commit().await
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        let id = id.to_owned();
+        self.transact(Scope::workspace(&ws), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                let id = id.as_str();
+                access(change.tx, actor, ws).await?;
+                let resource = load::<R>(change.tx, actor, ws, id).await?;
+                resource.check_delete()?;
+                sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table(R::KIND)))
+                    .bind(id)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit(
+                    change,
+                    actor,
+                    About {
+                        kind: R::KIND,
+                        action: Action::Deleted,
+                        ws,
+                        author: resource.author(),
+                        concerns: None,
+                    },
+                    &resource,
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }
 

@@ -1,5 +1,6 @@
 //! Workspaces and their members: reads, and changes with their events.
 
+use crate::Scope;
 use crate::{
     App,
     error::{AppError, internal},
@@ -67,7 +68,9 @@ impl App {
             created_at: now.clone(),
             updated_at: now.clone(),
         };
-        let mut change = self.change().await?;
+        let actor = actor.clone();
+        self.transact(Scope::user(&actor.user.id).and_workspace(&workspace.id), move |change| { Box::pin(async move {
+        let actor = &actor;
         sqlx::query(
             "INSERT INTO workspaces (id, name, created_by, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -97,7 +100,7 @@ impl App {
         let ws = workspace.id.clone();
         let me = Some(actor.user.id.as_str());
         let joined = emit(
-            &mut change,
+            change,
             actor,
             About {
                 kind: Kind::Workspaces,
@@ -109,9 +112,9 @@ impl App {
             &workspace,
         )
         .await?;
-        joined_at(&mut change, &ws, &actor.user.id, &joined).await?;
+        joined_at(change, &ws, &actor.user.id, &joined).await?;
         emit(
-            &mut change,
+            change,
             actor,
             About {
                 kind: Kind::Channels,
@@ -123,11 +126,10 @@ impl App {
             &general,
         )
         .await?;
-        change.commit().await?;
         Ok(WorkspaceView {
             workspace,
             role: Some(MemberRole::Owner),
-        })
+        })        })}).await
     }
 
     /// Renames a workspace; owners and admins.
@@ -138,65 +140,79 @@ impl App {
         name: String,
     ) -> Result<WorkspaceView, AppError> {
         model::text("name", &name, model::MAX_NAME)?;
-        let mut change = self.change().await?;
-        let access = access(&mut change.tx, actor, ws).await?;
-        access.require_owner("rename it")?;
-        let mut workspace = access.workspace;
-        workspace.name = name;
-        workspace.updated_at = model::now();
-        sqlx::query("UPDATE workspaces SET name = $1, updated_at = $2 WHERE id = $3")
-            .bind(&workspace.name)
-            .bind(&workspace.updated_at)
-            .bind(ws)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        emit(
-            &mut change,
-            actor,
-            About {
-                kind: Kind::Workspaces,
-                action: Action::Updated,
-                ws,
-                author: &actor.user.id,
-                concerns: None,
-            },
-            &workspace,
-        )
-        .await?;
-        change.commit().await?;
-        Ok(WorkspaceView {
-            workspace,
-            role: access.role,
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        self.transact(Scope::workspace(&ws), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                let access = access(change.tx, actor, ws).await?;
+                access.require_owner("rename it")?;
+                let mut workspace = access.workspace;
+                workspace.name = name;
+                workspace.updated_at = model::now();
+                sqlx::query("UPDATE workspaces SET name = $1, updated_at = $2 WHERE id = $3")
+                    .bind(&workspace.name)
+                    .bind(&workspace.updated_at)
+                    .bind(ws)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit(
+                    change,
+                    actor,
+                    About {
+                        kind: Kind::Workspaces,
+                        action: Action::Updated,
+                        ws,
+                        author: &actor.user.id,
+                        concerns: None,
+                    },
+                    &workspace,
+                )
+                .await?;
+                Ok(WorkspaceView {
+                    workspace,
+                    role: access.role,
+                })
+            })
         })
+        .await
     }
 
     /// Deletes a workspace and everything in it; owners and admins.
     pub async fn delete_workspace(&self, actor: &Actor, ws: &str) -> Result<(), AppError> {
-        let mut change = self.change().await?;
-        let access = access(&mut change.tx, actor, ws).await?;
-        access.require_owner("delete it")?;
-        sqlx::query("DELETE FROM workspaces WHERE id = $1")
-            .bind(ws)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        let last = access.workspace;
-        emit(
-            &mut change,
-            actor,
-            About {
-                kind: Kind::Workspaces,
-                action: Action::Deleted,
-                ws,
-                author: &actor.user.id,
-                concerns: None,
-            },
-            &last,
-        )
-        .await?;
-        change.commit().await?;
-        Ok(())
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        self.transact(Scope::workspace(&ws), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                let access = access(change.tx, actor, ws).await?;
+                access.require_owner("delete it")?;
+                sqlx::query("DELETE FROM workspaces WHERE id = $1")
+                    .bind(ws)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                let last = access.workspace;
+                emit(
+                    change,
+                    actor,
+                    About {
+                        kind: Kind::Workspaces,
+                        action: Action::Deleted,
+                        ws,
+                        author: &actor.user.id,
+                        concerns: None,
+                    },
+                    &last,
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The members of a workspace.
@@ -221,26 +237,31 @@ impl App {
         new: NewMember,
     ) -> Result<Member, AppError> {
         let user_id = model::id("userId", &new.user_id)?;
-        let mut change = self.change().await?;
-        access(&mut change.tx, actor, ws)
-            .await?
-            .require_owner("add members")?;
-        let user: Option<User> =
-            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
-                .bind(&user_id)
-                .fetch_optional(&mut *change.tx)
-                .await
-                .map_err(internal)?;
-        let user = user.ok_or_else(|| not_found("user"))?;
-        let member = Member {
-            workspace_id: ws.to_owned(),
-            user_id: user.id,
-            name: user.name,
-            email: user.email,
-            role: new.role,
-            added_at: model::now(),
-        };
-        let inserted = sqlx::query(
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        self.transact(Scope::workspace(&ws).and_user(&user_id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                access(change.tx, actor, ws)
+                    .await?
+                    .require_owner("add members")?;
+                let user: Option<User> =
+                    sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
+                        .bind(&user_id)
+                        .fetch_optional(&mut *change.tx)
+                        .await
+                        .map_err(internal)?;
+                let user = user.ok_or_else(|| not_found("user"))?;
+                let member = Member {
+                    workspace_id: ws.to_owned(),
+                    user_id: user.id,
+                    name: user.name,
+                    email: user.email,
+                    role: new.role,
+                    added_at: model::now(),
+                };
+                let inserted = sqlx::query(
             "INSERT INTO members (workspace_id, user_id, role, added_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
         )
@@ -251,26 +272,28 @@ impl App {
         .execute(&mut *change.tx)
         .await
         .map_err(internal)?;
-        if inserted.rows_affected() == 0 {
-            return Err(AppError::conflict("that user is already a member"));
-        }
-        let concerns = Some(member.user_id.as_str());
-        let joined = emit(
-            &mut change,
-            actor,
-            About {
-                kind: Kind::Members,
-                action: Action::Added,
-                ws,
-                author: &actor.user.id,
-                concerns,
-            },
-            &member,
-        )
-        .await?;
-        joined_at(&mut change, ws, &member.user_id, &joined).await?;
-        change.commit().await?;
-        Ok(member)
+                if inserted.rows_affected() == 0 {
+                    return Err(AppError::conflict("that user is already a member"));
+                }
+                let concerns = Some(member.user_id.as_str());
+                let joined = emit(
+                    change,
+                    actor,
+                    About {
+                        kind: Kind::Members,
+                        action: Action::Added,
+                        ws,
+                        author: &actor.user.id,
+                        concerns,
+                    },
+                    &member,
+                )
+                .await?;
+                joined_at(change, ws, &member.user_id, &joined).await?;
+                Ok(member)
+            })
+        })
+        .await
     }
 
     /// Removes a member; owners and admins, or members leaving. The last owner stays.
@@ -281,58 +304,65 @@ impl App {
         user_id: &str,
     ) -> Result<(), AppError> {
         let user_id = model::id("userId", user_id)?;
-        let mut change = self.change().await?;
-        let access = access(&mut change.tx, actor, ws).await?;
-        if user_id != actor.user.id {
-            access.require_owner("remove members")?;
-        }
-        let member: Option<Member> = sqlx::query_as(
-            "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
+        let actor = actor.clone();
+        let ws = ws.to_owned();
+        self.transact(Scope::workspace(&ws).and_user(&user_id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let ws = ws.as_str();
+                let access = access(change.tx, actor, ws).await?;
+                if user_id != actor.user.id {
+                    access.require_owner("remove members")?;
+                }
+                let member: Option<Member> = sqlx::query_as(
+                    "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
              FROM members m JOIN users u ON u.id = m.user_id \
              WHERE m.workspace_id = $1 AND m.user_id = $2",
-        )
-        .bind(ws)
-        .bind(&user_id)
-        .fetch_optional(&mut *change.tx)
-        .await
-        .map_err(internal)?;
-        let member = member.ok_or_else(|| not_found("member"))?;
-        if member.role == MemberRole::Owner {
-            let owners: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND role = 'owner'",
-            )
-            .bind(ws)
-            .fetch_one(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-            if owners <= 1 {
-                return Err(AppError::conflict(
-                    "the last owner cannot be removed; make another member owner first, or \
+                )
+                .bind(ws)
+                .bind(&user_id)
+                .fetch_optional(&mut *change.tx)
+                .await
+                .map_err(internal)?;
+                let member = member.ok_or_else(|| not_found("member"))?;
+                if member.role == MemberRole::Owner {
+                    let owners: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND role = 'owner'",
+                    )
+                    .bind(ws)
+                    .fetch_one(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                    if owners <= 1 {
+                        return Err(AppError::conflict(
+                            "the last owner cannot be removed; make another member owner first, or \
                      delete the workspace",
-                ));
-            }
-        }
-        sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND user_id = $2")
-            .bind(ws)
-            .bind(&user_id)
-            .execute(&mut *change.tx)
-            .await
-            .map_err(internal)?;
-        let concerns = Some(user_id.as_str());
-        emit(
-            &mut change,
-            actor,
-            About {
-                kind: Kind::Members,
-                action: Action::Removed,
-                ws,
-                author: &actor.user.id,
-                concerns,
-            },
-            &member,
-        )
-        .await?;
-        change.commit().await?;
-        Ok(())
+                        ));
+                    }
+                }
+                sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND user_id = $2")
+                    .bind(ws)
+                    .bind(&user_id)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                let concerns = Some(user_id.as_str());
+                emit(
+                    change,
+                    actor,
+                    About {
+                        kind: Kind::Members,
+                        action: Action::Removed,
+                        ws,
+                        author: &actor.user.id,
+                        concerns,
+                    },
+                    &member,
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt as _;
 use herald_app::{
-    Actor, App, AppError, ErrorKind, NewUser, UserRole, accounts::Credentials, open_db,
+    Actor, App, AppError, Commits, ErrorKind, NewUser, UserRole, accounts::Credentials, open_db,
 };
 use herald_hub::{Durability, Hub, HubConfig, SqliteLog, SubscribeRequest, Subscription};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -39,9 +39,15 @@ impl TestApp {
         .await
         .unwrap();
         let pool = open_db(None, dir.path()).await.unwrap();
-        let app = App::start(pool, hub.clone(), &tracker, shutdown.clone())
-            .await
-            .unwrap();
+        let app = App::start(
+            pool,
+            hub.clone(),
+            Commits::WithLog,
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         Self {
             app,
             hub,

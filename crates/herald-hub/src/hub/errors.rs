@@ -1,6 +1,10 @@
 //! Why the hub refuses a publish ([`PublishError`]) or a subscription ([`SubscribeError`]).
 
-use crate::{log::LogError, selector::SelectorError, update::InvalidUpdate};
+use crate::{
+    log::{LogError, WorkError},
+    selector::SelectorError,
+    update::InvalidUpdate,
+};
 
 /// A publish the hub refused.
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +14,17 @@ pub enum PublishError {
     Invalid(#[from] InvalidUpdate),
     /// The log could not store it, or the hub is shutting down; nothing was acknowledged.
     #[error("the update was not stored: {0}")]
+    Unavailable(String),
+}
+
+/// Why [`Hub::transact`](super::Hub::transact) stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactError {
+    /// The work failed, with its own error; it was rolled back.
+    #[error("{0}")]
+    Work(WorkError),
+    /// The log's transaction failed, or the hub cannot run work or is stopping.
+    #[error("the change was not stored: {0}")]
     Unavailable(String),
 }
 

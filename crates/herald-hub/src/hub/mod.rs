@@ -33,7 +33,7 @@ mod retention;
 mod sequencer;
 
 pub use config::{HubConfig, SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL};
-pub use errors::{PublishError, SubscribeError};
+pub use errors::{PublishError, SubscribeError, TransactError};
 pub(crate) use interner::Compiled;
 
 use std::sync::{
@@ -48,11 +48,11 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use self::{
     interner::{COMPILE_CONCURRENCY, Interner},
     registry::Registry,
-    sequencer::PublishRequest,
+    sequencer::{PublishRequest, Request, WorkRequest},
 };
 use crate::{
     history::History,
-    log::{Entry, EventLog, LogError},
+    log::{Entry, EventLog, LogError, Work, WorkError},
     metrics::HubMetrics,
     subscriber::{Filter, Subscriber},
     subscription::{REPLAY_PAGE_BYTES, Resume, Subscription},
@@ -117,7 +117,7 @@ pub(crate) struct Shared {
     registry: RwLock<Registry>,
     /// The newest records, for replay without touching the log.
     pub(crate) history: Mutex<History>,
-    publish_tx: mpsc::Sender<PublishRequest>,
+    publish_tx: mpsc::Sender<Request>,
     /// Interned selectors and claim sets, so equal ones share one compiled regex and one
     /// memo slot during fan-out. Held only to look up and insert: selectors are compiled
     /// outside it.
@@ -269,7 +269,7 @@ impl Hub {
         };
         self.shared
             .publish_tx
-            .send(request)
+            .send(Request::Publish(request))
             .await
             .map_err(|_| stopping())?;
         Ok(async move {
@@ -278,6 +278,72 @@ impl Hub {
                 Err(error) => Err(PublishError::Unavailable(error)),
             }
         })
+    }
+
+    /// Whether [`Hub::transact`] works: the log runs work in its transactions.
+    pub fn runs_work(&self) -> bool {
+        self.shared.log.runs_work()
+    }
+
+    /// Runs `work` on the log's database inside the transaction of the sequencer's next
+    /// batch, and stores the updates it returns in that same transaction: the work's
+    /// changes and its updates commit together, with the batch's other publishes and work,
+    /// or not at all. A work that fails (or breaks an update limit) is rolled back alone.
+    /// The updates are then fanned out like publishes; the answer gives their positions.
+    ///
+    /// The work runs on the sequencer: it must only use the connection, and it has
+    /// [`WORK_BUDGET`](crate::log::WORK_BUDGET) to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`TransactError::Work`] with the work's own error when it failed;
+    /// [`TransactError::Unavailable`] when the transaction failed, the log runs no work
+    /// ([`Hub::runs_work`]) or the hub is stopping. In every case nothing was stored.
+    pub async fn transact<F>(&self, work: F) -> Result<Vec<Published>, TransactError>
+    where
+        F: for<'c> FnOnce(
+                &'c mut sqlx::AnyConnection,
+            )
+                -> futures::future::BoxFuture<'c, Result<Vec<Update>, WorkError>>
+            + Send
+            + 'static,
+    {
+        if !self.runs_work() {
+            return Err(TransactError::Unavailable(
+                "the event log cannot run work".into(),
+            ));
+        }
+        let limits = self.shared.config.limits.clone();
+        let work: Work = Box::new(move |conn| {
+            Box::pin(async move {
+                let updates = work(conn).await?;
+                let created_at_ms = now_ms();
+                let mut entries = Vec::with_capacity(updates.len());
+                for mut update in updates {
+                    update.validate(&limits)?;
+                    let id: Arc<str> = match update.id.take() {
+                        Some(id) => id.into(),
+                        None => format!("urn:uuid:{}", uuid::Uuid::now_v7()).into(),
+                    };
+                    entries.push(Entry {
+                        seq: 0,
+                        id,
+                        update,
+                        created_at_ms,
+                    });
+                }
+                Ok(entries)
+            })
+        });
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .publish_tx
+            .send(Request::Work(WorkRequest { work, reply }))
+            .await
+            .map_err(|_| TransactError::Unavailable(stopping().to_string()))?;
+        answer
+            .await
+            .map_err(|_| TransactError::Unavailable(stopping().to_string()))?
     }
 
     /// Registers a subscriber and returns its stream of SSE bytes: the `retry:` hint, then

@@ -17,12 +17,33 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::Hub;
+use super::{Hub, Published, TransactError};
 use crate::{
-    log::{Entry, LogError},
+    log::{Entry, LogError, Outcome, Step, Work},
     subscriber::Memo,
     update::Record,
 };
+
+/// What the sequencer takes from its channel. Publishes, the common case, are not boxed:
+/// that would cost an allocation each.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Request {
+    Publish(PublishRequest),
+    Work(WorkRequest),
+}
+
+/// A [`Work`] and where its result goes.
+pub(super) struct WorkRequest {
+    pub(super) work: Work,
+    pub(super) reply: oneshot::Sender<Result<Vec<Published>, TransactError>>,
+}
+
+impl std::fmt::Debug for WorkRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkRequest")
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct PublishRequest {
@@ -37,7 +58,7 @@ impl Hub {
     /// The sequencer: the one task that orders, stores and fans out updates.
     pub(super) async fn sequencer(
         self,
-        mut requests: mpsc::Receiver<PublishRequest>,
+        mut requests: mpsc::Receiver<Request>,
         mut head: u64,
         shutdown: CancellationToken,
     ) {
@@ -73,7 +94,27 @@ impl Hub {
     }
 
     /// Stores one batch, then fans it out; returns the new head.
-    async fn commit(&self, batch: &mut Vec<PublishRequest>, head: u64, memo: &mut Memo) -> u64 {
+    async fn commit(&self, batch: &mut Vec<Request>, head: u64, memo: &mut Memo) -> u64 {
+        if batch.iter().any(|r| matches!(r, Request::Work(_))) {
+            return self.commit_work(batch, head, memo).await;
+        }
+        let mut publishes = batch
+            .drain(..)
+            .filter_map(|request| match request {
+                Request::Publish(publish) => Some(publish),
+                Request::Work(_) => None,
+            })
+            .collect();
+        self.commit_publishes(&mut publishes, head, memo).await
+    }
+
+    /// Stores a batch of publishes, then fans it out; returns the new head.
+    async fn commit_publishes(
+        &self,
+        batch: &mut Vec<PublishRequest>,
+        head: u64,
+        memo: &mut Memo,
+    ) -> u64 {
         if self.shared.log.is_shared() {
             self.commit_shared(batch).await;
             return self
@@ -86,7 +127,12 @@ impl Hub {
         }
         // An id the log already holds is not stored again: its publisher is answered with
         // the position it has, as a shared log does.
-        let known = match self.known_ids(batch).await {
+        let chosen_ids = batch
+            .iter()
+            .filter(|r| r.chosen_id)
+            .map(|r| &*r.entry.id)
+            .collect();
+        let known = match self.known_ids(chosen_ids).await {
             Ok(known) => known,
             Err(error) => {
                 tracing::error!(%error, updates = batch.len(), "event log id lookup failed");
@@ -171,17 +217,172 @@ impl Hub {
         head + count
     }
 
-    /// The positions in the log of the ids that publishers of `batch` chose, for those the
-    /// log holds. Generated ids are new by construction and never looked up.
-    async fn known_ids(
-        &self,
-        batch: &[PublishRequest],
-    ) -> Result<HashMap<Arc<str>, u64>, LogError> {
-        let chosen: Vec<&str> = batch
+    /// Stores a batch that holds work in one log transaction ([`EventLog::transact`]), then
+    /// fans out what it stored, in order, and answers each request; returns the new head.
+    async fn commit_work(&self, batch: &mut Vec<Request>, head: u64, memo: &mut Memo) -> u64 {
+        if !self.shared.log.runs_work() {
+            for request in batch.drain(..) {
+                match request {
+                    Request::Publish(publish) => {
+                        let _ = publish
+                            .reply
+                            .send(Err("the event log cannot run work".into()));
+                    }
+                    Request::Work(work) => {
+                        let _ = work.reply.send(Err(TransactError::Unavailable(
+                            "the event log cannot run work".into(),
+                        )));
+                    }
+                }
+            }
+            return head;
+        }
+        let chosen_ids = batch
             .iter()
-            .filter(|r| r.chosen_id)
-            .map(|r| &*r.entry.id)
+            .filter_map(|r| match r {
+                Request::Publish(publish) if publish.chosen_id => Some(&*publish.entry.id),
+                _ => None,
+            })
             .collect();
+        let known = match self.known_ids(chosen_ids).await {
+            Ok(known) => known,
+            Err(error) => {
+                tracing::error!(%error, "event log id lookup failed");
+                fail_all(batch, &error.to_string());
+                return head;
+            }
+        };
+        // What each stored step answers, in the steps' order.
+        enum Waiting {
+            Publish(oneshot::Sender<Result<u64, String>>, Record),
+            Work(oneshot::Sender<Result<Vec<Published>, TransactError>>),
+        }
+        let mut steps = Vec::with_capacity(batch.len());
+        let mut waiting = Vec::with_capacity(batch.len());
+        let mut repeated = Vec::new();
+        let mut chosen = HashMap::new();
+        for request in batch.drain(..) {
+            match request {
+                Request::Publish(publish) => {
+                    if let Some(&seq) = known.get(&publish.entry.id) {
+                        let _ = publish.reply.send(Ok(seq));
+                        continue;
+                    }
+                    if publish.chosen_id {
+                        if let Some(&step) = chosen.get(&publish.entry.id) {
+                            repeated.push((publish.reply, step));
+                            continue;
+                        }
+                        chosen.insert(publish.entry.id.clone(), steps.len());
+                    }
+                    steps.push(Step::Entry(publish.entry));
+                    waiting.push(Waiting::Publish(publish.reply, publish.record));
+                }
+                Request::Work(work) => {
+                    steps.push(Step::Work(work.work));
+                    waiting.push(Waiting::Work(work.reply));
+                }
+            }
+        }
+        let started = Instant::now();
+        let transacted = self.shared.log.transact(steps, head + 1).await;
+        let metrics = &self.shared.metrics;
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let transacted = match transacted {
+            Ok(transacted) => transacted,
+            Err(error) => {
+                tracing::error!(%error, "event log transaction failed");
+                let message = error.to_string();
+                for waiting in waiting {
+                    match waiting {
+                        Waiting::Publish(reply, _) => {
+                            let _ = reply.send(Err(message.clone()));
+                        }
+                        Waiting::Work(reply) => {
+                            let _ = reply.send(Err(TransactError::Unavailable(message.clone())));
+                        }
+                    }
+                }
+                for (reply, _) in repeated {
+                    let _ = reply.send(Err(message.clone()));
+                }
+                return self.resync_head(head).await;
+            }
+        };
+        let entries = transacted.entries;
+        let mut records = Vec::with_capacity(entries.len());
+        let mut answers = Vec::with_capacity(waiting.len());
+        let mut step_seqs = Vec::with_capacity(waiting.len());
+        for (waiting, outcome) in waiting.into_iter().zip(transacted.outcomes) {
+            match (waiting, outcome) {
+                (Waiting::Publish(reply, mut record), Outcome::Stored(range)) => {
+                    record.seq = entries[range.start].seq;
+                    step_seqs.push(Some(record.seq));
+                    answers.push(Answer::Publish(reply, record.seq));
+                    records.push(Arc::new(record));
+                }
+                (Waiting::Work(reply), Outcome::Stored(range)) => {
+                    let mut published = Vec::with_capacity(range.len());
+                    for entry in &entries[range] {
+                        records.push(Arc::new(Record::new(
+                            entry.seq,
+                            entry.id.clone(),
+                            &entry.update,
+                            entry.created_at_ms,
+                        )));
+                        published.push(Published {
+                            id: entry.id.clone(),
+                            seq: entry.seq,
+                        });
+                    }
+                    step_seqs.push(None);
+                    answers.push(Answer::Work(reply, Ok(published)));
+                }
+                (Waiting::Work(reply), Outcome::Failed(error)) => {
+                    step_seqs.push(None);
+                    answers.push(Answer::Work(reply, Err(TransactError::Work(error))));
+                }
+                (Waiting::Publish(reply, _), Outcome::Failed(error)) => {
+                    step_seqs.push(None);
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
+        }
+        drop(entries);
+        {
+            let mut history = self.shared.history.lock().expect("history poisoned");
+            for record in &records {
+                history.push(record.clone());
+            }
+        }
+        self.fan_out(&records, memo);
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        metrics.published.inc_by(count);
+        for answer in answers {
+            match answer {
+                Answer::Publish(reply, seq) => {
+                    let _ = reply.send(Ok(seq));
+                }
+                Answer::Work(reply, result) => {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        for (reply, step) in repeated {
+            let answer = step_seqs
+                .get(step)
+                .copied()
+                .flatten()
+                .ok_or_else(|| "the first publish of this id failed".to_owned());
+            let _ = reply.send(answer);
+        }
+        head + count
+    }
+
+    /// The positions in the log of the ids publishers `chosen`, for those the log holds. Generated ids are new by construction and never looked up.
+    async fn known_ids(&self, chosen: Vec<&str>) -> Result<HashMap<Arc<str>, u64>, LogError> {
         if chosen.is_empty() {
             return Ok(HashMap::new());
         }
@@ -254,6 +455,31 @@ impl Hub {
     }
 }
 
+/// An answer the sequencer sends once a batch is fanned out.
+enum Answer {
+    Publish(oneshot::Sender<Result<u64, String>>, u64),
+    Work(
+        oneshot::Sender<Result<Vec<Published>, TransactError>>,
+        Result<Vec<Published>, TransactError>,
+    ),
+}
+
+/// Answers every request of `batch` with `message`: nothing of it was stored.
+fn fail_all(batch: &mut Vec<Request>, message: &str) {
+    for request in batch.drain(..) {
+        match request {
+            Request::Publish(publish) => {
+                let _ = publish.reply.send(Err(message.to_owned()));
+            }
+            Request::Work(work) => {
+                let _ = work
+                    .reply
+                    .send(Err(TransactError::Unavailable(message.to_owned())));
+            }
+        }
+    }
+}
+
 /// Rounds of [`gather`] at most: bounds the wait for a batch to the time other tasks take to
 /// run a few times.
 const GATHER_ROUNDS: usize = 8;
@@ -269,8 +495,8 @@ const GATHER_ROUNDS: usize = 8;
 /// publishes arrive together (this batch or the last one had several): a lone publish is
 /// committed at once, not after the subscriber writes that the previous update woke.
 async fn gather(
-    requests: &mut mpsc::Receiver<PublishRequest>,
-    batch: &mut Vec<PublishRequest>,
+    requests: &mut mpsc::Receiver<Request>,
+    batch: &mut Vec<Request>,
     max_batch: usize,
 ) {
     for _ in 0..GATHER_ROUNDS {

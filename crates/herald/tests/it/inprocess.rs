@@ -15,7 +15,7 @@ use axum::{
 };
 use clap::Parser;
 use herald::{config::ServeArgs, limits::ClientAddr, server, state::ServerState};
-use herald_app::{App, NewUser, UserRole};
+use herald_app::{App, Commits, NewUser, UserRole};
 use herald_hub::{Durability, Hub, SqliteLog};
 use serde_json::{Value, json};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -71,9 +71,15 @@ impl InProcess {
         .await
         .unwrap();
         let pool = herald_app::open_db(None, dir.path()).await.unwrap();
-        let app = App::start(pool, hub.clone(), &tracker, shutdown.clone())
-            .await
-            .unwrap();
+        let app = App::start(
+            pool,
+            hub.clone(),
+            Commits::WithLog,
+            &tracker,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
         let state = ServerState::new(hub, app.clone(), &config, shutdown.clone());
         Self {
             router: server::router(state),
