@@ -472,7 +472,6 @@ pub(crate) async fn tokens_on(
         .collect())
 }
 
-
 /// Parses a token lifetime such as `30d`, `12h` or `90m`.
 ///
 /// # Errors

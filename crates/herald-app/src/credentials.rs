@@ -44,14 +44,15 @@ impl App {
     /// `Unauthenticated` when the user is gone or inactive; when the database fails.
     pub async fn me(&self, actor: &Actor) -> Result<Snapshot<User>, AppError> {
         let mut read = self.read_snapshot().await?;
-        let user: Option<User> = sqlx::query_as(
-            "SELECT id, email, name, role FROM users WHERE id = $1 AND active",
-        )
-        .bind(&actor.user.id)
-        .fetch_optional(read.conn())
-        .await
-        .map_err(internal)?;
-        let user = user.ok_or_else(|| AppError::unauthenticated("this account is no longer active; sign in again"))?;
+        let user: Option<User> =
+            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1 AND active")
+                .bind(&actor.user.id)
+                .fetch_optional(read.conn())
+                .await
+                .map_err(internal)?;
+        let user = user.ok_or_else(|| {
+            AppError::unauthenticated("this account is no longer active; sign in again")
+        })?;
         read.finish(user).await
     }
 

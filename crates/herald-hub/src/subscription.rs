@@ -188,7 +188,11 @@ impl Subscription {
         self.page = None;
         let from_position = std::mem::take(&mut self.from_position);
         let from_start = self.cursor == 0 && !from_position;
-        if from_position && records.first().is_none_or(|first| first.seq != self.cursor + 1) {
+        if from_position
+            && records
+                .first()
+                .is_none_or(|first| first.seq != self.cursor + 1)
+        {
             // The records after the position are gone: what the client holds cannot be
             // brought up to date. Say so, as for an unknown id, and go on live.
             self.cursor = self.replay_to;

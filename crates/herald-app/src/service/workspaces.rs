@@ -213,7 +213,11 @@ impl App {
     }
 
     /// The members of a workspace, and the log position they are consistent with.
-    pub async fn members(&self, actor: &Actor, ws: &str) -> Result<Snapshot<Vec<Member>>, AppError> {
+    pub async fn members(
+        &self,
+        actor: &Actor,
+        ws: &str,
+    ) -> Result<Snapshot<Vec<Member>>, AppError> {
         let mut read = self.read_snapshot().await?;
         access(read.conn(), actor, ws).await?;
         let members = sqlx::query_as(

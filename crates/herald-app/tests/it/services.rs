@@ -158,7 +158,14 @@ async fn a_member_cannot_touch_another_workspace_but_an_admin_can() {
             .all(|w| w.workspace.id != ws)
     );
     // Nothing Bob tried changed anything.
-    assert!(!t.app.get::<Todo>(&alice, &ws, &todo.id).await.unwrap().data.done);
+    assert!(
+        !t.app
+            .get::<Todo>(&alice, &ws, &todo.id)
+            .await
+            .unwrap()
+            .data
+            .done
+    );
 
     // An admin sees every workspace, without being a member.
     let seen = t.app.workspace(&admin, &ws).await.unwrap();

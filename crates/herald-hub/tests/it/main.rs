@@ -441,7 +441,10 @@ async fn a_position_whose_records_were_pruned_starts_with_a_reset() {
     let mut gone = hub.subscribe_with(after(2, None)).await;
     let reset = gone.next().await.unwrap();
     assert_eq!(reset.event, "reset");
-    assert_eq!(reset.last_event_id, ids[7], "a reconnect resumes from the head");
+    assert_eq!(
+        reset.last_event_id, ids[7],
+        "a reconnect resumes from the head"
+    );
     // Read the replay before publishing more: retention would prune position 6.
     for i in 5..8 {
         assert_eq!(kept.next().await.unwrap().data, i.to_string());
