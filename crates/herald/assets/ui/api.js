@@ -44,14 +44,8 @@ export function createApi({ onUnauthorized }) {
 }
 
 /** A `Herald-Position` header's value as a string of digits, or null. */
-export function positionOf(value) {
+function positionOf(value) {
   return typeof value === 'string' && /^[0-9]{1,20}$/.test(value) ? value : null;
-}
-
-/** The earlier of two positions (null: unknown), compared as the integers they are. */
-export function earlierPosition(a, b) {
-  if (a === null || b === null) return a ?? b;
-  return BigInt(a) <= BigInt(b) ? a : b;
 }
 
 /** Every item of a paginated collection, through `api`. */

@@ -9,7 +9,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{AppClient, AppWorld, Reply, header, id_of};
+use crate::support::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppWorld, Reply, TestServer, header, id_of,
+};
 
 /// The position a read answered with.
 #[track_caller]
@@ -273,4 +275,40 @@ async fn an_old_position_replays_nothing_from_before_a_member_joined() {
         next.data["data"], after,
         "replayed from before she joined: {next:#?}"
     );
+}
+
+#[tokio::test]
+async fn cors_exposes_the_position_to_listed_origins() {
+    const ORIGIN: &str = "https://app.example.com";
+    let server = TestServer::with_env(
+        &[
+            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+        &["--cors-origin", ORIGIN],
+    )
+    .await;
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let reply = admin
+        .raw(
+            Method::GET,
+            "/api/workspaces",
+            None,
+            None,
+            &[("origin", ORIGIN)],
+        )
+        .await;
+    assert_eq!(
+        header(&reply.headers, "access-control-allow-origin"),
+        ORIGIN
+    );
+    let exposed = header(&reply.headers, "access-control-expose-headers").to_ascii_lowercase();
+    assert!(
+        exposed
+            .split(',')
+            .any(|name| name.trim() == "herald-position"),
+        "exposed: {exposed:?}"
+    );
+    position_of(&reply);
+    reply.expect(200);
 }
