@@ -1,9 +1,9 @@
 //! Reads that say which log position they are consistent with: a client loads data, then
-//! subscribes after that position (`SubscribeRequest::after`), and neither misses nor
-//! loses a change made in between.
+//! subscribes after that position (`SubscribeRequest::after`), and misses no change made in
+//! between.
 //!
-//! [`App::read_snapshot`] is the one place where that position is taken; every read that
-//! reports one runs its queries on the [`Read`] it returns, in one read transaction.
+//! `App::read_snapshot` is the one place where that position is taken; every read that
+//! reports one runs its queries on the `Read` it returns, in one read transaction.
 //!
 //! The rule, correct on every backend: the position is the hub's head ([`Hub::head`],
 //! the newest update fanned out) read *before* the read transaction begins. Every update
