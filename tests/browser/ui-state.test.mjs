@@ -87,9 +87,13 @@ test('duplicates and stale updates change nothing', () => {
   const state = signedIn();
   const fresh = todo('t1', 'New title', 5);
   receiveResourceEvent(state, resourceEvent('todos', 'updated', fresh));
-  // The same event again: applied (same timestamp), but the item is the same.
-  assert.ok(receiveResourceEvent(state, resourceEvent('todos', 'updated', fresh)));
+  // The same event again (a replay after a load's position): nothing changes, nothing flashes.
+  assert.equal(receiveResourceEvent(state, resourceEvent('todos', 'updated', fresh)), null);
+  assert.equal(receiveResourceEvent(state, resourceEvent('todos', 'updated', { ...fresh })), null);
   assert.equal(state.todos.size, 1);
+  // The same timestamp with other fields is a change (two edits within one timestamp).
+  assert.ok(receiveResourceEvent(state, resourceEvent('todos', 'updated', { ...fresh, done: true })));
+  assert.equal(state.todos.get('t1').done, true);
   // An older update arriving late (out of order) is ignored.
   assert.equal(receiveResourceEvent(state, resourceEvent('todos', 'updated', todo('t1', 'Old title', 2))), null);
   assert.equal(state.todos.get('t1').title, 'New title');
@@ -106,6 +110,46 @@ test('upsert merges fields and keeps the newer of two versions', () => {
   assert.equal(upsert(map, { id: 'a', title: 'z', updatedAt: at(1) }), false);
   assert.equal(map.get('a').title, 'y');
   assert.equal(upsert(map, { id: 'a', title: 'no time' }), true, 'without timestamps the event wins');
+  assert.equal(upsert(map, { id: 'a', title: 'no time' }), true, 'and is applied again');
+  const held = { id: 'b', title: 'x', updatedAt: at(3) };
+  map.set('b', held);
+  assert.equal(upsert(map, { id: 'b', title: 'x', updatedAt: at(3) }), false, 'the same version is no change');
+  assert.equal(map.get('b'), held);
+});
+
+test('a load, then every event after its position (some it already holds): each change once, the newest wins', () => {
+  // The load is consistent with a position P; the stream replays every event after P, some
+  // of which the load already reflects (P is taken before the read began), then goes live.
+  const state = signedIn();
+  startLoad(state);
+  finishLoad(state, {
+    todos: [todo('t1', 'Renamed', 5), todo('t2', 'Kept', 2)],
+    channels: [],
+    notes: [],
+    members: [{ userId: ME.id, name: ME.name, role: 'owner' }],
+  });
+  const after = [
+    resourceEvent('todos', 'created', todo('t1', 'First title', 0)), // held, older: no change
+    resourceEvent('todos', 'updated', todo('t1', 'Renamed', 5)), // held, same: no change
+    resourceEvent('todos', 'created', todo('t9', 'Made and deleted', 3)), // before the read...
+    resourceEvent('todos', 'deleted', { id: 't9' }), // ...and gone before it: gone again
+    resourceEvent('todos', 'created', todo('t3', 'Between load and stream', 6)), // new
+    resourceEvent('todos', 'updated', todo('t2', 'Edited after the load', 7)), // newer
+  ];
+  const outcomes = after.map((event) => receiveResourceEvent(state, event));
+  assert.deepEqual(
+    outcomes.map((outcome) => outcome !== null),
+    [false, false, true, true, true, true],
+    'the changes the load held change nothing and flash nothing',
+  );
+  assert.deepEqual(
+    [...state.todos.values()].map((t) => [t.id, t.title]).sort(),
+    [
+      ['t1', 'Renamed'],
+      ['t2', 'Edited after the load'],
+      ['t3', 'Between load and stream'],
+    ],
+  );
 });
 
 test('events of another workspace, without an id, or of an unknown collection are ignored', () => {
@@ -276,11 +320,9 @@ test('removed myself: the workspace goes, unless I am an admin', () => {
   assert.equal(admin.members.has(ME.id), false);
 });
 
-test('connected: reload when loaded before the stream, refetch when coverage changed', () => {
+test('connected: nothing to do at first (the stream starts at the load), refetch when coverage changed', () => {
   const state = signedIn();
-  state.reloadOnConnect = true;
-  assert.equal(streamConnected(state, { workspaces: [WS] }), 'reload');
-  assert.equal(state.reloadOnConnect, false);
+  assert.equal(streamConnected(state, { workspaces: [WS] }), null, 'the first connection');
   assert.equal(streamConnected(state, { workspaces: [WS] }), null, 'covers what we show');
   assert.equal(streamConnected(state, { workspaces: [WS, 'ws-2'] }), 'refetch', 'added while away');
   assert.equal(streamConnected(state, { workspaces: [] }), 'refetch', 'removed while away');

@@ -3,7 +3,7 @@
 //! Session cookies and API tokens are 256 random bits; the database keeps only their
 //! SHA-256 (see `passwords`). [`Accounts`] reads and writes them.
 
-use sqlx::AnyPool;
+use sqlx::{AnyConnection, AnyPool};
 use tokio_util::task::TaskTracker;
 
 use crate::{
@@ -71,10 +71,8 @@ impl Accounts {
     ///
     /// When the database fails.
     pub async fn users(&self) -> Result<Vec<model::Account>, AppError> {
-        sqlx::query_as("SELECT id, email, name, role, active FROM users ORDER BY name, email")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(internal)
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        users_on(&mut conn).await
     }
 
     /// Makes an API token for the user with `email`; returns it, the secret shown only this
@@ -159,30 +157,8 @@ impl Accounts {
     ///
     /// When the database fails.
     pub async fn list_tokens(&self, user_id: &str) -> Result<Vec<model::TokenInfo>, AppError> {
-        type Row = (String, String, Flag, i64, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, name, can_notify, created_at, expires_at, last_used_at FROM api_tokens \
-             WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
-             ORDER BY created_at, id",
-        )
-        .bind(user_id)
-        .bind(unix_now())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(internal)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, name, notify, created, expires, used)| model::TokenInfo {
-                    id,
-                    name,
-                    notify: notify.into(),
-                    created_at: model::unix_to_rfc3339(created),
-                    expires_at: expires.map(model::unix_to_rfc3339),
-                    last_used_at: used.map(model::unix_to_rfc3339),
-                },
-            )
-            .collect())
+        let mut conn = self.pool.acquire().await.map_err(internal)?;
+        tokens_on(&mut conn, user_id).await
     }
 
     /// Whether `password` is the current password of the user `user_id`.
@@ -455,6 +431,45 @@ pub struct NewTokenSecret {
     pub info: model::TokenInfo,
     /// The bearer token itself.
     pub token: String,
+}
+
+/// Every user, read on `conn`.
+pub(crate) async fn users_on(conn: &mut AnyConnection) -> Result<Vec<model::Account>, AppError> {
+    sqlx::query_as("SELECT id, email, name, role, active FROM users ORDER BY name, email")
+        .fetch_all(conn)
+        .await
+        .map_err(internal)
+}
+
+/// The API tokens of `user_id` that have not expired, oldest first, read on `conn`.
+pub(crate) async fn tokens_on(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Vec<model::TokenInfo>, AppError> {
+    type Row = (String, String, Flag, i64, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, can_notify, created_at, expires_at, last_used_at FROM api_tokens \
+         WHERE user_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+         ORDER BY created_at, id",
+    )
+    .bind(user_id)
+    .bind(unix_now())
+    .fetch_all(conn)
+    .await
+    .map_err(internal)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, name, notify, created, expires, used)| model::TokenInfo {
+                id,
+                name,
+                notify: notify.into(),
+                created_at: model::unix_to_rfc3339(created),
+                expires_at: expires.map(model::unix_to_rfc3339),
+                last_used_at: used.map(model::unix_to_rfc3339),
+            },
+        )
+        .collect())
 }
 
 /// Parses a token lifetime such as `30d`, `12h` or `90m`.

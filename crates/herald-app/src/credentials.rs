@@ -23,6 +23,7 @@ use crate::{
     error::{AppError, internal},
     model::{self, Account, NewToken, NewUser, TokenInfo, User},
     policy::{self, Actor, not_found},
+    snapshot::Snapshot,
     store_event,
 };
 
@@ -32,8 +33,29 @@ impl App {
     /// # Errors
     ///
     /// When the database fails.
-    pub async fn users(&self, _actor: &Actor) -> Result<Vec<Account>, AppError> {
-        self.accounts().users().await
+    pub async fn users(&self, _actor: &Actor) -> Result<Snapshot<Vec<Account>>, AppError> {
+        let mut read = self.read_snapshot().await?;
+        let users = crate::accounts::users_on(read.conn()).await?;
+        read.finish(users).await
+    }
+
+    /// The actor's own account, read again, with the log position it is consistent with.
+    ///
+    /// # Errors
+    ///
+    /// `Unauthenticated` when the user is gone or inactive; when the database fails.
+    pub async fn me(&self, actor: &Actor) -> Result<Snapshot<User>, AppError> {
+        let mut read = self.read_snapshot().await?;
+        let user: Option<User> =
+            sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1 AND active")
+                .bind(&actor.user.id)
+                .fetch_optional(read.conn())
+                .await
+                .map_err(internal)?;
+        let user = user.ok_or_else(|| {
+            AppError::unauthenticated("this account is no longer active; sign in again")
+        })?;
+        read.finish(user).await
     }
 
     /// Creates a user; admins only.
@@ -59,7 +81,7 @@ impl App {
         &self,
         actor: &Actor,
         user: Option<&str>,
-    ) -> Result<Vec<TokenInfo>, AppError> {
+    ) -> Result<Snapshot<Vec<TokenInfo>>, AppError> {
         let user = match user {
             Some(user) => {
                 let user = model::id("user", user)?;
@@ -70,7 +92,9 @@ impl App {
             }
             None => actor.user.id.clone(),
         };
-        self.accounts().list_tokens(&user).await
+        let mut read = self.read_snapshot().await?;
+        let tokens = crate::accounts::tokens_on(read.conn(), &user).await?;
+        read.finish(tokens).await
     }
 
     /// Makes an API token for the actor, who must be signed in with a session: a token

@@ -20,6 +20,8 @@
 //! - `service`: every read and change, each change in one transaction with its event (the
 //!   outbox): `workspaces` (workspaces and members), `resources` (todos, channels, notes),
 //!   `messages` (notifications, broadcasts, logout).
+//! - `snapshot`: `App::read_snapshot`, the one place where a read takes the log position
+//!   it is consistent with ([`snapshot::Snapshot`]).
 //! - `streams`: a user's stream: the topics it follows, and how it ends when they change.
 //! - `error`: [`AppError`].
 //!
@@ -57,6 +59,7 @@ pub mod model;
 pub mod passwords;
 pub mod policy;
 pub mod service;
+pub mod snapshot;
 pub mod streams;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -734,6 +737,7 @@ mod tests {
                 claims: Some(topics.clone()),
                 topics,
                 last_event_id: Some("earliest".into()),
+                after: None,
                 max_selectors: None,
                 replay_filter: None,
                 reserved: true,

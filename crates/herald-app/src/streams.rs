@@ -41,8 +41,12 @@ pub struct StreamRequest {
     pub workspace: Option<String>,
     /// Only these kinds (`?types=`).
     pub types: Option<BTreeSet<Kind>>,
-    /// Resume after this event id.
+    /// Resume after this event id. It wins over `after`: a browser's `EventSource` sends
+    /// it on every reconnection, while the URL keeps the `after` it first opened with.
     pub last_event_id: Option<String>,
+    /// Start after this log position: the `position` of a [`Snapshot`](crate::snapshot::Snapshot)
+    /// the client loaded, so that it gets every change its data does not hold.
+    pub after: Option<u64>,
     /// Whether to track the newest record the replay passes (a long-poll's cursor).
     pub track_passed: bool,
 }
@@ -56,18 +60,22 @@ pub struct AppStream {
     pub resume_id: Option<String>,
     /// The newest event in the log when the stream subscribed.
     pub head_id: Option<String>,
+    /// Whether the stream resumes from an id or a position (and so replays).
+    pub resumed: bool,
     /// The newest record the replay passed, when asked for.
     pub passed: Option<herald_hub::Passed>,
 }
 
 impl App {
     /// Opens a stream of what `actor` may see: the `connected` event, then what it missed
-    /// since `last_event_id` (under today's rights), then live events.
+    /// since `last_event_id` or, without one, since the position `after` (under today's
+    /// rights), then live events.
     ///
     /// # Errors
     ///
     /// `NotFound` when the workspace asked for is not readable; `Invalid` for a bad or
-    /// over-long id, or too many workspaces; `Unavailable` when history cannot be read.
+    /// over-long id, a position beyond the log's head, or too many workspaces;
+    /// `Unavailable` when history cannot be read.
     pub async fn open_stream(
         &self,
         actor: &Actor,
@@ -87,9 +95,11 @@ impl App {
             request.types.as_ref(),
         );
         let resume_from = request.last_event_id.clone();
-        let replay_filter = match &request.last_event_id {
-            Some(_) => self.replay_filter(actor, &workspaces, &topics).await?,
-            None => None,
+        let after = request.after.filter(|_| resume_from.is_none());
+        let resumed = resume_from.is_some() || after.is_some();
+        let replay_filter = match resumed {
+            true => self.replay_filter(actor, &workspaces, &topics).await?,
+            false => None,
         };
         let mut subscription = self
             .hub()
@@ -98,6 +108,7 @@ impl App {
                 max_selectors: Some(topics.len()),
                 topics,
                 last_event_id: request.last_event_id,
+                after,
                 replay_filter,
                 reserved: true,
             })
@@ -105,6 +116,9 @@ impl App {
             .map_err(|error| match error {
                 SubscribeError::Unavailable(error) => AppError::unavailable(error.to_string()),
                 full @ SubscribeError::SelectorsFull => AppError::unavailable(full.to_string()),
+                future @ SubscribeError::FuturePosition { .. } => {
+                    AppError::invalid_field("after", future.to_string())
+                }
                 invalid => AppError::invalid(invalid.to_string()),
             })?;
         // A change of rights between the check above and the registration has had its
@@ -121,7 +135,10 @@ impl App {
         }
 
         let head_id = subscription.head_id().map(str::to_owned);
-        let resume_id = resume_from.or_else(|| head_id.clone());
+        // From a position, the head's id is where to resume only if the position is the
+        // head; otherwise the replay moves the cursor (`passed`), or nothing does.
+        let from_head = after.is_none_or(|after| after == subscription.head());
+        let resume_id = resume_from.or_else(|| head_id.clone().filter(|_| from_head));
         let passed = request.track_passed.then(|| subscription.passed());
         let connected = serde_json::json!({
             "userId": actor.user.id,
@@ -144,6 +161,7 @@ impl App {
                 .boxed(),
             resume_id,
             head_id,
+            resumed,
             passed,
         })
     }
@@ -163,6 +181,7 @@ impl App {
             None => self
                 .workspaces(actor)
                 .await?
+                .data
                 .into_iter()
                 .map(|view| view.workspace.id)
                 .collect(),

@@ -32,6 +32,10 @@ pub(crate) const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 pub(crate) enum Resume {
     /// After this `seq` (0: from the oldest retained update).
     After(u64),
+    /// After this position, which a client read with its data: when retention removed the
+    /// records right after it, the stream starts with a `reset` at the head, as for an
+    /// unknown id.
+    Position(u64),
     /// The subscriber's `Last-Event-ID` is not (or no longer) in the log.
     Unknown(Arc<str>),
 }
@@ -55,6 +59,8 @@ pub struct Subscription {
     /// The server's rule on what a resume replays, if any.
     replay_filter: Option<ReplayFilter>,
     head_id: Option<Arc<str>>,
+    /// Resuming from a [`Resume::Position`] whose first page has not been read yet.
+    from_position: bool,
     reset: bool,
     ended: bool,
     /// Told the newest record the replay has passed, when someone asked ([`Self::passed`]).
@@ -88,9 +94,10 @@ impl Subscription {
         replay_filter: Option<ReplayFilter>,
     ) -> Self {
         let mut prelude = BytesMut::from(&hub.shared.retry_frame[..]);
+        let from_position = matches!(resume, Some(Resume::Position(_)));
         let (cursor, reset) = match resume {
             None => (head, false),
-            Some(Resume::After(seq)) => (seq, false),
+            Some(Resume::After(seq) | Resume::Position(seq)) => (seq, false),
             Some(Resume::Unknown(id)) => {
                 hub.shared.metrics.resets.inc();
                 prelude.extend_from_slice(&reset_frame(
@@ -111,6 +118,7 @@ impl Subscription {
             memo: Memo::default(),
             replay_filter,
             head_id,
+            from_position,
             reset,
             ended: false,
             passed: None,
@@ -132,6 +140,12 @@ impl Subscription {
     /// has been yielded: the app ends a user's streams when their access changes.
     pub fn closer(&self) -> Closer {
         Closer(self.subscriber.clone())
+    }
+
+    /// The log's head when the subscription registered: the replay ends there, live
+    /// delivery starts after it.
+    pub fn head(&self) -> u64 {
+        self.replay_to
     }
 
     /// Whether the stream starts with a `reset` event because the requested id is unknown.
@@ -172,7 +186,21 @@ impl Subscription {
             .expect("poll_next sets the page before stepping");
         let records = ready!(page.as_mut().poll(cx))?;
         self.page = None;
-        let from_start = self.cursor == 0;
+        let from_position = std::mem::take(&mut self.from_position);
+        let from_start = self.cursor == 0 && !from_position;
+        if from_position
+            && records
+                .first()
+                .is_none_or(|first| first.seq != self.cursor + 1)
+        {
+            // The records after the position are gone: what the client holds cannot be
+            // brought up to date. Say so, as for an unknown id, and go on live.
+            self.cursor = self.replay_to;
+            if let (Some(passed), Some(head)) = (&self.passed, &self.head_id) {
+                passed.set(head.clone());
+            }
+            return Poll::Ready(Ok(Some(self.expired())));
+        }
         let Some(last) = records.last() else {
             self.cursor = self.replay_to;
             if let (Some(passed), Some(head)) = (&self.passed, &self.head_id) {

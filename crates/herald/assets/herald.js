@@ -21,6 +21,20 @@
  *   poll answer's `lastEventId` is taken as it is (`null`: the server knows none, the next
  *   request starts from nothing).
  *
+ * Load, then subscribe. Every read of the app's REST API answers with a `Herald-Position`
+ * header: the position in the event log its data is consistent with. Open the stream with
+ * `connect(url, { after: position })` and it starts right after that position: every change
+ * the data does not hold arrives, none made before it. A change made between the read and the
+ * subscription arrives once; one the read already holds may arrive again (the position is
+ * conservative), so apply events idempotently (by id, keeping the newer `updatedAt`). With
+ * several reads, pass the smallest position (the first read's). `after` only places the
+ * first request: once an event (or the server's cursor) gives an id, reconnections resume
+ * from that id, which the server prefers over `after` when a URL carries both. A tab that
+ * joins a shared stream already running (see "Many tabs") cannot be replayed what that stream
+ * delivered before it joined: it gets a `reset` (data `{"reason":"joined-running-stream"}`),
+ * and reloads with the stream already delivering to it. A position the server no longer
+ * holds the events after also gives a `reset`.
+ *
  * The app's `connected` event (the first of each app stream and poll answer) is the one
  * without an id; a hub update always has an id, so one of type `connected` is an event like
  * any other (no dropping of repeats by data).
@@ -82,11 +96,18 @@
  * @example
  * import { connect } from '/herald.js';
  *
- * const stream = connect('/api/events', {
+ * // Load, then subscribe after the position of the load.
+ * const res = await fetch(`/api/workspaces/${ws}/todos`);
+ * const position = res.headers.get('Herald-Position');
+ * const todos = new Map((await res.json()).items.map((todo) => [todo.id, todo]));
+ * const stream = connect(`/api/workspaces/${ws}/events`, {
+ *   after: position,
  *   onStatus: (status) => { pill.textContent = status; },
  * });
- * stream.on('todos:created', (todo) => todos.set(todo.data.id, todo.data));
- * stream.on('todos:deleted', (todo) => todos.delete(todo.data.id));
+ * const newer = (todo) => !todos.has(todo.id) || todo.updatedAt >= todos.get(todo.id).updatedAt;
+ * stream.on('todos:created', (e) => newer(e.data) && todos.set(e.data.id, e.data));
+ * stream.on('todos:updated', (e) => newer(e.data) && todos.set(e.data.id, e.data));
+ * stream.on('todos:deleted', (e) => todos.delete(e.data.id));
  * stream.on('reset', () => reloadEverything());
  * // later
  * stream.close();
@@ -115,6 +136,14 @@ const HELLO_RETRY_MS = 1_000;
 
 /** The data of the `reset` a tab dispatches when it comes back from the back/forward cache. */
 const RESUMED_RESET = JSON.stringify({ reason: 'resumed-from-cache' });
+/** The data of the `reset` a tab dispatches when it joins, with `after`, a shared stream that was already running. */
+const JOINED_RESET = JSON.stringify({ reason: 'joined-running-stream' });
+
+/** A log position (`Herald-Position`): its decimal digits, or null when `value` is none. */
+function positionOf(value) {
+  const text = typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? String(value) : value;
+  return typeof text === 'string' && /^[0-9]{1,20}$/.test(text) ? text : null;
+}
 
 /**
  * Whether `msg` is the app's `connected` event, which starts every app stream and poll answer
@@ -269,7 +298,7 @@ const STALLED = 'stalled'; // silent for idleTimeout
  * `lastEventId`, a stream's `Last-Event-ID` response header; `null`: start from nothing).
  * Starts from `lastEventId` and `status` (a new leader continues where the last one was).
  */
-function createTransport(url, options, sink, { lastEventId = null, status = null } = {}) {
+function createTransport(url, options, sink, { lastEventId = null, status = null, after = null } = {}) {
   const { withCredentials, firstByteTimeout, idleTimeout, streamRetryInterval } = options;
   const resumeParam = new URL(url, location.href).pathname.startsWith('/.well-known/mercure')
     ? 'lastEventID'
@@ -295,10 +324,17 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     sink.state({ status, transport });
   };
 
+  // Where the next request starts: after the last id seen; before any, after the position the
+  // app loaded its data at (`after`), which the server replays from like an id.
   const target = () => {
-    if (!lastEventId) return url;
+    if (!lastEventId && after === null) return url;
     const u = new URL(url, location.href);
-    u.searchParams.set(resumeParam, lastEventId);
+    if (lastEventId) {
+      u.searchParams.delete('after');
+      u.searchParams.set(resumeParam, lastEventId);
+    } else {
+      u.searchParams.set('after', after);
+    }
     return u.href;
   };
 
@@ -337,7 +373,7 @@ function createTransport(url, options, sink, { lastEventId = null, status = null
     let gotByte = false;
     let lateByte = false; // a byte after the first burst: the stream is live, not buffered
     let started = Date.now();
-    const resumed = lastEventId !== null; // the request says where to resume
+    const resumed = lastEventId !== null || after !== null; // the request says where to resume
     const abort = (reason) => {
       why ??= reason;
       ctl.abort();
@@ -683,7 +719,7 @@ function serveTabs(scope) {
     }
   };
 
-  const join = (port, { url, settings, lastEventId }) => {
+  const join = (port, { url, settings, lastEventId, after }) => {
     leave(port);
     if (typeof url !== 'string' || !settings || typeof settings !== 'object') return;
     let href;
@@ -742,7 +778,10 @@ function serveTabs(scope) {
           fanOut({ kind: 'status', ...next });
         },
       },
-      { lastEventId: typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : null },
+      {
+        lastEventId: typeof lastEventId === 'string' && lastEventId !== '' ? lastEventId : null,
+        after: positionOf(after),
+      },
     );
   };
 
@@ -769,7 +808,7 @@ function serveTabs(scope) {
  * restored from that cache opens a new port, from its own last id (the worker says `behind`
  * if the stream moved on meanwhile).
  */
-function joinWorker(url, settings, { follow, fail, lastEventId }) {
+function joinWorker(url, settings, { follow, fail, lastEventId, after }) {
   let worker = null;
   let port = null;
 
@@ -783,7 +822,7 @@ function joinWorker(url, settings, { follow, fail, lastEventId }) {
     port.onmessage = ({ data: message }) => {
       if (message && typeof message === 'object') follow(message);
     };
-    port.postMessage({ kind: 'open', url, settings, lastEventId: lastEventId() });
+    port.postMessage({ kind: 'open', url, settings, lastEventId: lastEventId(), after: after() });
   };
 
   const detach = () => {
@@ -846,6 +885,10 @@ function joinWorker(url, settings, { follow, fail, lastEventId }) {
  *   transport or the role changes.
  * @param {boolean} [options.withCredentials]  For cross-origin streams that need cookies.
  * @param {boolean} [options.share]  `false` keeps a stream of this tab's own.
+ * @param {number | string} [options.after]  The `Herald-Position` of the data the app loaded:
+ *   the stream starts right after it (the `after` query parameter) until an event gives an id
+ *   to resume from. A tab that joins a shared stream already running gets a `reset` instead.
+ *   Ignored unless a whole number.
  * @param {number} [options.firstByteTimeout]  ms without a byte after the response headers
  *   before switching to long-polling (8000); twice that without headers is a failure.
  * @param {number} [options.idleTimeout]  ms of silence on an open stream before reopening it
@@ -856,6 +899,7 @@ function joinWorker(url, settings, { follow, fail, lastEventId }) {
  */
 export function connect(url, options = {}) {
   const { onStatus, onChange, share = true } = options;
+  const after = positionOf(options.after);
   const settings = {
     withCredentials: Boolean(options.withCredentials),
     firstByteTimeout: options.firstByteTimeout ?? DEFAULTS.firstByteTimeout,
@@ -873,6 +917,8 @@ export function connect(url, options = {}) {
   let lastEventId = null;
   let lastConnected = null; // the data of the last `connected` dispatched here
   let adopt = false; // back from the back/forward cache: take the shared position as ours
+  // Loaded at `after`, and not yet known to have the events since (see `follow`'s 'state').
+  let loadedAt = after;
   let closed = false;
   let engine = null; // the transport, when this tab runs one
   let tabs = null; // the other tabs, when shared
@@ -947,8 +993,9 @@ export function connect(url, options = {}) {
           lastEventId = id;
         },
       },
-      { lastEventId, status },
+      { lastEventId, status, after: lastEventId === null ? loadedAt : null },
     );
+    loadedAt = null;
   };
 
   const stream = {
@@ -1019,11 +1066,17 @@ export function connect(url, options = {}) {
       if (adopt || message.behind === true) lastEventId = shared;
       else lastEventId ??= shared;
       adopt = false;
+      // The shared stream was running before this tab joined: it cannot replay to this tab
+      // what it delivered after `after` and before now. The app reloads (a `reset`), with
+      // this stream already delivering to it.
+      const joinedLate = loadedAt !== null;
+      loadedAt = null;
       setState({ status: message.status, transport: message.transport });
       if (message.status === 'connected' && lastConnected === null && typeof message.connected === 'string') {
         deliver({ type: 'connected', data: message.connected, id: null, lastEventId: lastEventId ?? '' });
       }
       if (message.behind === true) resumedFromCache();
+      else if (joinedLate) deliver({ type: 'reset', data: JOINED_RESET, id: null, lastEventId: lastEventId ?? '' });
     }
   };
 
@@ -1063,6 +1116,7 @@ export function connect(url, options = {}) {
         follow,
         fail: own,
         lastEventId: () => lastEventId,
+        after: () => loadedAt,
       });
       return true;
     } catch {

@@ -133,7 +133,11 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::CACHE_CONTROL,
             HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::LINK, HeaderName::from_static("last-event-id")])
+        .expose_headers([
+            header::LINK,
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static(crate::routes::app::POSITION_HEADER),
+        ])
 }
 
 /// Reads the JWT key kept in `data_dir`, generating it on first start.

@@ -14,6 +14,7 @@ use crate::{
     error::{AppError, internal},
     model::{self, Channel, ChannelBody, NewTodo, Note, NoteBody, Todo, TodoPatch},
     policy::{Action, Actor, Kind, not_found},
+    snapshot::Snapshot,
 };
 
 use super::{About, MAX_PAGE, Page, access, emit};
@@ -245,15 +246,17 @@ fn table(kind: Kind) -> &'static str {
 }
 
 impl App {
-    /// A page of a collection, as the actor may see it.
+    /// A page of a collection, as the actor may see it, and the log position it is
+    /// consistent with.
     pub async fn list<R: Resource>(
         &self,
         actor: &Actor,
         ws: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Page<R>, AppError> {
-        self.read_access(actor, ws).await?;
+    ) -> Result<Snapshot<Page<R>>, AppError> {
+        let mut read = self.read_snapshot().await?;
+        access(read.conn(), actor, ws).await?;
         let see_all = !R::PRIVATE || actor.is_admin();
         let limit = limit.clamp(1, MAX_PAGE);
         // Two statements rather than one with `($3 OR created_by = $4)`: the planner cannot
@@ -276,7 +279,7 @@ impl App {
         if !see_all {
             statement = statement.bind(&actor.user.id);
         }
-        let mut items: Vec<R> = statement.fetch_all(self.pool()).await.map_err(internal)?;
+        let mut items: Vec<R> = statement.fetch_all(read.conn()).await.map_err(internal)?;
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = if more {
@@ -284,14 +287,20 @@ impl App {
         } else {
             None
         };
-        Ok(Page { items, next_cursor })
+        read.finish(Page { items, next_cursor }).await
     }
 
-    /// One resource, if the actor may see it.
-    pub async fn get<R: Resource>(&self, actor: &Actor, ws: &str, id: &str) -> Result<R, AppError> {
-        self.read_access(actor, ws).await?;
-        let mut conn = self.pool().acquire().await.map_err(internal)?;
-        load::<R>(&mut conn, actor, ws, id).await
+    /// One resource, if the actor may see it, and the log position it is consistent with.
+    pub async fn get<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        id: &str,
+    ) -> Result<Snapshot<R>, AppError> {
+        let mut read = self.read_snapshot().await?;
+        access(read.conn(), actor, ws).await?;
+        let resource = load::<R>(read.conn(), actor, ws, id).await?;
+        read.finish(resource).await
     }
 
     /// Creates a resource.

@@ -6,13 +6,19 @@ use crate::{
     error::{AppError, internal},
     model::{self, Channel, Member, MemberRole, NewMember, User, Workspace, WorkspaceView},
     policy::{Action, Actor, Kind, not_found},
+    snapshot::Snapshot,
 };
 
 use super::{About, Resource as _, WORKSPACE_COLUMNS, WorkspaceRow, access, emit, joined_at};
 
 impl App {
-    /// The workspaces the actor may read: its memberships, or every one for an admin.
-    pub async fn workspaces(&self, actor: &Actor) -> Result<Vec<WorkspaceView>, AppError> {
+    /// The workspaces the actor may read: its memberships, or every one for an admin; and
+    /// the log position they are consistent with.
+    pub async fn workspaces(
+        &self,
+        actor: &Actor,
+    ) -> Result<Snapshot<Vec<WorkspaceView>>, AppError> {
+        let mut read = self.read_snapshot().await?;
         let join = if actor.is_admin() {
             "LEFT JOIN"
         } else {
@@ -23,25 +29,32 @@ impl App {
              ON m.workspace_id = w.id AND m.user_id = $1 ORDER BY w.id"
         ))
         .bind(&actor.user.id)
-        .fetch_all(self.pool())
+        .fetch_all(read.conn())
         .await
         .map_err(internal)?;
-        Ok(rows
+        let views = rows
             .into_iter()
             .map(|row| WorkspaceView {
                 workspace: row.workspace,
                 role: row.role,
             })
-            .collect())
+            .collect();
+        read.finish(views).await
     }
 
-    /// One workspace, with the actor's role.
-    pub async fn workspace(&self, actor: &Actor, ws: &str) -> Result<WorkspaceView, AppError> {
-        let access = self.read_access(actor, ws).await?;
-        Ok(WorkspaceView {
+    /// One workspace, with the actor's role, and the log position it is consistent with.
+    pub async fn workspace(
+        &self,
+        actor: &Actor,
+        ws: &str,
+    ) -> Result<Snapshot<WorkspaceView>, AppError> {
+        let mut read = self.read_snapshot().await?;
+        let access = access(read.conn(), actor, ws).await?;
+        read.finish(WorkspaceView {
             workspace: access.workspace,
             role: access.role,
         })
+        .await
     }
 
     /// Creates a workspace owned by the actor, with its `general` channel.
@@ -215,18 +228,24 @@ impl App {
         .await
     }
 
-    /// The members of a workspace.
-    pub async fn members(&self, actor: &Actor, ws: &str) -> Result<Vec<Member>, AppError> {
-        self.read_access(actor, ws).await?;
-        sqlx::query_as(
+    /// The members of a workspace, and the log position they are consistent with.
+    pub async fn members(
+        &self,
+        actor: &Actor,
+        ws: &str,
+    ) -> Result<Snapshot<Vec<Member>>, AppError> {
+        let mut read = self.read_snapshot().await?;
+        access(read.conn(), actor, ws).await?;
+        let members = sqlx::query_as(
             "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
              FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 \
              ORDER BY m.added_at, u.name",
         )
         .bind(ws)
-        .fetch_all(self.pool())
+        .fetch_all(read.conn())
         .await
-        .map_err(internal)
+        .map_err(internal)?;
+        read.finish(members).await
     }
 
     /// Adds a member; owners and admins.

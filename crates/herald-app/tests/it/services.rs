@@ -16,7 +16,7 @@ async fn owners_manage_members_and_members_only_their_collections() {
     let ws = t.app.create_workspace(&owner, "Team".into()).await.unwrap();
     let ws = ws.workspace.id;
     assert_eq!(
-        t.app.workspace(&owner, &ws).await.unwrap().role,
+        t.app.workspace(&owner, &ws).await.unwrap().data.role,
         Some(MemberRole::Owner)
     );
 
@@ -86,7 +86,7 @@ async fn owners_manage_members_and_members_only_their_collections() {
         t.app.get::<Todo>(&member, &ws, &todo.id).await,
         ErrorKind::NotFound,
     );
-    assert_eq!(t.app.members(&owner, &ws).await.unwrap().len(), 1);
+    assert_eq!(t.app.members(&owner, &ws).await.unwrap().data.len(), 1);
     t.stop().await;
 }
 
@@ -153,20 +153,29 @@ async fn a_member_cannot_touch_another_workspace_but_an_admin_can() {
             .workspaces(&bob)
             .await
             .unwrap()
+            .data
             .iter()
             .all(|w| w.workspace.id != ws)
     );
     // Nothing Bob tried changed anything.
-    assert!(!t.app.get::<Todo>(&alice, &ws, &todo.id).await.unwrap().done);
+    assert!(
+        !t.app
+            .get::<Todo>(&alice, &ws, &todo.id)
+            .await
+            .unwrap()
+            .data
+            .done
+    );
 
     // An admin sees every workspace, without being a member.
     let seen = t.app.workspace(&admin, &ws).await.unwrap();
-    assert_eq!(seen.role, None);
+    assert_eq!(seen.data.role, None);
     assert_eq!(
         t.app
             .list::<Todo>(&admin, &ws, None, 50)
             .await
             .unwrap()
+            .data
             .items
             .len(),
         1

@@ -87,6 +87,7 @@ impl TestApp {
                 topics: topics.to_vec(),
                 claims: Some(topics.to_vec()),
                 last_event_id: None,
+                after: None,
                 replay_filter: None,
                 max_selectors: None,
                 reserved: true,

@@ -63,6 +63,15 @@ pub enum SubscribeError {
     /// already; the subscription may succeed once others end.
     #[error("the hub cannot take more topic templates now; retry later")]
     SelectorsFull,
+    /// [`SubscribeRequest::after`](super::SubscribeRequest::after) names a position the log
+    /// has not reached.
+    #[error("the position {after} is beyond the newest in the log ({head})")]
+    FuturePosition {
+        /// The position asked for.
+        after: u64,
+        /// The log's newest position.
+        head: u64,
+    },
     /// The log could not be read to resolve `Last-Event-ID`.
     #[error("history is unavailable: {0}")]
     Unavailable(#[from] LogError),

@@ -78,8 +78,15 @@ pub struct SubscribeRequest {
     /// they decide which private updates it receives.
     pub claims: Option<Vec<String>>,
     /// `Last-Event-ID` (or `lastEventID`): resume after this update, `earliest` for all
-    /// retained updates.
+    /// retained updates. It wins over [`Self::after`]: it is what a client that already
+    /// received events resumes from.
     pub last_event_id: Option<String>,
+    /// Start after this log position (a `seq`, as [`Hub::head`] gives it), with the same
+    /// replay as a resume from an id. A position whose next records retention removed
+    /// starts like an unknown id: a `reset` event, then live updates. A position beyond the
+    /// log's head is refused ([`SubscribeError::FuturePosition`]). Ignored when
+    /// [`Self::last_event_id`] is given.
+    pub after: Option<u64>,
     /// Decides, for each record a resume would replay, whether it is replayed. A server
     /// built on the hub uses it where access began at some position: a new member is not
     /// replayed what happened before they could see it. Live delivery is not filtered.
@@ -347,12 +354,13 @@ impl Hub {
     }
 
     /// Registers a subscriber and returns its stream of SSE bytes: the `retry:` hint, then
-    /// what it missed since `last_event_id` (or a `reset` event when that id is no longer
-    /// known), then live updates.
+    /// what it missed since `last_event_id` or `after` (or a `reset` event when that id is
+    /// no longer known, or the records after that position are gone), then live updates.
     ///
     /// # Errors
     ///
-    /// When the selectors are invalid or too many, or the log cannot resolve the id.
+    /// When the selectors are invalid or too many, the position is beyond the log's head,
+    /// or the log cannot resolve the id.
     pub async fn subscribe(
         &self,
         request: SubscribeRequest,
@@ -383,10 +391,14 @@ impl Hub {
             None => None,
             Some(claims) => Some(self.intern_claims(claims, &mut spent).await?),
         };
-        let resume = match request.last_event_id.as_deref() {
-            None | Some("") => None,
-            Some(EARLIEST) => Some(Resume::After(0)),
-            Some(id) => Some(match self.latest_seq_of(id).await? {
+        let resume = match (request.last_event_id.as_deref(), request.after) {
+            (None | Some(""), None) => None,
+            (None | Some(""), Some(after)) => {
+                self.check_position(after).await?;
+                Some(Resume::Position(after))
+            }
+            (Some(EARLIEST), _) => Some(Resume::After(0)),
+            (Some(id), _) => Some(match self.latest_seq_of(id).await? {
                 Some(seq) => Resume::After(seq),
                 None => Resume::Unknown(id.into()),
             }),
@@ -418,6 +430,33 @@ impl Hub {
             head_id,
             request.replay_filter,
         ))
+    }
+
+    /// The position of the newest update fanned out on this node: every update at or below
+    /// it has reached the subscribers registered before it, every later one will. A read
+    /// that takes it before it starts is consistent with it in the conservative sense: a
+    /// subscription with [`SubscribeRequest::after`] set to it misses no change the read did
+    /// not see (it may repeat some that the read saw).
+    pub fn head(&self) -> u64 {
+        self.shared
+            .registry
+            .read()
+            .expect("registry poisoned")
+            .head
+            .load(Ordering::Acquire)
+    }
+
+    /// Refuses a position beyond the log's head. This node's head may trail a shared log's
+    /// (its follower has not fanned out the newest yet): the log is asked before refusing.
+    async fn check_position(&self, after: u64) -> Result<(), SubscribeError> {
+        if after <= self.head() {
+            return Ok(());
+        }
+        let head = self.shared.log.head().await?;
+        if after <= head {
+            return Ok(());
+        }
+        Err(SubscribeError::FuturePosition { after, head })
     }
 
     /// The position of the latest update that carries `id`, if the log still holds it.

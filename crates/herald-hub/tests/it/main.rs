@@ -6,7 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use herald_hub::{
-    Durability, Hub, HubConfig, QueueLimits, SqliteLog, SubscribeRequest, Subscription, Update,
+    Durability, Hub, HubConfig, QueueLimits, SqliteLog, SubscribeError, SubscribeRequest,
+    Subscription, Update,
 };
 use herald_sse::{Decoder, Item, Message};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -358,6 +359,99 @@ async fn retention_prunes_and_unknown_ids_reset() {
     hub.publish("t", "live").await;
     assert_eq!(expired.next().await.unwrap().data, "live");
     assert_eq!(all.next().await.unwrap().data, "live");
+}
+
+/// A subscription to `t` after log position `after` (and `Last-Event-ID` `last`, if any).
+fn after(after: u64, last: Option<&str>) -> SubscribeRequest {
+    SubscribeRequest {
+        topics: vec!["t".into()],
+        after: Some(after),
+        last_event_id: last.map(str::to_owned),
+        ..SubscribeRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_after_a_position_replays_exactly_what_follows_it() {
+    // A history of two: the replays below read the log.
+    let hub = TestHub::start(HubConfig {
+        history_capacity: 2,
+        ..config()
+    })
+    .await;
+    assert_eq!(hub.hub.head(), 0, "an empty log");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(hub.publish("t", &i.to_string()).await);
+    }
+    assert_eq!(hub.hub.head(), 5, "the head is the newest position");
+
+    let mut from_two = hub.subscribe_with(after(2, None)).await;
+    let mut from_head = hub.subscribe_with(after(5, None)).await;
+    let mut from_zero = hub.subscribe_with(after(0, None)).await;
+    // `Last-Event-ID` wins over a position.
+    let mut by_id = hub.subscribe_with(after(0, Some(&ids[3]))).await;
+    let sentinel = hub.publish("t", "sentinel").await;
+    assert_eq!(collect(&mut from_two).await, ["2", "3", "4", "sentinel"]);
+    assert_eq!(collect(&mut from_head).await, ["sentinel"]);
+    assert_eq!(
+        collect(&mut from_zero).await,
+        ["0", "1", "2", "3", "4", "sentinel"]
+    );
+    assert_eq!(collect(&mut by_id).await, ["4", "sentinel"]);
+
+    // Beyond the head: refused, saying where the head is.
+    match hub.hub.subscribe(after(7, None)).await {
+        Err(SubscribeError::FuturePosition { after: 7, head: 6 }) => {}
+        other => panic!("expected FuturePosition, got {other:?}"),
+    }
+    // The same position with an id to resume from is the id's business.
+    let mut resumed = hub.subscribe_with(after(7, Some(&ids[4]))).await;
+    assert_eq!(resumed.next().await.unwrap().last_event_id, sentinel);
+}
+
+#[tokio::test]
+async fn a_position_whose_records_were_pruned_starts_with_a_reset() {
+    let hub = TestHub::start(HubConfig {
+        retention_count: Some(3),
+        prune_interval: Duration::from_millis(20),
+        history_capacity: 2,
+        ..config()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(hub.publish("t", &i.to_string()).await);
+    }
+    // Wait for retention to keep the last three (positions 6 to 8).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut all = hub.subscribe(&["t"], None, Some("earliest")).await;
+        if all.next().await.unwrap().data == "5" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Position 5 is the one before the oldest kept: nothing is missing.
+    let mut kept = hub.subscribe_with(after(5, None)).await;
+    // Position 2: positions 3 to 5 are gone. A reset at the head, as for an unknown id, and
+    // none of what is left: the client reloads from a new read.
+    let mut gone = hub.subscribe_with(after(2, None)).await;
+    let reset = gone.next().await.unwrap();
+    assert_eq!(reset.event, "reset");
+    assert_eq!(
+        reset.last_event_id, ids[7],
+        "a reconnect resumes from the head"
+    );
+    // Read the replay before publishing more: retention would prune position 6.
+    for i in 5..8 {
+        assert_eq!(kept.next().await.unwrap().data, i.to_string());
+    }
+    hub.publish("t", "sentinel").await;
+    assert_eq!(collect(&mut kept).await, ["sentinel"]);
+    assert_eq!(collect(&mut gone).await, ["sentinel"]);
 }
 
 #[tokio::test]

@@ -9,12 +9,13 @@ export class ApiError extends Error {
 }
 
 /**
- * A function making one JSON request: `api(method, path, body, { signOutOn401 })`. It throws
- * ApiError on a non-2xx answer; on a 401 it first calls `onUnauthorized` (unless
- * `signOutOn401` is false).
+ * A function making one JSON request: `api(method, path, body, { signOutOn401, positioned })`.
+ * It throws ApiError on a non-2xx answer; on a 401 it first calls `onUnauthorized` (unless
+ * `signOutOn401` is false). With `positioned` it returns `{ json, position }`: `position` is
+ * the read's `Herald-Position` (the event log position its data is consistent with), or null.
  */
 export function createApi({ onUnauthorized }) {
-  return async function api(method, path, body, { signOutOn401 = true } = {}) {
+  return async function api(method, path, body, { signOutOn401 = true, positioned = false } = {}) {
     const init = { method, headers: { Accept: 'application/json' }, credentials: 'same-origin' };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
@@ -26,7 +27,7 @@ export function createApi({ onUnauthorized }) {
     } catch {
       throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
     }
-    if (res.status === 204) return null;
+    if (res.status === 204) return positioned ? { json: null, position: null } : null;
     let json = null;
     try {
       json = await res.json();
@@ -38,8 +39,13 @@ export function createApi({ onUnauthorized }) {
       if (res.status === 401 && signOutOn401) onUnauthorized();
       throw error;
     }
-    return json;
+    return positioned ? { json, position: positionOf(res.headers.get('Herald-Position')) } : json;
   };
+}
+
+/** A `Herald-Position` header's value as a string of digits, or null. */
+function positionOf(value) {
+  return typeof value === 'string' && /^[0-9]{1,20}$/.test(value) ? value : null;
 }
 
 /** Every item of a paginated collection, through `api`. */

@@ -2,7 +2,10 @@
 // members, all kept live by ONE event stream (`/api/events`, through /herald.js).
 //
 // State is loaded with REST once per workspace; after that every event's payload is applied
-// to the local state directly (upsert by id on created/updated, remove on deleted). State is
+// to the local state directly (upsert by id on created/updated, remove on deleted). The first
+// load comes before the stream: the stream opens right after the log position that load
+// answered with (`Herald-Position`), so no change made in between is missed; one the load
+// already holds may come again, and changes nothing (state.js compares versions). State is
 // refetched only when the server says our position in the log is lost (`reset`) and after
 // membership changes (the server ends the stream so the next one covers the new set of
 // workspaces).
@@ -108,12 +111,11 @@ async function enterApp() {
   state.tab = TABS.includes(tab) ? tab : 'todos';
   render();
 
-  // Open the stream first and wait (briefly) for it to be live, so that nothing that changes
-  // after our GETs can be missed. If it is slow, load anyway and reload once it connects.
-  const ready = startStream();
-  const timedOut = await Promise.race([ready.then(() => false), sleep(3000).then(() => true)]);
-  if (timedOut) state.reloadOnConnect = true;
-  await loadWorkspaces();
+  // Load, then open the stream after the position of that load: whatever changed since
+  // arrives on it. The workspace's data loads after the stream is open; events for it that
+  // arrive meanwhile are queued until it is in (startLoad/finishLoad in state.js).
+  const position = await loadWorkspaces();
+  startStream(position);
   selectWorkspace(pickWorkspace(state, app.recall('ws')));
 }
 
@@ -121,16 +123,14 @@ async function enterApp() {
 // The stream
 // ---------------------------------------------------------------------------------------------
 
-/** Opens the one stream; resolves on its first `connected`. */
-function startStream() {
+/** Opens the one stream, right after log position `after`; resolves on its first `connected`. */
+function startStream(after) {
   session.stream?.close();
-  session.stream = openStream({
+  session.stream = openStream(after, {
     onStatus,
     onChange: renderTransport,
     connected: (data) => {
-      const next = streamConnected(state, data);
-      if (next === 'reload') refreshWorkspaces({ reloadCurrent: true });
-      else if (next === 'refetch') refreshWorkspaces();
+      if (streamConnected(state, data) === 'refetch') refreshWorkspaces();
     },
     reset: () => refreshWorkspaces({ reloadCurrent: true }),
     resource: onResourceEvent,
@@ -211,10 +211,12 @@ function onMemberRemoved(event) {
 // Loading
 // ---------------------------------------------------------------------------------------------
 
+/** Loads the workspace list; returns the log position it is consistent with (or null). */
 async function loadWorkspaces() {
-  const res = await api('GET', '/api/workspaces');
-  setWorkspaces(state, res.items);
+  const { json, position } = await api('GET', '/api/workspaces', undefined, { positioned: true });
+  setWorkspaces(state, json.items);
   app.renderSidebar();
+  return position;
 }
 
 /** Refetches the workspace list; switches away if the current one is gone. */

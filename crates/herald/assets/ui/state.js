@@ -31,8 +31,6 @@ export function createState() {
     pending: [],
     /** refetch the workspace list once the stream (re)connects: membership changed */
     refetchOnConnect: false,
-    /** reload everything once the stream connects: state was loaded before it was live */
-    reloadOnConnect: false,
     connectedOnce: false,
   };
 }
@@ -46,11 +44,18 @@ export function signOut(state) {
 export const byCreated = (a, b) =>
   Date.parse(a.createdAt) - Date.parse(b.createdAt) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
-/** Inserts or replaces by id, unless what we hold is newer (a queued event older than a GET). */
+/**
+ * Inserts or replaces by id; returns whether anything changed. What we hold wins when it is
+ * newer (a queued event older than a GET), and when it is the same version with the same
+ * fields (an event replayed after the position of a load that already held its change).
+ */
 export function upsert(map, item) {
   const held = map.get(item.id);
-  if (held && item.updatedAt && held.updatedAt && Date.parse(item.updatedAt) < Date.parse(held.updatedAt)) {
-    return false;
+  if (held && item.updatedAt && held.updatedAt) {
+    const [was, now] = [Date.parse(held.updatedAt), Date.parse(item.updatedAt)];
+    if (now < was) return false;
+    const same = (key) => JSON.stringify(held[key]) === JSON.stringify(item[key]);
+    if (now === was && Object.keys(item).every(same)) return false;
   }
   map.set(item.id, held ? { ...held, ...item } : item);
   return true;
@@ -140,8 +145,9 @@ export function endLoad(state) {
 }
 
 /**
- * The stream connected; `data.workspaces` lists the workspaces it covers. Returns `'reload'`
- * (reload the list and the current workspace), `'refetch'` (reload the list) or null.
+ * The stream connected; `data.workspaces` lists the workspaces it covers. Returns `'refetch'`
+ * (reload the list) or null. (The first connection needs no reload: the stream starts at the
+ * position of the load before it.)
  */
 export function streamConnected(state, data) {
   const first = !state.connectedOnce;
@@ -152,12 +158,6 @@ export function streamConnected(state, data) {
   const covered = Array.isArray(data?.workspaces) ? data.workspaces : null;
   const differs =
     covered && state.me?.role !== 'admin' && (covered.length !== known.length || known.some((id) => !covered.includes(id)));
-  if (state.reloadOnConnect) {
-    // We loaded before the stream was live: something may have changed in between.
-    state.reloadOnConnect = false;
-    state.refetchOnConnect = false;
-    return 'reload';
-  }
   if (!first && (state.refetchOnConnect || differs)) {
     state.refetchOnConnect = false;
     return 'refetch';

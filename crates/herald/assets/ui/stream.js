@@ -5,16 +5,18 @@ import { connect } from '/herald.js';
 import { EVENTS, RESOURCE_EVENTS, WORKSPACE_EVENTS } from './events.js';
 
 /**
- * Opens the stream. `handlers`: `onStatus` and `onChange` (herald.js's), then one per kind of
- * event: `connected`, `reset`, `resource`, `workspace`, `memberAdded`, `memberRemoved`,
- * `notification`, `announcement`. Returns `{ ready, close }`: `ready` resolves on the first
- * `connected`; after `close()` no handler runs for an event of this stream.
+ * Opens the stream right after log position `after` (the `Herald-Position` of the data loaded
+ * first; null: from now). `handlers`: `onStatus` and `onChange` (herald.js's), then one per
+ * kind of event: `connected`, `reset`, `resource`, `workspace`, `memberAdded`,
+ * `memberRemoved`, `notification`, `announcement`. Returns `{ ready, close }`: `ready`
+ * resolves on the first `connected`; after `close()` no handler runs for an event of this
+ * stream.
  */
-export function openStream(handlers) {
+export function openStream(after, handlers) {
   let open = true;
   let resolveReady;
   const ready = new Promise((resolve) => (resolveReady = resolve));
-  const stream = connect('/api/events', { onStatus: handlers.onStatus, onChange: handlers.onChange });
+  const stream = connect('/api/events', { after, onStatus: handlers.onStatus, onChange: handlers.onChange });
   const on = (type, handler) => stream.on(type, (data) => open && handler(data));
 
   on(EVENTS.connected, (data) => {

@@ -23,6 +23,7 @@ use herald_app::{
     },
     policy::{Actor, Kind},
     service::{MAX_PAGE, Resource},
+    snapshot::Snapshot,
     streams::StreamRequest,
 };
 
@@ -275,8 +276,46 @@ fn created(value: impl serde::Serialize) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
-fn items<T: serde::Serialize>(items: Vec<T>) -> Json<serde_json::Value> {
-    Json(json!({ "items": items }))
+/// The response header that carries a read's log position ([`Snapshot::position`]): a
+/// client subscribes to `/api/events?after=<position>` to get every change its data lacks.
+pub(crate) const POSITION_HEADER: &str = "herald-position";
+
+/// Longest `?after=` accepted: `u64::MAX` has 20 digits.
+const MAX_POSITION_DIGITS: usize = 20;
+
+/// A read's data as JSON, with its position in [`POSITION_HEADER`].
+fn positioned(snapshot: Snapshot<impl serde::Serialize>) -> Response {
+    let mut response = Json(snapshot.data).into_response();
+    response
+        .headers_mut()
+        .insert(POSITION_HEADER, HeaderValue::from(snapshot.position));
+    response
+}
+
+/// A list read as `{"items": […]}`, with its position.
+fn items<T: serde::Serialize>(snapshot: Snapshot<Vec<T>>) -> Response {
+    positioned(snapshot.map(|items| json!({ "items": items })))
+}
+
+/// The `after` of a stream's URL: a log position as [`POSITION_HEADER`] gives it, in
+/// decimal digits.
+fn parse_position(value: &str) -> Result<u64, ApiError> {
+    let refuse = |why: &str| {
+        ApiError::bad_request(format!(
+            "after must be a log position, as the Herald-Position header of a read gives it              (a decimal number); {why}"
+        ))
+    };
+    if value.len() > MAX_POSITION_DIGITS {
+        return Err(refuse(&format!(
+            "this one is longer than {MAX_POSITION_DIGITS} characters"
+        )));
+    }
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refuse("this one is not a number"));
+    }
+    value
+        .parse()
+        .map_err(|_| refuse("this one is larger than any position"))
 }
 
 /// `POST /api/login`. Attempts are limited per client address and failures per account
@@ -360,8 +399,8 @@ async fn logout(
     Ok(response)
 }
 
-async fn me(actor: Actor) -> Json<model::User> {
-    Json(actor.user)
+async fn me(State(app): State<App>, actor: Actor) -> Result<Response, ApiError> {
+    Ok(positioned(app.me(&actor).await?))
 }
 
 async fn users(State(app): State<App>, actor: Actor) -> Result<impl IntoResponse, ApiError> {
@@ -475,7 +514,7 @@ async fn workspace(
     actor: Actor,
     Ws(ws): Ws,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(app.workspace(&actor, &ws).await?))
+    Ok(positioned(app.workspace(&actor, &ws).await?))
 }
 
 async fn rename_workspace(
@@ -546,7 +585,7 @@ async fn list<R: Resource>(
         .as_deref()
         .map(|a| model::id("after", a))
         .transpose()?;
-    Ok(Json(
+    Ok(positioned(
         app.list::<R>(&actor, &ws, after.as_deref(), limit).await?,
     ))
 }
@@ -556,8 +595,8 @@ async fn get_one<R: Resource>(
     actor: Actor,
     Ws(ws): Ws,
     ItemId(id): ItemId,
-) -> Result<Json<R>, ApiError> {
-    Ok(Json(app.get::<R>(&actor, &ws, &id).await?))
+) -> Result<Response, ApiError> {
+    Ok(positioned(app.get::<R>(&actor, &ws, &id).await?))
 }
 
 async fn create<R: Resource>(
@@ -614,6 +653,9 @@ struct StreamQuery {
     workspace: Option<String>,
     types: Option<String>,
     last_event_id: Option<String>,
+    /// A read's position ([`POSITION_HEADER`]): start right after it. `Last-Event-ID` (the
+    /// header or `lastEventId`) wins when both are given.
+    after: Option<String>,
 }
 
 async fn events(
@@ -654,7 +696,7 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let types = query.types.as_deref().map(Kind::parse_list).transpose()?;
     let last_event_id = state.streams.last_event_id(headers, query.last_event_id)?;
-    let resumed = last_event_id.is_some();
+    let after = query.after.as_deref().map(parse_position).transpose()?;
     let poll = poll::wants_poll(headers);
     let permit = state.streams.admit(peer)?;
     let opened = state
@@ -665,6 +707,7 @@ async fn stream(
                 workspace,
                 types,
                 last_event_id,
+                after,
                 track_passed: poll,
             },
         )
@@ -679,7 +722,7 @@ async fn stream(
         .boxed();
     if poll {
         let cursor = poll::Cursor {
-            resumed,
+            resumed: opened.resumed,
             resume_id: opened.resume_id,
             passed: opened.passed,
         };

@@ -268,6 +268,7 @@ pub async fn open_stream(
             .and_then(|c| c.mercure.as_ref())
             .and_then(|m| m.subscribe.clone()),
         last_event_id,
+        after: None,
         max_selectors: None,
         replay_filter: None,
         // A client's selectors never reach the app's topics, whatever its claims.

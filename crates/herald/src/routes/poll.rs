@@ -17,7 +17,9 @@
 //!   came, the newest record the replay passed (one the client may not see moves its cursor
 //!   too, so the next poll does not read it again), else the id this poll resumed from, else
 //!   the newest event in the log when the poll began. It is `null` when the log is empty,
-//!   and after a `reset` without an id (the resume point is unknown).
+//!   after a `reset` without an id (the resume point is unknown), and after a poll from a
+//!   position (`?after=`) that nothing moved past: the next poll starts from that position
+//!   again.
 //! - `retry` is the reconnection delay a stream suggests, in milliseconds.
 //!
 //! A poll answers as soon as an event other than the app's `connected` arrives, with every
@@ -87,7 +89,8 @@ struct Answer {
 /// What [`answer`] needs to know of the subscription besides its frames.
 #[derive(Debug)]
 pub struct Cursor {
-    /// Whether the client resumed from an id: if not, the answer comes at once.
+    /// Whether the client resumed from an id or a position: if not, the answer comes at
+    /// once.
     pub resumed: bool,
     /// Where the next poll resumes if nothing moves it: the id this one resumed from, else
     /// the log's newest when it subscribed.

@@ -280,3 +280,47 @@ async fn revocations_end_streams_on_other_nodes() {
         .expect("Bob is listed");
     assert_eq!(listed_bob["active"], false, "{users:?}");
 }
+
+/// Positions are the shared log's: a read through one node, then a stream through another
+/// after its position, gets the change made in between once.
+#[tokio::test]
+async fn a_position_read_on_one_node_starts_a_stream_on_another() {
+    let (redis, postgres) = tokio::join!(Redis::start(), Postgres::start());
+    let (n1, n2) = (node(&redis, &postgres).await, node(&redis, &postgres).await);
+    let admin = AppClient::login(&n1, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    admin
+        .create_user("alice@example.com", "Alice", "member")
+        .await;
+    let alice = AppClient::login(&n1, "alice@example.com", PASSWORD).await;
+    let ws = id_of(&alice.create_workspace("Team").await);
+    let todos = format!("/api/workspaces/{ws}/todos");
+    alice.create(&ws, "todos", json!({"title": "before"})).await;
+
+    let read = alice.get(&todos).await;
+    let position = crate::support::header(&read.headers, "herald-position");
+    assert!(
+        !position.is_empty(),
+        "no Herald-Position: {:?}",
+        read.headers
+    );
+    read.expect(200);
+    let between = alice
+        .create(&ws, "todos", json!({"title": "between"}))
+        .await;
+
+    let on_n2 = AppClient::with_cookie(&n2, &alice.cookie());
+    let mut stream = on_n2
+        .events(&format!("/api/workspaces/{ws}/events?after={position}"))
+        .open()
+        .await;
+    let marker = alice.create(&ws, "todos", json!({"title": "marker"})).await;
+    let events = until_resource(&mut stream, "todos:created", &id_of(&marker)).await;
+    assert_eq!(todo_titles(&events), ["between", "marker"], "{events:#?}");
+    assert_eq!(events[0].data["data"], between);
+
+    let ahead = position.parse::<u64>().unwrap() + 1_000;
+    on_n2
+        .events(&format!("/api/events?after={ahead}"))
+        .error(400, "bad_request")
+        .await;
+}
