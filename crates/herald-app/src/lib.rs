@@ -7,8 +7,8 @@
 //!
 //! # Layout
 //!
-//! - `db`: the database (SQLite or PostgreSQL, one set of queries), its migrations and the
-//!   write lock.
+//! - `db`: the database (SQLite in the log's file, or PostgreSQL, one set of queries), its
+//!   migrations, the import of an older `app.db`, and the outbox path's write lock.
 //! - `data_dir`: the data directory and its private SQLite files, shared with the server.
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
@@ -17,8 +17,8 @@
 //! - `accounts`: [`Accounts`]: users, sessions, API tokens, the first admin.
 //! - `credentials`: revoking a token, changing a password, deactivating a user — each ends
 //!   the streams it makes wrong.
-//! - `service`: every read and change, each change in one transaction with its event (the
-//!   outbox): `workspaces` (workspaces and members), `resources` (todos, channels, notes),
+//! - `service`: every read and change, each change in one transaction with its events
+//!   (`App::transact`): `workspaces` (workspaces and members), `resources` (todos, channels, notes),
 //!   `messages` (notifications, broadcasts, logout).
 //! - `snapshot`: `App::read_snapshot`, the one place where a read takes the log position
 //!   it is consistent with ([`snapshot::Snapshot`]).
@@ -236,6 +236,11 @@ impl App {
         &self.inner.hub
     }
 
+    /// How changes commit.
+    pub(crate) fn commits(&self) -> Commits {
+        self.inner.commits
+    }
+
     /// Waits for the write lock (see [`db::Writer`]).
     async fn writer(&self) -> Result<db::Writer, sqlx::Error> {
         db::Writer::acquire(&self.inner.write, &self.inner.pool, &self.inner.tasks).await
@@ -386,13 +391,10 @@ impl App {
                             .execute(&mut *change.tx)
                             .await
                             .map_err(internal)?;
-                        let logged: Option<i64> =
-                            sqlx::query_scalar("SELECT seq FROM updates WHERE uid = $1 LIMIT 1")
-                                .bind(&uid)
-                                .fetch_optional(&mut *change.tx)
-                                .await
-                                .map_err(internal)?;
-                        if logged.is_some() {
+                        if herald_hub::SqliteLog::holds_in(change.tx, &uid)
+                            .await
+                            .map_err(internal)?
+                        {
                             continue;
                         }
                         change

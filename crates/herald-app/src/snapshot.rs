@@ -5,7 +5,12 @@
 //! `App::read_snapshot` is the one place where that position is taken; every read that
 //! reports one runs its queries on the `Read` it returns, in one read transaction.
 //!
-//! The rule, correct on every backend: the position is the hub's head ([`Hub::head`],
+//! When the app's tables are in the event log's file ([`Commits::WithLog`]), a change and
+//! its events commit together, so the read asks the log's head first, inside its own
+//! transaction: the position is exact. Every change the read sees has its events at or
+//! below it, and every change it does not see has them above.
+//!
+//! Otherwise the rule, correct on every backend: the position is the hub's head ([`Hub::head`],
 //! the newest update fanned out) read *before* the read transaction begins. Every update
 //! above it is streamed to a subscription that starts after it. An update at or below it
 //! was fanned out before the read began, and its change committed before it was handed to
@@ -13,15 +18,17 @@
 //! handed to the hub after the position was taken, so its update lies above it. The
 //! position may be older than the read: a change the read already saw may be streamed
 //! again, and clients apply an update no newer than what they hold as a no-op (the web
-//! UI compares `updatedAt`). When the app's tables and the event log share one database,
-//! the head can be read inside the same transaction instead, and is then exact.
+//! UI compares `updatedAt`).
 //!
 //! [`Hub::head`]: herald_hub::Hub::head
+//! [`Commits::WithLog`]: crate::Commits::WithLog
 
 use sqlx::{Any, AnyConnection, Transaction};
 
+use herald_hub::SqliteLog;
+
 use crate::{
-    App,
+    App, Commits,
     db::Backend,
     error::{AppError, internal},
 };
@@ -59,6 +66,12 @@ impl App {
     ///
     /// `Internal` when the database cannot begin a transaction.
     pub(crate) async fn read_snapshot(&self) -> Result<Read, AppError> {
+        if self.commits() == Commits::WithLog {
+            // SQLite's deferred transaction takes its snapshot at the first read: the head.
+            let mut tx = self.pool().begin_with("BEGIN").await.map_err(internal)?;
+            let position = SqliteLog::head_in(&mut tx).await.map_err(internal)?;
+            return Ok(Read { position, tx });
+        }
         let position = self.hub().head();
         // One snapshot for every statement of the read: SQLite's deferred transaction takes
         // it at the first read; PostgreSQL's default (read committed) would take one per

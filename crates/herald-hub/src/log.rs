@@ -353,6 +353,39 @@ impl SqliteLog {
     }
 }
 
+impl SqliteLog {
+    /// The log's head as `conn` sees it: for a server whose tables share the log's file, a
+    /// read transaction that asks this first gets the position its snapshot is consistent
+    /// with, exactly (an update is in it exactly when the change it came with is).
+    ///
+    /// # Errors
+    ///
+    /// When the query fails, or `conn` is not on a log's file.
+    pub async fn head_in(conn: &mut AnyConnection) -> Result<u64, LogError> {
+        let seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0)",
+        )
+        .fetch_one(conn)
+        .await?;
+        Ok(seq_from_sql(seq))
+    }
+
+    /// Whether the log holds an update with `id`, as `conn` (on the log's file, inside a
+    /// [`Work`]) sees it.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails, or `conn` is not on a log's file.
+    pub async fn holds_in(conn: &mut AnyConnection, id: &str) -> Result<bool, LogError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM updates WHERE uid = $1 LIMIT 1")
+                .bind(id)
+                .fetch_optional(conn)
+                .await?;
+        Ok(found.is_some())
+    }
+}
+
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -795,6 +828,118 @@ mod tests {
         assert_eq!(log.head().await.unwrap(), 100);
         assert_eq!(log.read(0, 100, 1000, usize::MAX).await.unwrap().len(), 100);
         log.close().await;
+    }
+
+    /// A work that inserts `value` into the table `t`, then fails, panics, overruns its
+    /// budget or returns one entry per item of `entries`, as `how` says.
+    fn work(value: i64, how: &'static str, entries: Vec<Entry>) -> Step {
+        Step::Work(Box::new(move |conn: &mut AnyConnection| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO t (x) VALUES ($1)")
+                    .bind(value)
+                    .execute(&mut *conn)
+                    .await?;
+                match how {
+                    "fail" => Err("refused".into()),
+                    "panic" => panic!("a bug in the work"),
+                    "slow" => {
+                        tokio::time::sleep(WORK_BUDGET + Duration::from_millis(200)).await;
+                        Ok(entries)
+                    }
+                    _ => Ok(entries),
+                }
+            })
+        }))
+    }
+
+    /// Work and entries commit in one transaction; each work runs under its own savepoint,
+    /// so one that fails, panics or overruns its budget is rolled back alone, and the
+    /// others' rows and entries stand, numbered in the order of the steps.
+    #[tokio::test]
+    async fn work_commits_with_the_batch_and_a_failing_work_is_rolled_back_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        assert!(log.runs_work());
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&log.writer)
+            .await
+            .unwrap();
+        let steps = vec![
+            work(1, "ok", vec![entry(0, "w1", 1)]),
+            work(2, "fail", vec![entry(0, "lost", 1)]),
+            Step::Entry(entry(0, "p1", 1)),
+            work(3, "panic", Vec::new()),
+            work(4, "slow", vec![entry(0, "late", 1)]),
+            work(5, "ok", vec![entry(0, "w5a", 1), entry(0, "w5b", 1)]),
+        ];
+        let done = log.transact(steps, 10).await.unwrap();
+        let ids: Vec<(&str, u64)> = done.entries.iter().map(|e| (&*e.id, e.seq)).collect();
+        assert_eq!(ids, [("w1", 10), ("p1", 11), ("w5a", 12), ("w5b", 13)]);
+        let shapes: Vec<String> = done
+            .outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Outcome::Stored(range) => format!("{range:?}"),
+                Outcome::Failed(error) => error.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                "0..1".to_owned(),
+                "refused".to_owned(),
+                "1..2".to_owned(),
+                "the work panicked".to_owned(),
+                format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
+                "2..4".to_owned(),
+            ]
+        );
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&log.readers)
+            .await
+            .unwrap();
+        assert_eq!(rows, [1, 5], "only the rows of the works that succeeded");
+        let stored: Vec<u64> = log
+            .read(0, 100, 100, usize::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(stored, [10, 11, 12, 13]);
+        let mut conn = log.writer.acquire().await.unwrap();
+        assert_eq!(SqliteLog::head_in(&mut conn).await.unwrap(), 13);
+        assert!(SqliteLog::holds_in(&mut conn, "w5b").await.unwrap());
+        assert!(!SqliteLog::holds_in(&mut conn, "lost").await.unwrap());
+    }
+
+    /// A batch whose transaction fails stores nothing at all, work included.
+    #[tokio::test]
+    async fn a_failed_transaction_keeps_nothing_of_its_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&log.writer)
+            .await
+            .unwrap();
+        log.append(&[entry(5, "taken", 1)]).await.unwrap();
+        // Numbered from a position the log already holds: the INSERT of the entries fails.
+        let steps = vec![work(1, "ok", vec![entry(0, "w", 1)])];
+        assert!(log.transact(steps, 5).await.is_err());
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&log.readers)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+        // The writer is usable again.
+        log.transact(vec![work(2, "ok", vec![entry(0, "w2", 1)])], 6)
+            .await
+            .unwrap();
+        assert_eq!(log.head().await.unwrap(), 6);
     }
 
     #[tokio::test]

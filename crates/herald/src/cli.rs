@@ -109,7 +109,7 @@ struct DbArgs {
     /// The app's database URL (`postgres://…` or `sqlite://…`), as given to `herald serve`.
     #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// Data directory holding the app database (app.db) when no --database-url is given.
+    /// Data directory holding the app database (in herald.db) when no --database-url is given.
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     data_dir: PathBuf,
 }

@@ -18,13 +18,14 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Directory for the event log (SQLite), the generated JWT key and, without
-    /// --database-url, the app's database (app.db).
+    /// --database-url, the app's data (in the log's file, herald.db).
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     pub data_dir: PathBuf,
 
     /// Where the app keeps its data: `postgres://user:password@host/database` (which the
-    /// nodes of a cluster share) or `sqlite:///path/app.db`. Default: SQLite in
-    /// app.db in the data directory.
+    /// nodes of a cluster share) or `sqlite:///path/app.db`. Default: the event log's
+    /// SQLite file (herald.db) in the data directory, where a change commits with its
+    /// events.
     #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -2,5 +2,6 @@
 //! with a real hub and no server. One module per subject; helpers in `support`.
 
 mod accounts;
+mod migration;
 mod services;
 mod support;

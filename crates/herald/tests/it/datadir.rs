@@ -54,9 +54,6 @@ async fn databases_key_and_directory_are_private_whatever_the_umask() {
         "herald.db",
         "herald.db-wal",
         "herald.db-shm",
-        "app.db",
-        "app.db-wal",
-        "app.db-shm",
         "jwt.key",
         "herald.lock",
     ];
@@ -74,7 +71,7 @@ async fn existing_databases_are_made_private_at_start() {
     let mut server = server;
     server.kill9().await;
     // As an older version left them.
-    for file in ["herald.db", "herald.db-wal", "app.db"] {
+    for file in ["herald.db", "herald.db-wal"] {
         let path = dir.join(file);
         if path.exists() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -83,7 +80,7 @@ async fn existing_databases_are_made_private_at_start() {
     // And a directory that only Herald uses, readable by everyone.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     server.restart().await;
-    for file in ["herald.db", "herald.db-wal", "herald.db-shm", "app.db"] {
+    for file in ["herald.db", "herald.db-wal", "herald.db-shm"] {
         assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
     }
     assert_eq!(mode(&dir), 0o700, "the data directory");

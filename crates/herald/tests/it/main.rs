@@ -7,6 +7,7 @@
 
 mod app;
 mod app_accounts;
+mod app_commits;
 mod app_positions;
 mod app_postgres;
 mod app_streams;
