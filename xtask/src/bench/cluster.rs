@@ -295,6 +295,7 @@ fn pg_command(program: &Path, owner: Option<(u32, u32)>, dir: &Path) -> Command 
 /// cluster's event log runs in production; each measurement uses its own key prefix.
 pub(super) struct Redis {
     pub(super) proc: Proc,
+    port: u16,
 }
 
 impl Redis {
@@ -324,8 +325,11 @@ impl Redis {
         let started = Instant::now();
         loop {
             proc.check_running()?;
-            if redis_command("PING").is_ok_and(|r| r.starts_with("+PONG")) {
-                return Ok(Redis { proc });
+            if redis_command(REDIS_PORT, "PING").is_ok_and(|r| r.starts_with("+PONG")) {
+                return Ok(Redis {
+                    proc,
+                    port: REDIS_PORT,
+                });
             }
             if started.elapsed() > START_TIMEOUT {
                 bail!("Redis did not answer PING within {START_TIMEOUT:?}");
@@ -335,21 +339,21 @@ impl Redis {
     }
 
     pub(super) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{REDIS_PORT}/")
+        format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// Empties Redis between measurements, so that none reads another's streams.
     pub(super) fn flush(&self) {
-        if let Err(e) = redis_command("FLUSHALL") {
+        if let Err(e) = redis_command(self.port, "FLUSHALL") {
             println!("warning: Redis FLUSHALL: {e:#}");
         }
     }
 }
 
 /// Sends one inline command and returns the first line of the reply.
-fn redis_command(command: &str) -> Result<String> {
+fn redis_command(port: u16, command: &str) -> Result<String> {
     let mut stream = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], REDIS_PORT)),
+        &SocketAddr::from(([127, 0, 0, 1], port)),
         Duration::from_secs(1),
     )?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
