@@ -660,6 +660,11 @@ fn is_count(metric: &str) -> bool {
     )
 }
 
+/// What a run was given rather than measured: the table shows it once.
+fn is_setting(metric: &str) -> bool {
+    matches!(metric, "connections" | "streams" | "changes/s offered")
+}
+
 /// The markdown table: one row per setup, measurement and metric; per binary, every
 /// round's value and the mean (or, for counts, the sum); with two binaries or more, the
 /// last's mean over the first's.
@@ -731,8 +736,11 @@ fn table(options: &Options, bins: &[(String, PathBuf)], records: &[Record]) -> S
                         values.iter().sum::<f64>() / values.len().max(1) as f64
                     };
                     means.push(summary);
-                    let each: Vec<String> = values.iter().map(|v| number(*v)).collect();
-                    if values.len() > 1 {
+                    let mut each: Vec<String> = values.iter().map(|v| number(*v)).collect();
+                    if is_setting(metric) {
+                        each.dedup();
+                        row.push_str(&format!(" {} |", each.join(", ")));
+                    } else if values.len() > 1 {
                         let how = if is_count(metric) { "sum" } else { "mean" };
                         row.push_str(&format!(
                             " {} ({how} {}) |",
@@ -745,7 +753,8 @@ fn table(options: &Options, bins: &[(String, PathBuf)], records: &[Record]) -> S
                 }
                 if ratio {
                     let (first, last) = (means[0], means[means.len() - 1]);
-                    if is_count(metric) || first == 0.0 || !first.is_finite() {
+                    if is_count(metric) || is_setting(metric) || first == 0.0 || !first.is_finite()
+                    {
                         row.push_str(" |");
                     } else {
                         row.push_str(&format!(" {:.2}× |", last / first));
@@ -823,7 +832,11 @@ mod tests {
             setup: "single".into(),
             measure: "wrk8".into(),
             bin: bin.into(),
-            values: vec![("changes/s".into(), rate), ("lost".into(), lost)],
+            values: vec![
+                ("connections".into(), 8.0),
+                ("changes/s".into(), rate),
+                ("lost".into(), lost),
+            ],
             command: String::new(),
             server_command: String::new(),
             error: None,
@@ -849,6 +862,10 @@ mod tests {
         );
         assert!(
             table.contains("| 1 node, SQLite | wrk8 | lost | 0, 0 (sum 0) | 1, 2 (sum 3) | |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 1 node, SQLite | wrk8 | connections | 8 | 8 | |"),
             "{table}"
         );
     }
