@@ -24,6 +24,10 @@ pub enum Command {
     Run(RunArgs),
     /// Connect subscribers and hold them idle, measuring the server's memory.
     Idle(IdleArgs),
+    /// The app's write path: set up members and workspaces through the REST API, open one
+    /// `/api/events` stream per membership, create todos at a fixed rate as the admin,
+    /// measure each change's delivery to every member's stream.
+    App(crate::app::AppArgs),
 }
 
 /// How subscribers connect; shared by `run` and `idle`.
@@ -79,6 +83,10 @@ pub struct SubscribeArgs {
     /// Hard limit on the whole run.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub duration_limit: Duration,
+    /// `app` mode: the world its setup made; the subscribers are the members' app streams,
+    /// the publishes are todos.
+    #[arg(skip)]
+    pub app: Option<std::sync::Arc<crate::app::World>>,
 }
 
 /// `herald-bench run`.

@@ -16,12 +16,13 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Most bytes of trailer section after the last chunk.
 const MAX_TRAILERS: usize = 16 * 1024;
 
-/// The `GET` that opens an SSE stream.
+/// The `GET` that opens an SSE stream; `cookie` is a `Cookie` header's value.
 pub fn request(
     authority: &str,
     path_and_query: &str,
     token: Option<&str>,
     last_event_id: Option<&str>,
+    cookie: Option<&str>,
 ) -> String {
     let mut req = format!(
         "GET {path_and_query} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -31,6 +32,9 @@ pub fn request(
     }
     if let Some(id) = last_event_id {
         let _ = write!(req, "Last-Event-ID: {id}\r\n");
+    }
+    if let Some(cookie) = cookie {
+        let _ = write!(req, "Cookie: {cookie}\r\n");
     }
     req.push_str("\r\n");
     req
@@ -541,12 +545,18 @@ mod tests {
     #[test]
     fn requests() {
         assert_eq!(
-            request("127.0.0.1:8080", "/.well-known/mercure?topic=a", None, None),
+            request(
+                "127.0.0.1:8080",
+                "/.well-known/mercure?topic=a",
+                None,
+                None,
+                None
+            ),
             "GET /.well-known/mercure?topic=a HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n"
         );
         assert_eq!(
-            request("localhost", "/", Some("tok"), Some("urn:x")),
-            "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nAuthorization: Bearer tok\r\nLast-Event-ID: urn:x\r\n\r\n"
+            request("localhost", "/", Some("tok"), Some("urn:x"), Some("s=1")),
+            "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nAuthorization: Bearer tok\r\nLast-Event-ID: urn:x\r\nCookie: s=1\r\n\r\n"
         );
     }
 

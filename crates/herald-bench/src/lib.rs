@@ -14,6 +14,9 @@
 //! drops after event K, M events are published while they are away, and all
 //! reconnect with `Last-Event-ID`; the report says how long until all had
 //! caught up, and what each lost or got twice.
+//! `app` measures Herald's app instead: it sets up members and workspaces through the
+//! REST API, opens the members' `/api/events` streams, and creates todos on the open-loop
+//! schedule, each todo's title a payload (see `app.rs`).
 //! Each prints one JSON [`Report`].
 //!
 //! ```no_run
@@ -31,6 +34,7 @@
 //! # Layout
 //!
 //! - `args.rs`: the command line ([`Cli`], [`RunArgs`], [`IdleArgs`]).
+//! - `app.rs`: `app`: the setup through the REST API and the app's streams and writes.
 //! - `run.rs`: the phases of a run ([`run()`], [`idle()`]) and the fd budget.
 //! - `subscriber.rs`: one subscriber: connect from a source address, write
 //!   the request, read the head and the stream.
@@ -52,6 +56,7 @@
 //! compare them directly; schedules and timeouts use the monotonic
 //! `tokio::time::Instant`.
 
+pub mod app;
 pub mod args;
 pub mod h2c;
 pub mod http;
@@ -64,6 +69,7 @@ pub mod subscriber;
 pub mod tally;
 pub mod target;
 
+pub use app::{AppArgs, app, check_app};
 pub use args::{Cli, Command, IdleArgs, PublishKind, RunArgs, SubscribeArgs};
 pub use report::Report;
 pub use run::{check_idle, check_run, idle, run};

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let checked = match &cli.command {
         Command::Run(args) => herald_bench::check_run(args),
         Command::Idle(args) => herald_bench::check_idle(args),
+        Command::App(args) => herald_bench::check_app(args),
     };
     if let Err(e) = checked {
         eprintln!("error: {e:#}");
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => herald_bench::run(args).await,
             Command::Idle(args) => herald_bench::idle(args).await,
+            Command::App(args) => herald_bench::app(args).await,
         }
     });
     // Subscriber tasks are stopped by now; do not wait on anything left.

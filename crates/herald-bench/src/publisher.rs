@@ -376,14 +376,21 @@ async fn send(
         topic: topic as u32,
     }
     .to_json(args.payload_bytes);
-    let req = request(
-        args.publish_kind,
-        &args.pub_url,
-        &args.pub_topic,
-        topic,
-        k,
-        &payload,
-    );
+    let req = match &args.sub.app {
+        Some(world) => Request {
+            url: world.todo_url(topic, k),
+            content_type: "application/json",
+            body: serde_json::json!({ "title": payload }).to_string(),
+        },
+        None => request(
+            args.publish_kind,
+            &args.pub_url,
+            &args.pub_topic,
+            topic,
+            k,
+            &payload,
+        ),
+    };
     // Checked up front for topic 0; checked again in case `{topic}` sits
     // in the host.
     Target::parse(&req.url).map_err(|e| format!("{e:#}"))?;
@@ -393,6 +400,9 @@ async fn send(
         .body(req.body);
     if let Some(token) = &args.token {
         builder = builder.bearer_auth(token);
+    }
+    if let Some(world) = &args.sub.app {
+        builder = builder.header(reqwest::header::COOKIE, &world.admin_cookie);
     }
     let until = deadline.min(Instant::now() + args.publish_timeout);
     let exchange = async {

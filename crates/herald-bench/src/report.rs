@@ -26,7 +26,7 @@ pub type Name = &'static str;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Report {
-    /// `run` or `idle`.
+    /// `run`, `idle` or `app`.
     #[serde(deserialize_with = "mode")]
     pub mode: Name,
     /// Connections.
@@ -444,7 +444,7 @@ impl Report {
 
 /// [`Report::mode`] from JSON: one of the names herald-bench writes.
 fn mode<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
-    one_of(deserializer, &["run", "idle"])
+    one_of(deserializer, &["run", "idle", "app"])
 }
 
 /// [`Subscribers::protocol`] from JSON: one of the names herald-bench writes.

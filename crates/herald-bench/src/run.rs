@@ -575,6 +575,7 @@ impl Fleet {
             http2: args
                 .http2
                 .then(|| h2c::Connections::new(n, args.index_offset, args.streams_per_connection)),
+            app: args.app.clone(),
         });
         let started = Instant::now();
         let mut tasks = JoinSet::new();

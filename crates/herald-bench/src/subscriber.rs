@@ -159,6 +159,9 @@ pub struct Spec {
     pub reconnect: bool,
     /// With `--http2`: the shared connections, each subscriber a stream on one.
     pub http2: Option<h2c::Connections>,
+    /// `app` mode: each subscriber is a member's app stream, with its own URL and cookie,
+    /// and its payloads are the titles of created todos.
+    pub app: Option<Arc<crate::app::World>>,
 }
 
 /// How a subscriber ended.
@@ -220,6 +223,7 @@ pub async fn subscribe(shared: Arc<Shared>, spec: Arc<Spec>, index: u64) -> Outc
         reversed: Vec::new(),
         last_id: String::new(),
         catch_up: None,
+        app: spec.app.is_some(),
     };
     let mut buf = vec![0; READ_BUF];
     let drop_signal = spec.reconnect.then_some(&shared.storm.drop);
@@ -323,6 +327,8 @@ struct StreamReader {
     last_id: String,
     /// Set once reconnected, until caught up.
     catch_up: Option<CatchUp>,
+    /// Payloads are the titles of `todos:created` events (`app` mode).
+    app: bool,
 }
 
 impl StreamReader {
@@ -400,7 +406,12 @@ impl StreamReader {
                     if message.last_event_id != self.last_id {
                         self.last_id.clone_from(&message.last_event_id);
                     }
-                    match Payload::parse(&message.data) {
+                    let payload = if self.app {
+                        crate::app::payload_of(&message.event, &message.data)
+                    } else {
+                        Payload::parse(&message.data)
+                    };
+                    match payload {
                         Some(payload) => match self.tally.record(&payload) {
                             Verdict::New => self.batch.push(payload),
                             Verdict::Reversal { after } => {
@@ -542,7 +553,13 @@ async fn open(
     topic: u64,
     last_event_id: Option<&str>,
 ) -> Result<(Wire, Framing, Vec<u8>), Failure> {
-    let url = target::expand(&spec.sub_url, topic, index);
+    let (url, cookie) = match &spec.app {
+        Some(world) => {
+            let (url, cookie) = world.stream(index);
+            (url, Some(cookie))
+        }
+        None => (target::expand(&spec.sub_url, topic, index), None),
+    };
     let target = Target::parse(&url).map_err(|e| Failure::Protocol(format!("{e:#}")))?;
     let last_event_id = last_event_id.or(spec.last_event_id.as_deref());
     if let Some(connections) = &spec.http2 {
@@ -557,6 +574,7 @@ async fn open(
         &target.path_and_query,
         spec.token.as_deref(),
         last_event_id,
+        cookie,
     );
     stream
         .write_all(request.as_bytes())
@@ -728,6 +746,7 @@ mod tests {
                 reversed: Vec::new(),
                 last_id: String::new(),
                 catch_up: None,
+                app: false,
             };
             for chunk in wire.as_bytes().chunks(piece) {
                 reader.process(&shared, 0, chunk).unwrap();

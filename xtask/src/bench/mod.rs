@@ -25,10 +25,14 @@
 //!   `tables.rs`: the table of each kind of scenario.
 //! - `plot.rs`: the SVG plot BENCHMARKS.md shows.
 //! - `raw.rs`: the raw limit, run as `cargo xtask bench raw-server --port N`.
+//! - `app.rs`: `cargo xtask bench app`, the app's write path for one or two `herald`
+//!   binaries, alternating; `cluster.rs`: the nodes, PostgreSQL and Redis it runs against.
 
 // xtask has no async runtime; std's Instant only times the steps and the server start.
 #![allow(clippy::disallowed_types)]
 
+mod app;
+mod cluster;
 mod harness;
 mod outcome;
 mod peers;
@@ -56,6 +60,7 @@ pub(crate) const USAGE: &str = "\
 Usage: cargo xtask bench compare [--quick] [--only herald,nchan,pushpin,node,python,raw]
                                  [--scenarios s1,s1max,s2,s3,s4,s5,s6]
        cargo xtask bench report [--quick]
+       cargo xtask bench app [--bin NAME=PATH]... [--rounds N] [--quick] (`bench app help`)
 
   Installs what is missing (apt-get: nginx, libnginx-mod-nchan, pushpin; npm ci; a Python
   venv in <target>/bench-venv), builds herald and herald-bench in release, then runs every
@@ -143,6 +148,9 @@ pub(crate) fn main(root: &Path, args: &[String]) -> Result<()> {
             _ => bail!("usage: cargo xtask bench raw-server --port <port>"),
         };
         return raw_server(port);
+    }
+    if args.first().map(String::as_str) == Some("app") {
+        return app::main(root, &args[1..]);
     }
     let options = Options::parse(args)?;
     let total = Step::start(&options.command);

@@ -81,14 +81,21 @@ struct Herald {
 
 impl Herald {
     async fn start() -> Self {
+        Self::start_with(&[], &[]).await
+    }
+
+    /// A server with more environment and arguments.
+    async fn start_with(env: &[(&str, &str)], args: &[&str]) -> Self {
         let bin = herald_bin();
         let data_dir = tempfile::tempdir().expect("temporary data directory");
         let mut child = Command::new(&bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--jwt-key", KEY, "--anonymous"])
             .args(["--durability", "normal"])
+            .args(args)
             .arg("--data-dir")
             .arg(data_dir.path())
+            .envs(env.iter().copied())
             .env("HERALD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -214,6 +221,86 @@ async fn herald_run_loses_nothing() {
 
 /// `--http2`: 24 subscribers as HTTP/2 streams, 8 to a connection, on Herald's plain port
 /// (prior knowledge); every delivery is counted as over HTTP/1.
+/// `app`: the setup through the REST API, the members' app streams, todos at a fixed rate:
+/// every todo reaches exactly the streams of its workspace's members, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn herald_app_delivers_each_change_to_its_members_streams() {
+    let (email, password) = ("admin@bench.example", "bench-admin-password");
+    let herald = Herald::start_with(
+        &[
+            ("HERALD_ADMIN_EMAIL", email),
+            ("HERALD_ADMIN_PASSWORD", password),
+        ],
+        &[
+            "--app-change-rate",
+            "0",
+            "--workspace-change-rate",
+            "0",
+            "--login-ip-rate",
+            "0",
+        ],
+    )
+    .await;
+    let node = format!("http://{}", herald.addr);
+    let pid = herald.pid().to_string();
+    let args = herald_bench::AppArgs::parse_from([
+        "app",
+        "--nodes",
+        &node,
+        "--admin-email",
+        email,
+        "--admin-password",
+        password,
+        "--users",
+        "3",
+        "--workspaces",
+        "2",
+        "--members",
+        "2",
+        "--events",
+        "40",
+        "--rate",
+        "100",
+        "--publishers",
+        "4",
+        "--settle",
+        "200ms",
+        "--drain",
+        "10s",
+        "--duration-limit",
+        "60s",
+        "--server-pid",
+        &pid,
+    ]);
+    let report = herald_bench::app(args)
+        .await
+        .expect("the app run completes");
+    print(&report);
+    assert_eq!(report.mode, "app");
+    let subs = &report.subscribers;
+    assert_eq!(
+        (subs.connected, subs.failed, subs.ended_early),
+        (4, 0, 0),
+        "{subs:?}"
+    );
+    let events = report.events.as_ref().unwrap();
+    assert_eq!((events.published, events.errors), (40, 0), "{events:?}");
+    let d = report.deliveries.as_ref().unwrap();
+    // Each todo reaches the 2 streams of its workspace, and no other.
+    assert_eq!(d.expected, 80, "{d:?}");
+    assert_eq!(
+        (
+            d.delivered,
+            d.lost,
+            d.duplicated,
+            d.out_of_order,
+            d.unexpected
+        ),
+        (80, 0, 0, 0, 0),
+        "{d:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herald_run_over_http2_streams() {
     let herald = Herald::start().await;
