@@ -8,7 +8,7 @@
 //! # Layout
 //!
 //! - `db`: the database (SQLite or PostgreSQL, one set of queries), its migrations and the
-//!   write lock.
+//!   write locks.
 //! - `data_dir`: the data directory and its private SQLite files, shared with the server.
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
@@ -36,14 +36,29 @@
 //!   publishes of the same batch, with one fsync; a change that fails is rolled back alone.
 //!   The log orders events exactly as the database ordered their changes, since one writer
 //!   makes both.
-//! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the app's
-//!   write lock (see `db`) and a transaction; its events are written to the `outbox` table in
-//!   that transaction, so an event exists exactly when its change does. After the commit
-//!   they are handed to the hub's sequencer while the lock is still held, so the log orders
-//!   events as the database ordered their changes; then the change waits for the log to
-//!   acknowledge them and deletes their outbox rows. If Herald dies in between, the relay at
-//!   the next start (and every second while running, on every node) publishes what the
-//!   outbox still holds and the log lacks.
+//! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the write
+//!   locks of its [`Scope`] (see `db`) and a transaction; its events are written to the
+//!   `outbox` table in that transaction, with the scope, so an event exists exactly when its
+//!   change does. After the commit they are handed to the hub's sequencer, and the change
+//!   waits for the log to acknowledge them and deletes their outbox rows before it releases
+//!   its locks. If Herald dies in between, the relay at the next start (and every second
+//!   while running, on every node) publishes what the outbox still holds and the log lacks.
+//!
+//! # The cluster's ordering invariant
+//!
+//! The log orders the events of two changes that share a scope key (`ws:<id>`,
+//! `user:<id>`) as the database committed them; changes with disjoint scopes run in
+//! parallel, on one node and across nodes. A change holds its keys from before its
+//! transaction begins until the log has acknowledged its events; with several nodes
+//! appending to a shared log, releasing them any earlier would let another node's later
+//! change of a key reach the log first. Every writer takes its keys in sorted order, so
+//! changes never deadlock.
+//!
+//! Rows left in the outbox (a node died between its commit and the acknowledgement) keep
+//! that order too: whoever takes a key next, a change or the relay, first publishes the
+//! older rows that share one of its keys, in outbox order, holding every key of each (see
+//! `App::writer`). The log drops a second copy of an id, so rows relayed by two nodes at
+//! once are stored once.
 //!
 //! Changes made outside a server (`herald user deactivate`) always go through the outbox,
 //! and the relay of the running server publishes them.
@@ -793,6 +808,57 @@ mod tests {
         .execute(pool)
         .await
         .unwrap();
+    }
+
+    /// The outbox stores a change's scope, and a writer finds the rows that share one of its
+    /// keys (and those stored without a scope), whatever LIKE's wildcards the keys hold.
+    #[tokio::test]
+    async fn outbox_rows_are_found_by_the_keys_they_share() {
+        let scope = Scope::workspace("a_1").and_user("u%");
+        assert_eq!(scope.stored(), " user:u% ws:a_1 ");
+        assert_eq!(Scope::from_stored(&scope.stored()), scope);
+        assert_eq!(Scope::from_stored(""), Scope::default());
+        assert_eq!(
+            Scope::workspace("b").union(&scope).keys(),
+            ["user:u%", "ws:a_1", "ws:b"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open_db(None, dir.path()).await.unwrap();
+        for (uid, stored) in [
+            ("r1", " ws:a_1 "),
+            ("r2", " ws:aX1 "),
+            ("r3", " user:u% ws:b "),
+            ("r4", ""),
+            ("r5", " ws:a_10 "),
+            ("r6", " user:uX "),
+        ] {
+            sqlx::query(
+                "INSERT INTO outbox (uid, topics, type, data, closes, created_at, scope) \
+                 VALUES ($1, '[]', 't', '{}', '', 0, $2)",
+            )
+            .bind(uid)
+            .bind(stored)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let found = async |keys: &[&str], everything: bool| -> Vec<String> {
+            let keys: Vec<String> = keys.iter().map(|&k| k.to_owned()).collect();
+            let (condition, binds) = shares_keys(&keys, everything, 1);
+            let sql = format!("SELECT uid FROM outbox WHERE {condition} ORDER BY seq");
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for bind in binds {
+                query = query.bind(bind);
+            }
+            query.fetch_all(&pool).await.unwrap()
+        };
+        assert_eq!(found(&["ws:a_1"], false).await, ["r1", "r4"]);
+        assert_eq!(found(&["user:u%"], false).await, ["r3", "r4"]);
+        assert_eq!(found(&["user:u%", "ws:b"], false).await, ["r3", "r4"]);
+        assert_eq!(found(&["ws:aX1", "ws:a_10"], false).await, ["r2", "r4", "r5"]);
+        assert_eq!(found(&[], false).await, ["r4"]);
+        assert_eq!(found(&[], true).await.len(), 6);
     }
 
     /// A crash between the app's commit and the log's acknowledgement leaves rows in the
