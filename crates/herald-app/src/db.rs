@@ -763,7 +763,11 @@ mod tests {
         assert_eq!(locks.len(), 2);
         let waiting = tokio::time::timeout(Duration::from_millis(50), locks.hold("ws:a")).await;
         assert!(waiting.is_err(), "a second holder of a key went ahead");
-        assert_eq!(locks.len(), 2, "the cancelled waiter left the key to its holder");
+        assert_eq!(
+            locks.len(),
+            2,
+            "the cancelled waiter left the key to its holder"
+        );
         drop(other);
         assert_eq!(locks.len(), 1);
         let next = {

@@ -324,9 +324,9 @@ impl App {
                 query = query.bind(bind);
             }
             let stored = query.fetch_all(&mut *writer).await?;
-            let wider = stored
-                .iter()
-                .fold(scope.clone(), |wider, row| wider.union(&Scope::from_stored(row)));
+            let wider = stored.iter().fold(scope.clone(), |wider, row| {
+                wider.union(&Scope::from_stored(row))
+            });
             if wider == scope {
                 return Ok(writer);
             }
@@ -535,11 +535,10 @@ impl App {
         let (mut done, mut pending, mut seen) = (Vec::new(), Vec::new(), Vec::new());
         let mut after = i64::MIN;
         loop {
-            let mut query = sqlx::query_as::<_, (i64, String, String, String, String, String)>(
-                &sql,
-            )
-            .bind(before)
-            .bind(after);
+            let mut query =
+                sqlx::query_as::<_, (i64, String, String, String, String, String)>(&sql)
+                    .bind(before)
+                    .bind(after);
             for bind in &binds {
                 query = query.bind(bind);
             }
@@ -586,7 +585,6 @@ impl App {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.inner.inflight.lock().expect("inflight poisoned")
     }
-
 }
 
 /// Deletes the outbox rows `seqs` on the connection of `writer`, whose locks keep a change
@@ -856,7 +854,10 @@ mod tests {
         assert_eq!(found(&["ws:a_1"], false).await, ["r1", "r4"]);
         assert_eq!(found(&["user:u%"], false).await, ["r3", "r4"]);
         assert_eq!(found(&["user:u%", "ws:b"], false).await, ["r3", "r4"]);
-        assert_eq!(found(&["ws:aX1", "ws:a_10"], false).await, ["r2", "r4", "r5"]);
+        assert_eq!(
+            found(&["ws:aX1", "ws:a_10"], false).await,
+            ["r2", "r4", "r5"]
+        );
         assert_eq!(found(&[], false).await, ["r4"]);
         assert_eq!(found(&[], true).await.len(), 6);
     }

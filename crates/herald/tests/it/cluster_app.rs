@@ -433,8 +433,18 @@ async fn workspaces_commit_side_by_side_and_each_in_order() {
     for (n, stream) in streams.iter_mut().enumerate() {
         let events = until_resource(stream, "channels:created", &end).await;
         assert_eq!(titles_in(&events, &a), want_a, "A on node {}", n + 1);
-        assert_eq!(titles_in(&events, &b), ["b 1", "b 2"], "B on node {}", n + 1);
-        assert_eq!(titles_in(&events, &c), ["c 1", "c 2"], "C on node {}", n + 1);
+        assert_eq!(
+            titles_in(&events, &b),
+            ["b 1", "b 2"],
+            "B on node {}",
+            n + 1
+        );
+        assert_eq!(
+            titles_in(&events, &c),
+            ["c 1", "c 2"],
+            "C on node {}",
+            n + 1
+        );
     }
     let stored = on[1].get(&path_a).await.expect(200);
     assert_eq!(stored["title"], "a 6");
@@ -453,7 +463,7 @@ async fn one_workspace_changed_through_two_nodes_at_once_stays_in_commit_order()
     let ws = id_of(&admin.create_workspace("Team").await);
     let todo = id_of(&admin.create(&ws, "todos", json!({"title": "start"})).await);
     let path = format!("/api/workspaces/{ws}/todos/{todo}");
-    let mut streams = vec![
+    let mut streams = [
         admin.events("/api/events").open().await,
         admin_on_n2.events("/api/events").open().await,
     ];
@@ -475,4 +485,104 @@ async fn one_workspace_changed_through_two_nodes_at_once_stays_in_commit_order()
         let last_of_each: Vec<String> = titles.chunks(2).map(|pair| pair[1].clone()).collect();
         assert_eq!(last_of_each, kept, "node {}: {titles:?}", n + 1);
     }
+}
+
+/// Rows left in the outbox by a node that died keep each workspace's order: a change of A
+/// finds an older row of A and B, takes B's lock too (waiting while the test holds it),
+/// and publishes B's older row before that one, then its own event.
+#[tokio::test]
+async fn leftover_events_are_published_in_the_order_of_each_of_their_workspaces() {
+    let (redis, postgres) = tokio::join!(Redis::start(), Postgres::start());
+    let n1 = node(&redis, &postgres).await;
+    let admin = AppClient::login(&n1, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (a, b) = (
+        id_of(&admin.create_workspace("A").await),
+        id_of(&admin.create_workspace("B").await),
+    );
+    let todo_a = id_of(&admin.create(&a, "todos", json!({"title": "a 0"})).await);
+    let mut stream = admin.events("/api/events").open().await;
+
+    // The test holds B's write lock, then leaves two rows as a dead node would have.
+    let mut holder = postgres.session();
+    let key_b = herald_app::db::lock_key(&format!("ws:{b}"));
+    holder
+        .send(&format!("SELECT pg_advisory_lock({key_b});"))
+        .await;
+    wait_for_count(
+        &postgres,
+        &format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+             AND s.application_name = '{PG_SESSION_NAME}'"
+        ),
+        1,
+        "the test holds B's lock",
+    )
+    .await;
+    let row = |uid: &str, ws: &str, topics: serde_json::Value, scope: &str, title: &str| {
+        let data = json!({
+            "id": uid, "type": "todos:created", "action": "created", "resourceType": "todos",
+            "workspaceId": ws, "data": {"id": uid, "title": title}, "user": null,
+        });
+        format!(
+            "('{uid}', '{topics}', 'todos:created', '{data}', '', 0, '{scope}')",
+            topics = topics,
+        )
+    };
+    postgres
+        .psql(&format!(
+            "INSERT INTO outbox (uid, topics, type, data, closes, created_at, scope) VALUES {}, {}",
+            row(
+                "left-1",
+                &b,
+                json!([format!("herald:ws/{b}")]),
+                &format!(" ws:{b} "),
+                "left in B"
+            ),
+            row(
+                "left-2",
+                &a,
+                json!([format!("herald:ws/{a}"), format!("herald:ws/{b}")]),
+                &format!(" ws:{a} ws:{b} "),
+                "left in A and B"
+            ),
+        ))
+        .await;
+
+    // A change of A now needs B's lock as well.
+    let change = tokio::spawn({
+        let (client, path) = (admin.clone(), format!("/api/workspaces/{a}/todos/{todo_a}"));
+        async move { client.patch(&path, &json!({"title": "a 1"})).await }
+    });
+    wait_for_count(
+        &postgres,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+        1,
+        "a writer waits for B's lock",
+    )
+    .await;
+    assert!(
+        !change.is_finished(),
+        "the change of A went ahead without B's lock"
+    );
+    holder.send("SELECT pg_advisory_unlock_all();").await;
+    holder.end().await;
+    change.await.expect("the change of A").expect(200);
+
+    let events = until_resource(&mut stream, "todos:updated", &todo_a).await;
+    let titles: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.data["data"]["title"].as_str())
+        .collect();
+    assert_eq!(
+        titles,
+        ["left in B", "left in A and B", "a 1"],
+        "{events:#?}"
+    );
+    let left: u32 = postgres
+        .psql("SELECT count(*) FROM outbox")
+        .await
+        .parse()
+        .expect("a count");
+    assert_eq!(left, 0, "the published rows left the outbox");
 }

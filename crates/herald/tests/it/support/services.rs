@@ -375,7 +375,14 @@ impl Postgres {
         let mut command = pg_command(&self.bin.join("psql"), None, Path::new("/"));
         command
             .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", "herald"])
             .env("PGCONNECT_TIMEOUT", "5")
             .env("PGAPPNAME", PG_SESSION_NAME)
