@@ -7,12 +7,16 @@ use sqlx::{AnyConnection, AnyPool};
 use tokio_util::task::TaskTracker;
 
 use crate::{
-    db::{Flag, Writer},
+    db::{Flag, Locks, Writer},
     error::{AppError, internal},
     model::{self, NewUser, User},
     passwords::{hash_password, random_secret, secret_hash, verify_password},
     policy::Actor,
 };
+
+/// The write lock's key that the making of the first admin holds; no change's scope has
+/// it (those are `ws:…` and `user:…`).
+pub(crate) const BOOTSTRAP_KEY: &str = "bootstrap";
 
 /// Users, sessions and API tokens in the app's database. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -21,12 +25,18 @@ pub struct Accounts {
     /// Where the record of an API token's use, and the release of a write lock left
     /// behind, run: tasks that shutdown waits for.
     pub(crate) tasks: TaskTracker,
+    /// This process's side of the write locks, shared with the app.
+    pub(crate) locks: Locks,
 }
 
 impl Accounts {
     /// The accounts in `pool`; background writes join `tasks`.
     pub fn new(pool: AnyPool, tasks: TaskTracker) -> Self {
-        Self { pool, tasks }
+        Self {
+            pool,
+            tasks,
+            locks: Locks::default(),
+        }
     }
 
     /// Inserts a user, hashing its password. Its email is stored in lower case.
@@ -313,8 +323,8 @@ impl Accounts {
     /// one) and a workspace it owns, with its `general` channel. Returns what it created, or
     /// `None` when an admin already exists.
     ///
-    /// It holds the write lock throughout, so nodes of a cluster starting together on an empty
-    /// database create one admin between them.
+    /// It holds the write lock of [`BOOTSTRAP_KEY`] throughout, so nodes of a cluster
+    /// starting together on an empty database create one admin between them.
     ///
     /// # Errors
     ///
@@ -324,8 +334,8 @@ impl Accounts {
         email: Option<String>,
         password: Option<String>,
     ) -> anyhow::Result<Option<Bootstrap>> {
-        let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
-        let mut writer = Writer::acquire(&turn, &self.pool, &self.tasks).await?;
+        let keys = [BOOTSTRAP_KEY.to_owned()];
+        let mut writer = Writer::acquire(&self.locks, &self.pool, &self.tasks, &keys).await?;
         let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
             .fetch_one(&mut *writer)
             .await?;

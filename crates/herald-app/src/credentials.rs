@@ -275,7 +275,8 @@ impl App {
 
 impl Accounts {
     /// Deactivates or reactivates the user with `email` from outside a server (`herald user
-    /// deactivate`): the change `App::set_active` makes, under the same write lock. Its
+    /// deactivate`): the change `App::set_active` makes, under the same write lock (the
+    /// user's key). Its
     /// control event waits in the outbox for the relay of the running nodes, which publishes it
     /// within a second and so ends the user's streams on every node.
     ///
@@ -287,17 +288,19 @@ impl Accounts {
         email: &str,
         active: bool,
     ) -> Result<Account, AppError> {
-        let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
-        let mut writer = Writer::acquire(&turn, &self.pool, &self.tasks)
-            .await
-            .map_err(internal)?;
-        writer.begin().await.map_err(internal)?;
         let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(model::normalize_email(email))
-            .fetch_optional(&mut *writer)
+            .fetch_optional(&self.pool)
             .await
             .map_err(internal)?;
         let id = id.ok_or_else(|| AppError::not_found(format!("no user with email {email:?}")))?;
+        // A user's id never changes: the lock of its key, taken before the transaction,
+        // orders this change with the user's others.
+        let scope = Scope::user(&id);
+        let mut writer = Writer::acquire(&self.locks, &self.pool, &self.tasks, scope.keys())
+            .await
+            .map_err(internal)?;
+        writer.begin().await.map_err(internal)?;
         let user = switch_active(&mut writer, &id, active).await?;
         if !active {
             let uid = model::new_id();
@@ -319,6 +322,7 @@ impl Accounts {
                     retry: None,
                     closes: vec![policy::user_topic(&id)],
                 },
+                &scope.stored(),
             )
             .await?;
         }

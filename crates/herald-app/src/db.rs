@@ -22,18 +22,35 @@
 //! - Emails are stored and looked up in lower case, rather than compared with SQLite's
 //!   `COLLATE NOCASE`.
 //!
-//! # The write lock
+//! # The write locks
 //!
-//! Changes are serialized, and each hands its events to the hub's log before the next one
-//! starts, so the log orders events as the database ordered their changes. A `Writer`
-//! holds that turn: the process's mutex and, on PostgreSQL, a session-level advisory lock
-//! on the very connection the change runs on, which makes the turn cluster-wide. It is
-//! released after the events are enqueued, on every path: explicitly on success, from
-//! `Drop` (asynchronously, or by closing the connection) on errors and cancellation; and if
-//! the process dies, its sessions end and PostgreSQL releases the lock.
+//! A change declares its scope before it starts: sorted keys, `ws:<id>` for a workspace and
+//! `user:<id>` for a user's own topics. Changes that share a key are serialized, each
+//! holding its keys until the event log has acknowledged its events, so the log orders the
+//! events of a workspace (or of a user's topics) as the database ordered their changes;
+//! changes with disjoint scopes run side by side, on one node and across nodes. A `Writer`
+//! holds the keys of one change:
+//!
+//! - On PostgreSQL, for each key in sorted order, first an in-process async mutex of that
+//!   key (so waiters of one node do not each hold a pooled connection), then a
+//!   session-level advisory lock `pg_advisory_lock(lock_key(key))` on the very connection
+//!   the change runs on, taken before its transaction begins. `lock_key` is the first 8
+//!   bytes of the SHA-256 of the key's UTF-8 text, read big-endian as an `i64`: the same on
+//!   every node and in every version. Every writer takes its keys in sorted order, so no
+//!   two writers wait for each other in a cycle: there is no deadlock between changes.
+//! - On SQLite, the process's one write turn (SQLite has one writer anyway), whatever the
+//!   keys.
+//!
+//! The locks are released on every path: explicitly after the acknowledgement
+//! (`pg_advisory_unlock_all`), from `Drop` (asynchronously, or by closing the connection)
+//! on errors and cancellation; and if the process dies, its sessions end and PostgreSQL
+//! releases them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::{path::Path, str::FromStr, time::Duration};
+
+use sha2::{Digest as _, Sha256};
 
 use anyhow::Context as _;
 use sqlx::{
@@ -77,9 +94,14 @@ const POSTGRES_CONNECTIONS: u32 = 16;
 /// How long SQLite waits for another process (`herald user add`, say) to finish writing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
 
-/// The PostgreSQL advisory lock every node takes for a change: any fixed number, the same
-/// on every node ("herald" and 1, in ASCII).
-pub const WRITE_LOCK_KEY: i64 = 0x6865_7261_6c64_0001;
+/// The PostgreSQL advisory lock for the text `key` of a scope (see the module docs): the
+/// first 8 bytes of its SHA-256, big-endian. Stable across nodes and versions.
+pub fn lock_key(key: &str) -> i64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut first = [0_u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
 
 /// How long releasing the advisory lock of an abandoned change may take before its
 /// connection is closed instead (which releases it too).
@@ -379,62 +401,161 @@ impl<'r> Decode<'r, Any> for Flag {
     }
 }
 
-/// The app's write lock, held by one change (or one relay round) at a time: the process's
-/// turn and, on PostgreSQL, the advisory lock [`WRITE_LOCK_KEY`] taken on the connection the
-/// change runs on. Derefs to that connection.
+/// The in-process side of the write locks, shared by the app and its accounts: the
+/// process's one write turn (SQLite), and an async mutex per key (PostgreSQL), each in the
+/// map only while a writer holds it or waits for it. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Locks {
+    turn: Arc<tokio::sync::Mutex<()>>,
+    keys: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Locks {
+    /// Waits for this process's turn on `key`.
+    async fn hold(&self, key: &str) -> KeyHold {
+        let mutex = self
+            .keys
+            .lock()
+            .expect("key locks poisoned")
+            .entry(key.to_owned())
+            .or_default()
+            .clone();
+        // Declared before the wait, so that it is dropped after the waiting future (which
+        // holds a reference) when the wait is cancelled.
+        let entry = KeyEntry {
+            key: key.to_owned(),
+            locks: self.clone(),
+        };
+        let guard = mutex.lock_owned().await;
+        KeyHold {
+            _guard: guard,
+            _entry: entry,
+        }
+    }
+
+    /// Waits for the process's write turn.
+    pub(crate) async fn turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+
+    /// How many keys are held or waited for in this process.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.lock().expect("key locks poisoned").len()
+    }
+}
+
+/// A key's mutex held in this process. Its fields drop in order: the guard, then the map
+/// entry if nobody else holds or waits for it.
+struct KeyHold {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    _entry: KeyEntry,
+}
+
+/// Removes its key from the map when no one else uses it.
+struct KeyEntry {
+    key: String,
+    locks: Locks,
+}
+
+impl Drop for KeyEntry {
+    fn drop(&mut self) {
+        let mut keys = self.locks.keys.lock().expect("key locks poisoned");
+        // The map's own reference is the last one: nobody holds or awaits the mutex.
+        if keys
+            .get(&self.key)
+            .is_some_and(|mutex| Arc::strong_count(mutex) == 1)
+        {
+            keys.remove(&self.key);
+        }
+    }
+}
+
+/// The write locks of one change (or one relay round): on PostgreSQL the keys of its
+/// scope, in this process and as advisory locks taken on the connection the change runs on;
+/// on SQLite the process's write turn. Derefs to that connection.
 ///
 /// The transaction is opened and committed on the connection itself rather than through a
 /// `sqlx::Transaction`, which would keep the connection until the commit and then hand it
-/// back to the pool: the lock must be released on the same connection after the commit.
+/// back to the pool: the locks must be released on the same connection after the commit.
 pub(crate) struct Writer {
-    /// The process's turn. Released after the connection (see `Drop`). Owned, so a change
-    /// can finish in a task of its own when its request goes away.
-    _turn: tokio::sync::OwnedMutexGuard<()>,
     /// The connection; `None` once released.
     conn: Option<PoolConnection<Any>>,
-    /// Whether the connection may hold the advisory lock. Set before the lock is asked for,
-    /// so that a writer dropped while waiting for it still releases it.
+    /// The keys held, sorted.
+    keys: Vec<String>,
+    /// Whether the connection may hold advisory locks. Set before the first is asked for,
+    /// so that a writer dropped while waiting for one still releases them.
     advisory: bool,
     /// Whether a transaction is open on the connection.
     in_transaction: bool,
     backend: Backend,
-    /// Where the release of an abandoned lock runs (see `Drop`): a task that shutdown
-    /// waits for, so a process that stops does not leave the lock to the session's end.
+    /// Where the release of abandoned locks runs (see `Drop`): a task that shutdown
+    /// waits for, so a process that stops does not leave them to the session's end.
     tasks: TaskTracker,
+    /// This process's turns on the keys. Released after the connection (see `Drop`).
+    /// Owned, so a change can finish in a task of its own when its request goes away.
+    _held: Vec<KeyHold>,
+    /// The process's write turn, on SQLite.
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Writer {
-    /// Waits for the write lock: the process's `turn`, a connection of `pool`, and on
-    /// PostgreSQL the advisory lock on that connection. A lock left behind by a failed or
-    /// cancelled change is released in a task of `tasks`.
+    /// Waits for the write locks of `keys` (sorted, without repeats): on PostgreSQL each
+    /// key's turn in this process, then a connection of `pool`, then each key's advisory
+    /// lock on that connection, in order; on SQLite the process's turn and a connection.
+    /// Locks left behind by a failed or cancelled change are released in a task of `tasks`.
     ///
     /// # Errors
     ///
-    /// When no connection can be had or the lock cannot be asked for.
+    /// When no connection can be had or a lock cannot be asked for.
     pub(crate) async fn acquire(
-        turn: &Arc<tokio::sync::Mutex<()>>,
+        locks: &Locks,
         pool: &AnyPool,
         tasks: &TaskTracker,
+        keys: &[String],
     ) -> Result<Self, sqlx::Error> {
-        let turn = turn.clone().lock_owned().await;
-        let conn = pool.acquire().await?;
+        debug_assert!(keys.is_sorted(), "keys are taken in sorted order");
         let backend = Backend::of(pool);
+        let (mut held, mut turn) = (Vec::new(), None);
+        match backend {
+            Backend::Sqlite => turn = Some(locks.turn().await),
+            Backend::Postgres => {
+                for key in keys {
+                    held.push(locks.hold(key).await);
+                }
+            }
+        }
+        let conn = pool.acquire().await?;
         let mut writer = Self {
-            _turn: turn,
             conn: Some(conn),
+            keys: keys.to_vec(),
             advisory: false,
             in_transaction: false,
             backend,
             tasks: tasks.clone(),
+            _held: held,
+            _turn: turn,
         };
         if backend == Backend::Postgres {
-            writer.advisory = true;
-            sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(WRITE_LOCK_KEY)
-                .execute(&mut *writer)
-                .await?;
+            for key in keys {
+                writer.advisory = true;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(lock_key(key))
+                    .execute(&mut *writer)
+                    .await?;
+            }
         }
         Ok(writer)
+    }
+
+    /// The keys held, sorted.
+    pub(crate) fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// Whether the writer holds every key at once: the process's turn on SQLite.
+    pub(crate) fn holds_everything(&self) -> bool {
+        self.backend == Backend::Sqlite
     }
 
     /// Opens a transaction on the connection. On SQLite it takes the database's write lock
@@ -455,7 +576,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Commits the transaction; the lock stays held.
+    /// Commits the transaction; the locks stay held.
     ///
     /// # Errors
     ///
@@ -466,7 +587,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Releases the lock now, rolling back a transaction still open.
+    /// Releases the locks now, rolling back a transaction still open.
     pub(crate) async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {
             if self.in_transaction {
@@ -495,9 +616,9 @@ impl std::ops::DerefMut for Writer {
 
 impl Drop for Writer {
     /// A writer dropped unreleased (a change that failed or was cancelled): roll back, and
-    /// release the advisory lock in a tracked task (shutdown waits for it), or close the
-    /// connection so that PostgreSQL releases it. The process's turn passes on at once; the
-    /// next writer then waits for the advisory lock.
+    /// release the advisory locks in a tracked task (shutdown waits for it), or close the
+    /// connection so that PostgreSQL releases them. The process's turns pass on at once;
+    /// the next writer of a key then waits for its advisory lock.
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
@@ -516,28 +637,23 @@ impl Drop for Writer {
     }
 }
 
-/// Releases the advisory lock held by `conn`'s session; closes the connection (ending the
-/// session, which releases it too) when that fails or takes too long, so no pooled
-/// connection ever keeps the lock.
+/// Releases every advisory lock held by `conn`'s session; closes the connection (ending
+/// the session, which releases them too) when that fails or takes too long, so no pooled
+/// connection ever keeps one.
 async fn unlock(mut conn: PoolConnection<Any>) {
     let unlocked = tokio::time::timeout(
         UNLOCK_TIMEOUT,
-        sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-            .bind(WRITE_LOCK_KEY)
-            .fetch_one(&mut *conn),
+        sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *conn),
     )
     .await;
     match unlocked {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => {
-            // Not held: the lock request itself failed. Nothing to release.
-        }
+        Ok(Ok(_)) => {}
         Ok(Err(error)) => {
-            tracing::warn!(%error, "cannot release the app's write lock; closing its connection");
+            tracing::warn!(%error, "cannot release the app's write locks; closing its connection");
             conn.close_on_drop();
         }
         Err(_) => {
-            tracing::warn!("releasing the app's write lock timed out; closing its connection");
+            tracing::warn!("releasing the app's write locks timed out; closing its connection");
             conn.close_on_drop();
         }
     }
@@ -626,5 +742,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(flags, (Flag(true), Flag(false)));
+    }
+
+    /// The advisory lock of a key is fixed: nodes of different versions must agree.
+    #[test]
+    fn lock_keys_are_stable() {
+        // `printf 'ws:a' | sha256sum` starts with b83466084f03d372.
+        assert_eq!(lock_key("ws:a"), 0xb834_6608_4f03_d372_u64.cast_signed());
+        assert_ne!(lock_key("ws:a"), lock_key("ws:b"));
+        assert_ne!(lock_key("ws:a"), lock_key("user:a"));
+    }
+
+    /// A key's mutex serializes its holders, other keys go ahead, and the map forgets a key
+    /// nobody holds or waits for (a cancelled waiter included).
+    #[tokio::test]
+    async fn key_turns_serialize_one_key_and_are_forgotten_when_unused() {
+        let locks = Locks::default();
+        let first = locks.hold("ws:a").await;
+        let other = locks.hold("ws:b").await;
+        assert_eq!(locks.len(), 2);
+        let waiting = tokio::time::timeout(Duration::from_millis(50), locks.hold("ws:a")).await;
+        assert!(waiting.is_err(), "a second holder of a key went ahead");
+        assert_eq!(
+            locks.len(),
+            2,
+            "the cancelled waiter left the key to its holder"
+        );
+        drop(other);
+        assert_eq!(locks.len(), 1);
+        let next = {
+            let locks = locks.clone();
+            tokio::spawn(async move {
+                let _held = locks.hold("ws:a").await;
+            })
+        };
+        tokio::task::yield_now().await;
+        drop(first);
+        next.await.unwrap();
+        assert_eq!(locks.len(), 0, "unused keys are forgotten");
     }
 }

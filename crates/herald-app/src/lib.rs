@@ -8,7 +8,7 @@
 //! # Layout
 //!
 //! - `db`: the database (SQLite in the log's file, or PostgreSQL, one set of queries), its
-//!   migrations, the import of an older `app.db`, and the outbox path's write lock.
+//!   migrations, the import of an older `app.db`, and the outbox path's write locks.
 //! - `data_dir`: the data directory and its private SQLite files, shared with the server.
 //! - `model`: resources, request bodies and field checks.
 //! - `policy`: [`Actor`], read and write rules, and the routing of events to hub topics.
@@ -38,14 +38,29 @@
 //!   publishes of the same batch, with one fsync; a change that fails is rolled back alone.
 //!   The log orders events exactly as the database ordered their changes, since one writer
 //!   makes both.
-//! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the app's
-//!   write lock (see `db`) and a transaction; its events are written to the `outbox` table in
-//!   that transaction, so an event exists exactly when its change does. After the commit
-//!   they are handed to the hub's sequencer while the lock is still held, so the log orders
-//!   events as the database ordered their changes; then the change waits for the log to
-//!   acknowledge them and deletes their outbox rows. If Herald dies in between, the relay at
-//!   the next start (and every second while running, on every node) publishes what the
-//!   outbox still holds and the log lacks.
+//! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the write
+//!   locks of its [`Scope`] (see `db`) and a transaction; its events are written to the
+//!   `outbox` table in that transaction, with the scope, so an event exists exactly when its
+//!   change does. After the commit they are handed to the hub's sequencer, and the change
+//!   waits for the log to acknowledge them and deletes their outbox rows before it releases
+//!   its locks. If Herald dies in between, the relay at the next start (and every second
+//!   while running, on every node) publishes what the outbox still holds and the log lacks.
+//!
+//! # The cluster's ordering invariant
+//!
+//! The log orders the events of two changes that share a scope key (`ws:<id>`,
+//! `user:<id>`) as the database committed them; changes with disjoint scopes run in
+//! parallel, on one node and across nodes. A change holds its keys from before its
+//! transaction begins until the log has acknowledged its events; with several nodes
+//! appending to a shared log, releasing them any earlier would let another node's later
+//! change of a key reach the log first. Every writer takes its keys in sorted order, so
+//! changes never deadlock.
+//!
+//! Rows left in the outbox (a node died between its commit and the acknowledgement) keep
+//! that order too: whoever takes a key next, a change or the relay, first publishes the
+//! older rows that share one of its keys, in outbox order, holding every key of each (see
+//! `App::writer`). The log drops a second copy of an id, so rows relayed by two nodes at
+//! once are stored once.
 //!
 //! Changes made outside a server (`herald user deactivate`) always go through the outbox,
 //! and the relay of the running server publishes them.
@@ -131,10 +146,59 @@ impl Scope {
     }
 
     /// The keys, sorted.
-    #[allow(dead_code)]
     pub(crate) fn keys(&self) -> &[String] {
         &self.keys
     }
+
+    /// The scope as the outbox stores it (column `scope`): its keys, each followed and
+    /// preceded by a space, so that `scope LIKE '% <key> %'` finds a key; `''` for none.
+    /// Keys hold no spaces (they are made of ids).
+    fn stored(&self) -> String {
+        if self.keys.is_empty() {
+            String::new()
+        } else {
+            format!(" {} ", self.keys.join(" "))
+        }
+    }
+
+    /// The scope an outbox row stores.
+    fn from_stored(stored: &str) -> Self {
+        stored
+            .split(' ')
+            .filter(|key| !key.is_empty())
+            .fold(Self::default(), |scope, key| scope.and(key.to_owned()))
+    }
+
+    /// This scope and every key of `other`.
+    fn union(self, other: &Self) -> Self {
+        other
+            .keys
+            .iter()
+            .fold(self, |scope, key| scope.and(key.clone()))
+    }
+}
+
+/// The SQL condition, on the outbox's `scope` column, of the rows that share a key with
+/// `keys`, with the values to bind from `$first` on: those with any of the keys, and those
+/// with none (stored by a version that did not record scopes), which go before any change.
+/// `everything` (SQLite's one writer) matches every row.
+fn shares_keys(keys: &[String], everything: bool, first: usize) -> (String, Vec<String>) {
+    if everything {
+        return ("1 = 1".to_owned(), Vec::new());
+    }
+    let mut condition = "(scope = ''".to_owned();
+    let mut binds = Vec::with_capacity(keys.len());
+    for (n, key) in keys.iter().enumerate() {
+        use std::fmt::Write as _;
+        let _ = write!(condition, " OR scope LIKE ${} ESCAPE '\\'", first + n);
+        let escaped = key
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(format!("% {escaped} %"));
+    }
+    condition.push(')');
+    (condition, binds)
 }
 
 /// The app: its database and the hub its events go to. Cheap to clone.
@@ -147,10 +211,9 @@ pub struct App {
 struct Inner {
     pool: AnyPool,
     hub: Hub,
-    /// One writer at a time in this process: SQLite allows no more, and holding it from
-    /// commit to hand-over keeps the log's order equal to the database's. On PostgreSQL a
-    /// [`db::Writer`] adds an advisory lock, for one writer at a time in the cluster.
-    write: Arc<tokio::sync::Mutex<()>>,
+    /// This process's side of the write locks (see [`db::Writer`]), shared with
+    /// `accounts`: the one write turn on SQLite, a turn per scope key on PostgreSQL.
+    locks: db::Locks,
     /// Outbox rows a request is publishing right now; the relay leaves them alone.
     inflight: std::sync::Mutex<HashSet<String>>,
     /// The server's tasks, which shutdown waits for: the relay, each change's commit, the
@@ -180,14 +243,15 @@ impl App {
         if commits == Commits::WithLog && !hub.runs_work() {
             anyhow::bail!("the event log cannot commit the app's changes with their events");
         }
+        let accounts = Accounts::new(pool.clone(), tasks.clone());
         let app = Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
                 hub,
-                write: Arc::default(),
+                locks: accounts.locks.clone(),
                 inflight: std::sync::Mutex::default(),
                 tasks: tasks.clone(),
-                accounts: Accounts::new(pool.clone(), tasks.clone()),
+                accounts,
                 commits,
             }),
         };
@@ -241,9 +305,42 @@ impl App {
         self.inner.commits
     }
 
-    /// Waits for the write lock (see [`db::Writer`]).
-    async fn writer(&self) -> Result<db::Writer, sqlx::Error> {
-        db::Writer::acquire(&self.inner.write, &self.inner.pool, &self.inner.tasks).await
+    /// Waits for the write locks of `scope` (see [`db::Writer`]), widened to the keys of
+    /// every outbox row that shares one of them: such rows are left by a change whose node
+    /// died before the log acknowledged them, and whoever holds one of their keys publishes
+    /// them first, which keeps the order of each of their keys only if it holds all of them.
+    /// When it finds more keys, it lets go and takes the wider scope, still in sorted order
+    /// (so, no deadlock), until the rows it shares keys with add none. Once a writer holds a
+    /// key, only it can store rows of that key, so the set cannot grow meanwhile.
+    async fn writer(&self, scope: Scope) -> Result<db::Writer, sqlx::Error> {
+        let mut scope = scope;
+        loop {
+            let mut writer = db::Writer::acquire(
+                &self.inner.locks,
+                &self.inner.pool,
+                &self.inner.tasks,
+                scope.keys(),
+            )
+            .await?;
+            if writer.holds_everything() {
+                return Ok(writer);
+            }
+            let (condition, binds) = shares_keys(writer.keys(), false, 1);
+            let sql = format!("SELECT DISTINCT scope FROM outbox WHERE {condition}");
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for bind in binds {
+                query = query.bind(bind);
+            }
+            let stored = query.fetch_all(&mut *writer).await?;
+            let wider = stored.iter().fold(scope.clone(), |wider, row| {
+                wider.union(&Scope::from_stored(row))
+            });
+            if wider == scope {
+                return Ok(writer);
+            }
+            writer.release().await;
+            scope = wider;
+        }
     }
 
     /// Runs `body` as one change, in one transaction with the events it emits, and returns
@@ -317,8 +414,8 @@ impl App {
             + Send
             + 'static,
     {
-        let _ = scope;
-        let mut writer = self.writer().await.map_err(internal)?;
+        let stored_scope = scope.stored();
+        let mut writer = self.writer(scope).await.map_err(internal)?;
         writer.begin().await.map_err(internal)?;
         let mut change = Change {
             tx: &mut writer,
@@ -328,7 +425,7 @@ impl App {
         let events = change.events;
         let mut outgoing = Vec::with_capacity(events.len());
         for update in events {
-            let seq = store_event(&mut writer, &update).await?;
+            let seq = store_event(&mut writer, &update, &stored_scope).await?;
             outgoing.push(Outgoing { seq, update });
         }
         let tasks = self.inner.tasks.clone();
@@ -342,23 +439,38 @@ impl App {
     /// Publishes outbox rows that no request is publishing and the log does not hold;
     /// deletes those it holds. Returns how many it published.
     ///
-    /// It holds the write lock while it enqueues, like a change, so its events take their
-    /// place in the log between changes, in outbox order. Several nodes may relay the same
-    /// row at once; the check against the log keeps that rare, and the log drops a second
-    /// copy of an id.
+    /// For each row, oldest first, it takes the write locks of the row's scope, like a
+    /// change, and publishes in outbox order every row that shares one of those keys, so
+    /// their events take their place in the log between changes, in the order of each key.
+    /// Several nodes may relay the same row at once; the check against the log keeps that
+    /// rare, and the log drops a second copy of an id.
     async fn relay(&self) -> anyhow::Result<usize> {
         if self.inner.commits == Commits::WithLog {
             return self.relay_with_log().await;
         }
-        let mut writer = self.writer().await?;
-        let (pending, mut done) = self.enqueue_stored(&mut writer, i64::MAX).await?;
-        writer.release().await;
-        let published = pending.len();
-        for (seq, acked) in pending {
-            acked.await?;
-            done.push(seq);
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, scope FROM outbox ORDER BY seq LIMIT $1")
+                .bind(RELAY_BATCH)
+                .fetch_all(&self.inner.pool)
+                .await?;
+        let mut handled = HashSet::new();
+        let mut published = 0;
+        for (seq, stored) in rows {
+            if handled.contains(&seq) {
+                continue;
+            }
+            let mut writer = self.writer(Scope::from_stored(&stored)).await?;
+            let (pending, mut done, seen) = self.enqueue_stored(&mut writer, i64::MAX).await?;
+            handled.extend(seen);
+            handled.insert(seq);
+            published += pending.len();
+            for (seq, acked) in pending {
+                acked.await?;
+                done.push(seq);
+            }
+            delete_outbox(&mut writer, &done).await?;
+            writer.release().await;
         }
-        self.delete_outbox(&done).await?;
         Ok(published)
     }
 
@@ -410,39 +522,53 @@ impl App {
         Ok(relayed)
     }
 
-    /// Enqueues, in outbox order, the stored events before position `before` that no
-    /// request is publishing and the log does not hold yet (those it holds are returned as
-    /// done). Runs under the write lock, so nothing can be enqueued between them.
+    /// Enqueues, in outbox order, the stored events before position `before` that share a
+    /// key with `writer` (see [`App::writer`]), that no request is publishing and that the
+    /// log does not hold yet (those it holds are returned as done); and every row it looked
+    /// at. Runs under the write locks of those keys, so nothing of theirs can be enqueued
+    /// in between.
     async fn enqueue_stored(
         &self,
         writer: &mut db::Writer,
         before: i64,
-    ) -> anyhow::Result<(Vec<(i64, Acked)>, Vec<i64>)> {
-        let rows: Vec<(i64, String, String, String, String, String)> = sqlx::query_as(
-            "SELECT seq, uid, topics, type, data, closes FROM outbox WHERE seq < $1 \
-             ORDER BY seq LIMIT $2",
-        )
-        .bind(before)
-        .bind(RELAY_BATCH)
-        .fetch_all(&mut **writer)
-        .await?;
-        let mut done = Vec::new();
-        let mut pending = Vec::new();
-        for (seq, uid, topics, event_type, data, closes) in rows {
-            if self.inflight().contains(&uid) {
-                continue;
+    ) -> anyhow::Result<(Vec<(i64, Acked)>, Vec<i64>, Vec<i64>)> {
+        let (condition, binds) = shares_keys(writer.keys(), writer.holds_everything(), 3);
+        let sql = format!(
+            "SELECT seq, uid, topics, type, data, closes FROM outbox \
+             WHERE seq < $1 AND seq > $2 AND {condition} ORDER BY seq LIMIT {RELAY_BATCH}"
+        );
+        let (mut done, mut pending, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+        let mut after = i64::MIN;
+        loop {
+            let mut query =
+                sqlx::query_as::<_, (i64, String, String, String, String, String)>(&sql)
+                    .bind(before)
+                    .bind(after);
+            for bind in &binds {
+                query = query.bind(bind);
             }
-            if self.inner.hub.contains(&uid).await? {
-                done.push(seq);
-                continue;
+            let rows = query.fetch_all(&mut **writer).await?;
+            let Some(last) = rows.last().map(|row| row.0) else {
+                break;
+            };
+            after = last;
+            for (seq, uid, topics, event_type, data, closes) in rows {
+                seen.push(seq);
+                if self.inflight().contains(&uid) {
+                    continue;
+                }
+                if self.inner.hub.contains(&uid).await? {
+                    done.push(seq);
+                    continue;
+                }
+                let update = stored_update(uid, &topics, event_type, data, &closes)?;
+                pending.push((
+                    seq,
+                    Box::pin(self.inner.hub.enqueue(update).await?) as Acked,
+                ));
             }
-            let update = stored_update(uid, &topics, event_type, data, &closes)?;
-            pending.push((
-                seq,
-                Box::pin(self.inner.hub.enqueue(update).await?) as Acked,
-            ));
         }
-        Ok((pending, done))
+        Ok((pending, done, seen))
     }
 
     async fn relay_forever(self, shutdown: CancellationToken) {
@@ -464,27 +590,23 @@ impl App {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.inner.inflight.lock().expect("inflight poisoned")
     }
+}
 
-    /// Deletes the outbox rows `seqs`. Takes the process's turn (SQLite has one writer at a
-    /// time), not the cluster's: deleting published rows reorders nothing.
-    async fn delete_outbox(&self, seqs: &[i64]) -> Result<(), sqlx::Error> {
-        if seqs.is_empty() {
-            return Ok(());
+/// Deletes the outbox rows `seqs` on the connection of `writer`, whose locks keep a change
+/// of the same keys from looking at them meanwhile.
+async fn delete_outbox(writer: &mut db::Writer, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    for chunk in seqs.chunks(RELAY_BATCH.unsigned_abs() as usize) {
+        let sql = format!(
+            "DELETE FROM outbox WHERE seq IN ({})",
+            db::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for seq in chunk {
+            query = query.bind(seq);
         }
-        let _turn = self.inner.write.lock().await;
-        for chunk in seqs.chunks(RELAY_BATCH as usize) {
-            let sql = format!(
-                "DELETE FROM outbox WHERE seq IN ({})",
-                db::placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for seq in chunk {
-                query = query.bind(seq);
-            }
-            query.execute(&self.inner.pool).await?;
-        }
-        Ok(())
+        query.execute(&mut **writer).await?;
     }
+    Ok(())
 }
 
 /// The acknowledgement of one enqueued event.
@@ -582,11 +704,11 @@ async fn finish(app: App, mut tx: db::Writer, events: Vec<Outgoing>) -> Result<(
     // Events of earlier changes that did not reach the log go first, so the log keeps
     // the database's order.
     let first = events.first().map_or(i64::MAX, |e| e.seq);
-    let (mut pending, mut done) = match app.enqueue_stored(&mut tx, first).await {
+    let (mut pending, mut done, _) = match app.enqueue_stored(&mut tx, first).await {
         Ok(stored) => stored,
         Err(error) => {
             tracing::warn!(%error, "cannot publish earlier events; the relay will retry");
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         }
     };
     {
@@ -606,7 +728,8 @@ async fn finish(app: App, mut tx: db::Writer, events: Vec<Outgoing>) -> Result<(
         }
         uids.push(uid);
     }
-    tx.release().await;
+    // The locks stay held until the log has acknowledged the events: another node's later
+    // change of the same keys appends to the log only after that.
     for (seq, acked) in pending {
         match acked.await {
             Ok(_) => done.push(seq),
@@ -621,17 +744,22 @@ async fn finish(app: App, mut tx: db::Writer, events: Vec<Outgoing>) -> Result<(
             inflight.remove(uid);
         }
     }
-    if let Err(error) = app.delete_outbox(&done).await {
+    if let Err(error) = delete_outbox(&mut tx, &done).await {
         // Harmless: the relay finds the events in the log and deletes the rows.
         tracing::warn!(%error, "cannot clear published events from the outbox");
     }
+    tx.release().await;
     Ok(())
 }
 
-/// Writes an event to the outbox on `conn`, inside the transaction of its change; returns
-/// its outbox position. A change made outside a server (the CLI) leaves it to the relay of
+/// Writes an event to the outbox on `conn`, inside the transaction of its change, with
+/// the change's `scope` (as [`Scope::stored`] writes it); returns its outbox position. A change made outside a server (the CLI) leaves it to the relay of
 /// the running nodes, which publishes it within [`RELAY_INTERVAL`].
-async fn store_event(conn: &mut sqlx::AnyConnection, update: &Update) -> Result<i64, AppError> {
+async fn store_event(
+    conn: &mut sqlx::AnyConnection,
+    update: &Update,
+    scope: &str,
+) -> Result<i64, AppError> {
     let topics_json = serde_json::to_string(&update.topics).map_err(internal)?;
     let closes_json = if update.closes.is_empty() {
         String::new()
@@ -644,8 +772,8 @@ async fn store_event(conn: &mut sqlx::AnyConnection, update: &Update) -> Result<
         update.data.as_str(),
     );
     sqlx::query_scalar(
-        "INSERT INTO outbox (uid, topics, type, data, closes, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        "INSERT INTO outbox (uid, topics, type, data, closes, created_at, scope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
     )
     .bind(uid)
     .bind(topics_json)
@@ -653,6 +781,7 @@ async fn store_event(conn: &mut sqlx::AnyConnection, update: &Update) -> Result<
     .bind(data)
     .bind(closes_json)
     .bind(unix_ms())
+    .bind(scope)
     .fetch_one(conn)
     .await
     .map_err(internal)
@@ -682,6 +811,60 @@ mod tests {
         .execute(pool)
         .await
         .unwrap();
+    }
+
+    /// The outbox stores a change's scope, and a writer finds the rows that share one of its
+    /// keys (and those stored without a scope), whatever LIKE's wildcards the keys hold.
+    #[tokio::test]
+    async fn outbox_rows_are_found_by_the_keys_they_share() {
+        let scope = Scope::workspace("a_1").and_user("u%");
+        assert_eq!(scope.stored(), " user:u% ws:a_1 ");
+        assert_eq!(Scope::from_stored(&scope.stored()), scope);
+        assert_eq!(Scope::from_stored(""), Scope::default());
+        assert_eq!(
+            Scope::workspace("b").union(&scope).keys(),
+            ["user:u%", "ws:a_1", "ws:b"]
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let pool = open_db(None, dir.path()).await.unwrap();
+        for (uid, stored) in [
+            ("r1", " ws:a_1 "),
+            ("r2", " ws:aX1 "),
+            ("r3", " user:u% ws:b "),
+            ("r4", ""),
+            ("r5", " ws:a_10 "),
+            ("r6", " user:uX "),
+        ] {
+            sqlx::query(
+                "INSERT INTO outbox (uid, topics, type, data, closes, created_at, scope) \
+                 VALUES ($1, '[]', 't', '{}', '', 0, $2)",
+            )
+            .bind(uid)
+            .bind(stored)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        let found = async |keys: &[&str], everything: bool| -> Vec<String> {
+            let keys: Vec<String> = keys.iter().map(|&k| k.to_owned()).collect();
+            let (condition, binds) = shares_keys(&keys, everything, 1);
+            let sql = format!("SELECT uid FROM outbox WHERE {condition} ORDER BY seq");
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for bind in binds {
+                query = query.bind(bind);
+            }
+            query.fetch_all(&pool).await.unwrap()
+        };
+        assert_eq!(found(&["ws:a_1"], false).await, ["r1", "r4"]);
+        assert_eq!(found(&["user:u%"], false).await, ["r3", "r4"]);
+        assert_eq!(found(&["user:u%", "ws:b"], false).await, ["r3", "r4"]);
+        assert_eq!(
+            found(&["ws:aX1", "ws:a_10"], false).await,
+            ["r2", "r4", "r5"]
+        );
+        assert_eq!(found(&[], false).await, ["r4"]);
+        assert_eq!(found(&[], true).await.len(), 6);
     }
 
     /// A crash between the app's commit and the log's acknowledgement leaves rows in the

@@ -320,7 +320,7 @@ mod tests {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
                 hub,
-                write: Arc::default(),
+                locks: crate::db::Locks::default(),
                 inflight: std::sync::Mutex::default(),
                 tasks: TaskTracker::new(),
                 accounts: crate::Accounts::new(pool, TaskTracker::new()),

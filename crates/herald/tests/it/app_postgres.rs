@@ -1,7 +1,7 @@
 //! The app on PostgreSQL (`herald serve --database-url postgres://…`), against a real
 //! PostgreSQL server: the same API and events as on SQLite, the data in PostgreSQL and
-//! still there after a restart, and the write lock that PostgreSQL makes cluster-wide,
-//! taken by every change and released on every path.
+//! still there after a restart, and the write locks that PostgreSQL makes cluster-wide,
+//! taken by every change for its workspace (or user) and released on every path.
 
 use std::time::Duration;
 
@@ -114,10 +114,10 @@ async fn scenario() {
     assert_eq!(event.data["data"], done);
     bob.get(&one).await.expect_error(404, "not_found");
 
-    // Changes take the write lock in PostgreSQL: while another session holds it, a change
-    // waits, then goes ahead.
+    // Changes take their workspace's write lock in PostgreSQL: while another session holds
+    // it, a change waits, then goes ahead.
     wait_for_advisory_locks(&postgres, 0).await;
-    let key = herald_app::db::WRITE_LOCK_KEY;
+    let key = herald_app::db::lock_key(&format!("ws:{ws}"));
     let hold = format!("SELECT pg_advisory_lock({key}); SELECT pg_sleep(3)");
     let holder = postgres.psql(&hold);
     let waiting = async {

@@ -36,7 +36,7 @@ pub(crate) use raw::RawStream;
 pub(crate) use server::{
     TestServer, herald_command, http_client, keep_tail, run_herald, run_herald_with,
 };
-pub(crate) use services::{Postgres, Redis};
+pub(crate) use services::{PG_SESSION_NAME, Postgres, Redis};
 pub(crate) use sse::{Sse, ids};
 
 /// The HS256 key every test server verifies tokens with.

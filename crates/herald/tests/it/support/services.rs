@@ -368,10 +368,68 @@ impl Postgres {
         self.psql_in("herald", sql).await
     }
 
+    /// A `psql` session on the database `herald` whose statements the test sends one by
+    /// one (to hold a transaction open, say). It shows in `pg_stat_activity` with the
+    /// `application_name` [`PG_SESSION_NAME`].
+    pub(crate) fn session(&self) -> PgSession {
+        let mut command = pg_command(&self.bin.join("psql"), None, Path::new("/"));
+        command
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-d", "herald"])
+            .env("PGCONNECT_TIMEOUT", "5")
+            .env("PGAPPNAME", PG_SESSION_NAME)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("run psql");
+        let stdin = child.stdin.take().expect("psql's stdin");
+        PgSession { child, stdin }
+    }
+
     async fn psql_in(&self, database: &str, sql: &str) -> String {
         psql(&self.bin, self.port, database, sql)
             .await
             .unwrap_or_else(|e| panic!("psql {sql:?}: {e}\nserver log:\n{}", self.log()))
+    }
+}
+
+/// The `application_name` of a [`PgSession`].
+pub(crate) const PG_SESSION_NAME: &str = "herald-test-session";
+
+/// A `psql` session fed statement by statement (see [`Postgres::session`]); killed when
+/// dropped.
+pub(crate) struct PgSession {
+    child: Child,
+    stdin: tokio::process::ChildStdin,
+}
+
+impl PgSession {
+    /// Sends `sql` (whole statements, `;`-terminated); psql runs them as it reads them.
+    pub(crate) async fn send(&mut self, sql: &str) {
+        self.stdin
+            .write_all(format!("{sql}\n").as_bytes())
+            .await
+            .expect("write to psql");
+        self.stdin.flush().await.expect("write to psql");
+    }
+
+    /// Ends the session (`\q`) and waits for psql to exit, successfully.
+    pub(crate) async fn end(mut self) {
+        self.send("\\q").await;
+        let status = timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("psql exits within 30 s")
+            .expect("wait for psql");
+        assert!(status.success(), "psql failed: {status}");
     }
 }
 
