@@ -323,7 +323,7 @@ impl Accounts {
     /// one) and a workspace it owns, with its `general` channel. Returns what it created, or
     /// `None` when an admin already exists.
     ///
-    /// It holds the write lock of [`BOOTSTRAP_KEY`] throughout, so nodes of a cluster
+    /// It holds the write lock of `BOOTSTRAP_KEY` throughout, so nodes of a cluster
     /// starting together on an empty database create one admin between them.
     ///
     /// # Errors

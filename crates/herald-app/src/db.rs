@@ -260,19 +260,23 @@ async fn renumber_old_migrations(pool: &AnyPool) -> Result<(), sqlx::Error> {
 
 /// Copies the data of an older version's `app.db` in `data_dir` into the app's tables of
 /// `pool`, in one transaction, then renames the file [`IMPORTED_APP_FILE`]. Does nothing
-/// when there is no such file. Refuses when both hold users: that is two installations,
-/// which an operator must untangle.
+/// when there is no such file. When the log's file already holds every user of the old
+/// one, an earlier import stopped before the rename: only the rename is left. Refuses when
+/// the log's file holds other users: that is two installations, which an operator must
+/// untangle.
 async fn import_old_app_file(pool: &AnyPool, data_dir: &Path) -> anyhow::Result<()> {
     let old = data_dir.join(APP_FILE);
     if !old.is_file() {
         return Ok(());
     }
-    // The old file is migrated as it would have been, so its columns are today's.
+    // The old file is migrated as it would have been, so its columns are today's. Opened
+    // without creating it: another process may have imported and renamed it meanwhile.
     {
+        let url = sqlite_url(&old)?.replace("mode=rwc", "mode=rw");
         let old_pool = AnyPoolOptions::new()
             .max_connections(1)
             .after_connect(|conn, _| Box::pin(sqlite_pragmas(conn)))
-            .connect(&sqlite_url(&old)?)
+            .connect(&url)
             .await
             .with_context(|| format!("cannot open {}", old.display()))?;
         renumber_old_migrations(&old_pool).await?;
@@ -289,17 +293,6 @@ async fn import_old_app_file(pool: &AnyPool, data_dir: &Path) -> anyhow::Result<
         old_pool.close().await;
     }
     let mut conn = pool.acquire().await?;
-    let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(&mut *conn)
-        .await?;
-    if users > 0 {
-        anyhow::bail!(
-            "{} holds the app's data of an older version, and {} holds users already; \
-             move one of them away",
-            old.display(),
-            data_dir.join(crate::data_dir::LOG_FILE).display()
-        );
-    }
     let path = old
         .to_str()
         .context("the path of the old app database is not UTF-8")?;
@@ -307,17 +300,35 @@ async fn import_old_app_file(pool: &AnyPool, data_dir: &Path) -> anyhow::Result<
         .bind(path)
         .execute(&mut *conn)
         .await?;
+    // The check and the copy in one IMMEDIATE transaction: two processes starting at once
+    // (a server and `herald user …`) cannot both copy.
     let copied = async {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        for table in TABLES.iter().chain(["outbox"].iter()) {
-            sqlx::query(&format!(
-                "INSERT INTO main.{table} SELECT * FROM old.{table}"
-            ))
-            .execute(&mut *conn)
-            .await?;
+        let (users, missing): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM main.users), \
+             (SELECT COUNT(*) FROM old.users WHERE id NOT IN (SELECT id FROM main.users))",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let copy = match (users, missing) {
+            (0, _) => true,
+            (_, 0) => false,
+            _ => {
+                sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+                return Ok(Err(users));
+            }
+        };
+        if copy {
+            for table in TABLES.iter().chain(["outbox"].iter()) {
+                sqlx::query(&format!(
+                    "INSERT INTO main.{table} SELECT * FROM old.{table}"
+                ))
+                .execute(&mut *conn)
+                .await?;
+            }
         }
         sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok::<_, sqlx::Error>(())
+        Ok::<_, sqlx::Error>(Ok(()))
     }
     .await;
     if copied.is_err() {
@@ -326,7 +337,14 @@ async fn import_old_app_file(pool: &AnyPool, data_dir: &Path) -> anyhow::Result<
     sqlx::query("DETACH DATABASE old")
         .execute(&mut *conn)
         .await?;
-    copied.with_context(|| format!("cannot import {}", old.display()))?;
+    if let Err(users) = copied.with_context(|| format!("cannot import {}", old.display()))? {
+        anyhow::bail!(
+            "{} holds the app's data of an older version, and {} holds {users} other users \
+             already; move one of them away",
+            old.display(),
+            data_dir.join(crate::data_dir::LOG_FILE).display()
+        );
+    }
     for suffix in ["", "-wal", "-shm"] {
         let from = data_dir.join(format!("{APP_FILE}{suffix}"));
         if from.exists() {
@@ -334,6 +352,10 @@ async fn import_old_app_file(pool: &AnyPool, data_dir: &Path) -> anyhow::Result<
                 .with_context(|| format!("cannot rename {}", from.display()))?;
         }
     }
+    // The renames survive a power loss only once the directory is on disk.
+    std::fs::File::open(data_dir)
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot sync {}", data_dir.display()))?;
     tracing::info!(
         from = %old.display(),
         "imported the app's data of an older version into the event log's file"

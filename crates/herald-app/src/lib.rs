@@ -39,7 +39,7 @@
 //!   The log orders events exactly as the database ordered their changes, since one writer
 //!   makes both.
 //! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the write
-//!   locks of its [`Scope`] (see `db`) and a transaction; its events are written to the
+//!   locks of its `Scope` (see `db`) and a transaction; its events are written to the
 //!   `outbox` table in that transaction, with the scope, so an event exists exactly when its
 //!   change does. After the commit they are handed to the hub's sequencer, and the change
 //!   waits for the log to acknowledge them and deletes their outbox rows before it releases
@@ -73,6 +73,7 @@ pub mod error;
 pub mod model;
 pub mod passwords;
 pub mod policy;
+mod scope;
 pub mod service;
 pub mod snapshot;
 pub mod streams;
@@ -89,6 +90,8 @@ pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use error::{AppError, ErrorKind};
 pub use model::{NewUser, UserRole};
 pub use policy::Actor;
+pub(crate) use scope::Scope;
+use scope::shares_keys;
 
 use crate::error::internal;
 
@@ -107,98 +110,6 @@ pub enum Commits {
     /// The app's database is not the log's: each change writes its events to the outbox
     /// and hands them to the hub after it commits.
     Outbox,
-}
-
-/// What a change may touch, for ordering: its events are ordered with those of every
-/// other change that shares a key. Declared before the change starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Scope {
-    /// `ws:<id>` and `user:<id>` keys, sorted, without repeats.
-    keys: Vec<String>,
-}
-
-impl Scope {
-    /// A change within workspace `ws`.
-    pub(crate) fn workspace(ws: &str) -> Self {
-        Self::default().and_workspace(ws)
-    }
-
-    /// A change that concerns user `id`'s own topics.
-    pub(crate) fn user(id: &str) -> Self {
-        Self::default().and_user(id)
-    }
-
-    /// This scope and workspace `ws`.
-    pub(crate) fn and_workspace(self, ws: &str) -> Self {
-        self.and(format!("ws:{ws}"))
-    }
-
-    /// This scope and user `id`.
-    pub(crate) fn and_user(self, id: &str) -> Self {
-        self.and(format!("user:{id}"))
-    }
-
-    fn and(mut self, key: String) -> Self {
-        if let Err(at) = self.keys.binary_search(&key) {
-            self.keys.insert(at, key);
-        }
-        self
-    }
-
-    /// The keys, sorted.
-    pub(crate) fn keys(&self) -> &[String] {
-        &self.keys
-    }
-
-    /// The scope as the outbox stores it (column `scope`): its keys, each followed and
-    /// preceded by a space, so that `scope LIKE '% <key> %'` finds a key; `''` for none.
-    /// Keys hold no spaces (they are made of ids).
-    fn stored(&self) -> String {
-        if self.keys.is_empty() {
-            String::new()
-        } else {
-            format!(" {} ", self.keys.join(" "))
-        }
-    }
-
-    /// The scope an outbox row stores.
-    fn from_stored(stored: &str) -> Self {
-        stored
-            .split(' ')
-            .filter(|key| !key.is_empty())
-            .fold(Self::default(), |scope, key| scope.and(key.to_owned()))
-    }
-
-    /// This scope and every key of `other`.
-    fn union(self, other: &Self) -> Self {
-        other
-            .keys
-            .iter()
-            .fold(self, |scope, key| scope.and(key.clone()))
-    }
-}
-
-/// The SQL condition, on the outbox's `scope` column, of the rows that share a key with
-/// `keys`, with the values to bind from `$first` on: those with any of the keys, and those
-/// with none (stored by a version that did not record scopes), which go before any change.
-/// `everything` (SQLite's one writer) matches every row.
-fn shares_keys(keys: &[String], everything: bool, first: usize) -> (String, Vec<String>) {
-    if everything {
-        return ("1 = 1".to_owned(), Vec::new());
-    }
-    let mut condition = "(scope = ''".to_owned();
-    let mut binds = Vec::with_capacity(keys.len());
-    for (n, key) in keys.iter().enumerate() {
-        use std::fmt::Write as _;
-        let _ = write!(condition, " OR scope LIKE ${} ESCAPE '\\'", first + n);
-        let escaped = key
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        binds.push(format!("% {escaped} %"));
-    }
-    condition.push(')');
-    (condition, binds)
 }
 
 /// The app: its database and the hub its events go to. Cheap to clone.
@@ -264,7 +175,15 @@ impl App {
                 .execute(&app.inner.pool)
                 .await?;
         }
-        let relayed = app.relay().await?;
+        // Everything a previous run left, before any request is served.
+        let mut relayed = 0;
+        loop {
+            let round = app.relay().await?;
+            relayed += round;
+            if round < RELAY_BATCH as usize {
+                break;
+            }
+        }
         if relayed > 0 {
             tracing::info!(
                 relayed,
@@ -399,7 +318,10 @@ impl App {
                 .ok_or_else(|| internal("a stored change left no result")),
             Err(TransactError::Work(error)) => Err(match error.downcast::<AppError>() {
                 Ok(error) => *error,
-                Err(other) => internal(other),
+                // The hub's own refusals of a work: over its time budget, or a panic (a
+                // bug). Either way nothing was changed.
+                Err(other) if other.to_string().contains("panicked") => internal(other),
+                Err(other) => AppError::unavailable(format!("nothing was changed: {other}")),
             }),
             Err(TransactError::Unavailable(message)) => Err(AppError::unavailable(format!(
                 "nothing was changed: {message}"

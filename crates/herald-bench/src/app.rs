@@ -1,6 +1,6 @@
 //! `herald-bench app`: the app's write path, from a REST change to other users' streams.
 //!
-//! The bench sets up its world through Herald's REST API ([`setup`]): the admin signs in,
+//! The bench sets up its world through Herald's REST API (`setup`): the admin signs in,
 //! creates `--users` members and `--workspaces` workspaces, and adds `--members` members to
 //! each; every member signs in once. Then it opens one stream per membership,
 //! `GET /api/events?workspace=<ws>` with the member's session cookie, so that a change in a

@@ -495,10 +495,11 @@ impl EventLog for SqliteLog {
                     .map_err(LogError::from),
                 Err(error) => Err(error),
             };
-            if committed.is_err() {
-                // Nothing of the batch stands; a failed ROLLBACK leaves the connection to
-                // the pool, which closes one still inside a transaction.
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            if committed.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                // Nothing of the batch stands. A connection that may still be inside the
+                // transaction must not serve the next append, which would join it: close
+                // it, and the pool opens a new one.
+                conn.close_on_drop();
             }
             committed
         })

@@ -16,10 +16,14 @@ async fn old_app_file(dir: &std::path::Path) {
     let path = dir.join("app.db");
     let url = format!("sqlite://{}", path.display());
     let pool = open_db(Some(&url), dir).await.unwrap();
-    sqlx::query("UPDATE _sqlx_migrations SET version = version - 1000")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // The old version had the first two migrations only, numbered 1 and 2.
+    for statement in [
+        "ALTER TABLE outbox DROP COLUMN scope",
+        "DELETE FROM _sqlx_migrations WHERE version > 1002",
+        "UPDATE _sqlx_migrations SET version = version - 1000",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
     let accounts = herald_app::Accounts::new(pool.clone(), TaskTracker::new());
     accounts
         .add_user(NewUser {
@@ -111,12 +115,36 @@ async fn an_older_app_file_is_imported_once_and_its_outbox_relayed() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 1001, 1002]);
+    assert_eq!(versions, [1, 2, 1001, 1002, 1003]);
     shutdown.cancel();
     tracker.close();
     tokio::time::timeout(Duration::from_secs(10), tracker.wait())
         .await
         .unwrap();
+}
+
+/// An import that committed but stopped before the rename (a crash) finishes at the next
+/// start with the rename alone, copying nothing twice.
+#[tokio::test]
+async fn an_import_cut_before_the_rename_only_renames_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    old_app_file(dir.path()).await;
+    let pool = open_db(None, dir.path()).await.unwrap();
+    pool.close().await;
+    // As if the rename had not happened.
+    std::fs::copy(
+        dir.path().join("app.db.imported"),
+        dir.path().join("app.db"),
+    )
+    .unwrap();
+    let pool = open_db(None, dir.path()).await.unwrap();
+    assert!(!dir.path().join("app.db").exists());
+    let (users, workspaces): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM workspaces)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((users, workspaces), (1, 1));
 }
 
 /// Data in both files is two installations: the start refuses rather than merge them.
@@ -137,7 +165,7 @@ async fn an_older_app_file_beside_users_is_refused() {
     old_app_file(dir.path()).await;
     let error = open_db(None, dir.path()).await.unwrap_err();
     assert!(
-        format!("{error:#}").contains("holds users already"),
+        format!("{error:#}").contains("holds 1 other users already"),
         "{error:#}"
     );
     assert!(
