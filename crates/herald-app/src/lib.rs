@@ -555,7 +555,6 @@ impl Change<'_> {
     /// the change; once it is fanned out, the streams following `closes` end (a
     /// revocation). Its `data` is `envelope` with its `id` set to the event id, which it
     /// returns.
-    #[allow(clippy::unused_async)]
     pub(crate) async fn emit(
         &mut self,
         event_type: &str,

@@ -252,12 +252,7 @@ impl Hub {
     {
         update.validate(&self.shared.config.limits)?;
         let chosen_id = update.id.is_some();
-        let id: Arc<str> = match update.id.take() {
-            Some(id) => id.into(),
-            // Time-ordered (v7), so the log's id index grows at its right edge: a random id
-            // would dirty a different index page per update, and each is written to the WAL.
-            None => format!("urn:uuid:{}", uuid::Uuid::now_v7()).into(),
-        };
+        let id = take_id(&mut update);
         let created_at_ms = now_ms();
         // Encode here, on the publisher's task, so the sequencer only stores and fans out.
         let record = Record::new(0, id.clone(), &update, created_at_ms);
@@ -328,13 +323,9 @@ impl Hub {
                 let mut entries = Vec::with_capacity(updates.len());
                 for mut update in updates {
                     update.validate(&limits)?;
-                    let id: Arc<str> = match update.id.take() {
-                        Some(id) => id.into(),
-                        None => format!("urn:uuid:{}", uuid::Uuid::now_v7()).into(),
-                    };
                     entries.push(Entry {
                         seq: 0,
-                        id,
+                        id: take_id(&mut update),
                         update,
                         created_at_ms,
                     });
@@ -499,6 +490,16 @@ impl Hub {
             .expect("registry poisoned")
             .all
             .len()
+    }
+}
+
+/// The id `update` carries, taken out of it, or a new one. New ids are time-ordered (v7),
+/// so the log's id index grows at its right edge: a random id would dirty a different index
+/// page per update, and each is written to the WAL.
+fn take_id(update: &mut Update) -> Arc<str> {
+    match update.id.take() {
+        Some(id) => id.into(),
+        None => format!("urn:uuid:{}", uuid::Uuid::now_v7()).into(),
     }
 }
 

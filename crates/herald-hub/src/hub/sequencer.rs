@@ -199,15 +199,7 @@ impl Hub {
             }
             return self.resync_head(head).await;
         }
-        {
-            let mut history = self.shared.history.lock().expect("history poisoned");
-            for record in &records {
-                history.push(record.clone());
-            }
-        }
-        self.fan_out(&records, memo);
-        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
-        metrics.published.inc_by(count);
+        let count = self.deliver(&records, memo);
         for (reply, record) in replies.into_iter().zip(&records) {
             let _ = reply.send(Ok(record.seq));
         }
@@ -351,15 +343,7 @@ impl Hub {
             }
         }
         drop(entries);
-        {
-            let mut history = self.shared.history.lock().expect("history poisoned");
-            for record in &records {
-                history.push(record.clone());
-            }
-        }
-        self.fan_out(&records, memo);
-        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
-        metrics.published.inc_by(count);
+        let count = self.deliver(&records, memo);
         for answer in answers {
             match answer {
                 Answer::Publish(reply, seq) => {
@@ -379,6 +363,21 @@ impl Hub {
             let _ = reply.send(answer);
         }
         head + count
+    }
+
+    /// Hands stored records on: into the history, then to every matching subscriber.
+    /// Returns how many there were.
+    fn deliver(&self, records: &[Arc<Record>], memo: &mut Memo) -> u64 {
+        {
+            let mut history = self.shared.history.lock().expect("history poisoned");
+            for record in records {
+                history.push(record.clone());
+            }
+        }
+        self.fan_out(records, memo);
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        self.shared.metrics.published.inc_by(count);
+        count
     }
 
     /// The positions in the log of the ids publishers `chosen`, for those the log holds. Generated ids are new by construction and never looked up.
