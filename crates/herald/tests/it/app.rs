@@ -1261,6 +1261,7 @@ async fn cli_adds_users_and_makes_tokens() {
         .await,
     );
     let mut eli = None;
+    let mut answers = Vec::new();
     for word in stdout.split_whitespace().filter(|word| word.len() >= 8) {
         let reply = AppClient::anonymous(&server)
             .post(
@@ -1272,8 +1273,14 @@ async fn cli_adds_users_and_makes_tokens() {
             eli = Some(reply.expect(200));
             break;
         }
+        answers.push(format!("{word:?}: {} {}", reply.status, reply.body));
     }
-    let eli = eli.unwrap_or_else(|| panic!("no password that logs in, in {stdout:?}"));
+    let eli = eli.unwrap_or_else(|| {
+        panic!(
+            "no password that logs in, in {stdout:?}; answers: {answers:#?}; server: {}",
+            server.stderr()
+        )
+    });
     assert_eq!(eli["role"], "admin");
 
     // A token acts as its user, without a session.
