@@ -837,7 +837,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(left, 0, "the outbox is empty after the relay");
-        let topics = vec!["herald:ws/w".to_owned()];
+        let topics = vec![herald_hub::Matcher::exact("herald:ws/w")];
         let mut replay = hub
             .subscribe(SubscribeRequest {
                 claims: Some(topics.clone()),

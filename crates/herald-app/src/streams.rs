@@ -18,7 +18,7 @@ use std::{
 
 use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt, stream::BoxStream};
-use herald_hub::{Record, ReplayFilter, SubscribeError, SubscribeRequest};
+use herald_hub::{Matcher, Record, ReplayFilter, SubscribeError, SubscribeRequest};
 
 use crate::{
     App,
@@ -104,9 +104,9 @@ impl App {
         let mut subscription = self
             .hub()
             .subscribe(SubscribeRequest {
-                claims: Some(topics.clone()),
+                claims: Some(topics.iter().cloned().map(Matcher::exact).collect()),
                 max_selectors: Some(topics.len()),
-                topics,
+                topics: topics.into_iter().map(Matcher::exact).collect(),
                 last_event_id: request.last_event_id,
                 after,
                 replay_filter,

@@ -9,7 +9,7 @@ use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures::StreamExt;
-use herald_hub::{Hub, HubConfig, SubscribeRequest, Update, selector::Selector};
+use herald_hub::{Hub, HubConfig, Matcher, SubscribeRequest, Update, selector::Selector};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 #[path = "../tests/common/null_log.rs"]
@@ -61,7 +61,7 @@ fn fan_out(c: &mut Criterion) {
             let mut streams = Vec::new();
             for _ in 0..subscribers {
                 let request = SubscribeRequest {
-                    topics: vec!["bench".into()],
+                    topics: vec![Matcher::exact("bench")],
                     ..SubscribeRequest::default()
                 };
                 let mut stream = hub.subscribe(request).await.unwrap();

@@ -15,7 +15,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt};
-use herald_hub::{Durability, Hub, HubConfig, SqliteLog, SubscribeRequest, Update};
+use herald_hub::{Durability, Hub, HubConfig, Matcher, SqliteLog, SubscribeRequest, Update};
 use tokio::time::Instant;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -141,7 +141,9 @@ async fn main() {
             let hub = hub.clone();
             tokio::spawn(async move {
                 let request = SubscribeRequest {
-                    topics: (0..templates).map(|n| hostile(c, n)).collect(),
+                    topics: (0..templates)
+                        .map(|n| Matcher::template(hostile(c, n)))
+                        .collect(),
                     ..SubscribeRequest::default()
                 };
                 let result = hub.subscribe(request).await;

@@ -5,7 +5,9 @@
 //!
 //! # Layout
 //!
-//! - [`selector`]: topic selectors (exact, `*`, RFC 6570 URI templates).
+//! - `matcher`: [`Matcher`], a selector's text and its [`MatchKind`] (0.x selector, exact,
+//!   URL Pattern).
+//! - [`selector`]: compiled selectors (exact, `*`, RFC 6570 URI templates).
 //! - `update`: [`Update`] (what a publisher sends) and [`Record`] (sequenced, encoded once).
 //! - `log`: the [`EventLog`] trait and [`SqliteLog`], the embedded durable log.
 //! - `redis_log`: [`RedisLog`], the log a cluster's nodes share, in a Redis Stream.
@@ -29,6 +31,7 @@
 mod history;
 mod hub;
 mod log;
+mod matcher;
 mod metrics;
 mod redis_log;
 pub mod selector;
@@ -44,6 +47,7 @@ pub use log::{
     Durability, Entry, EventLog, LogError, Outcome, SqliteLog, Step, Transacted, WORK_BUDGET, Work,
     WorkError, sqlite_url,
 };
+pub use matcher::{MatchKind, Matcher};
 pub use metrics::HubMetrics;
 pub use redis_log::RedisLog;
 pub use subscriber::QueueLimits;

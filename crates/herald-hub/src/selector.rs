@@ -420,6 +420,9 @@ pub enum SelectorError {
     /// This is a bug in this module.
     #[error("cannot compile template: {0}")]
     Compile(String),
+    /// A URL Pattern that does not parse, or that this hub cannot match.
+    #[error("invalid URL Pattern: {0}")]
+    InvalidUrlPattern(String),
 }
 
 /// One piece of a parsed template.

@@ -7,7 +7,7 @@ use futures::StreamExt as _;
 use herald_app::{
     Actor, App, AppError, Commits, ErrorKind, NewUser, UserRole, accounts::Credentials, open_db,
 };
-use herald_hub::{Durability, Hub, HubConfig, SqliteLog, SubscribeRequest, Subscription};
+use herald_hub::{Durability, Hub, HubConfig, Matcher, SqliteLog, SubscribeRequest, Subscription};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The password every test user gets.
@@ -84,8 +84,8 @@ impl TestApp {
     pub(crate) async fn follow(&self, topics: &[String]) -> Subscription {
         self.hub
             .subscribe(SubscribeRequest {
-                topics: topics.to_vec(),
-                claims: Some(topics.to_vec()),
+                topics: topics.iter().map(Matcher::exact).collect(),
+                claims: Some(topics.iter().map(Matcher::exact).collect()),
                 last_event_id: None,
                 after: None,
                 replay_filter: None,

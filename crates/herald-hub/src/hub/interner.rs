@@ -16,16 +16,27 @@ use std::{
 };
 
 use super::{Hub, Shared, SubscribeError};
-use crate::{selector::Selector, subscriber::ClaimSet};
+use crate::{
+    matcher::{MatchKind, Matcher},
+    selector::Selector,
+    subscriber::ClaimSet,
+};
 
 #[derive(Debug, Default)]
 pub(super) struct Interner {
-    selectors: HashMap<Box<str>, Weak<Compiled>>,
-    claims: HashMap<Box<[Box<str>]>, Weak<ClaimSet>>,
+    selectors: HashMap<Key, Weak<Compiled>>,
+    claims: HashMap<Box<[Key]>, Weak<ClaimSet>>,
 }
 
 /// A selector as the hub holds it: interned, with its compiled cost charged to the hub's
 /// budget for as long as any subscriber holds it.
+/// What a compiled selector is interned by: its kind and its text.
+type Key = (MatchKind, Box<str>);
+
+fn key_of(matcher: &Matcher) -> Key {
+    (matcher.kind, matcher.source.as_str().into())
+}
+
 #[derive(Debug)]
 pub(crate) struct Compiled {
     selector: Selector,
@@ -60,7 +71,7 @@ impl Hub {
     /// their cost to `spent`, which must stay within [`HubConfig::selector_budget`].
     pub(super) async fn intern_all(
         &self,
-        sources: &[String],
+        sources: &[Matcher],
         spent: &mut usize,
     ) -> Result<Box<[Arc<Compiled>]>, SubscribeError> {
         let config = &self.shared.config;
@@ -71,7 +82,7 @@ impl Hub {
                 .map(|source| {
                     interner
                         .selectors
-                        .get(source.as_str())
+                        .get(&key_of(source))
                         .and_then(Weak::upgrade)
                 })
                 .collect()
@@ -86,15 +97,16 @@ impl Hub {
         }
         // What is missing is priced first, which costs microseconds, so a subscription over
         // its budget is refused before anything is compiled.
-        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let mut first_of: HashMap<&Matcher, usize> = HashMap::new();
         for (index, source) in sources.iter().enumerate() {
-            if found[index].is_some() || first_of.contains_key(source.as_str()) {
+            if found[index].is_some() || first_of.contains_key(source) {
                 continue;
             }
             first_of.insert(source, index);
-            *spent +=
-                Selector::cost_of(source).map_err(|error| SubscribeError::InvalidSelector {
-                    selector: source.clone(),
+            *spent += source
+                .cost()
+                .map_err(|error| SubscribeError::InvalidSelector {
+                    selector: source.source.clone(),
                     error,
                 })?;
         }
@@ -106,7 +118,7 @@ impl Hub {
         let mut fresh = Vec::with_capacity(first_of.len());
         for &index in first_of.values() {
             let source = &sources[index];
-            let parsed = if source.contains('{') {
+            let parsed = if source.needs_compiling() {
                 // A template: compiling one can take tens of milliseconds. It runs on the
                 // blocking pool, so no runtime worker waits for it, one at a time, so that
                 // however many subscribers compile at once the workers keep a core. The
@@ -121,17 +133,17 @@ impl Hub {
                     .expect("the compile semaphore is never closed");
                 let owned = source.clone();
                 tokio::task::spawn_blocking(move || {
-                    let parsed = Selector::parse(&owned);
+                    let parsed = owned.compile();
                     drop(permit);
                     parsed
                 })
                 .await
                 .expect("compiling a selector does not panic")
             } else {
-                Selector::parse(source)
+                source.compile()
             };
             let selector = parsed.map_err(|error| SubscribeError::InvalidSelector {
-                selector: source.clone(),
+                selector: source.source.clone(),
                 error,
             })?;
             fresh.push((index, selector));
@@ -139,12 +151,13 @@ impl Hub {
         if !fresh.is_empty() {
             let mut interner = self.shared.interner.lock().expect("interner poisoned");
             for (index, selector) in fresh {
-                found[index] = Some(interner.insert(selector, &self.shared)?);
+                found[index] =
+                    Some(interner.insert(selector, sources[index].kind, &self.shared)?);
             }
         }
         Ok((0..sources.len())
             .map(|index| {
-                let first = first_of.get(sources[index].as_str()).copied();
+                let first = first_of.get(&sources[index]).copied();
                 found[index]
                     .clone()
                     .or_else(|| first.and_then(|first| found[first].clone()))
@@ -155,10 +168,10 @@ impl Hub {
 
     pub(super) async fn intern_claims(
         &self,
-        sources: Vec<String>,
+        sources: Vec<Matcher>,
         spent: &mut usize,
     ) -> Result<Arc<ClaimSet>, SubscribeError> {
-        let key: Box<[Box<str>]> = sources.iter().map(|s| s.as_str().into()).collect();
+        let key: Box<[Key]> = sources.iter().map(key_of).collect();
         let existing = self
             .shared
             .interner
@@ -196,11 +209,12 @@ impl Interner {
     fn insert(
         &mut self,
         selector: Selector,
+        kind: MatchKind,
         shared: &Shared,
     ) -> Result<Arc<Compiled>, SubscribeError> {
         if let Some(compiled) = self
             .selectors
-            .get(selector.as_str())
+            .get(&(kind, selector.as_str().into()))
             .and_then(Weak::upgrade)
         {
             return Ok(compiled);
@@ -221,7 +235,7 @@ impl Interner {
             self.selectors.retain(|_, weak| weak.strong_count() > 0);
         }
         self.selectors
-            .insert(compiled.as_str().into(), Arc::downgrade(&compiled));
+            .insert((kind, compiled.as_str().into()), Arc::downgrade(&compiled));
         Ok(compiled)
     }
 }

@@ -53,6 +53,7 @@ use self::{
 use crate::{
     history::History,
     log::{Entry, EventLog, LogError, Work, WorkError},
+    matcher::Matcher,
     metrics::HubMetrics,
     subscriber::{Filter, Subscriber},
     subscription::{REPLAY_PAGE_BYTES, Resume, Subscription},
@@ -72,11 +73,12 @@ impl std::fmt::Debug for ReplayFilter {
 /// What a subscriber asks for.
 #[derive(Clone, Debug, Default)]
 pub struct SubscribeRequest {
-    /// Topic selectors: exact topics, `*`, or URI templates.
-    pub topics: Vec<String>,
-    /// The selectors of the subscriber's `mercure.subscribe` claim, if it presented one;
-    /// they decide which private updates it receives.
-    pub claims: Option<Vec<String>>,
+    /// What the subscriber asked for: 0.x `topic` selectors, 1.0 exact topics or URL
+    /// Patterns. It receives an update when one of them matches one of the update's topics.
+    pub topics: Vec<Matcher>,
+    /// What its token lets it read, if it presented one: a private update reaches it only
+    /// when one of these matches one of the update's topics.
+    pub claims: Option<Vec<Matcher>>,
     /// `Last-Event-ID` (or `lastEventID`): resume after this update, `earliest` for all
     /// retained updates. It wins over [`Self::after`]: it is what a client that already
     /// received events resumes from.

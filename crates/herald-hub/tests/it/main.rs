@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use herald_hub::{
-    Durability, Hub, HubConfig, QueueLimits, SqliteLog, SubscribeError, SubscribeRequest,
+    Durability, Hub, HubConfig, Matcher, QueueLimits, SqliteLog, SubscribeError, SubscribeRequest,
     Subscription, Update,
 };
 use herald_sse::{Decoder, Item, Message};
@@ -62,8 +62,8 @@ impl TestHub {
         last: Option<&str>,
     ) -> Reader {
         self.subscribe_with(SubscribeRequest {
-            topics: topics.iter().map(|t| t.to_string()).collect(),
-            claims: claims.map(|c| c.iter().map(|c| c.to_string()).collect()),
+            topics: topics.iter().map(|t| Matcher::from(*t)).collect(),
+            claims: claims.map(|c| c.iter().map(|c| Matcher::from(*c)).collect()),
             last_event_id: last.map(str::to_owned),
             ..SubscribeRequest::default()
         })
@@ -604,7 +604,7 @@ async fn selector_budgets_refuse_costly_subscriptions_and_are_given_back() {
     .await;
     let subscribe = |templates: Vec<String>| {
         hub.hub.subscribe(SubscribeRequest {
-            topics: templates,
+            topics: templates.into_iter().map(Matcher::from).collect(),
             ..SubscribeRequest::default()
         })
     };

@@ -1,33 +1,23 @@
-//! The Mercure endpoint, `/.well-known/mercure`: `POST` publishes an update, `GET`
-//! subscribes to topic selectors and streams `text/event-stream`.
+//! `POST /.well-known/mercure`: authorize a publisher, parse its form, publish the update.
 
-use std::{convert::Infallible, net::IpAddr, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    extract::State,
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
-use futures::{FutureExt, StreamExt, stream::BoxStream};
-use herald_hub::{PublishError, SubscribeError, SubscribeRequest, Update};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use herald_hub::{PublishError, Update};
 use tokio::time::Instant;
 
+use super::{query_pairs, read_body, reserved};
 use crate::{
     auth,
     credentials::{self, TokenSource},
     error::{ApiError, ErrorCode},
-    limits::ClientAddr,
     state::ServerState,
 };
-
-/// The path of the hub.
-pub const PATH: &str = "/.well-known/mercure";
-
-/// Mercure's discovery header, on every response.
-pub const LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
 
 /// `POST /.well-known/mercure`: store an update, then fan it out. Answers its id.
 ///
@@ -160,200 +150,6 @@ pub async fn publish_form(
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
     Ok(published.id.to_string())
-}
-
-/// `GET /.well-known/mercure?topic=…`: a stream of the updates matching the selectors.
-///
-/// Plain HTTP/1 subscriptions usually take the lighter path in `connection`; this handler
-/// serves the rest (HTTP/2, cross-origin requests that need CORS headers) with the same
-/// [`open_stream`].
-pub async fn subscribe(
-    State(state): State<ServerState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
-    headers: HeaderMap,
-    uri: axum::http::Uri,
-) -> Result<Response, ApiError> {
-    let stream = open_stream(&state, peer.ip(), &headers, &uri).await?;
-    if crate::routes::poll::wants_poll(&headers) {
-        return Ok(crate::routes::poll::answer(
-            stream.frames,
-            crate::routes::poll::Cursor {
-                resumed: stream.resumed,
-                resume_id: stream.resume_id,
-                passed: stream.passed,
-            },
-            state.streams.poll_timeout,
-            state.bodies.max_body,
-        )
-        .await);
-    }
-    let mut response = Response::builder().status(StatusCode::OK);
-    for (name, value) in stream.headers {
-        response = response.header(name, value);
-    }
-    let body = stream.frames.map(Ok::<_, Infallible>);
-    response
-        .body(Body::from_stream(body))
-        .map_err(|error| ApiError::new(ErrorCode::Internal, error.to_string()))
-}
-
-/// An admitted subscription, ready to be written to a client.
-pub struct OpenStream {
-    /// The response headers besides the discovery `Link` header.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// The SSE bytes. Holds the stream's connection-limit permit, and ends when the hub
-    /// ends the subscription or the subscriber's token expires.
-    pub frames: BoxStream<'static, Bytes>,
-    /// Where a client resumes if no event with an id reaches it: the id it resumed from,
-    /// else the log's newest when it subscribed.
-    pub resume_id: Option<String>,
-    /// Whether the client resumed from an id (`Last-Event-ID` or the query).
-    pub resumed: bool,
-    /// For a long-poll: the newest record the replay passed.
-    pub passed: Option<herald_hub::Passed>,
-}
-
-/// Authorizes a subscribe request, admits it against the stream limits and registers it
-/// with the hub. Has no effect when it fails.
-///
-/// # Errors
-///
-/// 400 for bad selectors or ids, 401 for missing or bad tokens, 429/503 for limits, 503
-/// when history cannot be read.
-pub async fn open_stream(
-    state: &ServerState,
-    peer: IpAddr,
-    headers: &HeaderMap,
-    uri: &axum::http::Uri,
-) -> Result<OpenStream, ApiError> {
-    let mut topics = Vec::new();
-    let mut query_last_id = None;
-    let mut query_token = None;
-    for (key, value) in query_pairs(uri.query()) {
-        match &*key {
-            "topic" => topics.push(value.into_owned()),
-            "lastEventID" => query_last_id = Some(value.into_owned()),
-            "authorization" => query_token = Some(value.into_owned()),
-            _ => {} // Cache busters and the like.
-        }
-    }
-    let claims = match credentials::mercure_token(headers, query_token.as_deref())? {
-        Some((token, _)) => Some(state.tokens.subscriber().verify(token)?),
-        None if state.tokens.anonymous() => None,
-        None => {
-            return Err(ApiError::unauthorized(
-                "subscribing requires a JWT (this hub does not allow anonymous subscribers)",
-            ));
-        }
-    };
-    if let Some(topic) = topics.iter().find(|t| herald_hub::is_reserved(t)) {
-        return Err(reserved(topic));
-    }
-    let last_event_id = state.streams.last_event_id(headers, query_last_id)?;
-    let resume_from = last_event_id.clone();
-    let resumed = resume_from.is_some();
-
-    let permit = state.streams.admit(peer)?;
-
-    // A token's authority ends at its expiry, on open streams too: the stream closes then,
-    // and the client must come back with a fresh token.
-    let expires_in = claims
-        .as_ref()
-        .and_then(|c| c.exp)
-        .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
-    let request = SubscribeRequest {
-        topics,
-        claims: claims
-            .as_ref()
-            .and_then(|c| c.mercure.as_ref())
-            .and_then(|m| m.subscribe.clone()),
-        last_event_id,
-        after: None,
-        max_selectors: None,
-        replay_filter: None,
-        // A client's selectors never reach the app's topics, whatever its claims.
-        reserved: false,
-    };
-    let mut subscription = state
-        .hub
-        .subscribe(request)
-        .await
-        .map_err(|error| match error {
-            SubscribeError::Unavailable(error) => ApiError::unavailable(error.to_string()),
-            full @ SubscribeError::SelectorsFull => ApiError::unavailable(full.to_string()),
-            invalid => ApiError::bad_request(invalid.to_string()),
-        })?;
-
-    let mut response_headers = vec![
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream; charset=utf-8"),
-        ),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache, no-transform"),
-        ),
-        (
-            HeaderName::from_static("x-accel-buffering"),
-            HeaderValue::from_static("no"),
-        ),
-        // The same URL answers a long-poll to `Accept: application/json`.
-        (header::VARY, HeaderValue::from_static("accept")),
-    ];
-    if let Some(id) = subscription
-        .head_id()
-        .and_then(|id| HeaderValue::from_str(id).ok())
-    {
-        response_headers.push((HeaderName::from_static("last-event-id"), id));
-    }
-    let resume_id = resume_from.or_else(|| subscription.head_id().map(str::to_owned));
-    let passed = crate::routes::poll::wants_poll(headers).then(|| subscription.passed());
-    let expiry = match expires_in {
-        Some(left) => tokio::time::sleep(left).boxed(),
-        None => futures::future::pending().boxed(),
-    };
-    let frames = subscription
-        .take_until(expiry)
-        .map(move |frames| {
-            // The permit lives as long as the stream: dropping it frees the slot.
-            let _ = &permit;
-            frames
-        })
-        .boxed();
-    Ok(OpenStream {
-        headers: response_headers,
-        frames,
-        resume_id,
-        resumed,
-        passed,
-    })
-}
-
-/// The refusal of a reserved topic or selector in a Mercure request.
-fn reserved(topic: &str) -> ApiError {
-    ApiError::forbidden(format!(
-        "{topic:?} is reserved: topics beginning with {:?} belong to Herald's app and are not \
-         reachable through the Mercure API",
-        herald_hub::RESERVED_PREFIX
-    ))
-}
-
-/// Reads at most `limit` bytes of body.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the body is larger than {limit} bytes"),
-        )),
-        Err(error) => Err(ApiError::bad_request(format!(
-            "the body could not be read: {error}"
-        ))),
-    }
-}
-
-fn query_pairs(query: Option<&str>) -> form_urlencoded::Parse<'_> {
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
 }
 
 /// Parses Mercure's publish form: `topic` (repeated), `data`, `private`, `id`, `type`,
