@@ -9,6 +9,7 @@ use crate::{
     state::ServerState,
 };
 
+pub mod metadata;
 mod publish;
 mod subscribe;
 
