@@ -359,6 +359,12 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("rates", &self.rates)
             .field("tls", &self.tls)
+            // The issuers' names only: a key file may hold a secret.
+            .field(
+                "issuers",
+                &self.issuers.iter().map(|i| &i.uri).collect::<Vec<_>>(),
+            )
+            .field("resource", &self.resource)
             .finish_non_exhaustive()
     }
 }
