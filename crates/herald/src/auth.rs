@@ -603,6 +603,22 @@ impl Tokens {
         }
     }
 
+    /// Verifies a subscriber's `token` presented with a request (its headers and URI
+    /// decide the audience a 1.0 token must name).
+    ///
+    /// # Errors
+    ///
+    /// As [`Verifier::verify_for`].
+    pub fn subscriber_grants(
+        &self,
+        token: &str,
+        headers: &axum::http::HeaderMap,
+        uri: &axum::http::Uri,
+    ) -> Result<Arc<Grants>, ApiError> {
+        let audience = self.audience(request_host(headers, uri));
+        self.inner.subscriber.verify_for(token, audience)
+    }
+
     /// The issuers configured (`--issuer`), for the protected-resource metadata.
     pub fn issuers(&self) -> &[String] {
         &self.inner.issuers

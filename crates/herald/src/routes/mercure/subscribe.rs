@@ -98,10 +98,7 @@ pub async fn open_stream(
         }
     }
     let grants = match credentials::mercure_token(headers, query_token.as_deref())? {
-        Some((token, _)) => Some(state.tokens.subscriber().verify_for(
-            token,
-            state.tokens.audience(auth::request_host(headers, uri)),
-        )?),
+        Some((token, _)) => Some(state.tokens.subscriber_grants(token, headers, uri)?),
         None if state.tokens.anonymous() => None,
         None => {
             return Err(ApiError::unauthorized(
