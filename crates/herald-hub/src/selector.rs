@@ -63,6 +63,8 @@ use std::str::FromStr;
 
 use regex::{Regex, RegexBuilder};
 
+use crate::urlpattern::UrlPattern;
+
 /// The longest selector [`Selector::parse`] accepts, in bytes.
 ///
 /// Real topics are URLs well under this; the cap bounds the work and memory
@@ -107,6 +109,9 @@ pub enum Selector {
     Exact(Box<str>),
     /// An RFC 6570 URI template: matches every topic it can expand to.
     Template(Template),
+    /// A WHATWG URL Pattern ([`crate::urlpattern`]): matches the topics that, resolved
+    /// against the hub's URL, are URLs it matches.
+    UrlPattern(UrlPattern),
 }
 
 impl Selector {
@@ -147,6 +152,7 @@ impl Selector {
             Selector::Any => true,
             Selector::Exact(exact) => **exact == *topic,
             Selector::Template(template) => template.matches(topic),
+            Selector::UrlPattern(pattern) => pattern.matches(topic),
         }
     }
 
@@ -156,11 +162,12 @@ impl Selector {
             Selector::Any => "*",
             Selector::Exact(exact) => exact,
             Selector::Template(template) => template.as_str(),
+            Selector::UrlPattern(pattern) => pattern.as_str(),
         }
     }
 
-    /// What holding and matching this selector costs, in bytes: for a template, the length
-    /// of the regular expression it compiles to, to which both the compiled program's
+    /// What holding and matching this selector costs, in bytes: for a template or a URL
+    /// Pattern, the length of the regular expressions it compiles to, to which both the compiled program's
     /// memory and the work of each match are proportional; nothing for `*` and exact
     /// topics, which compile to nothing and compare in one step. A hub budgets its
     /// subscribers' selectors with it.
@@ -168,6 +175,7 @@ impl Selector {
         match self {
             Selector::Any | Selector::Exact(_) => 0,
             Selector::Template(template) => template.cost,
+            Selector::UrlPattern(pattern) => pattern.cost(),
         }
     }
 
@@ -196,7 +204,7 @@ impl Selector {
         Ok(Template::pattern(s, &parts).len())
     }
 
-    /// True for [`Selector::Any`] and [`Selector::Template`]: selectors that
+    /// True for every selector but [`Selector::Exact`]: selectors that
     /// cannot be indexed by an exact topic and must be tried one by one.
     pub fn is_pattern(&self) -> bool {
         !matches!(self, Selector::Exact(_))
@@ -208,6 +216,7 @@ impl Selector {
             Selector::Any => 0,
             Selector::Exact(_) => 1,
             Selector::Template(_) => 2,
+            Selector::UrlPattern(_) => 3,
         }
     }
 }

@@ -330,6 +330,13 @@ const TCP_FD_RESERVE: usize = 64;
 /// or a publisher's requests beside the streams it holds.
 const TCP_PER_IP_EXTRA: usize = 64;
 
+/// The hub's own URL, which relative URL Patterns and the relative topics they are matched
+/// with resolve against, and under whose path no update may be published:
+/// [`herald_hub::urlpattern::DEFAULT_HUB_URL`] until a resource identifier is configured.
+fn hub_url(_args: &ServeArgs) -> url::Url {
+    herald_hub::urlpattern::default_hub_url()
+}
+
 impl Config {
     /// Checks the flags. `default_key` is the key to use when none was given (read from or
     /// generated into the data directory by the caller).
@@ -455,6 +462,7 @@ impl Config {
                 ..UpdateLimits::default()
             },
             max_selectors: args.max_selectors,
+            base_url: hub_url(args),
             ..HubConfig::default()
         };
         Ok(Self {
