@@ -15,6 +15,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod cluster_app;
+mod conformance_subscribe;
 mod datadir;
 mod deadlines;
 mod durability;
