@@ -50,12 +50,18 @@ async fn url_patterns_select_matching_topics() {
         .topic(AUTHOR)
         .open()
         .await;
-    server.publish_id("https://example.com/books/1/x", "deeper").await;
-    server.publish_id("https://example.com/Books/1", "case").await;
+    server
+        .publish_id("https://example.com/books/1/x", "deeper")
+        .await;
+    server
+        .publish_id("https://example.com/Books/1", "case")
+        .await;
     server.publish_id("/sport/1", "sport").await;
     server.publish_id(BOOK, "book").await;
     server.publish_id("/news/1", "news").await;
-    server.publish_id("http://localhost/alerts/2", "alert").await;
+    server
+        .publish_id("http://localhost/alerts/2", "alert")
+        .await;
     server.publish_id(AUTHOR, "author").await;
     assert_eq!(absolute.ids_until("book").await, ["book"]);
     assert_eq!(
@@ -166,7 +172,10 @@ async fn the_response_says_whether_the_resume_id_was_found() {
             .last_event_id("nope")
             .open()
             .await;
-        assert_eq!(header(&unknown.headers, "mercure-last-event-id"), "earliest");
+        assert_eq!(
+            header(&unknown.headers, "mercure-last-event-id"),
+            "earliest"
+        );
         let fresh = server.subscribe().query(dialect, BOOK).open().await;
         assert!(fresh.headers.get("mercure-last-event-id").is_none());
         let head = if dialect == "topic" { "2" } else { "" };
@@ -196,7 +205,9 @@ async fn query_subscribes_with_a_form_body() {
     );
     let mut sse = crate::support::Sse::new(response);
     server.publish_id(AUTHOR, "author").await;
-    server.publish_id("https://example.com/other", "other").await;
+    server
+        .publish_id("https://example.com/other", "other")
+        .await;
     server.publish_id(BOOK, "book").await;
     assert_eq!(sse.ids_until("book").await, ["author", "book"]);
 
@@ -293,7 +304,10 @@ async fn publishes_over_the_limits_are_too_large() {
             vec![("topic", "a"), ("topic", "b"), ("topic", "c")],
             "too many topics: 3 (the limit is 2)",
         ),
-        (vec![("topic", long.as_str())], "invalid topic: longer than 2048 bytes"),
+        (
+            vec![("topic", long.as_str())],
+            "invalid topic: longer than 2048 bytes",
+        ),
     ] {
         let response = server.publish_with(Some(&admin_token()), &form).await;
         assert_eq!(

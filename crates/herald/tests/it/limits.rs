@@ -110,7 +110,11 @@ async fn bad_publishes_are_refused_and_store_nothing() {
         (
             form,
             format!("topic=a&id={long_id}").into_bytes(),
-            ApiError::new(413, "payload_too_large", "invalid id: longer than 256 bytes"),
+            ApiError::new(
+                413,
+                "payload_too_large",
+                "invalid id: longer than 256 bytes",
+            ),
         ),
         (
             form,

@@ -116,10 +116,7 @@ async fn anonymous_subscribers_get_public_updates_only() {
     }
     server.publish_id(BOOK2, "end").await;
 
-    assert_eq!(
-        anonymous.ids_until("end").await,
-        ["absent", "end"]
-    );
+    assert_eq!(anonymous.ids_until("end").await, ["absent", "end"]);
     assert_eq!(
         authorized.ids_until("end").await,
         [

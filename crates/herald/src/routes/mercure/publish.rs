@@ -164,13 +164,15 @@ pub async fn publish_form(
 
 /// Whether `topic`, resolved against the hub's URL, has the hub's path
 /// (`/.well-known/mercure`) or a path under it. A topic that is not a URI reference has no
-/// path, so it is not in the namespace.
+/// path, so it is not in the namespace; nor is an empty topic, which the hub refuses as
+/// such.
 fn in_hub_namespace(hub_url: &url::Url, topic: &str) -> bool {
-    hub_url.join(topic).is_ok_and(|url| {
-        url.path()
-            .strip_prefix(super::PATH)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
+    !topic.is_empty()
+        && hub_url.join(topic).is_ok_and(|url| {
+            url.path()
+                .strip_prefix(super::PATH)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
 }
 
 /// Parses Mercure's publish form: `topic` (repeated), `data`, `private`, `id`, `type`,
@@ -306,6 +308,7 @@ mod tests {
             "/books/1",
             "urn:x:.well-known/mercure",
             "https://[bad",
+            "",
         ] {
             assert!(!in_hub_namespace(&hub, topic), "{topic}");
         }
