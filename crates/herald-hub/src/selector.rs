@@ -61,9 +61,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-use regex::{Regex, RegexBuilder};
-
 use crate::urlpattern::UrlPattern;
+use regex::{Regex, RegexBuilder};
 
 /// The longest selector [`Selector::parse`] accepts, in bytes.
 ///
@@ -109,8 +108,7 @@ pub enum Selector {
     Exact(Box<str>),
     /// An RFC 6570 URI template: matches every topic it can expand to.
     Template(Template),
-    /// A WHATWG URL Pattern ([`crate::urlpattern`]): matches the topics that, resolved
-    /// against the hub's URL, are URLs it matches.
+    /// A WHATWG URL Pattern ([`crate::urlpattern`]).
     UrlPattern(UrlPattern),
 }
 
@@ -167,10 +165,10 @@ impl Selector {
     }
 
     /// What holding and matching this selector costs, in bytes: for a template or a URL
-    /// Pattern, the length of the regular expressions it compiles to, to which both the compiled program's
-    /// memory and the work of each match are proportional; nothing for `*` and exact
-    /// topics, which compile to nothing and compare in one step. A hub budgets its
-    /// subscribers' selectors with it.
+    /// Pattern, the length of its regexes, to which both the compiled programs' memory and
+    /// the work of each match are proportional; nothing for `*` and exact topics, which
+    /// compile to nothing and compare in one step. A hub budgets its subscribers' selectors
+    /// with it.
     pub fn cost(&self) -> usize {
         match self {
             Selector::Any | Selector::Exact(_) => 0,

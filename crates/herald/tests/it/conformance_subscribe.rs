@@ -115,6 +115,12 @@ async fn costly_url_patterns_are_refused() {
         .error()
         .await;
     assert_eq!(error.status, 400, "{error:?}");
+    assert!(
+        error
+            .message
+            .starts_with("the topic selectors are too costly"),
+        "{error:?}"
+    );
     // The hub still serves.
     let mut sse = server.subscribe().query("match", BOOK).open().await;
     server.publish_id(BOOK, "after").await;

@@ -20,7 +20,8 @@ use crate::{
     state::ServerState,
 };
 
-/// `GET /.well-known/mercure?topic=…` (or `match=…`): a stream of the updates matching the selectors.
+/// `GET /.well-known/mercure?topic=…` (or `match=…`): a stream of the updates matching the
+/// selectors.
 ///
 /// Plain HTTP/1 subscriptions usually take the lighter path in `connection`; this handler
 /// serves the rest (HTTP/2, cross-origin requests that need CORS headers) with the same
