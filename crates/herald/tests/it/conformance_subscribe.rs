@@ -189,6 +189,31 @@ async fn the_response_says_whether_the_resume_id_was_found() {
     }
 }
 
+// A long-poll takes 1.0 matchers and resume ids as a stream does.
+#[tokio::test]
+async fn a_long_poll_takes_1_0_matchers() {
+    let server = TestServer::with_args(&["--anonymous"]).await;
+    server.publish_id(BOOK, "1").await;
+    server.publish_id(AUTHOR, "2").await;
+    server.publish_id(BOOK, "3").await;
+    let response = server
+        .subscribe()
+        .query("match_urlpattern", "https://example.com/books/*")
+        .query("last_event_id", "1")
+        .header("accept", "application/json")
+        .send()
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let ids: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["3"], "{body}");
+}
+
 // `QUERY` subscribes with a form body whose parameters join the query string's, and
 // subscription responses advertise it in `Accept-Query`.
 #[tokio::test]
