@@ -87,7 +87,7 @@ impl UrlPattern {
     /// Whether `topic`, resolved against the hub's URL, matches. A topic that is not a URL
     /// matches nothing.
     pub fn matches(&self, topic: &str) -> bool {
-        let Ok(url) = self.base.join(topic) else {
+        let Some(url) = resolve(&self.base, topic) else {
             return false;
         };
         self.pattern
@@ -130,10 +130,41 @@ fn parse<R: RegExp>(source: &str, base: &Url) -> Result<urlpattern::UrlPattern<R
     urlpattern::UrlPattern::<R>::parse(init, options).map_err(invalid)
 }
 
+/// What resolving a topic costs each match, beside the regexes, in the same unit as
+/// [`UrlPattern::cost`]: parsing a URL and splitting it into components is work of the
+/// order of running a few hundred bytes of regex over it. Counting it bounds how many URL
+/// Patterns the hub's selector budget admits, however short.
+const RESOLVE_COST: usize = 256;
+
+/// A topic resolved against a base: the base, the topic, and the URL if it is one.
+type Resolved = (Url, Box<str>, Option<Url>);
+
+thread_local! {
+    /// The last topic resolved on this thread, with its base and its URL: fan-out matches
+    /// one topic against every pattern in turn, so it is parsed once, not once per pattern.
+    static LAST_RESOLVED: std::cell::RefCell<Option<Resolved>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `topic` resolved against `base`, if it is a URL then.
+fn resolve(base: &Url, topic: &str) -> Option<Url> {
+    LAST_RESOLVED.with_borrow_mut(|last| {
+        if let Some((last_base, last_topic, url)) = last.as_ref()
+            && **last_topic == *topic
+            && last_base == base
+        {
+            return url.clone();
+        }
+        let url = base.join(topic).ok();
+        *last = Some((base.clone(), topic.into(), url.clone()));
+        url
+    })
+}
+
 /// The total length of the regexes a parsed pattern holds: each component's, and its
-/// matcher's when the matcher falls back to a regex.
+/// matcher's when the matcher falls back to a regex; plus [`RESOLVE_COST`].
 fn cost_of_parsed<R: RegExp>(pattern: &urlpattern::UrlPattern<R>) -> usize {
-    [
+    let regexes: usize = [
         &pattern.protocol,
         &pattern.username,
         &pattern.password,
@@ -155,7 +186,8 @@ fn cost_of_parsed<R: RegExp>(pattern: &urlpattern::UrlPattern<R>) -> usize {
         };
         own.saturating_add(matcher)
     })
-    .fold(0, usize::saturating_add)
+    .fold(0, usize::saturating_add);
+    regexes.saturating_add(RESOLVE_COST)
 }
 
 /// What one component regex costs: its length, or, when larger, the size of the program it
