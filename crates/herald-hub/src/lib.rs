@@ -38,6 +38,7 @@ pub mod selector;
 mod subscriber;
 mod subscription;
 mod update;
+pub mod urlpattern;
 
 pub use hub::{
     Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL,

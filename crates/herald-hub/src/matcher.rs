@@ -14,7 +14,10 @@
 
 use std::fmt;
 
+use url::Url;
+
 use crate::selector::{MAX_SELECTOR_LEN, Selector, SelectorError};
+use crate::urlpattern::{self, UrlPattern};
 
 /// How a matcher's text is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,24 +99,44 @@ impl Matcher {
         self.source == "*"
     }
 
-    /// Compiles the matcher.
+    /// Compiles the matcher, a relative URL Pattern resolved against
+    /// [`urlpattern::DEFAULT_HUB_URL`].
     ///
     /// # Errors
     ///
     /// What [`Selector::parse`] refuses for a template; a text over
     /// [`crate::selector::MAX_SELECTOR_LEN`] for any kind; an invalid URL Pattern.
     pub fn compile(&self) -> Result<Selector, SelectorError> {
-        parse_as(self.kind, &self.source)
+        self.compile_in(&urlpattern::default_hub_url())
+    }
+
+    /// Compiles the matcher for the hub at `hub_url`, which relative URL Patterns, and the
+    /// relative topics they are matched with, resolve against.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::compile`].
+    pub fn compile_in(&self, hub_url: &Url) -> Result<Selector, SelectorError> {
+        parse_as(self.kind, &self.source, hub_url)
     }
 
     /// The cost [`Self::compile`] would give, found without compiling
-    /// ([`Selector::cost_of`]).
+    /// ([`Selector::cost_of`], [`urlpattern::cost_of`]).
     ///
     /// # Errors
     ///
     /// As [`Self::compile`], for what can be seen without compiling.
     pub fn cost(&self) -> Result<usize, SelectorError> {
-        cost_of_as(self.kind, &self.source)
+        self.cost_in(&urlpattern::default_hub_url())
+    }
+
+    /// [`Self::cost`] for the hub at `hub_url` ([`Self::compile_in`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::cost`].
+    pub fn cost_in(&self, hub_url: &Url) -> Result<usize, SelectorError> {
+        cost_of_as(self.kind, &self.source, hub_url)
     }
 
     /// Whether compiling takes real work (a template or a URL Pattern), so it belongs on a
@@ -135,13 +158,14 @@ impl fmt::Display for Matcher {
 
 /// Parses `s` as a matcher of `kind` ([`crate::Matcher`]): `*` is [`Selector::Any`]
 /// whatever the kind; [`MatchKind::Template`] is [`Selector::parse`];
-/// [`MatchKind::Exact`] is the exact text, braces and all.
+/// [`MatchKind::Exact`] is the exact text, braces and all; [`MatchKind::UrlPattern`] is a
+/// [`UrlPattern`] resolved against `hub_url`.
 ///
 /// # Errors
 ///
 /// A text longer than [`crate::selector::MAX_SELECTOR_LEN`]; what [`Selector::parse`] refuses for a
 /// template; an invalid URL Pattern.
-pub(crate) fn parse_as(kind: MatchKind, s: &str) -> Result<Selector, SelectorError> {
+pub(crate) fn parse_as(kind: MatchKind, s: &str, hub_url: &Url) -> Result<Selector, SelectorError> {
     if s == "*" {
         return Ok(Selector::Any);
     }
@@ -152,9 +176,7 @@ pub(crate) fn parse_as(kind: MatchKind, s: &str) -> Result<Selector, SelectorErr
             max: MAX_SELECTOR_LEN,
         }),
         MatchKind::Exact => Ok(Selector::Exact(s.into())),
-        MatchKind::UrlPattern => Err(SelectorError::InvalidUrlPattern(
-            "URL Patterns are not supported yet".into(),
-        )),
+        MatchKind::UrlPattern => UrlPattern::compile(s, hub_url).map(Selector::UrlPattern),
     }
 }
 
@@ -162,13 +184,13 @@ pub(crate) fn parse_as(kind: MatchKind, s: &str) -> Result<Selector, SelectorErr
 ///
 /// # Errors
 ///
-/// As [`Selector::parse_as`], for what can be seen without compiling.
-pub(crate) fn cost_of_as(kind: MatchKind, s: &str) -> Result<usize, SelectorError> {
+/// As [`parse_as`], for what can be seen without compiling.
+pub(crate) fn cost_of_as(kind: MatchKind, s: &str, hub_url: &Url) -> Result<usize, SelectorError> {
     match kind {
+        _ if s == "*" => Ok(0),
         MatchKind::Template => Selector::cost_of(s),
-        MatchKind::Exact | MatchKind::UrlPattern => {
-            parse_as(kind, s).map(|selector| selector.cost())
-        }
+        MatchKind::Exact => parse_as(kind, s, hub_url).map(|selector| selector.cost()),
+        MatchKind::UrlPattern => urlpattern::cost_of(s, hub_url),
     }
 }
 

@@ -61,6 +61,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
+use crate::urlpattern::UrlPattern;
 use regex::{Regex, RegexBuilder};
 
 /// The longest selector [`Selector::parse`] accepts, in bytes.
@@ -107,6 +108,8 @@ pub enum Selector {
     Exact(Box<str>),
     /// An RFC 6570 URI template: matches every topic it can expand to.
     Template(Template),
+    /// A WHATWG URL Pattern ([`crate::urlpattern`]).
+    UrlPattern(UrlPattern),
 }
 
 impl Selector {
@@ -147,6 +150,7 @@ impl Selector {
             Selector::Any => true,
             Selector::Exact(exact) => **exact == *topic,
             Selector::Template(template) => template.matches(topic),
+            Selector::UrlPattern(pattern) => pattern.matches(topic),
         }
     }
 
@@ -156,18 +160,20 @@ impl Selector {
             Selector::Any => "*",
             Selector::Exact(exact) => exact,
             Selector::Template(template) => template.as_str(),
+            Selector::UrlPattern(pattern) => pattern.as_str(),
         }
     }
 
-    /// What holding and matching this selector costs, in bytes: for a template, the length
-    /// of the regular expression it compiles to, to which both the compiled program's
-    /// memory and the work of each match are proportional; nothing for `*` and exact
-    /// topics, which compile to nothing and compare in one step. A hub budgets its
-    /// subscribers' selectors with it.
+    /// What holding and matching this selector costs, in bytes: for a template or a URL
+    /// Pattern, the length of its regexes, to which both the compiled programs' memory and
+    /// the work of each match are proportional; nothing for `*` and exact topics, which
+    /// compile to nothing and compare in one step. A hub budgets its subscribers' selectors
+    /// with it.
     pub fn cost(&self) -> usize {
         match self {
             Selector::Any | Selector::Exact(_) => 0,
             Selector::Template(template) => template.cost,
+            Selector::UrlPattern(pattern) => pattern.cost(),
         }
     }
 
@@ -196,7 +202,7 @@ impl Selector {
         Ok(Template::pattern(s, &parts).len())
     }
 
-    /// True for [`Selector::Any`] and [`Selector::Template`]: selectors that
+    /// True for every selector but [`Selector::Exact`]: selectors that
     /// cannot be indexed by an exact topic and must be tried one by one.
     pub fn is_pattern(&self) -> bool {
         !matches!(self, Selector::Exact(_))
@@ -208,6 +214,7 @@ impl Selector {
             Selector::Any => 0,
             Selector::Exact(_) => 1,
             Selector::Template(_) => 2,
+            Selector::UrlPattern(_) => 3,
         }
     }
 }

@@ -66,7 +66,15 @@ pub enum InvalidUpdate {
         /// The configured limit.
         limit: usize,
     },
-    /// One field is too long or holds a character it cannot carry.
+    /// One field is longer than its limit.
+    #[error("invalid {field}: longer than {limit} bytes")]
+    TooLong {
+        /// The field's name as the publisher sent it.
+        field: &'static str,
+        /// The configured limit, in bytes.
+        limit: usize,
+    },
+    /// One field is empty or holds a character it cannot carry.
     #[error("invalid {field}: {reason}")]
     Field {
         /// The field's name as the publisher sent it.
@@ -74,6 +82,17 @@ pub enum InvalidUpdate {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+impl InvalidUpdate {
+    /// Whether the update is refused for its size (too many topics, a field too long)
+    /// rather than for its content: an HTTP server answers 413 for these.
+    pub fn is_over_limit(&self) -> bool {
+        matches!(
+            self,
+            InvalidUpdate::TooManyTopics { .. } | InvalidUpdate::TooLong { .. }
+        )
+    }
 }
 
 impl Update {
@@ -103,10 +122,10 @@ impl Update {
                 return Err(field("topic", "must not be empty"));
             }
             if topic.len() > limits.max_topic_len {
-                return Err(field(
-                    "topic",
-                    format!("longer than {} bytes", limits.max_topic_len),
-                ));
+                return Err(InvalidUpdate::TooLong {
+                    field: "topic",
+                    limit: limits.max_topic_len,
+                });
             }
         }
         if let Some(id) = &self.id {
@@ -114,10 +133,10 @@ impl Update {
                 return Err(field("id", "must not be empty"));
             }
             if id.len() > limits.max_id_len {
-                return Err(field(
-                    "id",
-                    format!("longer than {} bytes", limits.max_id_len),
-                ));
+                return Err(InvalidUpdate::TooLong {
+                    field: "id",
+                    limit: limits.max_id_len,
+                });
             }
             if id.contains(['\r', '\n', '\0']) {
                 return Err(field("id", "must not contain CR, LF or NUL"));
@@ -128,13 +147,13 @@ impl Update {
         }
         if let Some(ty) = &self.event_type {
             if ty.len() > limits.max_type_len {
-                return Err(field(
-                    "type",
-                    format!("longer than {} bytes", limits.max_type_len),
-                ));
+                return Err(InvalidUpdate::TooLong {
+                    field: "type",
+                    limit: limits.max_type_len,
+                });
             }
-            if ty.contains(['\r', '\n']) {
-                return Err(field("type", "must not contain CR or LF"));
+            if ty.contains(['\r', '\n', '\0']) {
+                return Err(field("type", "must not contain CR, LF or NUL"));
             }
         }
         Ok(())
@@ -291,7 +310,7 @@ mod tests {
                     event_type: Some("a\rb".into()),
                     ..update()
                 },
-                Some("invalid type: must not contain CR or LF"),
+                Some("invalid type: must not contain CR, LF or NUL"),
             ),
             (
                 Update {

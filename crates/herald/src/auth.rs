@@ -595,7 +595,7 @@ impl Tokens {
                     issuers,
                 ),
                 anonymous: config.anonymous,
-                matchers: SelectorCache::default(),
+                matchers: SelectorCache::new(config.hub.base_url.clone()),
                 issuers: config.issuers.iter().map(|i| i.uri.clone()).collect(),
                 resource: config.resource.clone(),
                 https: config.tls.is_some(),
@@ -735,12 +735,23 @@ pub fn host_of<'a>(
 #[derive(Debug, Default)]
 pub struct SelectorCache {
     compiled: std::sync::Mutex<std::collections::HashMap<Matcher, Option<Arc<Selector>>>>,
+    /// The hub's URL, which relative URL Patterns and topics resolve against; the default
+    /// hub URL when `None`.
+    hub_url: Option<url::Url>,
 }
 
 /// Entries kept before the cache is cleared; bounds memory under hostile claims.
 const SELECTOR_CACHE_MAX: usize = 4096;
 
 impl SelectorCache {
+    /// A cache whose URL Patterns resolve against `hub_url`.
+    pub fn new(hub_url: url::Url) -> Self {
+        Self {
+            compiled: std::sync::Mutex::default(),
+            hub_url: Some(hub_url),
+        }
+    }
+
     /// Whether any of `matchers` matches `topic`. Matchers that do not compile match
     /// nothing.
     pub fn any_matches(&self, matchers: &[Matcher], topic: &str) -> bool {
@@ -754,16 +765,28 @@ impl SelectorCache {
                 herald_hub::MatchKind::Template if matcher.source == topic => return true,
                 _ => {}
             }
-            let compiled = {
+            let known = self
+                .compiled
+                .lock()
+                .expect("selector cache poisoned")
+                .get(matcher)
+                .cloned();
+            // Compiled outside the lock: a costly pattern delays only the request that
+            // brought it.
+            let compiled = known.unwrap_or_else(|| {
+                let compiled = match &self.hub_url {
+                    Some(hub_url) => matcher.compile_in(hub_url),
+                    None => matcher.compile(),
+                }
+                .ok()
+                .map(Arc::new);
                 let mut cache = self.compiled.lock().expect("selector cache poisoned");
                 if cache.len() >= SELECTOR_CACHE_MAX {
                     cache.clear();
                 }
-                cache
-                    .entry(matcher.clone())
-                    .or_insert_with(|| matcher.compile().ok().map(Arc::new))
-                    .clone()
-            };
+                cache.insert(matcher.clone(), compiled.clone());
+                compiled
+            });
             compiled.is_some_and(|s| s.matches(topic))
         })
     }
@@ -1470,7 +1493,6 @@ mod v1_tests {
     /// compiles them, a token granting one is refused whole, as any detail that does not
     /// compile.
     #[test]
-    #[ignore = "needs herald_hub's URL Pattern engine"]
     fn url_pattern_grants() {
         let tokens = test_tokens();
         let grants = verify(&with(|c| {
@@ -1493,8 +1515,8 @@ mod v1_tests {
     }
 
     #[test]
-    fn url_patterns_refuse_the_token_until_they_compile() {
-        // `*` is every topic in every kind, and needs no engine.
+    fn url_pattern_wildcards_and_relative_patterns() {
+        // `*` is every topic in every kind.
         let any = verify(&with(|c| {
             c["authorization_details"] = json!([detail(
                 &["publish"],
@@ -1509,10 +1531,25 @@ mod v1_tests {
                 json!([{ "match": "https://e.com/books/:id", "match_type": "urlpattern" }])
             )]);
         });
-        let compiles = Matcher::url_pattern("https://e.com/books/:id")
-            .compile()
-            .is_ok();
-        assert_eq!(verify(&pattern).is_ok(), compiles);
+        assert!(verify(&pattern).is_ok());
+        // A relative pattern resolves against the hub's URL, as the relative topics of the
+        // hub's own events do.
+        let relative = verify(&with(|c| {
+            c["authorization_details"] = json!([detail(
+                &["subscribe"],
+                json!([{
+                    "match": "/.well-known/mercure/subscriptions/:kind/:match/:subscriber",
+                    "match_type": "urlpattern"
+                }])
+            )]);
+        }))
+        .unwrap();
+        let tokens = test_tokens();
+        assert!(tokens.may_subscribe(
+            &relative,
+            "/.well-known/mercure/subscriptions/exact/a/urn%3Auuid%3A1"
+        ));
+        assert!(!tokens.may_subscribe(&relative, "/.well-known/mercure/other"));
     }
 
     #[test]

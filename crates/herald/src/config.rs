@@ -389,6 +389,17 @@ const TCP_FD_RESERVE: usize = 64;
 /// or a publisher's requests beside the streams it holds.
 const TCP_PER_IP_EXTRA: usize = 64;
 
+/// The hub's own URL, which relative URL Patterns and the relative topics they are matched
+/// with resolve against, and under whose path no update may be published:
+/// the resource identifier (`--resource`) when one is configured, else
+/// [`herald_hub::urlpattern::DEFAULT_HUB_URL`].
+fn hub_url(args: &ServeArgs) -> url::Url {
+    args.resource
+        .as_deref()
+        .and_then(|resource| url::Url::parse(resource).ok())
+        .unwrap_or_else(herald_hub::urlpattern::default_hub_url)
+}
+
 impl Config {
     /// Checks the flags. `default_key` is the key to use when none was given (read from or
     /// generated into the data directory by the caller).
@@ -530,6 +541,7 @@ impl Config {
                 ..UpdateLimits::default()
             },
             max_selectors: args.max_selectors,
+            base_url: hub_url(args),
             ..HubConfig::default()
         };
         Ok(Self {

@@ -100,7 +100,13 @@ pub fn router(state: ServerState) -> Router {
     let cors = (!state.origins.allowed.is_empty()).then(|| cors_layer(&state.origins.allowed));
     Router::new()
         .merge(routes::app::routes())
-        .route(mercure::PATH, get(mercure::subscribe).post(mercure::publish))
+        .route(
+            mercure::PATH,
+            get(mercure::subscribe)
+                .post(mercure::publish)
+                // `QUERY`, which the method filters do not name, and 405 for the rest.
+                .fallback(mercure::subscribe_query),
+        )
         .merge(routes::ops::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {

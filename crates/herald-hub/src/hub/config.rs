@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use url::Url;
+
 use crate::{subscriber::QueueLimits, update::UpdateLimits};
 
 /// How the hub behaves. Every field has a default that suits a single node.
@@ -44,6 +46,10 @@ pub struct HubConfig {
     pub publish_queue: usize,
     /// Most publishes stored in one transaction.
     pub max_batch: usize,
+    /// The hub's own URL: what relative URL Patterns ([`crate::MatchKind::UrlPattern`]) and
+    /// the relative topics they are matched with resolve against. Default
+    /// [`crate::urlpattern::DEFAULT_HUB_URL`].
+    pub base_url: Url,
 }
 
 impl Default for HubConfig {
@@ -63,6 +69,7 @@ impl Default for HubConfig {
             selector_budget_total: SELECTOR_BUDGET_TOTAL,
             publish_queue: 16_384,
             max_batch: 1_024,
+            base_url: crate::urlpattern::default_hub_url(),
         }
     }
 }

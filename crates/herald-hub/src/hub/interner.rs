@@ -103,12 +103,12 @@ impl Hub {
                 continue;
             }
             first_of.insert(source, index);
-            *spent += source
-                .cost()
-                .map_err(|error| SubscribeError::InvalidSelector {
+            *spent += source.cost_in(&config.base_url).map_err(|error| {
+                SubscribeError::InvalidSelector {
                     selector: source.source.clone(),
                     error,
-                })?;
+                }
+            })?;
         }
         if *spent > config.selector_budget {
             return Err(SubscribeError::OverBudget {
@@ -132,15 +132,16 @@ impl Hub {
                     .await
                     .expect("the compile semaphore is never closed");
                 let owned = source.clone();
+                let hub_url = config.base_url.clone();
                 tokio::task::spawn_blocking(move || {
-                    let parsed = owned.compile();
+                    let parsed = owned.compile_in(&hub_url);
                     drop(permit);
                     parsed
                 })
                 .await
                 .expect("compiling a selector does not panic")
             } else {
-                source.compile()
+                source.compile_in(&config.base_url)
             };
             let selector = parsed.map_err(|error| SubscribeError::InvalidSelector {
                 selector: source.source.clone(),

@@ -557,12 +557,14 @@ async fn http2_streams_replay_from_last_event_id_and_end_at_shutdown() {
 
 /// The headers that say what a subscription's answer is (hop-by-hop and framing headers,
 /// which differ between HTTP/1 and HTTP/2 by design, are left out).
-const ANSWER_HEADERS: [&str; 8] = [
+const ANSWER_HEADERS: [&str; 10] = [
     "content-type",
     "cache-control",
     "x-accel-buffering",
     "vary",
     "last-event-id",
+    "mercure-last-event-id",
+    "accept-query",
     "link",
     "retry-after",
     "www-authenticate",
@@ -640,6 +642,29 @@ async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
             "a stream",
             hub_path(""),
             vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+        (
+            "an unknown match parameter",
+            format!("/.well-known/mercure?matchExact={ENCODED}"),
+            vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+        (
+            "a control character in a matcher",
+            "/.well-known/mercure?match=a%01b".to_owned(),
+            vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+        (
+            "a 1.0 stream resuming from a known id",
+            format!("/.well-known/mercure?match={ENCODED}&last_event_id=parity-1"),
+            vec![("authorization", format!("Bearer {subscriber}"))],
+        ),
+        (
+            "a URL Pattern stream resuming from an unknown id",
+            "/.well-known/mercure?match_urlpattern=https%3A%2F%2Fexample.com%2F*".to_owned(),
+            vec![
+                ("authorization", format!("Bearer {subscriber}")),
+                ("last-event-id", "unknown".to_owned()),
+            ],
         ),
     ];
     let mut h2 = H2::connect(&server).await;

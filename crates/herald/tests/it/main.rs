@@ -16,6 +16,7 @@ mod cli;
 mod cluster;
 mod cluster_app;
 mod conformance_auth;
+mod conformance_subscribe;
 mod datadir;
 mod deadlines;
 mod durability;

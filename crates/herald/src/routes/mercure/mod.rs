@@ -14,7 +14,7 @@ mod publish;
 mod subscribe;
 
 pub use publish::{PUBLISHED_CONTENT_TYPE, Publisher, authorize_publish, publish, publish_form};
-pub use subscribe::{OpenStream, open_stream, subscribe};
+pub use subscribe::{OpenStream, open_stream, open_stream_with, subscribe, subscribe_query};
 
 /// The path of the hub.
 pub const PATH: &str = "/.well-known/mercure";

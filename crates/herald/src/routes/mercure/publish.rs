@@ -121,9 +121,16 @@ pub async fn publish_form(
     started: Instant,
 ) -> Result<String, ApiError> {
     let update = parse_update(body)?;
+    let hub_url = &state.hub.config().base_url;
     for topic in &update.topics {
         if herald_hub::is_reserved(topic) {
             return Err(reserved(topic));
+        }
+        if in_hub_namespace(hub_url, topic) {
+            return Err(ApiError::forbidden(format!(
+                "{topic:?} is the hub's own: no update may be published under {}",
+                super::PATH
+            )));
         }
         if !state.tokens.may_publish(&publisher.grants, topic) {
             return Err(ApiError::forbidden(format!(
@@ -137,6 +144,9 @@ pub async fn publish_form(
         .publish(update)
         .await
         .map_err(|error| match error {
+            PublishError::Invalid(invalid) if invalid.is_over_limit() => {
+                ApiError::new(ErrorCode::PayloadTooLarge, invalid.to_string())
+            }
             PublishError::Invalid(invalid) => ApiError::bad_request(invalid.to_string()),
             PublishError::Unavailable(why) => ApiError::unavailable(why),
         })?;
@@ -147,8 +157,23 @@ pub async fn publish_form(
     Ok(published.id.to_string())
 }
 
+/// Whether `topic`, resolved against the hub's URL, has the hub's path
+/// (`/.well-known/mercure`) or a path under it. A topic that is not a URI reference has no
+/// path, so it is not in the namespace; nor is an empty topic, which the hub refuses as
+/// such.
+fn in_hub_namespace(hub_url: &url::Url, topic: &str) -> bool {
+    !topic.is_empty()
+        && hub_url.join(topic).is_ok_and(|url| {
+            url.path()
+                .strip_prefix(super::PATH)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+}
+
 /// Parses Mercure's publish form: `topic` (repeated), `data`, `private`, `id`, `type`,
-/// `retry`. Anything else, or a single-valued field given twice, is an error.
+/// `retry`; other fields are ignored. A single-valued field given twice is an error, and
+/// so is what an event cannot carry: a topic with a control character or equal to `*`, an
+/// id beginning with `#`, the event type `mercure`, which the hub keeps for its own events.
 fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
     fn once(slot: &mut Option<String>, key: &str, value: String) -> Result<(), ApiError> {
         if slot.replace(value).is_some() {
@@ -172,25 +197,32 @@ fn parse_update(body: &[u8]) -> Result<Update, ApiError> {
             "id" => once(&mut update.id, "id", value)?,
             "type" => once(&mut update.event_type, "type", value)?,
             "retry" => once(&mut retry, "retry", value)?,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?}; expected topic, data, private, id, type or retry"
-                )));
-            }
+            _ => {} // Fields of later versions, or of no version: not ours to refuse.
         }
     }
-    update.data = data.unwrap_or_default();
-    update.private = match private.as_deref() {
-        None => false,
-        // Mercure: the field's presence makes the update private.
-        Some("" | "on" | "true" | "1") => true,
-        Some("off" | "false" | "0") => false,
-        Some(other) => {
+    for topic in &update.topics {
+        if topic.chars().any(char::is_control) {
             return Err(ApiError::bad_request(format!(
-                "private must be on/true/1 or off/false/0, not {other:?}"
+                "the topic {topic:?} holds a control character"
             )));
         }
-    };
+        if topic == "*" {
+            return Err(ApiError::bad_request(
+                "\"*\" is the wildcard of selectors, not a topic",
+            ));
+        }
+    }
+    if update.id.as_deref().is_some_and(|id| id.starts_with('#')) {
+        return Err(ApiError::bad_request("an id must not begin with \"#\""));
+    }
+    if update.event_type.as_deref() == Some("mercure") {
+        return Err(ApiError::bad_request(
+            "the event type \"mercure\" is the hub's own",
+        ));
+    }
+    update.data = data.unwrap_or_default();
+    // Mercure: the field's presence makes the update private, whatever its value.
+    update.private = private.is_some();
     update.retry = match retry {
         None => None,
         Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => Some(
@@ -224,15 +256,13 @@ mod tests {
         );
         assert!(!ok("topic=a").private);
         assert!(ok("topic=a&private=").private);
-        assert!(!ok("topic=a&private=false").private);
+        assert!(ok("topic=a&private=false").private);
+        assert!(ok("topic=a&private=off").private);
+        assert_eq!(ok("topic=a&colour=red").topics, ["a"]);
 
         assert_eq!(
             err("topic=a&data=1&data=2"),
             "the field \"data\" is given more than once"
-        );
-        assert_eq!(
-            err("topic=a&colour=red"),
-            "unknown field \"colour\"; expected topic, data, private, id, type or retry"
         );
         assert_eq!(
             err("topic=a&retry=soon"),
@@ -242,9 +272,40 @@ mod tests {
             err("topic=a&retry=-1"),
             "retry must be a number of milliseconds, not \"-1\""
         );
-        assert_eq!(
-            err("topic=a&private=maybe"),
-            "private must be on/true/1 or off/false/0, not \"maybe\""
-        );
+        for bad in [
+            "topic=a%00",
+            "topic=a%0Ab",
+            "topic=a%C2%85",
+            "topic=*",
+            "topic=a&id=%23x",
+            "topic=a&type=mercure",
+            "topic=a&retry=1.5",
+        ] {
+            assert!(parse_update(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_hub_namespace() {
+        let hub = url::Url::parse("https://hub.example/.well-known/mercure").unwrap();
+        for topic in [
+            "/.well-known/mercure",
+            "/.well-known/mercure/subscriptions/exact/a/b",
+            "https://hub.example/.well-known/mercure/x",
+            "/a/../.well-known/mercure",
+            ".",
+        ] {
+            assert!(in_hub_namespace(&hub, topic) || topic == ".", "{topic}");
+        }
+        for topic in [
+            "/.well-known/mercurex",
+            "/.well-known/",
+            "/books/1",
+            "urn:x:.well-known/mercure",
+            "https://[bad",
+            "",
+        ] {
+            assert!(!in_hub_namespace(&hub, topic), "{topic}");
+        }
     }
 }

@@ -10,9 +10,9 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream::BoxStream};
-use herald_hub::{Matcher, SubscribeError, SubscribeRequest};
+use herald_hub::{MatchKind, Matcher, SubscribeError, SubscribeRequest};
 
-use super::{query_pairs, reserved};
+use super::{read_body, reserved};
 use crate::{
     auth, credentials,
     error::{ApiError, ErrorCode},
@@ -20,7 +20,8 @@ use crate::{
     state::ServerState,
 };
 
-/// `GET /.well-known/mercure?topic=…`: a stream of the updates matching the selectors.
+/// `GET /.well-known/mercure?topic=…` (or `match=…`): a stream of the updates matching the
+/// selectors.
 ///
 /// Plain HTTP/1 subscriptions usually take the lighter path in `connection`; this handler
 /// serves the rest (HTTP/2, cross-origin requests that need CORS headers) with the same
@@ -34,7 +35,61 @@ pub async fn subscribe(
     let stream = open_stream(&state, peer.ip(), &headers, &uri)
         .await
         .map_err(|error| super::challenge(&state, auth::request_host(&headers, &uri), error))?;
-    if crate::routes::poll::wants_poll(&headers) {
+    respond(&state, &headers, stream).await
+}
+
+/// `QUERY /.well-known/mercure`: a subscription whose parameters may also come in an
+/// `application/x-www-form-urlencoded` body, bounded and read within the time limits of
+/// a publish's body; the parameters are those of the query string and the body together.
+/// Any other method the route does not know gets 405.
+///
+/// # Errors
+///
+/// 405 for a method other than `QUERY`, 415 for a body that is not a form, 413 for one
+/// over `--max-body`; then as [`open_stream`].
+pub async fn subscribe_query(
+    State(state): State<ServerState>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if method.as_str() != "QUERY" {
+        return Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "this route does not accept that method",
+        ));
+    }
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(FORM));
+    if !is_form {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "the body of a QUERY subscription must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = state
+        .bodies
+        .read_within(read_body(body, state.bodies.max_body))
+        .await??;
+    let stream = open_stream_with(&state, peer.ip(), &headers, &uri, Some(&form))
+        .await
+        .map_err(|error| super::challenge(&state, auth::request_host(&headers, &uri), error))?;
+    respond(&state, &headers, stream).await
+}
+
+/// Answers an admitted subscription: a long-poll when the client asked for one, else the
+/// event stream.
+async fn respond(
+    state: &ServerState,
+    headers: &HeaderMap,
+    stream: OpenStream,
+) -> Result<Response, ApiError> {
+    if crate::routes::poll::wants_poll(headers) {
         return Ok(crate::routes::poll::answer(
             stream.frames,
             crate::routes::poll::Cursor {
@@ -86,17 +141,28 @@ pub async fn open_stream(
     headers: &HeaderMap,
     uri: &axum::http::Uri,
 ) -> Result<OpenStream, ApiError> {
-    let mut topics = Vec::new();
-    let mut query_last_id = None;
-    let mut query_token = None;
-    for (key, value) in query_pairs(uri.query()) {
-        match &*key {
-            "topic" => topics.push(Matcher::template(value)),
-            "lastEventID" => query_last_id = Some(value.into_owned()),
-            "authorization" => query_token = Some(value.into_owned()),
-            _ => {} // Cache busters and the like.
-        }
-    }
+    open_stream_with(state, peer, headers, uri, None).await
+}
+
+/// [`open_stream`] with the parameters of the query string and, for a `QUERY` request, of
+/// its form body: the union of both.
+///
+/// # Errors
+///
+/// As [`open_stream`].
+pub async fn open_stream_with(
+    state: &ServerState,
+    peer: IpAddr,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    form: Option<&[u8]>,
+) -> Result<OpenStream, ApiError> {
+    let SubscribeParams {
+        topics,
+        last_event_id: query_last_id,
+        token: query_token,
+        matched,
+    } = SubscribeParams::parse(uri.query(), form)?;
     let grants = match credentials::mercure_token(headers, query_token.as_deref())? {
         Some((token, _)) => Some(state.tokens.subscriber_grants(token, headers, uri)?),
         None if state.tokens.anonymous() => None,
@@ -110,6 +176,7 @@ pub async fn open_stream(
         return Err(reserved(&topic.source));
     }
     let last_event_id = state.streams.last_event_id(headers, query_last_id)?;
+    let requested_id = last_event_id.clone();
     let resume_from = last_event_id.clone();
     let resumed = resume_from.is_some();
 
@@ -156,10 +223,28 @@ pub async fn open_stream(
         ),
         // The same URL answers a long-poll to `Accept: application/json`.
         (header::VARY, HeaderValue::from_static("accept")),
+        // The same parameters may come in a `QUERY` request's form body.
+        (
+            HeaderName::from_static("accept-query"),
+            HeaderValue::from_static(FORM),
+        ),
     ];
-    if let Some(id) = subscription
-        .head_id()
-        .and_then(|id| HeaderValue::from_str(id).ok())
+    // A 1.0 client learns whether its last event id was found: the id when it was, else
+    // `earliest`. A 0.x client (only `topic=`) learns the log's head, as it always did.
+    if let Some(requested) = &requested_id {
+        let answer = if subscription.is_reset() {
+            "earliest"
+        } else {
+            requested
+        };
+        if let Ok(value) = HeaderValue::from_str(answer) {
+            response_headers.push((HeaderName::from_static("mercure-last-event-id"), value));
+        }
+    }
+    if !matched
+        && let Some(id) = subscription
+            .head_id()
+            .and_then(|id| HeaderValue::from_str(id).ok())
     {
         response_headers.push((HeaderName::from_static("last-event-id"), id));
     }
@@ -184,4 +269,168 @@ pub async fn open_stream(
         resumed,
         passed,
     })
+}
+
+/// The content type of a `QUERY` subscription's body, and of `Accept-Query`.
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What a subscribe request asks for, from its query string and form body together.
+#[derive(Debug, Default)]
+struct SubscribeParams {
+    /// `topic=` (0.x selectors), `match=` and `match_exact=` (exact), `match_urlpattern=`.
+    topics: Vec<Matcher>,
+    /// `last_event_id=`, else the 0.x `lastEventID=`.
+    last_event_id: Option<String>,
+    /// The 0.x `authorization=` token.
+    token: Option<String>,
+    /// Whether any `match*` parameter was given: a 1.0 client.
+    matched: bool,
+}
+
+impl SubscribeParams {
+    /// Reads the parameters of `query` then of `form`.
+    ///
+    /// # Errors
+    ///
+    /// 400 for a parameter whose name begins with `match` (in any case) but is none of the
+    /// three, and for a selector or last event id that is not UTF-8 or holds a control
+    /// character.
+    fn parse(query: Option<&str>, form: Option<&[u8]>) -> Result<Self, ApiError> {
+        let mut params = Self::default();
+        let (mut last_event_id, mut last_event_id_0x) = (None, None);
+        for source in [query.map(str::as_bytes), form].into_iter().flatten() {
+            for (raw_key, raw_value) in form_pairs(source) {
+                let key = decode(raw_key).unwrap_or_default();
+                let kind = match &*key {
+                    "topic" => Some(MatchKind::Template),
+                    "match" | "match_exact" => Some(MatchKind::Exact),
+                    "match_urlpattern" => Some(MatchKind::UrlPattern),
+                    _ => None,
+                };
+                let wanted = kind.is_some() || key == "last_event_id" || key == "lastEventID";
+                if !wanted {
+                    if raw_key.len() >= 5 && raw_key[..5].eq_ignore_ascii_case(b"match") {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown parameter {key:?}; expected match, match_exact or \
+                             match_urlpattern"
+                        )));
+                    }
+                    if key == "authorization" {
+                        params.token = Some(decode(raw_value).unwrap_or_default());
+                    }
+                    continue; // Cache busters and the like.
+                }
+                let value = decode(raw_value)
+                    .filter(|value| !value.chars().any(char::is_control))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "the value of {key:?} is not UTF-8 or holds a control character"
+                        ))
+                    })?;
+                match kind {
+                    Some(kind) => {
+                        params.matched |= kind != MatchKind::Template;
+                        params.topics.push(Matcher {
+                            kind,
+                            source: value,
+                        });
+                    }
+                    None if key == "last_event_id" => last_event_id = Some(value),
+                    None => last_event_id_0x = Some(value),
+                }
+            }
+        }
+        params.last_event_id = last_event_id.or(last_event_id_0x);
+        Ok(params)
+    }
+}
+
+/// The raw `name=value` pairs of a form, undecoded.
+fn form_pairs(form: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    form.split(|&b| b == b'&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        })
+}
+
+/// A form name or value decoded (`+` is a space, `%XX` a byte), or `None` when the bytes
+/// are not UTF-8. Unlike `form_urlencoded`, never replaces bad bytes.
+fn decode(raw: &[u8]) -> Option<String> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while at < raw.len() {
+        match raw[at] {
+            b'+' => bytes.push(b' '),
+            b'%' if at + 2 < raw.len() => match (hex(raw[at + 1]), hex(raw[at + 2])) {
+                (Some(high), Some(low)) => {
+                    bytes.push((high * 16 + low) as u8);
+                    at += 2;
+                }
+                _ => bytes.push(b'%'),
+            },
+            other => bytes.push(other),
+        }
+        at += 1;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_parameters() {
+        let parse = |q: &str| SubscribeParams::parse(Some(q), None);
+        let p = parse("topic=a&match=b&match_exact=c&match_urlpattern=%2Fd%2F*&x=1").unwrap();
+        let kinds: Vec<_> = p
+            .topics
+            .iter()
+            .map(|m| (m.kind, m.source.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (MatchKind::Template, "a"),
+                (MatchKind::Exact, "b"),
+                (MatchKind::Exact, "c"),
+                (MatchKind::UrlPattern, "/d/*")
+            ]
+        );
+        assert!(p.matched);
+        assert!(!parse("topic=a").unwrap().matched);
+        for bad in [
+            "matchx=a",
+            "MATCH=a",
+            "Match_Exact=a",
+            "match_regex=a",
+            "topic=a%00",
+            "match=a%0Ab",
+            "match=%C2%85",
+            "match=%7F",
+            "match=%FF",
+            "lastEventID=%1B",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse("lastEventID=a&last_event_id=b")
+                .unwrap()
+                .last_event_id
+                .as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            parse("lastEventID=a").unwrap().last_event_id.as_deref(),
+            Some("a")
+        );
+        let both = SubscribeParams::parse(Some("match=a"), Some(b"match=b&topic=c+d%25")).unwrap();
+        let sources: Vec<_> = both.topics.iter().map(|m| m.source.as_str()).collect();
+        assert_eq!(sources, ["a", "b", "c d%"]);
+        assert_eq!(decode(b"%4").as_deref(), Some("%4"));
+        assert_eq!(decode(b"a%41").as_deref(), Some("aA"));
+    }
 }

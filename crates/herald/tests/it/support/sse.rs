@@ -28,7 +28,7 @@ pub(crate) struct Sse {
 pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Sse {
-    pub(super) fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(response: reqwest::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response
