@@ -35,6 +35,27 @@ fn selectors(c: &mut Criterion) {
                 .count()
         })
     });
+    let pattern = Matcher::url_pattern("https://example.com/books/:id")
+        .compile()
+        .unwrap();
+    group.bench_function("urlpattern", |b| {
+        b.iter(|| pattern.matches(black_box(topic)))
+    });
+    let patterns: Vec<Selector> = (0..2000)
+        .map(|i| {
+            Matcher::url_pattern(format!("https://example.com/t{i}/:id"))
+                .compile()
+                .unwrap()
+        })
+        .collect();
+    group.bench_function("2000_urlpatterns_one_topic", |b| {
+        b.iter(|| {
+            patterns
+                .iter()
+                .filter(|s| s.matches(black_box("https://example.com/t1999/7")))
+                .count()
+        })
+    });
     group.finish();
 }
 
