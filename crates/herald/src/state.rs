@@ -42,6 +42,9 @@ pub struct ServerState {
     pub metrics: Arc<ServerMetrics>,
     /// Rate limits of logins, app changes and publishes.
     pub rates: Arc<RateLimits>,
+    /// The registry of active subscriptions, when Mercure subscriptions are announced
+    /// (`--subscription-events`); without it the subscriptions API answers 404.
+    pub subscriptions: Option<herald_hub::presence::Registry>,
 }
 
 impl ServerState {
@@ -74,7 +77,15 @@ impl ServerState {
             },
             metrics,
             rates: Arc::new(RateLimits::new(&config.rates)),
+            subscriptions: None,
         }
+    }
+
+    /// The same state, announcing and listing Mercure subscriptions in `registry`.
+    #[must_use]
+    pub fn with_subscriptions(mut self, registry: herald_hub::presence::Registry) -> Self {
+        self.subscriptions = Some(registry);
+        self
     }
 }
 

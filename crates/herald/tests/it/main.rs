@@ -15,6 +15,8 @@ mod auth;
 mod cli;
 mod cluster;
 mod cluster_app;
+mod cluster_subscriptions;
+mod conformance_subscriptions;
 mod datadir;
 mod deadlines;
 mod durability;

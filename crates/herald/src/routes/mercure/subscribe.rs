@@ -10,7 +10,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream::BoxStream};
-use herald_hub::{Matcher, SubscribeError, SubscribeRequest};
+use herald_hub::{MatchKind, Matcher, SubscribeError, SubscribeRequest, presence};
 
 use super::{query_pairs, reserved};
 use crate::{
@@ -119,6 +119,11 @@ pub async fn open_stream(
         .as_ref()
         .and_then(|c| c.exp)
         .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
+    let announced = state
+        .subscriptions
+        .as_ref()
+        .filter(|_| !crate::routes::poll::wants_poll(headers))
+        .map(|registry| (registry.clone(), topics.clone()));
     let request = SubscribeRequest {
         topics,
         claims: claims
@@ -171,11 +176,17 @@ pub async fn open_stream(
         Some(left) => tokio::time::sleep(left).boxed(),
         None => futures::future::pending().boxed(),
     };
+    // Registered once the hub has admitted the subscription, and announced from there;
+    // the guard lives as long as the stream, like the permit.
+    let presence = match announced {
+        Some((registry, matchers)) => Some(registry.join(entries(&matchers, None)).await),
+        None => None,
+    };
     let frames = subscription
         .take_until(expiry)
         .map(move |frames| {
             // The permit lives as long as the stream: dropping it frees the slot.
-            let _ = &permit;
+            let _ = (&permit, &presence);
             frames
         })
         .boxed();
@@ -186,4 +197,20 @@ pub async fn open_stream(
         resumed,
         passed,
     })
+}
+
+/// The registry entries of one connection's matchers, under one new subscriber id. A 0.x
+/// selector is listed as `exact` when it has no `{`, else as `template`.
+fn entries(matchers: &[Matcher], payload: Option<serde_json::Value>) -> Vec<presence::Entry> {
+    let subscriber = presence::subscriber_id();
+    matchers
+        .iter()
+        .map(|matcher| {
+            let kind = match matcher.kind {
+                MatchKind::Template if !matcher.source.contains('{') => MatchKind::Exact,
+                kind => kind,
+            };
+            presence::Entry::mercure(&subscriber, kind.name(), &matcher.source, payload.clone())
+        })
+        .collect()
 }
