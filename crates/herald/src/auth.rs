@@ -2,7 +2,8 @@
 //!
 //! `credentials` finds the token (bearer header, cookie or query). Tokens are HS256 JWTs
 //! whose `mercure` claim lists the selectors the bearer may publish to and the private
-//! updates it may receive. Tokens never reach the log.
+//! updates it may receive. A verified token becomes [`Grants`], what it allows, which the
+//! publish and subscribe paths read through [`Tokens`]. Tokens never reach the log.
 
 use std::{
     collections::HashMap,
@@ -10,7 +11,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use herald_hub::selector::Selector;
+use herald_hub::{Matcher, selector::Selector};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +45,42 @@ pub struct Claims {
     /// per token when it names none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+}
+
+/// What a verified token allows, whatever its dialect: the publish and subscribe paths
+/// read only this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// The subject (`sub`): who the token stands for.
+    pub subject: Option<String>,
+    /// Expiry (`exp`), seconds since the epoch.
+    pub expires: Option<u64>,
+    /// The topics the bearer may publish to; `None`: it may not publish at all.
+    pub publish: Option<Vec<Matcher>>,
+    /// The topics of the private updates the bearer may receive; `None`: none.
+    pub subscribe: Option<Vec<Matcher>>,
+    /// The payloads of the token's subscribe grants, in the token's order: the grant's
+    /// matchers and its payload.
+    pub payloads: Vec<(Vec<Matcher>, serde_json::Value)>,
+}
+
+impl Grants {
+    /// What a 0.x token's claims allow: its `mercure` selectors, read as 0.x selectors.
+    pub fn from_claims(claims: &Claims) -> Self {
+        let matchers = |selectors: &Option<Vec<String>>| {
+            selectors
+                .as_ref()
+                .map(|s| s.iter().map(Matcher::template).collect())
+        };
+        let mercure = claims.mercure.as_ref();
+        Self {
+            subject: claims.sub.clone(),
+            expires: claims.exp,
+            publish: mercure.and_then(|m| matchers(&m.publish)),
+            subscribe: mercure.and_then(|m| matchers(&m.subscribe)),
+            payloads: Vec::new(),
+        }
+    }
 }
 
 /// How far in the future a token's `nbf` may be and the token still be accepted, in
@@ -102,8 +139,8 @@ pub struct Verifier {
     verified: Arc<Mutex<HashMap<Box<str>, Remembered>>>,
 }
 
-/// A verified token's claims, and its times, checked again at each use.
-type Remembered = (Arc<Claims>, Times);
+/// What a verified token allows, and its times, checked again at each use.
+type Remembered = (Arc<Grants>, Times);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,18 +167,18 @@ impl Verifier {
     }
 
     /// Verifies `token`'s signature, expiry and not-before time (with [`NBF_LEEWAY_SECS`])
-    /// and returns its claims.
+    /// and returns what it allows.
     ///
     /// # Errors
     ///
     /// 401 with the reason (expired, bad signature, malformed), never echoing the token.
-    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Grants>, ApiError> {
         self.verify_at(token, unix_now())
     }
 
     /// [`Verifier::verify`] with `now` (Unix seconds) as the time the token's `exp` and
     /// `nbf` are checked against.
-    fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Claims>, ApiError> {
+    fn verify_at(&self, token: &str, now: u64) -> Result<Arc<Grants>, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
         if token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::unauthorized("the JWT is too long"));
@@ -152,9 +189,9 @@ impl Verifier {
             .expect("token cache poisoned")
             .get(token)
             .cloned();
-        if let Some((claims, times)) = known {
+        if let Some((grants, times)) = known {
             times.check(now)?;
-            return Ok(claims);
+            return Ok(grants);
         }
         let decoded = jsonwebtoken::decode::<Decoded>(token, &self.key, &self.validation)
             .map(|data| data.claims)
@@ -170,17 +207,17 @@ impl Verifier {
             exp: decoded.claims.exp,
             nbf: decoded.nbf,
         };
-        let claims = Arc::new(decoded.claims);
+        let grants = Arc::new(Grants::from_claims(&decoded.claims));
         // Remembered even when not valid yet: its signature checked out, and its times are
         // checked on every use.
         let mut verified = self.verified.lock().expect("token cache poisoned");
         if verified.len() >= VERIFIED_CACHE {
             verified.clear();
         }
-        verified.insert(token.into(), (claims.clone(), times));
+        verified.insert(token.into(), (grants.clone(), times));
         drop(verified);
         times.check(now)?;
-        Ok(claims)
+        Ok(grants)
     }
 }
 
@@ -205,7 +242,7 @@ pub fn mint(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::erro
 }
 
 /// The Mercure side of authorization: the keys of publishers and subscribers, whether a
-/// subscriber may go without a token, and the compiled `mercure.publish` selectors. Cheap
+/// subscriber may go without a token, and the compiled matchers of tokens' grants. Cheap
 /// to clone.
 #[derive(Clone, Debug)]
 pub struct Tokens {
@@ -217,7 +254,7 @@ struct TokensInner {
     publisher: Verifier,
     subscriber: Verifier,
     anonymous: bool,
-    publish_selectors: SelectorCache,
+    matchers: SelectorCache,
 }
 
 impl Tokens {
@@ -228,7 +265,7 @@ impl Tokens {
                 publisher: Verifier::new(&config.publisher_key),
                 subscriber: Verifier::new(&config.subscriber_key),
                 anonymous: config.anonymous,
-                publish_selectors: SelectorCache::default(),
+                matchers: SelectorCache::default(),
             }),
         }
     }
@@ -248,28 +285,64 @@ impl Tokens {
         self.inner.anonymous
     }
 
-    /// Whether a `mercure.publish` claim allows publishing to `topic`.
-    pub fn may_publish(&self, allowed: &[String], topic: &str) -> bool {
-        self.inner.publish_selectors.any_matches(allowed, topic)
+    /// Whether `grants` allow publishing to `topic`.
+    pub fn may_publish(&self, grants: &Grants, topic: &str) -> bool {
+        grants
+            .publish
+            .as_deref()
+            .is_some_and(|allowed| self.inner.matchers.any_matches(allowed, topic))
+    }
+
+    /// Whether `grants` allow receiving the private updates of `topic` (and reading what
+    /// the hub says about it).
+    pub fn may_subscribe(&self, grants: &Grants, topic: &str) -> bool {
+        grants
+            .subscribe
+            .as_deref()
+            .is_some_and(|allowed| self.inner.matchers.any_matches(allowed, topic))
+    }
+
+    /// The payload `grants` attach to `subscription`: that of the first subscribe grant one
+    /// of whose matchers matches the subscription's own text, read as a topic.
+    pub fn payload_for(
+        &self,
+        grants: &Grants,
+        subscription: &Matcher,
+    ) -> Option<serde_json::Value> {
+        grants
+            .payloads
+            .iter()
+            .find(|(matchers, _)| {
+                self.inner
+                    .matchers
+                    .any_matches(matchers, &subscription.source)
+            })
+            .map(|(_, payload)| payload.clone())
     }
 }
 
-/// Compiled publish selectors, cached: a publisher sends the same claim with every request.
+/// Compiled matchers, cached: a client sends the same token with every request.
 #[derive(Debug, Default)]
 pub struct SelectorCache {
-    compiled: std::sync::Mutex<std::collections::HashMap<String, Option<Arc<Selector>>>>,
+    compiled: std::sync::Mutex<std::collections::HashMap<Matcher, Option<Arc<Selector>>>>,
 }
 
 /// Entries kept before the cache is cleared; bounds memory under hostile claims.
 const SELECTOR_CACHE_MAX: usize = 4096;
 
 impl SelectorCache {
-    /// Whether any of `selectors` matches `topic`. Selectors that do not parse match
+    /// Whether any of `matchers` matches `topic`. Matchers that do not compile match
     /// nothing.
-    pub fn any_matches(&self, selectors: &[String], topic: &str) -> bool {
-        selectors.iter().any(|source| {
-            if source == "*" || source == topic {
+    pub fn any_matches(&self, matchers: &[Matcher], topic: &str) -> bool {
+        matchers.iter().any(|matcher| {
+            if matcher.is_any() {
                 return true;
+            }
+            // An exact matcher, or a 0.x selector equal to the topic: no compiling.
+            match matcher.kind {
+                herald_hub::MatchKind::Exact => return matcher.source == topic,
+                herald_hub::MatchKind::Template if matcher.source == topic => return true,
+                _ => {}
             }
             let compiled = {
                 let mut cache = self.compiled.lock().expect("selector cache poisoned");
@@ -277,8 +350,8 @@ impl SelectorCache {
                     cache.clear();
                 }
                 cache
-                    .entry(source.clone())
-                    .or_insert_with(|| Selector::parse(source).ok().map(Arc::new))
+                    .entry(matcher.clone())
+                    .or_insert_with(|| matcher.compile().ok().map(Arc::new))
                     .clone()
             };
             compiled.is_some_and(|s| s.matches(topic))
@@ -292,6 +365,17 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn test_tokens() -> Tokens {
+        Tokens {
+            inner: Arc::new(TokensInner {
+                publisher: Verifier::new(KEY),
+                subscriber: Verifier::new(KEY),
+                anonymous: false,
+                matchers: SelectorCache::default(),
+            }),
+        }
+    }
 
     fn claims(exp: Option<u64>) -> Claims {
         Claims {
@@ -309,14 +393,8 @@ mod tests {
         let verifier = Verifier::new(KEY);
         let good = mint(KEY, &claims(None)).unwrap();
         assert_eq!(
-            verifier
-                .verify(&good)
-                .unwrap()
-                .mercure
-                .clone()
-                .unwrap()
-                .publish,
-            Some(vec!["*".into()])
+            verifier.verify(&good).unwrap().publish,
+            Some(vec![Matcher::template("*")])
         );
         let cases = [
             (
@@ -436,7 +514,7 @@ mod tests {
     #[test]
     fn publish_selectors() {
         let cache = SelectorCache::default();
-        let claim = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let claim = |s: &[&str]| s.iter().map(|s| Matcher::template(*s)).collect::<Vec<_>>();
         assert!(cache.any_matches(&claim(&["*"]), "anything"));
         assert!(cache.any_matches(
             &claim(&["https://e.com/books/{id}"]),
@@ -448,5 +526,80 @@ mod tests {
         ));
         assert!(!cache.any_matches(&claim(&[]), "a"));
         assert!(!cache.any_matches(&claim(&["{"]), "a"));
+        // An exact matcher is its text, braces and all.
+        let exact = [Matcher::exact("https://e.com/books/{id}")];
+        assert!(!cache.any_matches(&exact, "https://e.com/books/1"));
+        assert!(cache.any_matches(&exact, "https://e.com/books/{id}"));
+        assert!(cache.any_matches(&[Matcher::exact("*")], "anything"));
+    }
+
+    #[test]
+    fn grants_of_0x_claims_and_their_questions() {
+        let tokens = test_tokens();
+        let grants = Grants::from_claims(&Claims {
+            mercure: Some(MercureClaim {
+                publish: Some(vec!["https://e.com/books/{id}".into()]),
+                subscribe: Some(vec!["https://e.com/users/1".into()]),
+            }),
+            exp: Some(7),
+            sub: Some("alice".into()),
+        });
+        assert_eq!(grants.subject.as_deref(), Some("alice"));
+        assert_eq!(grants.expires, Some(7));
+        assert!(tokens.may_publish(&grants, "https://e.com/books/2"));
+        assert!(!tokens.may_publish(&grants, "https://e.com/users/1"));
+        assert!(tokens.may_subscribe(&grants, "https://e.com/users/1"));
+        assert!(!tokens.may_subscribe(&grants, "https://e.com/books/2"));
+        assert_eq!(
+            tokens.payload_for(&grants, &Matcher::exact("https://e.com/users/1")),
+            None
+        );
+        let none = Grants::from_claims(&Claims::default());
+        assert_eq!((none.publish.clone(), none.subscribe.clone()), (None, None));
+        assert!(!tokens.may_publish(&none, "a"));
+        assert!(!tokens.may_subscribe(&none, "a"));
+        // An empty claim is a claim: it names no topic, but is not absent.
+        let empty = Grants::from_claims(&Claims {
+            mercure: Some(MercureClaim {
+                publish: Some(vec![]),
+                subscribe: None,
+            }),
+            ..Claims::default()
+        });
+        assert_eq!(empty.publish, Some(vec![]));
+        assert!(!tokens.may_publish(&empty, "a"));
+    }
+
+    #[test]
+    fn payloads_go_to_the_first_grant_that_covers_the_subscription() {
+        let tokens = test_tokens();
+        let grants = Grants {
+            payloads: vec![
+                (
+                    vec![Matcher::exact("https://e.com/a")],
+                    serde_json::json!(1),
+                ),
+                (
+                    vec![Matcher::template("https://e.com/{x}")],
+                    serde_json::json!(2),
+                ),
+                (vec![Matcher::exact("*")], serde_json::json!(3)),
+            ],
+            ..Grants::default()
+        };
+        let payload = |m: Matcher| tokens.payload_for(&grants, &m);
+        assert_eq!(payload(Matcher::exact("https://e.com/a")), Some(1.into()));
+        assert_eq!(payload(Matcher::exact("https://e.com/b")), Some(2.into()));
+        // The subscription's text is read as a topic, whatever its own kind: a template's
+        // braces are not a value `{x}` expands to.
+        assert_eq!(
+            payload(Matcher::template("https://e.com/c")),
+            Some(2.into())
+        );
+        assert_eq!(
+            payload(Matcher::template("https://e.com/{y}")),
+            Some(3.into())
+        );
+        assert_eq!(payload(Matcher::exact("urn:other")), Some(3.into()));
     }
 }

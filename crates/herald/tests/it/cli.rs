@@ -27,16 +27,18 @@ async fn token_prints_a_jwt_that_publishes() {
     let jwt = printed.strip_suffix('\n').expect("one line");
     assert_eq!(jwt.matches('.').count(), 2, "{jwt}");
 
-    let claims = Verifier::new(KEY.as_bytes()).verify(jwt).unwrap();
-    let mercure = claims.mercure.clone().unwrap();
-    assert_eq!(mercure.publish, Some(vec!["*".to_owned()]));
-    assert_eq!(mercure.subscribe, None);
+    let grants = Verifier::new(KEY.as_bytes()).verify(jwt).unwrap();
+    assert_eq!(
+        grants.publish,
+        Some(vec![herald_hub::Matcher::template("*")])
+    );
+    assert_eq!(grants.subscribe, None);
     // The default lifetime is an hour.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let exp = claims.exp.expect("an expiry");
+    let exp = grants.expires.expect("an expiry");
     assert!(
         (now + 3590..=now + 3610).contains(&exp),
         "exp {exp}, now {now}"

@@ -44,7 +44,7 @@ pub const PUBLISHED_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// What a publisher may do, checked before its body is read.
 pub struct Publisher {
-    claims: Arc<auth::Claims>,
+    grants: Arc<auth::Grants>,
 }
 
 /// Checks a publish request's token and content type, before its body is read.
@@ -66,16 +66,11 @@ pub fn authorize_publish(
         credentials::mercure_token(headers, query_token.as_deref())?.ok_or_else(|| {
             ApiError::unauthorized("publishing requires a JWT with a mercure.publish claim")
         })?;
-    let claims = state.tokens.publisher().verify(token)?;
+    let grants = state.tokens.publisher().verify(token)?;
     if source == TokenSource::Cookie {
         state.origins.check_cookie_origin(headers)?;
     }
-    if claims
-        .mercure
-        .as_ref()
-        .and_then(|m| m.publish.as_ref())
-        .is_none()
-    {
+    if grants.publish.is_none() {
         return Err(ApiError::forbidden("the JWT has no mercure.publish claim"));
     }
     let is_form = headers
@@ -95,7 +90,7 @@ pub fn authorize_publish(
     // `--publish-rate`, per subject (or per token without one): one hash lookup, and nothing
     // at all when it is off. The two kinds of key are told apart, so a token cannot pass for
     // a subject.
-    let key = match &claims.sub {
+    let key = match &grants.subject {
         Some(sub) => (true, sub.as_str()),
         None => (false, token),
     };
@@ -103,7 +98,7 @@ pub fn authorize_publish(
         state.metrics.rate_limited("publish");
         ApiError::rate_limited("too many publishes by this publisher", limited)
     })?;
-    Ok(Publisher { claims })
+    Ok(Publisher { grants })
 }
 
 /// Parses a publish form, checks its topics against the publisher's claim, and publishes
@@ -120,17 +115,11 @@ pub async fn publish_form(
     started: Instant,
 ) -> Result<String, ApiError> {
     let update = parse_update(body)?;
-    let allowed = publisher
-        .claims
-        .mercure
-        .as_ref()
-        .and_then(|m| m.publish.as_deref())
-        .unwrap_or_default();
     for topic in &update.topics {
         if herald_hub::is_reserved(topic) {
             return Err(reserved(topic));
         }
-        if !state.tokens.may_publish(allowed, topic) {
+        if !state.tokens.may_publish(&publisher.grants, topic) {
             return Err(ApiError::forbidden(format!(
                 "the JWT does not allow publishing to topic {topic:?}"
             )));

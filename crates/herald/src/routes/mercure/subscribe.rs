@@ -95,7 +95,7 @@ pub async fn open_stream(
             _ => {} // Cache busters and the like.
         }
     }
-    let claims = match credentials::mercure_token(headers, query_token.as_deref())? {
+    let grants = match credentials::mercure_token(headers, query_token.as_deref())? {
         Some((token, _)) => Some(state.tokens.subscriber().verify(token)?),
         None if state.tokens.anonymous() => None,
         None => {
@@ -115,9 +115,9 @@ pub async fn open_stream(
 
     // A token's authority ends at its expiry, on open streams too: the stream closes then,
     // and the client must come back with a fresh token.
-    let expires_in = claims
+    let expires_in = grants
         .as_ref()
-        .and_then(|c| c.exp)
+        .and_then(|g| g.expires)
         .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
     let announced = state
         .subscriptions
@@ -126,11 +126,7 @@ pub async fn open_stream(
         .map(|registry| (registry.clone(), topics.clone()));
     let request = SubscribeRequest {
         topics,
-        claims: claims
-            .as_ref()
-            .and_then(|c| c.mercure.as_ref())
-            .and_then(|m| m.subscribe.as_ref())
-            .map(|selectors| selectors.iter().map(Matcher::template).collect()),
+        claims: grants.as_ref().and_then(|g| g.subscribe.clone()),
         last_event_id,
         after: None,
         max_selectors: None,
