@@ -123,7 +123,17 @@ pub async fn open_stream(
         .subscriptions
         .as_ref()
         .filter(|_| !crate::routes::poll::wants_poll(headers))
-        .map(|registry| (registry.clone(), topics.clone()));
+        .map(|registry| {
+            let payloads: Vec<_> = topics
+                .iter()
+                .map(|topic| {
+                    grants
+                        .as_ref()
+                        .and_then(|g| state.tokens.payload_for(g, topic))
+                })
+                .collect();
+            (registry.clone(), entries(&topics, payloads))
+        });
     let request = SubscribeRequest {
         topics,
         claims: grants.as_ref().and_then(|g| g.subscribe.clone()),
@@ -175,7 +185,7 @@ pub async fn open_stream(
     // Registered once the hub has admitted the subscription, and announced from there;
     // the guard lives as long as the stream, like the permit.
     let presence = match announced {
-        Some((registry, matchers)) => Some(registry.join(entries(&matchers, None)).await),
+        Some((registry, entries)) => Some(registry.join(entries).await),
         None => None,
     };
     let frames = subscription
@@ -195,18 +205,20 @@ pub async fn open_stream(
     })
 }
 
-/// The registry entries of one connection's matchers, under one new subscriber id. A 0.x
-/// selector is listed as `exact` when it has no `{`, else as `template`.
-fn entries(matchers: &[Matcher], payload: Option<serde_json::Value>) -> Vec<presence::Entry> {
+/// The registry entries of one connection's matchers, each with its payload, under one new
+/// subscriber id. A 0.x selector is listed as `exact` when it has no `{`, else as
+/// `template`.
+fn entries(matchers: &[Matcher], payloads: Vec<Option<serde_json::Value>>) -> Vec<presence::Entry> {
     let subscriber = presence::subscriber_id();
     matchers
         .iter()
-        .map(|matcher| {
+        .zip(payloads)
+        .map(|(matcher, payload)| {
             let kind = match matcher.kind {
                 MatchKind::Template if !matcher.source.contains('{') => MatchKind::Exact,
                 kind => kind,
             };
-            presence::Entry::mercure(&subscriber, kind.name(), &matcher.source, payload.clone())
+            presence::Entry::mercure(&subscriber, kind.name(), &matcher.source, payload)
         })
         .collect()
 }

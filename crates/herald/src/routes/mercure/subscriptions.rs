@@ -17,7 +17,7 @@ use herald_hub::presence::{
 use serde_json::{Value, json};
 
 use super::query_pairs;
-use crate::{auth::SelectorCache, credentials, error::ApiError, state::ServerState};
+use crate::{credentials, error::ApiError, state::ServerState};
 
 /// The JSON-LD media type of the answers.
 const LD_JSON: &str = "application/ld+json";
@@ -182,13 +182,8 @@ fn authorize(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<(), 
             "listing subscriptions requires a JWT",
         ));
     };
-    let claims = state.tokens.subscriber().verify(token)?;
-    let granted = claims
-        .mercure
-        .as_ref()
-        .and_then(|m| m.subscribe.as_deref())
-        .unwrap_or_default();
-    if SelectorCache::default().any_matches(granted, uri.path()) {
+    let grants = state.tokens.subscriber().verify(token)?;
+    if state.tokens.may_subscribe(&grants, uri.path()) {
         Ok(())
     } else {
         Err(ApiError::forbidden(
