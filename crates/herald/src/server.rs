@@ -239,7 +239,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let presence = Registry::start(hub.clone(), redis, &tracker, shutdown.clone())
         .await
         .context("cannot start the registry of subscriptions")?;
-    let mut state = ServerState::new(hub, the_app, &config, shutdown.clone());
+    let mut state =
+        ServerState::new(hub, the_app, &config, shutdown.clone()).with_presence(presence.clone());
     if config.subscription_events {
         state = state.with_subscriptions(presence);
     }

@@ -110,14 +110,19 @@ impl Entry {
         document
     }
 
-    /// The private update that announces this entry's start or end.
+    /// The private update that announces this entry's start or end: of type `mercure`, or
+    /// `presence` for an entry of a reserved topic (the app's).
     pub fn event(&self, active: bool) -> Update {
+        let event_type = match crate::is_reserved(&self.topic) {
+            true => "presence",
+            false => "mercure",
+        };
         Update {
             topics: vec![self.topic.clone()],
             data: self.document(active).to_string(),
             private: true,
             id: None,
-            event_type: Some("mercure".to_owned()),
+            event_type: Some(event_type.to_owned()),
             retry: None,
             closes: Vec::new(),
         }
