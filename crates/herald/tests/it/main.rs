@@ -10,6 +10,7 @@ mod app_accounts;
 mod app_commits;
 mod app_positions;
 mod app_postgres;
+mod app_presence;
 mod app_streams;
 mod auth;
 mod cli;
