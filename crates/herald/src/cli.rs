@@ -149,9 +149,29 @@ struct TokenArgs {
     /// Topic selector of private updates the token may receive (repeatable).
     #[arg(long)]
     subscribe: Vec<String>,
-    /// Lifetime of the token (0: no expiry).
+    /// Lifetime of the token (0: no expiry; a 1.0 token must expire).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     ttl: Duration,
+    /// Mint a Mercure 1.0 access token (`typ: at+jwt`, `authorization_details`) instead of
+    /// a 0.x token; needs --issuer and --audience.
+    #[arg(long)]
+    v1: bool,
+    /// The 1.0 token's issuer (`iss`), one of the hub's --issuer.
+    #[arg(long, requires = "v1")]
+    issuer: Option<String>,
+    /// The 1.0 token's audience (`aud`): the hub's resource identifier, e.g.
+    /// https://hub.example.com/.well-known/mercure.
+    #[arg(long, requires = "v1")]
+    audience: Option<String>,
+    /// The 1.0 token's subject (`sub`).
+    #[arg(long, requires = "v1")]
+    subject: Option<String>,
+    /// A URL Pattern the 1.0 token may publish to (repeatable; --publish gives exact topics).
+    #[arg(long, requires = "v1")]
+    publish_urlpattern: Vec<String>,
+    /// A URL Pattern of private updates the 1.0 token may receive (repeatable).
+    #[arg(long, requires = "v1")]
+    subscribe_urlpattern: Vec<String>,
     #[command(flatten)]
     key: KeyArgs,
 }
@@ -331,7 +351,58 @@ fn mint(
     auth::mint(key.key()?.as_bytes(), &claims).context("cannot sign the token")
 }
 
+/// A 1.0 access token of `args`: --publish/--subscribe as exact topics, the
+/// `--*-urlpattern` flags as URL Patterns.
+fn mint_v1(args: &TokenArgs) -> anyhow::Result<String> {
+    use herald_hub::Matcher;
+    let (Some(issuer), Some(audience)) = (&args.issuer, &args.audience) else {
+        anyhow::bail!("a 1.0 token needs --issuer and --audience");
+    };
+    if args.ttl.is_zero() {
+        anyhow::bail!("a 1.0 token must expire: give --ttl longer than 0");
+    }
+    let matchers = |exact: &[String], patterns: &[String]| -> Vec<Matcher> {
+        exact
+            .iter()
+            .map(Matcher::exact)
+            .chain(patterns.iter().map(Matcher::url_pattern))
+            .collect()
+    };
+    let mut details = Vec::new();
+    for (action, topics) in [
+        ("publish", matchers(&args.publish, &args.publish_urlpattern)),
+        (
+            "subscribe",
+            matchers(&args.subscribe, &args.subscribe_urlpattern),
+        ),
+    ] {
+        if !topics.is_empty() {
+            details.push(auth::Detail {
+                actions: vec![action],
+                topics,
+                payload: None,
+            });
+        }
+    }
+    if details.is_empty() {
+        anyhow::bail!("give at least one --publish, --subscribe or --*-urlpattern topic");
+    }
+    auth::mint_v1(
+        args.key.key()?.as_bytes(),
+        issuer,
+        audience,
+        args.subject.as_deref(),
+        auth::unix_now() + args.ttl.as_secs(),
+        &details,
+    )
+    .context("cannot sign the token")
+}
+
 fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    if args.v1 {
+        println!("{}", mint_v1(args)?);
+        return Ok(());
+    }
     if args.publish.is_empty() && args.subscribe.is_empty() {
         anyhow::bail!("give at least one --publish or --subscribe selector");
     }

@@ -205,6 +205,55 @@ pub struct ServeArgs {
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, env = "HERALD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+
+    /// An issuer whose Mercure 1.0 access tokens (and 0.x tokens naming it in `iss`) this
+    /// hub trusts: `URI`, verified with the hub's --jwt-key, or `URI=KEYFILE`, verified with
+    /// the key in KEYFILE (a PEM public key: RS256/PS256 for RSA, ES256/ES384 for EC, EdDSA
+    /// for Ed25519; else an HS256 secret). Repeat the flag, or separate with commas. With
+    /// issuers set, a token naming another issuer is refused.
+    #[arg(long = "issuer", env = "HERALD_ISSUER", value_delimiter = ',')]
+    pub issuers: Vec<String>,
+
+    /// The resource identifier Mercure 1.0 access tokens must name in `aud`, e.g.
+    /// https://hub.example.com/.well-known/mercure. Without it, the hub URL the request
+    /// reached (http or https, the request's Host, /.well-known/mercure).
+    #[arg(long, env = "HERALD_RESOURCE")]
+    pub resource: Option<String>,
+}
+
+/// A trusted token issuer.
+#[derive(Clone)]
+pub struct Issuer {
+    /// Its identifier, as tokens name it in `iss`.
+    pub uri: String,
+    /// Its own verification key; `None`: the hub's keys.
+    pub key: Option<crate::auth::VerifyingKey>,
+}
+
+/// Parses an `--issuer` value: `URI` or `URI=KEYFILE`.
+fn issuer(spec: &str) -> Result<Issuer, String> {
+    let (uri, file) = match spec.split_once('=') {
+        Some((uri, file)) => (uri.trim(), Some(file.trim())),
+        None => (spec.trim(), None),
+    };
+    if uri.is_empty() || uri.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!("--issuer {uri:?} is not a URI"));
+    }
+    let key = match file {
+        None => None,
+        Some(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|error| format!("--issuer {uri}: cannot read {file}: {error}"))?;
+            Some(
+                crate::auth::VerifyingKey::from_file_bytes(&bytes)
+                    .map_err(|why| format!("--issuer {uri}: {file}: {why}"))?,
+            )
+        }
+    };
+    Ok(Issuer {
+        uri: uri.to_owned(),
+        key,
+    })
 }
 
 /// How logs are written.
@@ -269,6 +318,10 @@ pub struct Config {
     pub rates: Rates,
     /// HTTPS, when a certificate and key were given: their files, checked and loaded.
     pub tls: Option<Tls>,
+    /// Trusted token issuers (`--issuer`).
+    pub issuers: Vec<Issuer>,
+    /// The resource identifier 1.0 tokens must name in `aud` (`--resource`).
+    pub resource: Option<String>,
 }
 
 /// The rate limits, each off when its rate is `0`.
@@ -315,6 +368,12 @@ impl std::fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("rates", &self.rates)
             .field("tls", &self.tls)
+            // The issuers' names only: a key file may hold a secret.
+            .field(
+                "issuers",
+                &self.issuers.iter().map(|i| &i.uri).collect::<Vec<_>>(),
+            )
+            .field("resource", &self.resource)
             .finish_non_exhaustive()
     }
 }
@@ -435,6 +494,22 @@ impl Config {
             (Some(_), None) => return Err("--tls-cert needs --tls-key (HERALD_TLS_KEY)".into()),
             (None, Some(_)) => return Err("--tls-key needs --tls-cert (HERALD_TLS_CERT)".into()),
         };
+        let issuers = args
+            .issuers
+            .iter()
+            .map(|spec| issuer(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resource = match &args.resource {
+            Some(resource)
+                if !(resource.starts_with("https://") || resource.starts_with("http://"))
+                    || resource
+                        .chars()
+                        .any(|c| c.is_control() || c == ' ' || c == '"') =>
+            {
+                return Err(format!("--resource {resource:?} is not an http(s) URI"));
+            }
+            resource => resource.clone(),
+        };
         let fd_limit = crate::limits::raise_fd_limit();
         let max_connections = match args.max_connections {
             0 => fd_limit.saturating_sub(FD_RESERVE).max(1),
@@ -503,6 +578,8 @@ impl Config {
                 publish: args.publish_rate,
             },
             tls,
+            issuers,
+            resource,
         })
     }
 }

@@ -1,9 +1,10 @@
 //! Where a request's credentials are, for Mercure and for the app alike: one cookie parser,
 //! one bearer parser.
 //!
-//! - Mercure takes a JWT from `Authorization: Bearer`, else the `mercureAuthorization`
-//!   cookie, else the `authorization` query parameter (an `EventSource` cannot set
-//!   headers): [`mercure_token`].
+//! - Mercure takes a JWT from `Authorization: Bearer`, else the `authorization` query
+//!   parameter (an `EventSource` cannot set headers), else the
+//!   `__Secure-mercure_access_token` cookie, else the `mercureAuthorization` cookie:
+//!   [`mercure_token`]. Exactly one is used; the others are ignored.
 //! - The app takes an API token from `Authorization: Bearer`, else the session cookie:
 //!   [`app_credentials`].
 //!
@@ -14,15 +15,18 @@ use herald_app::accounts::{Credentials, SESSION_COOKIE};
 
 use crate::error::ApiError;
 
-/// The cookie Mercure clients use to carry the token.
+/// The cookie 0.x Mercure clients use to carry the token.
 pub const MERCURE_COOKIE: &str = "mercureAuthorization";
+
+/// The cookie 1.0 Mercure clients use to carry the token.
+pub const SECURE_MERCURE_COOKIE: &str = "__Secure-mercure_access_token";
 
 /// Where a Mercure token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenSource {
     /// `Authorization: Bearer`.
     Header,
-    /// The `mercureAuthorization` cookie.
+    /// The `__Secure-mercure_access_token` or `mercureAuthorization` cookie.
     Cookie,
     /// The `authorization` query parameter.
     Query,
@@ -82,8 +86,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, NotBearer> {
         .ok_or(NotBearer::OtherScheme)
 }
 
-/// Finds a Mercure request's token: the bearer header, else the cookie, else
-/// `query_token`.
+/// Finds a Mercure request's token: the bearer header, else `query_token` (the
+/// `authorization` query parameter), else the `__Secure-mercure_access_token` cookie, else
+/// the `mercureAuthorization` cookie. Empty values count as absent.
 ///
 /// # Errors
 ///
@@ -97,22 +102,23 @@ pub fn mercure_token<'a>(
         Ok(None) => {}
         Ok(Some(token)) if !token.is_empty() => return Ok(Some((token, TokenSource::Header))),
         Ok(Some(_)) | Err(NotBearer::OtherScheme) => {
-            return Err(ApiError::unauthorized(
+            return Err(ApiError::invalid_token(
                 "the Authorization header must be \"Bearer <JWT>\"",
             ));
         }
         Err(NotBearer::NotText) => {
-            return Err(ApiError::unauthorized(
+            return Err(ApiError::invalid_token(
                 "the Authorization header is not valid text",
             ));
         }
     }
-    if let Some(token) = cookie(headers, MERCURE_COOKIE) {
-        return Ok(Some((token, TokenSource::Cookie)));
+    if let Some(token) = query_token.filter(|t| !t.is_empty()) {
+        return Ok(Some((token, TokenSource::Query)));
     }
-    Ok(query_token
-        .filter(|t| !t.is_empty())
-        .map(|t| (t, TokenSource::Query)))
+    Ok([SECURE_MERCURE_COOKIE, MERCURE_COOKIE]
+        .into_iter()
+        .find_map(|name| cookie(headers, name).filter(|t| !t.is_empty()))
+        .map(|t| (t, TokenSource::Cookie)))
 }
 
 /// The app's credentials in a request: a bearer token, else the session cookie. An
@@ -196,9 +202,27 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=b; mercureAuthorization=cookie-token"),
         );
+        // The query parameter comes before the cookies.
         assert_eq!(
             mercure_token(&headers, Some("q")).unwrap(),
+            Some(("q", TokenSource::Query))
+        );
+        assert_eq!(
+            mercure_token(&headers, None).unwrap(),
             Some(("cookie-token", TokenSource::Cookie))
+        );
+        assert_eq!(
+            mercure_token(&headers, Some("")).unwrap(),
+            Some(("cookie-token", TokenSource::Cookie))
+        );
+        // The 1.0 cookie comes before the 0.x one, wherever it is in the header.
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("mercureAuthorization=old; __Secure-mercure_access_token=new"),
+        );
+        assert_eq!(
+            mercure_token(&headers, None).unwrap(),
+            Some(("new", TokenSource::Cookie))
         );
         headers.insert(
             header::AUTHORIZATION,

@@ -16,6 +16,10 @@ pub struct ApiError {
     pub message: String,
     /// Seconds the client should wait before trying again, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// A 401 for a token that was presented and failed, rather than for a missing one.
+    pub invalid_token: bool,
+    /// The `WWW-Authenticate` challenge to send, set by [`ApiError::bearer_challenge`].
+    pub challenge: Option<HeaderValue>,
 }
 
 /// Stable error codes, each tied to one HTTP status.
@@ -96,7 +100,47 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            invalid_token: false,
+            challenge: None,
         }
+    }
+
+    /// 401 for a token that was presented and is not valid.
+    pub fn invalid_token(message: impl Into<String>) -> Self {
+        Self {
+            invalid_token: true,
+            ..Self::unauthorized(message)
+        }
+    }
+
+    /// The same error with the RFC 6750 `WWW-Authenticate: Bearer` challenge of a resource
+    /// protected by bearer tokens, whose metadata is at `resource_metadata`: a 401 without
+    /// a token gets a bare challenge, a bad token `invalid_token`, a 403
+    /// `insufficient_scope`, a 400 `invalid_request`. Other statuses get none. The
+    /// challenge never says why a token failed.
+    #[must_use]
+    pub fn bearer_challenge(mut self, resource_metadata: Option<&str>) -> Self {
+        let error = match self.code {
+            ErrorCode::BadRequest => Some("invalid_request"),
+            ErrorCode::Unauthorized if self.invalid_token => Some("invalid_token"),
+            ErrorCode::Unauthorized => None,
+            ErrorCode::Forbidden => Some("insufficient_scope"),
+            _ => return self,
+        };
+        let mut params = Vec::new();
+        if let Some(error) = error {
+            params.push(format!("error=\"{error}\""));
+        }
+        if let Some(url) = resource_metadata {
+            params.push(format!("resource_metadata=\"{url}\""));
+        }
+        let value = if params.is_empty() {
+            "Bearer".to_owned()
+        } else {
+            format!("Bearer {}", params.join(", "))
+        };
+        self.challenge = HeaderValue::from_str(&value).ok();
+        self
     }
 
     /// 429 `rate_limited`, to retry after `limited` says.
@@ -157,6 +201,11 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::json!({ "error": self.code.as_str(), "message": message });
         let mut response = (self.code.status(), Json(body)).into_response();
+        if let Some(challenge) = self.challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -188,9 +237,8 @@ impl From<herald_app::AppError> for ApiError {
             ErrorKind::Internal => ErrorCode::Internal,
         };
         Self {
-            code,
-            message: error.message,
             retry_after: error.retry_after,
+            ..Self::new(code, error.message)
         }
     }
 }

@@ -114,7 +114,7 @@ pub fn router(state: ServerState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
         })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::LINK,
             HeaderValue::from_static(mercure::LINK),
@@ -124,6 +124,12 @@ pub fn router(state: ServerState) -> Router {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         }))
         .layer(tower::util::option_layer(cors))
+        // Public and readable from any origin, so outside the credentialed CORS layer.
+        .merge(
+            Router::new()
+                .route(mercure::metadata::PATH, get(mercure::metadata::metadata))
+                .with_state(state),
+        )
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {
@@ -134,7 +140,14 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            // Mercure 1.0 subscribes with QUERY too: a form body instead of a query string.
+            Method::from_bytes(b"QUERY").expect("a method name"),
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -144,6 +157,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
         .expose_headers([
             header::LINK,
             HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("mercure-last-event-id"),
+            header::WWW_AUTHENTICATE,
+            header::RETRY_AFTER,
+            HeaderName::from_static("accept-query"),
             HeaderName::from_static(crate::routes::app::POSITION_HEADER),
         ])
 }

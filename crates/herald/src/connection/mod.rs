@@ -203,7 +203,8 @@ async fn accept<I: Io>(
                 return match mercure::open_stream(state, peer.ip(), &headers, &uri).await {
                     Ok(stream) => Next::Stream(io, stream),
                     Err(error) => {
-                        write_error(io, error).await;
+                        let host = crate::auth::request_host(&headers, &uri);
+                        write_error(io, mercure::challenge(state, host, error)).await;
                         Next::Done
                     }
                 };
@@ -236,7 +237,7 @@ async fn serve_publish<I: Io>(
         body_len,
         keep_alive,
     } = publish;
-    let authorized = mercure::authorize_publish(state, &headers, uri.query()).and_then(|p| {
+    let authorized = mercure::authorize_publish(state, &headers, &uri).and_then(|p| {
         if body_len > state.bodies.max_body {
             let limit = state.bodies.max_body;
             return Err(ApiError::new(
@@ -250,10 +251,14 @@ async fn serve_publish<I: Io>(
         Ok(publisher) => publisher,
         Err(error) => {
             // Refused before its body is read: the body stays unread, so the connection ends.
+            let host = crate::auth::request_host(&headers, &uri);
+            let error = mercure::challenge(state, host, error);
             write_response(io, error.into_response(), false).await;
             return false;
         }
     };
+    // Kept for the challenge of a refused update: a cheap clone of shared bytes.
+    let host = headers.get(header::HOST).cloned();
     drop(headers);
     let _ = buffer.split_to(head_len);
     let read = async {
@@ -294,7 +299,11 @@ async fn serve_publish<I: Io>(
             out.extend_from_slice(id.as_bytes());
             write(io, &out).await && keep_alive
         }
-        Err(error) => write_response(io, error.into_response(), keep_alive).await && keep_alive,
+        Err(error) => {
+            let host = crate::auth::host_of(host.as_ref(), &uri);
+            let error = mercure::challenge(state, host, error);
+            write_response(io, error.into_response(), keep_alive).await && keep_alive
+        }
     }
 }
 

@@ -228,6 +228,20 @@ async fn serve_refuses_bad_configuration_with_status_64() {
             "error: --cors-origin \"example.com\" is not an origin like https://app.example.com\n",
         ),
         (
+            &["--jwt-key", KEY, "--resource", "hub.example.com"],
+            "error: --resource \"hub.example.com\" is not an http(s) URI\n",
+        ),
+        (
+            &[
+                "--jwt-key",
+                KEY,
+                "--issuer",
+                "https://a.example=/nonexistent/key.pem",
+            ],
+            "error: --issuer https://a.example: cannot read /nonexistent/key.pem: No such file \
+             or directory (os error 2)\n",
+        ),
+        (
             // The message names the schemes, never the URL (it holds a password).
             &[
                 "--jwt-key",

@@ -232,7 +232,8 @@ async fn the_api_lists_all_by_matcher_and_one() {
 }
 
 // Rule: an unknown subscription is 404, a request without a token 401, a token without
-// `subscribe` on the request's path 403; with subscription events off the API is 404.
+// `subscribe` on the request's path 403, each refusal of a token with its RFC 6750
+// challenge; with subscription events off the API is 404.
 #[tokio::test]
 async fn the_api_refuses_unknown_unauthenticated_and_unauthorized_requests() {
     let server = TestServer::with_args(&[EVENTS]).await;
@@ -247,10 +248,30 @@ async fn the_api_refuses_unknown_unauthenticated_and_unauthorized_requests() {
         status(get(&server, &unknown, Some(&token(&[], &["*"]))).await),
         404
     );
-    assert_eq!(status(get(&server, all, None).await), 401);
-    assert_eq!(status(get(&server, all, Some("not-a-jwt")).await), 401);
+    let challenge = |response: &reqwest::Response| header(response.headers(), "www-authenticate");
+    let anonymous = get(&server, all, None).await;
+    assert_eq!(anonymous.status(), 401);
+    assert!(
+        challenge(&anonymous).starts_with("Bearer"),
+        "{}",
+        challenge(&anonymous)
+    );
+    assert!(!challenge(&anonymous).contains("error="));
+    let bad = get(&server, all, Some("not-a-jwt")).await;
+    assert_eq!(bad.status(), 401);
+    assert!(
+        challenge(&bad).contains("error=\"invalid_token\""),
+        "{}",
+        challenge(&bad)
+    );
     let elsewhere = token(&["*"], &["https://example.com/{x}"]);
-    assert_eq!(status(get(&server, all, Some(&elsewhere)).await), 403);
+    let forbidden = get(&server, all, Some(&elsewhere)).await;
+    assert_eq!(forbidden.status(), 403);
+    assert!(
+        challenge(&forbidden).contains("error=\"insufficient_scope\""),
+        "{}",
+        challenge(&forbidden)
+    );
     let one_matcher = token(&[], &[&format!("{all}/exact/{}", segment(PLAIN))]);
     assert_eq!(status(get(&server, all, Some(&one_matcher)).await), 403);
 

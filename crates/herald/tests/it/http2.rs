@@ -595,6 +595,10 @@ async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
     let subscriber = token(&[], &[T]);
     let everything = token(&[], &["*"]);
     let long_id = "x".repeat(5_000);
+    // Both requests name the same host: the challenges and audiences derive from it.
+    let access = |aud: &str| crate::support::access_token("https://issuer.example", aud, &[], &[T]);
+    let other_hub = access("http://elsewhere/.well-known/mercure");
+    let access_token = access("http://hub/.well-known/mercure");
     let cases: Vec<Case> = vec![
         ("no token", hub_path(""), vec![]),
         (
@@ -618,6 +622,21 @@ async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
             vec![("authorization", format!("Bearer {subscriber}"))],
         ),
         (
+            "another scheme",
+            hub_path(""),
+            vec![("authorization", "Basic YTpi".to_owned())],
+        ),
+        (
+            "an access token for another hub",
+            hub_path(""),
+            vec![("authorization", format!("Bearer {other_hub}"))],
+        ),
+        (
+            "an access token",
+            hub_path(""),
+            vec![("authorization", format!("Bearer {access_token}"))],
+        ),
+        (
             "a stream",
             hub_path(""),
             vec![("authorization", format!("Bearer {subscriber}"))],
@@ -625,7 +644,9 @@ async fn the_direct_path_and_the_router_answer_subscriptions_alike() {
     ];
     let mut h2 = H2::connect(&server).await;
     for (case, path, headers) in cases {
-        let mut http1 = crate::support::http_client().get(format!("{}{path}", server.url()));
+        let mut http1 = crate::support::http_client()
+            .get(format!("{}{path}", server.url()))
+            .header("host", "hub");
         for (name, value) in &headers {
             http1 = http1.header(*name, value);
         }

@@ -17,6 +17,7 @@ mod cli;
 mod cluster;
 mod cluster_app;
 mod cluster_subscriptions;
+mod conformance_auth;
 mod conformance_subscriptions;
 mod datadir;
 mod deadlines;

@@ -47,7 +47,7 @@ async fn private_updates_follow_the_subscribe_claim() {
             .header("cookie", &format!("mercureAuthorization={}", sub(&[BOOK]))),
     )
     .await;
-    let mut cookie_over_query = open(
+    let mut query_over_cookie = open(
         server
             .subscribe()
             .header("cookie", &format!("mercureAuthorization={}", sub(&[BOOK2])))
@@ -82,7 +82,10 @@ async fn private_updates_follow_the_subscribe_claim() {
     assert_eq!(no_mercure.ids_until("end").await, ["pub1", "end"]);
     assert_eq!(alt_claim.ids_until("end").await, ["p2", "pub1", "end"]);
     assert_eq!(header_over_cookie.ids_until("end").await, ["pub1", "end"]);
-    assert_eq!(cookie_over_query.ids_until("end").await, ["pub1", "end"]);
+    assert_eq!(
+        query_over_cookie.ids_until("end").await,
+        ["p1", "pub1", "end"]
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,12 @@
 use axum::body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::{
+    error::{ApiError, ErrorCode},
+    state::ServerState,
+};
 
+pub mod metadata;
 mod publish;
 mod subscribe;
 mod subscriptions;
@@ -21,6 +25,14 @@ pub const PATH: &str = "/.well-known/mercure";
 
 /// Mercure's discovery header, on every response.
 pub const LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
+
+/// `error` as the Mercure endpoints answer it: with the Bearer challenge of a request made
+/// to `host` (see [`ApiError::bearer_challenge`]), pointing at the hub's protected-resource
+/// metadata.
+pub fn challenge(state: &ServerState, host: Option<&str>, error: ApiError) -> ApiError {
+    let metadata = state.tokens.metadata_url(host);
+    error.bearer_challenge(metadata.as_deref())
+}
 
 /// The refusal of a reserved topic or selector in a Mercure request.
 fn reserved(topic: &str) -> ApiError {

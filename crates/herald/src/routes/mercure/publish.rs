@@ -30,12 +30,17 @@ pub async fn publish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let publisher = authorize_publish(&state, &headers, uri.query())?;
-    let body = state
-        .bodies
-        .read_within(read_body(body, state.bodies.max_body))
-        .await??;
-    let id = publish_form(&state, &publisher, &body, started).await?;
+    let published = async {
+        let publisher = authorize_publish(&state, &headers, &uri)?;
+        let body = state
+            .bodies
+            .read_within(read_body(body, state.bodies.max_body))
+            .await??;
+        publish_form(&state, &publisher, &body, started).await
+    };
+    let id = published
+        .await
+        .map_err(|error| super::challenge(&state, auth::request_host(&headers, &uri), error))?;
     Ok(([(header::CONTENT_TYPE, PUBLISHED_CONTENT_TYPE)], id).into_response())
 }
 
@@ -57,16 +62,17 @@ pub struct Publisher {
 pub fn authorize_publish(
     state: &ServerState,
     headers: &HeaderMap,
-    query: Option<&str>,
+    uri: &axum::http::Uri,
 ) -> Result<Publisher, ApiError> {
-    let query_token = query_pairs(query)
+    let query_token = query_pairs(uri.query())
         .find(|(key, _)| key == "authorization")
         .map(|(_, value)| value.into_owned());
     let (token, source) =
         credentials::mercure_token(headers, query_token.as_deref())?.ok_or_else(|| {
             ApiError::unauthorized("publishing requires a JWT with a mercure.publish claim")
         })?;
-    let grants = state.tokens.publisher().verify(token)?;
+    let audience = state.tokens.audience(auth::request_host(headers, uri));
+    let grants = state.tokens.publisher().verify_for(token, audience)?;
     if source == TokenSource::Cookie {
         state.origins.check_cookie_origin(headers)?;
     }

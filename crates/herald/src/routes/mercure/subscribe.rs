@@ -31,7 +31,9 @@ pub async fn subscribe(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    let stream = open_stream(&state, peer.ip(), &headers, &uri).await?;
+    let stream = open_stream(&state, peer.ip(), &headers, &uri)
+        .await
+        .map_err(|error| super::challenge(&state, auth::request_host(&headers, &uri), error))?;
     if crate::routes::poll::wants_poll(&headers) {
         return Ok(crate::routes::poll::answer(
             stream.frames,
@@ -96,7 +98,7 @@ pub async fn open_stream(
         }
     }
     let grants = match credentials::mercure_token(headers, query_token.as_deref())? {
-        Some((token, _)) => Some(state.tokens.subscriber().verify(token)?),
+        Some((token, _)) => Some(state.tokens.subscriber_grants(token, headers, uri)?),
         None if state.tokens.anonymous() => None,
         None => {
             return Err(ApiError::unauthorized(

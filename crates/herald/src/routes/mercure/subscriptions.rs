@@ -29,7 +29,8 @@ const LD_JSON: &str = "application/ld+json";
 /// # Errors
 ///
 /// 401 without a valid token, 403 when the token does not grant `subscribe` on the
-/// request's path, 503 when the registry cannot be read.
+/// request's path (both with their RFC 6750 challenge), 503 when the registry cannot be
+/// read.
 pub async fn subscriptions(
     State(state): State<ServerState>,
     headers: HeaderMap,
@@ -40,7 +41,9 @@ pub async fn subscriptions(
     };
     let path = uri.path();
     let wanted = Wanted::parse(path).ok_or_else(not_found)?;
-    authorize(&state, &headers, &uri)?;
+    authorize(&state, &headers, &uri).map_err(|error| {
+        super::challenge(&state, crate::auth::request_host(&headers, &uri), error)
+    })?;
 
     // The cursor first, then the registry: see the module's documentation.
     let last_event_id = state
@@ -182,7 +185,7 @@ fn authorize(state: &ServerState, headers: &HeaderMap, uri: &Uri) -> Result<(), 
             "listing subscriptions requires a JWT",
         ));
     };
-    let grants = state.tokens.subscriber().verify(token)?;
+    let grants = state.tokens.subscriber_grants(token, headers, uri)?;
     if state.tokens.may_subscribe(&grants, uri.path()) {
         Ok(())
     } else {

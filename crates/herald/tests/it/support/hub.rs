@@ -30,6 +30,41 @@ pub(crate) fn token(publish: &[&str], subscribe: &[&str]) -> String {
     )
 }
 
+/// A Mercure 1.0 access token of `issuer` for the resource `audience`, signed with [`KEY`],
+/// valid for ten minutes: it may publish to the exact topics `publish` and receive the
+/// private updates of the exact topics `subscribe` (`*` is every topic).
+pub(crate) fn access_token(
+    issuer: &str,
+    audience: &str,
+    publish: &[&str],
+    subscribe: &[&str],
+) -> String {
+    let detail = |action, topics: &[&str]| herald::auth::Detail {
+        actions: vec![action],
+        topics: topics
+            .iter()
+            .map(|t| herald_hub::Matcher::exact(*t))
+            .collect(),
+        payload: None,
+    };
+    let mut details = Vec::new();
+    if !publish.is_empty() {
+        details.push(detail("publish", publish));
+    }
+    if !subscribe.is_empty() {
+        details.push(detail("subscribe", subscribe));
+    }
+    herald::auth::mint_v1(
+        KEY.as_bytes(),
+        issuer,
+        audience,
+        None,
+        herald::auth::unix_now() + 600,
+        &details,
+    )
+    .expect("sign a token")
+}
+
 /// A token that may publish anywhere and receive every private update.
 pub(crate) fn admin_token() -> String {
     token(&["*"], &["*"])

@@ -31,7 +31,9 @@ pub(crate) use app::{
     ADMIN_EMAIL, ADMIN_PASSWORD, AppClient, AppEvent, AppStream, AppWorld, PASSWORD, Reply,
     SESSION_COOKIE, assert_utc_timestamp, id_of, keys, text,
 };
-pub(crate) use hub::{ApiError, SubscribeReq, admin_token, header, token, token_with};
+pub(crate) use hub::{
+    ApiError, SubscribeReq, access_token, admin_token, header, token, token_with,
+};
 pub(crate) use raw::RawStream;
 pub(crate) use server::{
     TestServer, herald_command, http_client, keep_tail, run_herald, run_herald_with,
