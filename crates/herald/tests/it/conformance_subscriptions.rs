@@ -319,3 +319,44 @@ async fn the_cursor_resumes_the_events_without_loss() {
         assert_eq!(event["match"], PLAIN, "{event}");
     }
 }
+
+// Rule: a subscription whose token's subscribe grant carries a payload is announced, and
+// listed, with that payload.
+#[tokio::test]
+async fn the_grant_payload_travels_with_the_subscription() {
+    let server = TestServer::with_args(&[EVENTS]).await;
+    let mut watch = watcher(&server).await;
+    let payload = json!({"role": "reader", "n": 1});
+    let grant = herald::auth::mint_v1(
+        crate::support::KEY.as_bytes(),
+        "https://issuer.example",
+        &server.hub_url(),
+        None,
+        herald::auth::unix_now() + 600,
+        &[herald::auth::Detail {
+            actions: vec!["subscribe"],
+            topics: vec![herald_hub::Matcher::exact(PLAIN)],
+            payload: Some(payload.clone()),
+        }],
+    )
+    .expect("sign a token");
+    let _subscriber = server.subscribe().topic(PLAIN).bearer(&grant).open().await;
+    let (_, started) = next_event(&mut watch).await;
+    let mut expected = document(
+        "exact",
+        PLAIN,
+        started["subscriber"].as_str().unwrap_or_default(),
+        true,
+    );
+    expected["payload"] = payload;
+    assert_eq!(started, expected);
+
+    let all = "/.well-known/mercure/subscriptions";
+    let body = json(get(&server, all, Some(&token(&[], &["*"]))).await).await;
+    assert!(
+        body["subscriptions"]
+            .as_array()
+            .is_some_and(|l| l.contains(&expected)),
+        "{body}"
+    );
+}
