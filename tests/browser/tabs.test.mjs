@@ -168,7 +168,7 @@ test('12 tabs of one user share one stream; closing the leader loses nothing', {
     assert.equal(await streamsOpen(), 1);
 
     // A recorder of herald.js's own in every tab, on the same URL: it joins the shared stream.
-    for (const page of pages) await record(page, '/api/events');
+    for (const page of pages) await record(page, '/api/events?presence=true');
     for (const page of pages) await page.waitForFunction(() => window.__r.stream.status === 'connected');
     assert.equal(await streamsOpen(), 1, 'the recorders opened streams of their own');
 
@@ -264,7 +264,7 @@ test('8 tabs without navigator.locks share one stream through a SharedWorker; cl
     assert.equal(await streamsOpen(), 1);
 
     // A recorder in every tab on the app's URL joins the worker's stream.
-    for (const page of pages) await record(page, '/api/events');
+    for (const page of pages) await record(page, '/api/events?presence=true');
     for (const page of pages) await page.waitForFunction(() => window.__r.stream.status === 'connected');
     assert.equal(await streamsOpen(), 1, 'the recorders opened streams of their own');
     assert.equal(await pages[1].evaluate(() => window.__r.stream.role), 'worker');

@@ -73,6 +73,7 @@ pub mod error;
 pub mod model;
 pub mod passwords;
 pub mod policy;
+pub mod presence;
 mod scope;
 pub mod service;
 pub mod snapshot;

@@ -211,6 +211,12 @@ fn kind_topic(ws: &str, kind: Kind) -> String {
     format!("herald:ws/{ws}/{}", kind.as_str())
 }
 
+/// Who is online in `ws`: the `presence` events of its readers' streams, which the streams
+/// that ask for presence follow.
+pub fn presence_topic(ws: &str) -> String {
+    format!("herald:ws/{ws}/presence")
+}
+
 /// The notes `author` wrote in `ws`.
 fn author_notes_topic(ws: &str, author: &str) -> String {
     format!("herald:ws/{ws}/notes/{author}")

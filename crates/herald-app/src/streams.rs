@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Most workspaces one stream follows. An admin of a larger installation filters with
-/// `?workspace=`; each workspace costs two exact topics.
+/// `?workspace=`; each workspace costs three exact topics.
 pub const MAX_STREAM_WORKSPACES: usize = 2_000;
 
 /// The replay floor of a workspace whose joining event is not in the log yet: beyond every
@@ -49,6 +49,9 @@ pub struct StreamRequest {
     pub after: Option<u64>,
     /// Whether to track the newest record the replay passes (a long-poll's cursor).
     pub track_passed: bool,
+    /// Whether the stream shows its user online in its workspaces and follows who else is
+    /// (`?presence=true`, without `types`).
+    pub presence: bool,
 }
 
 /// An open stream of the app.
@@ -64,6 +67,9 @@ pub struct AppStream {
     pub resumed: bool,
     /// The newest record the replay passed, when asked for.
     pub passed: Option<herald_hub::Passed>,
+    /// The workspaces whose presence the stream follows (every one it follows, when it asked
+    /// for presence): where its user shows as online while it is open.
+    pub present_in: Vec<String>,
 }
 
 impl App {
@@ -89,11 +95,16 @@ impl App {
                 workspaces.len()
             )));
         }
-        let topics = policy::stream_topics(
+        let mut topics = policy::stream_topics(
             actor,
             workspaces.iter().map(String::as_str),
             request.types.as_ref(),
         );
+        let present_in: Vec<String> = match (request.presence, &request.types) {
+            (true, None) => workspaces.iter().cloned().collect(),
+            _ => Vec::new(),
+        };
+        topics.extend(present_in.iter().map(|ws| policy::presence_topic(ws)));
         let resume_from = request.last_event_id.clone();
         let after = request.after.filter(|_| resume_from.is_none());
         let resumed = resume_from.is_some() || after.is_some();
@@ -163,6 +174,7 @@ impl App {
             head_id,
             resumed,
             passed,
+            present_in,
         })
     }
 

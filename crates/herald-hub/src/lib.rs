@@ -17,6 +17,8 @@
 //! - `hub`: [`Hub`] and its tasks, one job per file: `config` ([`HubConfig`]), `errors`,
 //!   `registry` (registration and the head), `interner` (selectors and their budgets),
 //!   `sequencer`, `fanout`, `follower` (with a shared log), `retention`, `heartbeat`.
+//! - [`presence`]: the active subscriptions of the whole deployment (`Registry`), and the
+//!   events that announce them.
 //! - `metrics`: [`HubMetrics`].
 //!
 //! # Invariants
@@ -33,6 +35,7 @@ mod hub;
 mod log;
 mod matcher;
 mod metrics;
+pub mod presence;
 mod redis_log;
 pub mod selector;
 mod subscriber;

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_ANONYMOUS")]
     pub anonymous: bool,
 
+    /// Announce Mercure subscriptions as they start and end (private updates on
+    /// `/.well-known/mercure/subscriptions/…`, each a durable write) and serve the
+    /// subscriptions API. Off: no events, and the API answers 404.
+    #[arg(long, env = "HERALD_SUBSCRIPTION_EVENTS")]
+    pub subscription_events: bool,
+
     /// Interval of the comment heartbeat on idle streams (0 disables it).
     #[arg(long, env = "HERALD_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
@@ -274,6 +280,8 @@ pub struct Config {
     pub subscriber_key: Vec<u8>,
     /// Whether subscribers may connect without a JWT.
     pub anonymous: bool,
+    /// Whether Mercure subscriptions are announced and listed (`--subscription-events`).
+    pub subscription_events: bool,
     /// The hub's settings.
     pub hub: HubConfig,
     /// Event log durability.
@@ -344,6 +352,7 @@ impl std::fmt::Debug for Config {
                 &self.database_url.as_deref().map(herald_app::describe_url),
             )
             .field("anonymous", &self.anonymous)
+            .field("subscription_events", &self.subscription_events)
             .field("hub", &self.hub)
             .field("max_body", &self.max_body)
             .field("max_connections", &self.max_connections)
@@ -551,6 +560,7 @@ impl Config {
             publisher_key: publisher_key.into_bytes(),
             subscriber_key: subscriber_key.into_bytes(),
             anonymous: args.anonymous,
+            subscription_events: args.subscription_events,
             hub,
             durability: args.durability,
             max_body: args.max_body,

@@ -14,7 +14,7 @@ use axum::{
     routing::get,
 };
 use herald_app::{Accounts, App, Commits};
-use herald_hub::{EventLog, Hub, RedisLog, SqliteLog};
+use herald_hub::{EventLog, Hub, RedisLog, SqliteLog, presence::Registry};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{
@@ -106,6 +106,14 @@ pub fn router(state: ServerState) -> Router {
                 .post(mercure::publish)
                 // `QUERY`, which the method filters do not name, and 405 for the rest.
                 .fallback(mercure::subscribe_query),
+        )
+        .route(
+            herald_hub::presence::SUBSCRIPTIONS_PATH,
+            get(mercure::subscriptions),
+        )
+        .route(
+            "/.well-known/mercure/subscriptions/{*rest}",
+            get(mercure::subscriptions),
         )
         .merge(routes::ops::routes())
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
@@ -247,7 +255,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let the_app = App::start(pool, hub.clone(), commits, &tracker, shutdown.clone())
         .await
         .context("cannot start the app")?;
-    let state = ServerState::new(hub, the_app, &config, shutdown.clone());
+    let redis = config
+        .redis_url
+        .as_deref()
+        .map(|url| (url, config.redis_prefix.as_str()));
+    let presence = Registry::start(hub.clone(), redis, &tracker, shutdown.clone())
+        .await
+        .context("cannot start the registry of subscriptions")?;
+    let mut state =
+        ServerState::new(hub, the_app, &config, shutdown.clone()).with_presence(presence.clone());
+    if config.subscription_events {
+        state = state.with_subscriptions(presence);
+    }
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;

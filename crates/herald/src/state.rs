@@ -42,6 +42,14 @@ pub struct ServerState {
     pub metrics: Arc<ServerMetrics>,
     /// Rate limits of logins, app changes and publishes.
     pub rates: Arc<RateLimits>,
+    /// The registry of active subscriptions, when Mercure subscriptions are announced
+    /// (`--subscription-events`); without it the subscriptions API answers 404.
+    #[from_ref(skip)]
+    pub subscriptions: Option<herald_hub::presence::Registry>,
+    /// The registry where the app's streams show their users as online; without it, nobody
+    /// is.
+    #[from_ref(skip)]
+    pub presence: Option<herald_hub::presence::Registry>,
 }
 
 impl ServerState {
@@ -74,7 +82,23 @@ impl ServerState {
             },
             metrics,
             rates: Arc::new(RateLimits::new(&config.rates)),
+            subscriptions: None,
+            presence: None,
         }
+    }
+
+    /// The same state, showing who is online in the app's workspaces in `registry`.
+    #[must_use]
+    pub fn with_presence(mut self, registry: herald_hub::presence::Registry) -> Self {
+        self.presence = Some(registry);
+        self
+    }
+
+    /// The same state, announcing and listing Mercure subscriptions in `registry`.
+    #[must_use]
+    pub fn with_subscriptions(mut self, registry: herald_hub::presence::Registry) -> Self {
+        self.subscriptions = Some(registry);
+        self
     }
 }
 

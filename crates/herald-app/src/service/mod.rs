@@ -116,6 +116,15 @@ async fn joined_at(
 
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.updated_at";
 
+/// Whether the actor may read workspace `ws`: `NotFound` otherwise, like any read of it.
+pub(crate) async fn check_access(
+    conn: &mut AnyConnection,
+    actor: &Actor,
+    ws: &str,
+) -> Result<(), AppError> {
+    access(conn, actor, ws).await.map(|_| ())
+}
+
 /// The actor's access to workspace `ws`, read on `conn` (inside a change's transaction for
 /// writes, so the check and the write see the same state).
 async fn access(conn: &mut AnyConnection, actor: &Actor, ws: &str) -> Result<Access, AppError> {

@@ -439,6 +439,35 @@ impl Hub {
             .load(Ordering::Acquire)
     }
 
+    /// The id of the newest update fanned out on this node ([`Hub::head`]), for a client to
+    /// resume after with `Last-Event-ID`: from memory, else from the log; [`EARLIEST`] when
+    /// there is none (or the log no longer holds it), which replays what the log retains and
+    /// so loses nothing either.
+    ///
+    /// # Errors
+    ///
+    /// When the log cannot be read.
+    pub async fn head_id(&self) -> Result<String, LogError> {
+        let head = self.head();
+        if head == 0 {
+            return Ok(EARLIEST.to_owned());
+        }
+        let in_memory = self
+            .shared
+            .history
+            .lock()
+            .expect("history poisoned")
+            .id_at(head);
+        if let Some(id) = in_memory {
+            return Ok(id.to_string());
+        }
+        let records = self.shared.log.read(head - 1, head, 1, 0).await?;
+        Ok(records
+            .into_iter()
+            .find(|r| r.seq == head)
+            .map_or_else(|| EARLIEST.to_owned(), |r| r.id.to_string()))
+    }
+
     /// Refuses a position beyond the log's head. This node's head may trail a shared log's
     /// (its follower has not fanned out the newest yet): the log is asked before refusing.
     async fn check_position(&self, after: u64) -> Result<(), SubscribeError> {

@@ -25,6 +25,8 @@ export const EVENTS = Object.freeze({
   memberRemoved: 'members:removed',
   notification: 'notification',
   announcement: 'announcement',
+  /** Someone's stream opened or closed in a workspace (its data is a subscription document). */
+  presence: 'presence',
 });
 
 /** Every `<collection>:<action>` event of [`COLLECTIONS`]. */

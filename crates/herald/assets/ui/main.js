@@ -31,6 +31,7 @@ import {
   joinedWorkspace,
   notificationOf,
   pickWorkspace,
+  receivePresenceEvent,
   receiveResourceEvent,
   setWorkspaces,
   signOut,
@@ -139,6 +140,7 @@ function startStream(after) {
     memberRemoved: onMemberRemoved,
     notification: (event) => notificationToast(notificationOf(event)),
     announcement: (event) => notificationToast(announcementOf(state, event)),
+    presence: (event) => receivePresenceEvent(state, event) && app.renderMain(),
   });
   return session.stream.ready;
 }
@@ -245,14 +247,15 @@ async function loadWorkspaceData(wsId) {
   app.renderMain();
   try {
     const base = wsPath(wsId);
-    const [todos, channels, notes, members] = await Promise.all([
+    const [todos, channels, notes, members, presence] = await Promise.all([
       listAll(api, `${base}/todos`),
       listAll(api, `${base}/channels`),
       listAll(api, `${base}/notes`),
       api('GET', `${base}/members`).then((res) => res.items ?? []),
+      api('GET', `${base}/presence`).then((res) => res.items ?? []),
     ]);
     if (seq !== session.loadSeq) return;
-    finishLoad(state, { todos, channels, notes, members }, app.recall(`channel:${wsId}`));
+    finishLoad(state, { todos, channels, notes, members, presence }, app.recall(`channel:${wsId}`));
   } catch (err) {
     if (seq !== session.loadSeq) return;
     if (err.status === 404) {

@@ -23,6 +23,8 @@ export function createState() {
     notes: new Map(),
     /** userId -> Member */
     members: new Map(),
+    /** who is online in the current workspace: subscriber id (one per open stream) -> { userId, name } */
+    online: new Map(),
     channelId: null,
     /** every user, for the member picker (loaded on demand) */
     users: null,
@@ -101,6 +103,7 @@ export function switchWorkspace(state, wsId) {
     state.channels = new Map();
     state.notes = new Map();
     state.members = new Map();
+    state.online = new Map();
     state.channelId = null;
   }
   return changed;
@@ -117,7 +120,11 @@ export function startLoad(state) {
  * they were on their way: `upsert` keeps the newer of the two. `storedChannel` is the channel
  * last shown in this workspace, if any.
  */
-export function finishLoad(state, { todos, channels, notes, members }, storedChannel = null) {
+export function finishLoad(state, { todos, channels, notes, members, presence = [] }, storedChannel = null) {
+  state.online = new Map();
+  for (const user of presence) {
+    for (const subscriber of user.subscribers ?? []) state.online.set(subscriber, { userId: user.userId, name: user.name });
+  }
   state.todos = new Map(todos.map((t) => [t.id, t]));
   state.channels = new Map(channels.map((c) => [c.id, c]));
   state.notes = new Map(notes.filter((n) => n.createdBy === state.me.id).map((n) => [n.id, n]));
@@ -134,6 +141,7 @@ export function finishLoad(state, { todos, channels, notes, members }, storedCha
   for (const event of pending) {
     if (event.type === EVENTS.memberAdded) state.members.set(event.data.userId, event.data);
     else if (event.type === EVENTS.memberRemoved) state.members.delete(event.data.userId);
+    else if (event.type === 'Subscription') applyPresence(state, event);
     else applyResourceEvent(state, event, { quiet: true });
   }
 }
@@ -332,4 +340,39 @@ export function announcementOf(state, event) {
     text: messageOf(event?.data),
     from: event?.user?.name,
   };
+}
+
+/** The workspace a `presence` event is about (its topic is `herald:ws/<id>/presence`), or null. */
+export function presenceWorkspace(event) {
+  const match = /^herald:ws\/([^/]+)\/presence$/.exec(event?.id ?? '');
+  return match ? match[1] : null;
+}
+
+/**
+ * A `presence` event (a subscription document: `subscriber`, `active`, `payload` with the
+ * user's `userId` and `name`): queued while loading, applied otherwise. Returns true when the
+ * current workspace's online list may have changed. Applying one twice changes nothing.
+ */
+export function receivePresenceEvent(state, event) {
+  if (!event || presenceWorkspace(event) !== state.wsId) return null;
+  if (state.loading) {
+    state.pending.push(event);
+    return null;
+  }
+  applyPresence(state, event);
+  return true;
+}
+
+function applyPresence(state, event) {
+  if (typeof event.subscriber !== 'string') return;
+  const { userId, name } = event.payload ?? {};
+  if (event.active && typeof userId === 'string') state.online.set(event.subscriber, { userId, name: String(name ?? '') });
+  else state.online.delete(event.subscriber);
+}
+
+/** The users online in the current workspace, once each however many streams they have open, by name. */
+export function onlineUsers(state) {
+  const users = new Map();
+  for (const user of state.online.values()) users.set(user.userId, user);
+  return [...users.values()].sort((a, b) => a.name.localeCompare(b.name) || (a.userId < b.userId ? -1 : 1));
 }

@@ -1,4 +1,4 @@
-// The web app's one event stream (`/api/events`, through /herald.js): subscribes to the
+// The web app's one event stream (`/api/events`, with presence, through /herald.js): subscribes to the
 // events of events.js and hands each to its handler until the stream is closed.
 
 import { connect } from '/herald.js';
@@ -8,7 +8,7 @@ import { EVENTS, RESOURCE_EVENTS, WORKSPACE_EVENTS } from './events.js';
  * Opens the stream right after log position `after` (the `Herald-Position` of the data loaded
  * first; null: from now). `handlers`: `onStatus` and `onChange` (herald.js's), then one per
  * kind of event: `connected`, `reset`, `resource`, `workspace`, `memberAdded`,
- * `memberRemoved`, `notification`, `announcement`. Returns `{ ready, close }`: `ready`
+ * `memberRemoved`, `notification`, `announcement`, `presence`. Returns `{ ready, close }`: `ready`
  * resolves on the first `connected`; after `close()` no handler runs for an event of this
  * stream.
  */
@@ -16,7 +16,7 @@ export function openStream(after, handlers) {
   let open = true;
   let resolveReady;
   const ready = new Promise((resolve) => (resolveReady = resolve));
-  const stream = connect('/api/events', { after, onStatus: handlers.onStatus, onChange: handlers.onChange });
+  const stream = connect('/api/events?presence=true', { after, onStatus: handlers.onStatus, onChange: handlers.onChange });
   const on = (type, handler) => stream.on(type, (data) => open && handler(data));
 
   on(EVENTS.connected, (data) => {
@@ -30,6 +30,7 @@ export function openStream(after, handlers) {
   on(EVENTS.memberRemoved, handlers.memberRemoved);
   on(EVENTS.notification, handlers.notification);
   on(EVENTS.announcement, handlers.announcement);
+  on(EVENTS.presence, handlers.presence);
 
   return {
     ready,

@@ -63,6 +63,7 @@ pub fn routes() -> Router<ServerState> {
         )
         .route("/api/workspaces/{ws}/events", get(workspace_events))
         .route("/api/workspaces/{ws}/broadcast", post(broadcast))
+        .route("/api/workspaces/{ws}/presence", get(presence))
         .route(
             "/api/workspaces/{ws}/members",
             get(members).post(add_member),
@@ -517,6 +518,19 @@ async fn workspace(
     Ok(positioned(app.workspace(&actor, &ws).await?))
 }
 
+/// Who is online in the workspace: `{"items": [{userId, name, subscribers}]}`, one item
+/// per user, with its position.
+async fn presence(
+    State(state): State<ServerState>,
+    actor: Actor,
+    Ws(ws): Ws,
+) -> Result<Response, ApiError> {
+    let Some(registry) = &state.presence else {
+        return Err(ApiError::unavailable("presence is not running"));
+    };
+    Ok(items(state.app.presence(&actor, &ws, registry).await?))
+}
+
 async fn rename_workspace(
     State(app): State<App>,
     actor: Actor,
@@ -656,6 +670,9 @@ struct StreamQuery {
     /// A read's position ([`POSITION_HEADER`]): start right after it. `Last-Event-ID` (the
     /// header or `lastEventId`) wins when both are given.
     after: Option<String>,
+    /// `true`: show the user online in the stream's workspaces, and follow who else is.
+    #[serde(default)]
+    presence: bool,
 }
 
 async fn events(
@@ -709,14 +726,25 @@ async fn stream(
                 last_event_id,
                 after,
                 track_passed: poll,
+                presence: query.presence && !poll,
             },
         )
         .await?;
+    // A stream shows its user as online in its workspaces while it lasts; a long-poll is
+    // no presence.
+    let presence = match &state.presence {
+        Some(registry) if !poll && !opened.present_in.is_empty() => {
+            let entries =
+                herald_app::presence::entries(actor, opened.present_in.iter().map(String::as_str));
+            Some(registry.join(entries).await)
+        }
+        _ => None,
+    };
     let frames = opened
         .frames
         .map(move |frames| {
-            // The permit lives as long as the stream.
-            let _ = &permit;
+            // The permit and the presence live as long as the stream.
+            let _ = (&permit, &presence);
             frames
         })
         .boxed();

@@ -2,8 +2,8 @@
 // and the panel of each tab.
 
 import { wsPath } from '../api.js';
-import { $, byTestId } from '../dom.js';
-import { TABS, canManage, currentWs, pickWorkspace } from '../state.js';
+import { $, byTestId, h, reconcile } from '../dom.js';
+import { TABS, canManage, currentWs, onlineUsers, pickWorkspace } from '../state.js';
 import { appToast, confirmThen } from '../widgets.js';
 import { renderChannels } from './channels.js';
 import { renderMembers } from './members.js';
@@ -17,7 +17,7 @@ export function renderMain(app) {
   $('#workspace-view').hidden = !ws;
   if (!ws) {
     // Nothing of a workspace we left may linger in the (hidden) DOM.
-    for (const id of ['todo-list', 'channel-list', 'note-list', 'member-list']) byTestId(id).replaceChildren();
+    for (const id of ['todo-list', 'channel-list', 'note-list', 'member-list', 'online-list']) byTestId(id).replaceChildren();
     return;
   }
 
@@ -29,6 +29,17 @@ export function renderMain(app) {
   $('#ws-role').hidden = !role;
   $('#ws-meta').textContent = `${state.members.size || '…'} member${state.members.size === 1 ? '' : 's'}`;
   $('#ws-actions').hidden = !canManage(state, ws);
+  reconcile(
+    byTestId('online-list'),
+    onlineUsers(state),
+    (user) => user.userId,
+    () => h('span', { testid: 'online-user', class: 'online-user' }),
+    (span, user) => {
+      span.dataset.userId = user.userId;
+      span.title = user.name;
+      span.textContent = user.userId === state.me.id ? `${user.name} (you)` : user.name;
+    },
+  );
   $('#workspace-view').classList.toggle('is-loading', state.loading);
 
   for (const tab of TABS) {

@@ -1,5 +1,7 @@
 //! The Mercure endpoint, `/.well-known/mercure`: `POST` publishes an update (`publish`),
-//! `GET` subscribes to topic selectors and streams `text/event-stream` (`subscribe`).
+//! `GET` subscribes to topic selectors and streams `text/event-stream` (`subscribe`);
+//! `GET /.well-known/mercure/subscriptions…` lists the active subscriptions
+//! (`subscriptions`).
 
 use axum::body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -12,9 +14,11 @@ use crate::{
 pub mod metadata;
 mod publish;
 mod subscribe;
+mod subscriptions;
 
 pub use publish::{PUBLISHED_CONTENT_TYPE, Publisher, authorize_publish, publish, publish_form};
 pub use subscribe::{OpenStream, open_stream, open_stream_with, subscribe, subscribe_query};
+pub use subscriptions::subscriptions;
 
 /// The path of the hub.
 pub const PATH: &str = "/.well-known/mercure";

@@ -10,7 +10,7 @@ use axum::{
 };
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt, stream::BoxStream};
-use herald_hub::{MatchKind, Matcher, SubscribeError, SubscribeRequest};
+use herald_hub::{MatchKind, Matcher, SubscribeError, SubscribeRequest, presence};
 
 use super::{read_body, reserved};
 use crate::{
@@ -188,6 +188,21 @@ pub async fn open_stream_with(
         .as_ref()
         .and_then(|g| g.expires)
         .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
+    let announced = state
+        .subscriptions
+        .as_ref()
+        .filter(|_| !crate::routes::poll::wants_poll(headers))
+        .map(|registry| {
+            let payloads: Vec<_> = topics
+                .iter()
+                .map(|topic| {
+                    grants
+                        .as_ref()
+                        .and_then(|g| state.tokens.payload_for(g, topic))
+                })
+                .collect();
+            (registry.clone(), entries(&topics, payloads))
+        });
     let request = SubscribeRequest {
         topics,
         claims: grants.as_ref().and_then(|g| g.subscribe.clone()),
@@ -254,11 +269,17 @@ pub async fn open_stream_with(
         Some(left) => tokio::time::sleep(left).boxed(),
         None => futures::future::pending().boxed(),
     };
+    // Registered once the hub has admitted the subscription, and announced from there;
+    // the guard lives as long as the stream, like the permit.
+    let presence = match announced {
+        Some((registry, entries)) => Some(registry.join(entries).await),
+        None => None,
+    };
     let frames = subscription
         .take_until(expiry)
         .map(move |frames| {
             // The permit lives as long as the stream: dropping it frees the slot.
-            let _ = &permit;
+            let _ = (&permit, &presence);
             frames
         })
         .boxed();
@@ -269,6 +290,24 @@ pub async fn open_stream_with(
         resumed,
         passed,
     })
+}
+
+/// The registry entries of one connection's matchers, each with its payload, under one new
+/// subscriber id. A 0.x selector is listed as `exact` when it has no `{`, else as
+/// `template`.
+fn entries(matchers: &[Matcher], payloads: Vec<Option<serde_json::Value>>) -> Vec<presence::Entry> {
+    let subscriber = presence::subscriber_id();
+    matchers
+        .iter()
+        .zip(payloads)
+        .map(|(matcher, payload)| {
+            let kind = match matcher.kind {
+                MatchKind::Template if !matcher.source.contains('{') => MatchKind::Exact,
+                kind => kind,
+            };
+            presence::Entry::mercure(&subscriber, kind.name(), &matcher.source, payload)
+        })
+        .collect()
 }
 
 /// The content type of a `QUERY` subscription's body, and of `Accept-Query`.

@@ -1,0 +1,102 @@
+//! Who is online in a workspace: the users whose app streams are open, each stream
+//! registered in the hub's presence registry (`herald_hub::presence`) once per workspace it
+//! follows, under one hub-made subscriber id per stream, with the user's id and name as its
+//! payload.
+//!
+//! A stream's presence entries go to the workspace's presence topic
+//! ([`policy::presence_topic`]): a reserved topic, so only the streams of the workspace's
+//! readers receive their `presence` events, never a Mercure subscriber. The read
+//! ([`App::presence`]) takes its log position before it reads the registry, and the
+//! registry changes before its event is published: a client that loads the list, then
+//! streams after its position, misses no arrival or departure.
+
+use std::collections::BTreeMap;
+
+use herald_hub::presence::{Entry, Registry, subscriber_id};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    App,
+    error::{AppError, internal},
+    policy::{self, Actor},
+    snapshot::Snapshot,
+};
+
+/// A user who is online in a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Online {
+    /// The user's id.
+    pub user_id: String,
+    /// Their display name.
+    pub name: String,
+    /// The subscriber ids of their open streams (one per browser or client).
+    pub subscribers: Vec<String>,
+}
+
+/// The presence entries of one stream of `actor`, following `workspaces`.
+pub fn entries<'a>(actor: &Actor, workspaces: impl IntoIterator<Item = &'a str>) -> Vec<Entry> {
+    let subscriber = subscriber_id();
+    let payload = json!({ "userId": actor.user.id, "name": actor.user.name });
+    workspaces
+        .into_iter()
+        .map(|ws| {
+            let topic = policy::presence_topic(ws);
+            Entry {
+                subscriber: subscriber.clone(),
+                match_type: "exact".to_owned(),
+                matcher: topic.clone(),
+                payload: Some(payload.clone()),
+                node: String::new(),
+                topic,
+            }
+        })
+        .collect()
+}
+
+impl App {
+    /// The users online in workspace `ws`, one entry per user, ordered by name.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when `actor` may not read the workspace; `Unavailable` when the
+    /// registry cannot be read.
+    pub async fn presence(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        registry: &Registry,
+    ) -> Result<Snapshot<Vec<Online>>, AppError> {
+        // The position first (in `read_snapshot`), the registry after it.
+        let mut read = self.read_snapshot().await?;
+        crate::service::check_access(read.conn(), actor, ws).await?;
+        let listing = registry
+            .list(&policy::presence_topic(ws))
+            .await
+            .map_err(|error| AppError::unavailable(error.to_string()))?;
+        let topic = policy::presence_topic(ws);
+        let mut users: BTreeMap<String, Online> = BTreeMap::new();
+        for entry in listing.entries.iter().filter(|e| e.topic == topic) {
+            let Some(payload) = &entry.payload else {
+                continue;
+            };
+            let text = |name: &str| payload.get(name).and_then(|v| v.as_str());
+            let (Some(user_id), Some(name)) = (text("userId"), text("name")) else {
+                return Err(internal("a presence entry without its user"));
+            };
+            users
+                .entry(user_id.to_owned())
+                .or_insert_with(|| Online {
+                    user_id: user_id.to_owned(),
+                    name: name.to_owned(),
+                    subscribers: Vec::new(),
+                })
+                .subscribers
+                .push(entry.subscriber.clone());
+        }
+        let mut online: Vec<Online> = users.into_values().collect();
+        online.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id)));
+        read.finish(online).await
+    }
+}
