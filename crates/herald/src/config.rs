@@ -215,7 +215,7 @@ pub struct ServeArgs {
     pub issuers: Vec<String>,
 
     /// The resource identifier Mercure 1.0 access tokens must name in `aud`, e.g.
-    /// https://hub.example.com/.well-known/mercure. Without it, the hub URL the request
+    /// `https://hub.example.com/.well-known/mercure`. Without it, the hub URL the request
     /// reached (http or https, the request's Host, /.well-known/mercure).
     #[arg(long, env = "HERALD_RESOURCE")]
     pub resource: Option<String>,
