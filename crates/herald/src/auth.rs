@@ -202,6 +202,18 @@ impl VerifyingKey {
     /// A PEM block that is no public key of those types; a short secret.
     pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, String> {
         let text = bytes.trim_ascii();
+        // A public key in another format must not become a secret that anyone can read:
+        // a JWK or JWK set, an OpenSSH public key, a DER structure.
+        let public = [&b"{"[..], b"[", b"ssh-", b"ecdsa-sha2-", b"\x30\x82", b"\x30\x81"]
+            .iter()
+            .any(|start| text.starts_with(start));
+        if public {
+            return Err(
+                "looks like a public key that is not PEM (JWK, OpenSSH or DER): give it as a \
+                 PEM public key"
+                    .into(),
+            );
+        }
         if !text.starts_with(b"-----BEGIN") {
             if text.len() < crate::config::MIN_KEY_LEN {
                 return Err(format!(
@@ -402,6 +414,13 @@ impl Verifier {
             ));
         }
         let key = self.key_for(iss)?;
+        // An issuer with a key of its own issues access tokens: a 0.x token under that key
+        // would skip `aud` and the required `exp`, and be good on every hub that trusts it.
+        if !v1 && !std::ptr::eq(key, &self.role_key) {
+            return Err(ApiError::invalid_token(
+                "this issuer's tokens must be access tokens (typ at+jwt)",
+            ));
+        }
         if !key.algorithms.contains(&header.alg) {
             return Err(key.wrong_algorithm());
         }
@@ -1478,6 +1497,18 @@ mod v1_tests {
         assert!(zero(json!({ "mercure": mercure, "iss": "https://x.example" })).is_err());
         // Issuer B's own key, not the hub's.
         assert!(zero(json!({ "mercure": mercure, "iss": B })).is_err());
+        // Signed with B's own key, a 0.x token is still refused: an issuer with a key of its
+        // own issues access tokens only, whose `aud` and `exp` are checked.
+        let own = sign(
+            Algorithm::HS256,
+            None,
+            &json!({ "mercure": mercure, "iss": B }),
+            &EncodingKey::from_secret(ISSUER_SECRET),
+        );
+        assert_eq!(
+            verifier.verify(&own).unwrap_err().message,
+            "this issuer's tokens must be access tokens (typ at+jwt)"
+        );
         // Without issuers configured, `iss` is not looked at.
         let open = Verifier::new(HUB_KEY);
         let token = sign(
@@ -1567,6 +1598,15 @@ mod v1_tests {
                 .contains(&Algorithm::RS256)
         );
         assert!(VerifyingKey::from_file_bytes(b"short").is_err());
+        // Public keys in other formats are refused, not taken for a secret anyone can read.
+        for public in [
+            &br#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtV","e":"AQAB"}"#[..],
+            br#"[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]"#,
+            b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@host",
+            b"\x30\x82\x01\x22\x30\x0d\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01\x05\x00\x03\x82\x01\x0f\x00",
+        ] {
+            assert!(VerifyingKey::from_file_bytes(public).is_err(), "{public:?}");
+        }
         assert!(
             VerifyingKey::from_file_bytes(
                 b"-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----\n"
