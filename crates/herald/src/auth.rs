@@ -204,9 +204,16 @@ impl VerifyingKey {
         let text = bytes.trim_ascii();
         // A public key in another format must not become a secret that anyone can read:
         // a JWK or JWK set, an OpenSSH public key, a DER structure.
-        let public = [&b"{"[..], b"[", b"ssh-", b"ecdsa-sha2-", b"\x30\x82", b"\x30\x81"]
-            .iter()
-            .any(|start| text.starts_with(start));
+        let public = [
+            &b"{"[..],
+            b"[",
+            b"ssh-",
+            b"ecdsa-sha2-",
+            b"\x30\x82",
+            b"\x30\x81",
+        ]
+        .iter()
+        .any(|start| text.starts_with(start));
         if public {
             return Err(
                 "looks like a public key that is not PEM (JWK, OpenSSH or DER): give it as a \
