@@ -42,16 +42,6 @@ impl MatchKind {
             MatchKind::UrlPattern => "urlpattern",
         }
     }
-
-    /// The kind a 1.0 `match_type` names (case-sensitive), if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "exact" => Some(MatchKind::Exact),
-            "urlpattern" => Some(MatchKind::UrlPattern),
-            "template" => Some(MatchKind::Template),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for MatchKind {
