@@ -19,7 +19,7 @@
 //! compiled.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
 use url::Url;
@@ -53,11 +53,48 @@ pub struct UrlPattern {
     base: Arc<Url>,
     /// The parsed pattern, its component regexes compiled.
     pattern: Arc<urlpattern::UrlPattern<Compiled>>,
+    /// What the topic's path and host must start with: checked inline, before anything
+    /// else of the pattern is read, they reject most topics.
+    path_lead: Lead,
+    host_lead: Lead,
     /// The components that can fail to match, the likeliest to reject a topic first: a
     /// component whose pattern is `*` matches anything and is left out.
     checks: Box<[Part]>,
     /// The total length of the component regexes ([`crate::selector::Selector::cost`]).
     cost: usize,
+}
+
+/// How many of a literal's first bytes [`Lead`] holds.
+const LEAD_LEN: usize = 23;
+
+/// The first bytes (up to [`LEAD_LEN`]) that a component's text must start with for its
+/// matcher to match: its literal prefix, or the whole literal it must equal.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lead {
+    len: u8,
+    bytes: [u8; LEAD_LEN],
+}
+
+impl Lead {
+    fn of(matcher: &Matcher<Compiled>) -> Self {
+        let literal = match &matcher.inner {
+            InnerMatcher::Literal { literal } if matcher.prefix.is_empty() => literal.as_str(),
+            _ => matcher.prefix.as_str(),
+        };
+        let literal = &literal.as_bytes()[..literal.len().min(LEAD_LEN)];
+        let mut lead = Lead {
+            len: u8::try_from(literal.len()).unwrap_or(0),
+            ..Lead::default()
+        };
+        lead.bytes[..literal.len()].copy_from_slice(literal);
+        lead
+    }
+
+    /// Whether `text` starts with this lead: when not, the component does not match.
+    fn admits(&self, text: &str) -> bool {
+        text.as_bytes()
+            .starts_with(&self.bytes[..usize::from(self.len)])
+    }
 }
 
 /// One of a URL's components, in the order [`UrlPattern::compile`] checks them: the path
@@ -122,7 +159,9 @@ impl UrlPattern {
             .collect();
         Ok(Self {
             source: source.into(),
-            base: Arc::new(base.clone()),
+            base: shared_base(base),
+            path_lead: Lead::of(&pattern.pathname.matcher),
+            host_lead: Lead::of(&pattern.hostname.matcher),
             checks,
             cost: cost_of_parsed(&pattern),
             pattern: Arc::new(pattern),
@@ -148,10 +187,12 @@ impl UrlPattern {
     pub fn matches(&self, topic: &str) -> bool {
         with_resolved(&self.base, topic, |input| {
             input.is_some_and(|input| {
-                self.checks.iter().all(|part| {
-                    let (matcher, text) = part.of(&self.pattern, input);
-                    component_matches(matcher, text)
-                })
+                self.path_lead.admits(&input.pathname)
+                    && self.host_lead.admits(&input.hostname)
+                    && self.checks.iter().all(|part| {
+                        let (matcher, text) = part.of(&self.pattern, input);
+                        component_matches(matcher, text)
+                    })
             })
         })
     }
@@ -199,7 +240,7 @@ const RESOLVE_COST: usize = 256;
 
 /// A topic resolved against a base: the base, the topic, and the URL's components if it is
 /// one.
-type Resolved = (Url, Box<str>, Option<MatchInput>);
+type Resolved = (Arc<Url>, Box<str>, Option<MatchInput>);
 
 thread_local! {
     /// The last topic resolved on this thread, with its base and its URL's components:
@@ -210,10 +251,10 @@ thread_local! {
 }
 
 /// Calls `f` with the components of `topic` resolved against `base`, if it is a URL then.
-fn with_resolved<T>(base: &Url, topic: &str, f: impl FnOnce(Option<&MatchInput>) -> T) -> T {
+fn with_resolved<T>(base: &Arc<Url>, topic: &str, f: impl FnOnce(Option<&MatchInput>) -> T) -> T {
     LAST_RESOLVED.with_borrow_mut(|last| {
         let fresh = last.as_ref().is_some_and(|(last_base, last_topic, _)| {
-            **last_topic == *topic && last_base == base
+            **last_topic == *topic && (Arc::ptr_eq(last_base, base) || last_base == base)
         });
         if !fresh {
             let input = base
@@ -224,6 +265,19 @@ fn with_resolved<T>(base: &Url, topic: &str, f: impl FnOnce(Option<&MatchInput>)
         }
         f(last.as_ref().and_then(|(_, _, input)| input.as_ref()))
     })
+}
+
+/// `base`, shared with the patterns compiled before against the same base: a hub has one,
+/// so matching compares the base of a pattern with the last resolution's by address.
+fn shared_base(base: &Url) -> Arc<Url> {
+    static LAST: Mutex<Option<Arc<Url>>> = Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match last.as_ref() {
+        Some(shared) if **shared == *base => Arc::clone(shared),
+        _ => Arc::clone(last.insert(Arc::new(base.clone()))),
+    }
 }
 
 /// Whether `matcher` matches every text: a `*` with nothing around it.
@@ -255,9 +309,9 @@ fn component_matches(matcher: &Matcher<Compiled>, text: &str) -> bool {
             filter,
             allow_empty,
         } => (*allow_empty || !inner.is_empty()) && filter.is_none_or(|c| !inner.contains(c)),
-        InnerMatcher::RegExp { regexp } => regexp
-            .as_ref()
-            .is_ok_and(|regexp| regexp.0.is_match(inner)),
+        InnerMatcher::RegExp { regexp } => {
+            regexp.as_ref().is_ok_and(|regexp| regexp.0.is_match(inner))
+        }
     }
 }
 
@@ -557,11 +611,9 @@ mod tests {
         }
 
         fn matches(&self, base: &Url, topic: &str) -> bool {
-            base.join(topic).ok().is_some_and(|url| {
-                self.0
-                    .test(UrlPatternMatchInput::Url(url))
-                    .unwrap_or(false)
-            })
+            base.join(topic)
+                .ok()
+                .is_some_and(|url| self.0.test(UrlPatternMatchInput::Url(url)).unwrap_or(false))
         }
     }
 
