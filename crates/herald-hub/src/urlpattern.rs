@@ -12,6 +12,13 @@
 //! matches no URL Pattern. Host names compare case-insensitively (URL parsing lowercases
 //! them), everything else case-sensitively: a pattern never ignores case.
 //!
+//! Matching answers what the `urlpattern` crate's `test` answers, more cheaply: fan-out
+//! matches one topic against every pattern, so the topic is resolved and split into its
+//! components once per thread; a pattern first compares the literal start of its path and
+//! host, held inline, with the topic's, then checks its other components in place, skipping
+//! the `*` ones, and a regex only answers whether it matches. The tests below compare the
+//! two on many pairs.
+//!
 //! A pattern costs ([`crate::selector::Selector::cost`]) the total length of the regexes it
 //! compiles to, the same measure as a template's, or for a regex whose counted repetitions
 //! or Unicode classes expand, the size it expands to. So the hub's selector budgets bound
@@ -19,11 +26,12 @@
 //! compiled.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
 use url::Url;
-use urlpattern::matcher::InnerMatcher;
+use urlpattern::matcher::{InnerMatcher, Matcher};
+use urlpattern::quirks::{MatchInput, parse_match_input};
 use urlpattern::regexp::RegExp;
 use urlpattern::{RegexSyntax, UrlPatternInit, UrlPatternMatchInput, UrlPatternOptions};
 
@@ -52,8 +60,93 @@ pub struct UrlPattern {
     base: Arc<Url>,
     /// The parsed pattern, its component regexes compiled.
     pattern: Arc<urlpattern::UrlPattern<Compiled>>,
+    /// What the topic's path and host must start with: checked inline, before anything
+    /// else of the pattern is read, they reject most topics.
+    path_lead: Lead,
+    host_lead: Lead,
+    /// The components that can fail to match, the likeliest to reject a topic first: a
+    /// component whose pattern is `*` matches anything and is left out.
+    checks: Box<[Part]>,
     /// The total length of the component regexes ([`crate::selector::Selector::cost`]).
     cost: usize,
+}
+
+/// How many of a literal's first bytes [`Lead`] holds.
+const LEAD_LEN: usize = 23;
+
+/// The first bytes (up to [`LEAD_LEN`]) that a component's text must start with for its
+/// matcher to match: its literal prefix, or the whole literal it must equal.
+#[derive(Clone, Copy, Debug, Default)]
+struct Lead {
+    len: u8,
+    bytes: [u8; LEAD_LEN],
+}
+
+impl Lead {
+    fn of(matcher: &Matcher<Compiled>) -> Self {
+        let literal = match &matcher.inner {
+            InnerMatcher::Literal { literal } if matcher.prefix.is_empty() => literal.as_str(),
+            _ => matcher.prefix.as_str(),
+        };
+        let literal = &literal.as_bytes()[..literal.len().min(LEAD_LEN)];
+        let mut lead = Lead {
+            len: u8::try_from(literal.len()).unwrap_or(0),
+            ..Lead::default()
+        };
+        lead.bytes[..literal.len()].copy_from_slice(literal);
+        lead
+    }
+
+    /// Whether `text` starts with this lead: when not, the component does not match.
+    fn admits(&self, text: &str) -> bool {
+        text.as_bytes()
+            .starts_with(&self.bytes[..usize::from(self.len)])
+    }
+}
+
+/// One of a URL's components, in the order [`UrlPattern::compile`] checks them: the path
+/// and the host tell most topics apart.
+#[derive(Clone, Copy, Debug)]
+enum Part {
+    Pathname,
+    Hostname,
+    Protocol,
+    Port,
+    Search,
+    Hash,
+    Username,
+    Password,
+}
+
+impl Part {
+    const ALL: [Part; 8] = [
+        Part::Pathname,
+        Part::Hostname,
+        Part::Protocol,
+        Part::Port,
+        Part::Search,
+        Part::Hash,
+        Part::Username,
+        Part::Password,
+    ];
+
+    /// This component's matcher in `pattern`, and its text in `input`.
+    fn of<'a>(
+        self,
+        pattern: &'a urlpattern::UrlPattern<Compiled>,
+        input: &'a MatchInput,
+    ) -> (&'a Matcher<Compiled>, &'a str) {
+        match self {
+            Part::Pathname => (&pattern.pathname.matcher, &input.pathname),
+            Part::Hostname => (&pattern.hostname.matcher, &input.hostname),
+            Part::Protocol => (&pattern.protocol.matcher, &input.protocol),
+            Part::Port => (&pattern.port.matcher, &input.port),
+            Part::Search => (&pattern.search.matcher, &input.search),
+            Part::Hash => (&pattern.hash.matcher, &input.hash),
+            Part::Username => (&pattern.username.matcher, &input.username),
+            Part::Password => (&pattern.password.matcher, &input.password),
+        }
+    }
 }
 
 impl UrlPattern {
@@ -66,9 +159,17 @@ impl UrlPattern {
     /// over [`REGEX_SIZE_LIMIT`].
     pub fn compile(source: &str, base: &Url) -> Result<Self, SelectorError> {
         let pattern = parse::<Compiled>(source, base)?;
+        let empty = MatchInput::default();
+        let checks = Part::ALL
+            .into_iter()
+            .filter(|part| !matches_anything(part.of(&pattern, &empty).0))
+            .collect();
         Ok(Self {
             source: source.into(),
-            base: Arc::new(base.clone()),
+            base: shared_base(base),
+            path_lead: Lead::of(&pattern.pathname.matcher),
+            host_lead: Lead::of(&pattern.hostname.matcher),
+            checks,
             cost: cost_of_parsed(&pattern),
             pattern: Arc::new(pattern),
         })
@@ -86,13 +187,21 @@ impl UrlPattern {
 
     /// Whether `topic`, resolved against the hub's URL, matches. A topic that is not a URL
     /// matches nothing.
+    ///
+    /// The same answer as the `urlpattern` crate's `test`, without its allocations: the
+    /// topic's components come from the thread's last resolution, each component is checked
+    /// in place, the likeliest to differ first, and a regex only answers yes or no.
     pub fn matches(&self, topic: &str) -> bool {
-        let Some(url) = resolve(&self.base, topic) else {
-            return false;
-        };
-        self.pattern
-            .test(UrlPatternMatchInput::Url(url))
-            .unwrap_or(false)
+        with_resolved(&self.base, topic, |input| {
+            input.is_some_and(|input| {
+                self.path_lead.admits(&input.pathname)
+                    && self.host_lead.admits(&input.hostname)
+                    && self.checks.iter().all(|part| {
+                        let (matcher, text) = part.of(&self.pattern, input);
+                        component_matches(matcher, text)
+                    })
+            })
+        })
     }
 }
 
@@ -136,29 +245,81 @@ fn parse<R: RegExp>(source: &str, base: &Url) -> Result<urlpattern::UrlPattern<R
 /// Patterns the hub's selector budget admits, however short.
 const RESOLVE_COST: usize = 256;
 
-/// A topic resolved against a base: the base, the topic, and the URL if it is one.
-type Resolved = (Url, Box<str>, Option<Url>);
+/// A topic resolved against a base: the base, the topic, and the URL's components if it is
+/// one.
+type Resolved = (Arc<Url>, Box<str>, Option<MatchInput>);
 
 thread_local! {
-    /// The last topic resolved on this thread, with its base and its URL: fan-out matches
-    /// one topic against every pattern in turn, so it is parsed once, not once per pattern.
+    /// The last topic resolved on this thread, with its base and its URL's components:
+    /// fan-out matches one topic against every pattern in turn, so it is parsed and split
+    /// once, not once per pattern.
     static LAST_RESOLVED: std::cell::RefCell<Option<Resolved>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// `topic` resolved against `base`, if it is a URL then.
-fn resolve(base: &Url, topic: &str) -> Option<Url> {
+/// Calls `f` with the components of `topic` resolved against `base`, if it is a URL then.
+fn with_resolved<T>(base: &Arc<Url>, topic: &str, f: impl FnOnce(Option<&MatchInput>) -> T) -> T {
     LAST_RESOLVED.with_borrow_mut(|last| {
-        if let Some((last_base, last_topic, url)) = last.as_ref()
-            && **last_topic == *topic
-            && last_base == base
-        {
-            return url.clone();
+        let fresh = last.as_ref().is_some_and(|(last_base, last_topic, _)| {
+            **last_topic == *topic && (Arc::ptr_eq(last_base, base) || last_base == base)
+        });
+        if !fresh {
+            let input = base
+                .join(topic)
+                .ok()
+                .and_then(|url| parse_match_input(UrlPatternMatchInput::Url(url)));
+            *last = Some((base.clone(), topic.into(), input));
         }
-        let url = base.join(topic).ok();
-        *last = Some((base.clone(), topic.into(), url.clone()));
-        url
+        f(last.as_ref().and_then(|(_, _, input)| input.as_ref()))
     })
+}
+
+/// `base`, shared with the patterns compiled before against the same base: a hub has one,
+/// so matching compares the base of a pattern with the last resolution's by address.
+fn shared_base(base: &Url) -> Arc<Url> {
+    static LAST: Mutex<Option<Arc<Url>>> = Mutex::new(None);
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match last.as_ref() {
+        Some(shared) if **shared == *base => Arc::clone(shared),
+        _ => Arc::clone(last.insert(Arc::new(base.clone()))),
+    }
+}
+
+/// Whether `matcher` matches every text: a `*` with nothing around it.
+fn matches_anything<R: RegExp>(matcher: &Matcher<R>) -> bool {
+    matcher.prefix.is_empty()
+        && matcher.suffix.is_empty()
+        && matches!(
+            matcher.inner,
+            InnerMatcher::SingleCapture {
+                filter: None,
+                allow_empty: true
+            }
+        )
+}
+
+/// Whether `matcher` matches `text`: what `urlpattern`'s own `Matcher::matches` answers,
+/// without building the groups. [`parse`] never ignores case, so neither does this.
+fn component_matches(matcher: &Matcher<Compiled>, text: &str) -> bool {
+    // The prefix and the suffix must both be there, and not overlap.
+    let Some(inner) = text
+        .strip_prefix(matcher.prefix.as_str())
+        .and_then(|rest| rest.strip_suffix(matcher.suffix.as_str()))
+    else {
+        return false;
+    };
+    match &matcher.inner {
+        InnerMatcher::Literal { literal } => inner == literal,
+        InnerMatcher::SingleCapture {
+            filter,
+            allow_empty,
+        } => (*allow_empty || !inner.is_empty()) && filter.is_none_or(|c| !inner.contains(c)),
+        InnerMatcher::RegExp { regexp } => {
+            regexp.as_ref().is_ok_and(|regexp| regexp.0.is_match(inner))
+        }
+    }
 }
 
 /// The total length of the regexes a parsed pattern holds: each component's, and its
@@ -310,6 +471,7 @@ impl RegExp for Priced {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn hub() -> Url {
         Url::parse("https://hub.example/.well-known/mercure").unwrap()
@@ -432,6 +594,231 @@ mod tests {
                 *expected,
                 "{pattern:?} against {topic:?}"
             );
+        }
+    }
+
+    /// What matching answered before the fast path: the topic resolved against the hub's
+    /// URL, then the `urlpattern` crate's own `test`, with its own regexes.
+    struct Reference(urlpattern::UrlPattern<regex::Regex>);
+
+    impl Reference {
+        fn compile(pattern: &str, base: &Url) -> Option<Self> {
+            let init = UrlPatternInit::parse_constructor_string::<regex::Regex>(
+                pattern,
+                Some(base.clone()),
+            )
+            .ok()?;
+            let options = UrlPatternOptions {
+                regex_syntax: RegexSyntax::Rust,
+                ignore_case: false,
+            };
+            urlpattern::UrlPattern::<regex::Regex>::parse(init, options)
+                .ok()
+                .map(Self)
+        }
+
+        fn matches(&self, base: &Url, topic: &str) -> bool {
+            base.join(topic)
+                .ok()
+                .is_some_and(|url| self.0.test(UrlPatternMatchInput::Url(url)).unwrap_or(false))
+        }
+    }
+
+    const PROTOCOLS: &[&str] = &["https://", "http://", "http{s}?://", "*://", "ws://", ""];
+    const HOSTS: &[&str] = &[
+        "example.com",
+        "Example.COM",
+        "*.example.com",
+        "hub.example",
+        "example.com:8080",
+        "example.com:*",
+        "example.com:443",
+        "u:p@example.com",
+        ":*@example.com",
+        "[::1]",
+        "*",
+        "xn--bcher-kva.example",
+    ];
+    const PATTERN_PATHS: &[&str] = &[
+        "/books/:id",
+        "/books/*",
+        "/",
+        "/*",
+        "*",
+        "/b%C3%A9/:id",
+        "/bé/*",
+        "/:type(news|alerts)/:id",
+        "/n/(\\d+)",
+        "/books/:id{/:tail}?",
+        "/books/:id.json",
+        "/Books/*",
+        "/books",
+        "/books/*/x",
+        "/a%20b",
+        "/*.json",
+    ];
+    const PATTERN_TAILS: &[&str] = &["", "?q=:v", "\\?*", "?a=1", "#*", "#top", "?*#h", "?a=1#*"];
+    const TOPIC_PROTOCOLS: &[&str] = &["https://", "http://", "HTTPS://", "ws://", "//", ""];
+    const TOPIC_HOSTS: &[&str] = &[
+        "example.com",
+        "EXAMPLE.com",
+        "a.example.com",
+        "hub.example",
+        "example.com:8080",
+        "example.com:443",
+        "u:p@example.com",
+        "[::1]",
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "exa mple.com",
+        "[::1",
+    ];
+    const TOPIC_PATHS: &[&str] = &[
+        "/books/1",
+        "/books/1/x",
+        "/books/",
+        "/BOOKS/1",
+        "/b%C3%A9/1",
+        "/bé/1",
+        "/news/7",
+        "/sport/7",
+        "/n/123",
+        "/n/12a",
+        "/books/1.json",
+        "",
+        "/a b",
+        "/a%20b",
+        "/../books/1",
+        "books/1",
+        "/books/1/y/x",
+    ];
+    const TOPIC_TAILS: &[&str] = &["", "?q=1", "?a=1", "?", "#top", "#", "#x y", "?a=1#h"];
+    const ODD_TOPICS: &[&str] = &[
+        "urn:example:1",
+        "not a url",
+        "",
+        "?q=1",
+        "#top",
+        "mailto:a@example.com",
+        "http://",
+        "https://example.com",
+        "data:text/plain,x",
+    ];
+
+    fn bases() -> [Url; 2] {
+        [
+            hub(),
+            Url::parse("http://Localhost:8080/.well-known/mercure").unwrap(),
+        ]
+    }
+
+    /// Asserts that `pattern` answers for `topic` what [`reference`] does.
+    fn agrees(pattern: &str, base: &Url, topic: &str) -> Result<(), String> {
+        let Ok(compiled) = UrlPattern::compile(pattern, base) else {
+            return Ok(());
+        };
+        let expected = Reference::compile(pattern, base)
+            .ok_or_else(|| format!("{pattern:?} compiles here only"))?
+            .matches(base, topic);
+        if compiled.matches(topic) == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "{pattern:?} against {topic:?} (base {base}): expected {expected}"
+            ))
+        }
+    }
+
+    /// Every pattern path and tail on a few hosts, against every topic path and tail on a few
+    /// hosts: the fast path answers as the `urlpattern` crate does.
+    #[test]
+    fn matching_agrees_with_the_urlpattern_crate() {
+        let base = hub();
+        let patterns: Vec<String> = ["https://example.com", ""]
+            .iter()
+            .flat_map(|origin| {
+                PATTERN_PATHS.iter().flat_map(move |path| {
+                    PATTERN_TAILS
+                        .iter()
+                        .map(move |tail| format!("{origin}{path}{tail}"))
+                })
+            })
+            .chain(["urn:example:*", "*", "*://*/*"].map(String::from))
+            .collect();
+        let topics: Vec<String> = ["https://example.com", "HTTP://A.Example.com:8080", ""]
+            .iter()
+            .flat_map(|origin| {
+                TOPIC_PATHS.iter().flat_map(move |path| {
+                    TOPIC_TAILS
+                        .iter()
+                        .map(move |tail| format!("{origin}{path}{tail}"))
+                })
+            })
+            .chain(ODD_TOPICS.iter().map(|topic| topic.to_string()))
+            .collect();
+        let mut matched = 0;
+        for pattern in &patterns {
+            let compiled = UrlPattern::compile(pattern, &base)
+                .unwrap_or_else(|e| panic!("{pattern:?} does not compile: {e}"));
+            let reference = Reference::compile(pattern, &base).unwrap();
+            for topic in &topics {
+                let expected = reference.matches(&base, topic);
+                assert_eq!(
+                    compiled.matches(topic),
+                    expected,
+                    "{pattern:?} against {topic:?}"
+                );
+                matched += usize::from(expected);
+            }
+        }
+        // The table is not all misses.
+        assert!(matched > 100, "{matched}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+        /// Patterns and topics put together from parts, or arbitrary, on either base.
+        #[test]
+        fn matching_agrees_with_the_urlpattern_crate_on_generated_pairs(
+            pattern in proptest::prop_oneof![
+                4 => (
+                    proptest::sample::select(PROTOCOLS),
+                    proptest::sample::select(HOSTS),
+                    proptest::sample::select(PATTERN_PATHS),
+                    proptest::sample::select(PATTERN_TAILS),
+                )
+                    .prop_map(|(protocol, host, path, tail)| if protocol.is_empty() {
+                        format!("{path}{tail}")
+                    } else {
+                        format!("{protocol}{host}{path}{tail}")
+                    }),
+                1 => "[a-zA-Z0-9:/?#%.*{}()@+\\[\\] -]{0,24}",
+            ],
+            topics in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => (
+                        proptest::sample::select(TOPIC_PROTOCOLS),
+                        proptest::sample::select(TOPIC_HOSTS),
+                        proptest::sample::select(TOPIC_PATHS),
+                        proptest::sample::select(TOPIC_TAILS),
+                    )
+                        .prop_map(|(protocol, host, path, tail)| if protocol.is_empty() {
+                            format!("{path}{tail}")
+                        } else {
+                            format!("{protocol}{host}{path}{tail}")
+                        }),
+                    1 => proptest::sample::select(ODD_TOPICS).prop_map(String::from),
+                    1 => "[a-zA-Z0-9:/?#%.*@ -]{0,24}",
+                ],
+                1..4,
+            ),
+            base in 0..2usize,
+        ) {
+            let base = &bases()[base];
+            for topic in &topics {
+                agrees(&pattern, base, topic).map_err(proptest::test_runner::TestCaseError::fail)?;
+            }
         }
     }
 
