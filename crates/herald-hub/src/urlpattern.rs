@@ -45,6 +45,10 @@ pub const DEFAULT_HUB_URL: &str = "http://localhost/.well-known/mercure";
 /// slower linear engine rather than fail when a cache is too small.
 const DFA_CACHE_LIMIT: usize = 1 << 16;
 
+/// The most heap the one regex compiled while pricing a pattern (its protocol's, to tell
+/// whether it names a special scheme) may take: real protocol patterns are a few bytes.
+const PRICING_REGEX_LIMIT: usize = 1 << 14;
+
 /// [`DEFAULT_HUB_URL`], parsed.
 pub fn default_hub_url() -> Url {
     Url::parse(DEFAULT_HUB_URL).expect("the default hub URL parses")
@@ -457,9 +461,19 @@ impl RegExp for Priced {
     }
 
     fn matches<'a>(&self, text: &'a str) -> Option<Vec<Option<&'a str>>> {
-        let regex = self
-            .compiled
-            .get_or_init(|| build(&self.source, &self.flags).ok());
+        // Pricing runs before any budget is checked, on the request's own thread: the one
+        // regex it may compile is held to a small size, and a protocol pattern over it is
+        // priced as matching no special scheme (its real compile, budgeted, decides).
+        let regex = self.compiled.get_or_init(|| {
+            if self.flags.contains('i') {
+                return None;
+            }
+            RegexBuilder::new(&self.source)
+                .size_limit(PRICING_REGEX_LIMIT)
+                .dfa_size_limit(DFA_CACHE_LIMIT)
+                .build()
+                .ok()
+        });
         captures(regex.as_ref()?, text)
     }
 

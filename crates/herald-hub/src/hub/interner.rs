@@ -109,6 +109,11 @@ impl Hub {
                     error,
                 }
             })?;
+            // Stop at the first matcher over the budget: pricing the rest is work for a
+            // request that is refused anyway.
+            if *spent > config.selector_budget {
+                break;
+            }
         }
         if *spent > config.selector_budget {
             return Err(SubscribeError::OverBudget {
