@@ -1,7 +1,9 @@
-//! Who is online in a workspace: the users whose app streams are open, each stream
-//! registered in the hub's presence registry (`herald_hub::presence`) once per workspace it
-//! follows, under one hub-made subscriber id per stream, with the user's id and name as its
-//! payload.
+//! Who is online in a workspace: the users whose app streams are open, registered in the
+//! hub's presence registry (`herald_hub::presence`) in each workspace they are a member of,
+//! with the user's id and name as the payload. All the streams of one user on one node share
+//! one subscriber id ([`Registry::shared_subscriber`]), so the registry holds them as one
+//! entry per workspace: a user is announced when their first stream there opens and ended
+//! when their last one closes, however many tabs they open and close in between.
 //!
 //! A stream's presence entries go to the workspace's presence topic
 //! ([`policy::presence_topic`]): a reserved topic, so only the streams of the workspace's
@@ -12,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use herald_hub::presence::{Entry, Registry, subscriber_id};
+use herald_hub::presence::{Entry, Registry};
 use serde::Serialize;
 use serde_json::json;
 
@@ -31,13 +33,18 @@ pub struct Online {
     pub user_id: String,
     /// Their display name.
     pub name: String,
-    /// The subscriber ids of their open streams (one per browser or client).
+    /// Their subscriber ids: one per node that holds streams of theirs.
     pub subscribers: Vec<String>,
 }
 
-/// The presence entries of one stream of `actor`, following `workspaces`.
-pub fn entries<'a>(actor: &Actor, workspaces: impl IntoIterator<Item = &'a str>) -> Vec<Entry> {
-    let subscriber = subscriber_id();
+/// The presence entries of one stream of `actor` in `workspaces` (those it is a member of),
+/// under the user's subscriber id on this node.
+pub fn entries<'a>(
+    registry: &Registry,
+    actor: &Actor,
+    workspaces: impl IntoIterator<Item = &'a str>,
+) -> Vec<Entry> {
+    let subscriber = registry.shared_subscriber(&actor.user.id);
     let payload = json!({ "userId": actor.user.id, "name": actor.user.name });
     workspaces
         .into_iter()

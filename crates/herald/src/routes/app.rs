@@ -732,11 +732,29 @@ async fn stream(
         .await?;
     // A stream shows its user as online in its workspaces while it lasts; a long-poll is
     // no presence.
+    // Each announcement costs the log an event at the start and one at the end: the user
+    // pays for them, one token per workspace where they were not online yet on this node.
     let presence = match &state.presence {
         Some(registry) if !poll && !opened.present_in.is_empty() => {
-            let entries =
-                herald_app::presence::entries(actor, opened.present_in.iter().map(String::as_str));
-            Some(registry.join(entries).await)
+            let entries = herald_app::presence::entries(
+                registry,
+                actor,
+                opened.present_in.iter().map(String::as_str),
+            );
+            let charge = |count: usize| {
+                let count = u32::try_from(count).unwrap_or(u32::MAX);
+                state
+                    .rates
+                    .presence
+                    .take_n(actor.user.id.as_str(), count)
+                    .map_err(|limited| {
+                        ApiError::rate_limited(
+                            "this user's streams announced their presence too often lately",
+                            limited,
+                        )
+                    })
+            };
+            Some(registry.join_charged(entries, charge).await?)
         }
         _ => None,
     };
