@@ -528,7 +528,7 @@ async fn presence(
     let Some(registry) = &state.presence else {
         return Err(ApiError::unavailable("presence is not running"));
     };
-    Ok(items(state.app.presence(&actor, &ws, registry).await?))
+    Ok(positioned(state.app.presence(&actor, &ws, registry).await?))
 }
 
 async fn rename_workspace(
@@ -731,30 +731,15 @@ async fn stream(
         )
         .await?;
     // A stream shows its user as online in its workspaces while it lasts; a long-poll is
-    // no presence.
-    // Each announcement costs the log an event at the start and one at the end: the user
-    // pays for them, one token per workspace where they were not online yet on this node.
+    // no presence. Each announcement costs the log two events: the user pays for them.
     let presence = match &state.presence {
         Some(registry) if !poll && !opened.present_in.is_empty() => {
-            let entries = herald_app::presence::entries(
-                registry,
-                actor,
-                opened.present_in.iter().map(String::as_str),
-            );
-            let charge = |count: usize| {
-                let count = u32::try_from(count).unwrap_or(u32::MAX);
-                state
-                    .rates
-                    .presence
-                    .take_n(actor.user.id.as_str(), count)
-                    .map_err(|limited| {
-                        ApiError::rate_limited(
-                            "this user's streams announced their presence too often lately",
-                            limited,
-                        )
-                    })
+            let charge = |count| {
+                let limited = "this user's streams announced their presence too often lately";
+                (state.rates.presence.take_n(actor.user.id.as_str(), count))
+                    .map_err(|limit| ApiError::rate_limited(limited, limit))
             };
-            Some(registry.join_charged(entries, charge).await?)
+            Some(herald_app::presence::join(registry, actor, &opened.present_in, charge).await?)
         }
         _ => None,
     };

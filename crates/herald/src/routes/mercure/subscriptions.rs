@@ -4,7 +4,8 @@
 //! The answer holds the id of the hub's newest event (`last_event_id`, also in the `Link`
 //! header), taken before the registry is read: a client that subscribes to the subscription
 //! events with it as `Last-Event-ID` misses no start or end (it may see some twice).
-//! A list holds at most [`MAX_LISTED`](herald_hub::presence::MAX_LISTED) subscriptions.
+//! A list holds at most [`MAX_LISTED`](herald_hub::presence::MAX_LISTED) subscriptions;
+//! a list cut there says `"truncated": true`.
 
 use axum::{
     extract::State,
