@@ -736,8 +736,10 @@ async fn stream(
         Some(registry) if !poll && !opened.present_in.is_empty() => {
             let charge = |count| {
                 let limited = "this user's streams announced their presence too often lately";
-                (state.rates.presence.take_n(actor.user.id.as_str(), count))
-                    .map_err(|limit| ApiError::rate_limited(limited, limit))
+                (state.rates.presence.take_n(actor.user.id.as_str(), count)).map_err(|limit| {
+                    state.metrics.rate_limited("presence");
+                    ApiError::rate_limited(limited, limit)
+                })
             };
             Some(herald_app::presence::join(registry, actor, &opened.present_in, charge).await?)
         }

@@ -241,6 +241,11 @@ async fn presence_over_the_rate_is_refused() {
             .is_ok_and(|s| s > 0)
     );
     assert_eq!(online(&world).await, json!([]));
+    let counted = world
+        .server
+        .metric("herald_rate_limited_total{limit=\"presence\"}")
+        .await;
+    assert_eq!(counted, 1.0);
     // Without presence, the stream costs nothing.
     world.bob.events("/api/events").open().await;
 }

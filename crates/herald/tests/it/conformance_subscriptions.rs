@@ -434,6 +434,10 @@ async fn announcements_over_the_rate_are_refused_and_leave_no_trace() {
     );
     let refused = crate::support::ApiError::read(response).await;
     assert_eq!(refused.code, "rate_limited");
+    let counted = server
+        .metric("herald_rate_limited_total{limit=\"subscription_events\"}")
+        .await;
+    assert_eq!(counted, 1.0);
     let listed = json(get(&server, all, Some(&token(&[], &["*"]))).await).await;
     assert_eq!(
         listed["subscriptions"].as_array().map(Vec::len),

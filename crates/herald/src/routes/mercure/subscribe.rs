@@ -218,6 +218,7 @@ pub async fn open_stream_with(
             .announcements
             .take_n(&crate::ratelimit::client_key(peer), count)
             .map_err(|limited| {
+                state.metrics.rate_limited("subscription_events");
                 ApiError::rate_limited(
                     "too many subscriptions announced from this address lately",
                     limited,
