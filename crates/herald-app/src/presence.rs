@@ -1,7 +1,9 @@
-//! Who is online in a workspace: the users whose app streams are open, each stream
-//! registered in the hub's presence registry (`herald_hub::presence`) once per workspace it
-//! follows, under one hub-made subscriber id per stream, with the user's id and name as its
-//! payload.
+//! Who is online in a workspace: the users whose app streams are open, registered in the
+//! hub's presence registry (`herald_hub::presence`) in each workspace they are a member of,
+//! with the user's id and name as the payload. All the streams of one user on one node share
+//! one subscriber id ([`Registry::shared_subscriber`]), so the registry holds them as one
+//! entry per workspace: a user is announced when their first stream there opens and ended
+//! when their last one closes, however many tabs they open and close in between.
 //!
 //! A stream's presence entries go to the workspace's presence topic
 //! ([`policy::presence_topic`]): a reserved topic, so only the streams of the workspace's
@@ -12,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use herald_hub::presence::{Entry, Registry, subscriber_id};
+use herald_hub::presence::{Entry, Presence, Registry};
 use serde::Serialize;
 use serde_json::json;
 
@@ -31,13 +33,29 @@ pub struct Online {
     pub user_id: String,
     /// Their display name.
     pub name: String,
-    /// The subscriber ids of their open streams (one per browser or client).
+    /// Their subscriber ids: one per node that holds streams of theirs.
     pub subscribers: Vec<String>,
 }
 
-/// The presence entries of one stream of `actor`, following `workspaces`.
-pub fn entries<'a>(actor: &Actor, workspaces: impl IntoIterator<Item = &'a str>) -> Vec<Entry> {
-    let subscriber = subscriber_id();
+/// The users online in a workspace, as [`App::presence`] reads them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OnlineUsers {
+    /// One per user, ordered by name.
+    pub items: Vec<Online>,
+    /// Present, and true, when the registry held more entries than one read returns
+    /// (`herald_hub::presence::MAX_LISTED`): the list is cut.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// The presence entries of one stream of `actor` in `workspaces` (those it is a member of),
+/// under the user's subscriber id on this node.
+pub fn entries<'a>(
+    registry: &Registry,
+    actor: &Actor,
+    workspaces: impl IntoIterator<Item = &'a str>,
+) -> Vec<Entry> {
+    let subscriber = registry.shared_subscriber(&actor.user.id);
     let payload = json!({ "userId": actor.user.id, "name": actor.user.name });
     workspaces
         .into_iter()
@@ -55,8 +73,27 @@ pub fn entries<'a>(actor: &Actor, workspaces: impl IntoIterator<Item = &'a str>)
         .collect()
 }
 
+/// Shows `actor` online in `workspaces` (those it is a member of) while the returned guard
+/// lives, after `charge` agreed to the number of workspaces where the user was not online
+/// yet on this node (each costs the log a join and a leave).
+///
+/// # Errors
+///
+/// `charge`'s: nothing is registered or announced then.
+pub async fn join<E>(
+    registry: &Registry,
+    actor: &Actor,
+    workspaces: &[String],
+    charge: impl FnOnce(u32) -> Result<(), E>,
+) -> Result<Presence, E> {
+    let entries = entries(registry, actor, workspaces.iter().map(String::as_str));
+    let charge = |count: usize| charge(u32::try_from(count).unwrap_or(u32::MAX));
+    registry.join_charged(entries, charge).await
+}
+
 impl App {
-    /// The users online in workspace `ws`, one entry per user, ordered by name.
+    /// The users online in workspace `ws`, one entry per user, ordered by name, and whether
+    /// the read was cut.
     ///
     /// # Errors
     ///
@@ -67,7 +104,7 @@ impl App {
         actor: &Actor,
         ws: &str,
         registry: &Registry,
-    ) -> Result<Snapshot<Vec<Online>>, AppError> {
+    ) -> Result<Snapshot<OnlineUsers>, AppError> {
         // The position first (in `read_snapshot`), the registry after it.
         let mut read = self.read_snapshot().await?;
         crate::service::check_access(read.conn(), actor, ws).await?;
@@ -97,6 +134,29 @@ impl App {
         }
         let mut online: Vec<Online> = users.into_values().collect();
         online.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.user_id.cmp(&b.user_id)));
-        read.finish(online).await
+        read.finish(OnlineUsers {
+            items: online,
+            truncated: listing.truncated,
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_list_says_so_and_a_whole_one_says_nothing() {
+        let mut users = OnlineUsers {
+            items: Vec::new(),
+            truncated: false,
+        };
+        assert_eq!(serde_json::to_value(&users).unwrap(), json!({"items": []}));
+        users.truncated = true;
+        assert_eq!(
+            serde_json::to_value(&users).unwrap(),
+            json!({"items": [], "truncated": true})
+        );
     }
 }

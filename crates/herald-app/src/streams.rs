@@ -67,8 +67,9 @@ pub struct AppStream {
     pub resumed: bool,
     /// The newest record the replay passed, when asked for.
     pub passed: Option<herald_hub::Passed>,
-    /// The workspaces whose presence the stream follows (every one it follows, when it asked
-    /// for presence): where its user shows as online while it is open.
+    /// Where the stream shows its user as online while it is open, when it asked for
+    /// presence: the workspaces it follows that its user is a member of (an admin reads
+    /// the others' presence without showing in it).
     pub present_in: Vec<String>,
 }
 
@@ -87,7 +88,7 @@ impl App {
         actor: &Actor,
         request: StreamRequest,
     ) -> Result<AppStream, AppError> {
-        let workspaces = self.readable(actor, request.workspace.as_deref()).await?;
+        let (workspaces, memberships) = self.readable(actor, request.workspace.as_deref()).await?;
         if workspaces.len() > MAX_STREAM_WORKSPACES {
             return Err(AppError::invalid(format!(
                 "this stream would follow {} workspaces (the limit is \
@@ -100,11 +101,14 @@ impl App {
             workspaces.iter().map(String::as_str),
             request.types.as_ref(),
         );
-        let present_in: Vec<String> = match (request.presence, &request.types) {
-            (true, None) => workspaces.iter().cloned().collect(),
-            _ => Vec::new(),
+        let follows_presence = request.presence && request.types.is_none();
+        if follows_presence {
+            topics.extend(workspaces.iter().map(|ws| policy::presence_topic(ws)));
+        }
+        let present_in: Vec<String> = match follows_presence {
+            true => memberships.into_iter().collect(),
+            false => Vec::new(),
         };
-        topics.extend(present_in.iter().map(|ws| policy::presence_topic(ws)));
         let resume_from = request.last_event_id.clone();
         let after = request.after.filter(|_| resume_from.is_none());
         let resumed = resume_from.is_some() || after.is_some();
@@ -140,7 +144,7 @@ impl App {
             && self
                 .readable(actor, request.workspace.as_deref())
                 .await
-                .is_ok_and(|now| now == workspaces);
+                .is_ok_and(|(now, _)| now == workspaces);
         if !unchanged {
             subscription.closer().close();
         }
@@ -180,24 +184,23 @@ impl App {
 
     /// The workspaces a stream of `actor` follows: `only` (`NotFound` unless readable), or every
     /// one it may read.
+    /// With them, those `actor` is a member of.
     async fn readable(
         &self,
         actor: &Actor,
         only: Option<&str>,
-    ) -> Result<BTreeSet<String>, AppError> {
-        Ok(match only {
-            Some(ws) => {
-                self.workspace(actor, ws).await?;
-                BTreeSet::from([ws.to_owned()])
-            }
-            None => self
-                .workspaces(actor)
-                .await?
-                .data
-                .into_iter()
-                .map(|view| view.workspace.id)
-                .collect(),
-        })
+    ) -> Result<(BTreeSet<String>, BTreeSet<String>), AppError> {
+        let views = match only {
+            Some(ws) => vec![self.workspace(actor, ws).await?.data],
+            None => self.workspaces(actor).await?.data,
+        };
+        let members = views
+            .iter()
+            .filter(|view| view.role.is_some())
+            .map(|view| view.workspace.id.clone())
+            .collect();
+        let readable = views.into_iter().map(|view| view.workspace.id).collect();
+        Ok((readable, members))
     }
 
     /// What a resume of `actor`'s stream may replay: a record of a workspace only from

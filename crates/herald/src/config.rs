@@ -197,6 +197,23 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_PUBLISH_RATE", default_value = "0")]
     pub publish_rate: Rate,
 
+    /// Announced Mercure subscriptions per client address (IPv6: one /64), one per matcher
+    /// of each subscription while `--subscription-events` is on (BURST/PERIOD; 0: no
+    /// limit). Each costs the log an event at its start and one at its end; a subscription
+    /// over the limit is refused with 429.
+    #[arg(
+        long,
+        env = "HERALD_SUBSCRIPTION_EVENT_RATE",
+        default_value = "200/12s"
+    )]
+    pub subscription_event_rate: Rate,
+
+    /// App presence announcements per user: one per workspace where a stream shows its user
+    /// online first (BURST/PERIOD; 0: no limit). A stream over the limit is refused with
+    /// 429.
+    #[arg(long, env = "HERALD_PRESENCE_RATE", default_value = "200/12s")]
+    pub presence_rate: Rate,
+
     /// Serve HTTPS (and HTTP/2, by ALPN) with this PEM certificate chain, the server's
     /// certificate first. Needs --tls-key. SIGHUP reads both files again.
     #[arg(long, env = "HERALD_TLS_CERT")]
@@ -339,6 +356,10 @@ pub struct Rates {
     pub workspace_change: Rate,
     /// Publishes per publisher (JWT subject, else token).
     pub publish: Rate,
+    /// Announced Mercure subscriptions per client address.
+    pub subscription_events: Rate,
+    /// App presence announcements per user.
+    pub presence: Rate,
 }
 
 impl std::fmt::Debug for Config {
@@ -588,6 +609,8 @@ impl Config {
                 app_change: args.app_change_rate,
                 workspace_change: args.workspace_change_rate,
                 publish: args.publish_rate,
+                subscription_events: args.subscription_event_rate,
+                presence: args.presence_rate,
             },
             tls,
             issuers,

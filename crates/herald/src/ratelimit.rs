@@ -192,20 +192,42 @@ impl RateLimiter {
         self.take_at(key, self.now())
     }
 
+    /// Takes `count` tokens from `key`'s bucket at once, or none. A `count` over the burst
+    /// takes the whole burst (a full bucket is the most one request can ever find), so such a
+    /// request is admitted at most once per refill.
+    ///
+    /// # Errors
+    ///
+    /// [`Limited`] when the bucket holds fewer tokens; nothing is taken then.
+    pub fn take_n<K: Hash + ?Sized>(&self, key: &K, count: u32) -> Result<(), Limited> {
+        if self.rate.is_off() || count == 0 {
+            return Ok(());
+        }
+        self.take_n_at(key, count.min(self.rate.burst), self.now())
+    }
+
     /// [`RateLimiter::take`] at `now` (nanoseconds since the limiter's epoch).
     fn take_at<K: Hash + ?Sized>(&self, key: &K, now: u64) -> Result<(), Limited> {
+        self.take_n_at(key, 1, now)
+    }
+
+    /// [`RateLimiter::take_n`] at `now`; `count` is at least 1 and at most the burst.
+    fn take_n_at<K: Hash + ?Sized>(&self, key: &K, count: u32, now: u64) -> Result<(), Limited> {
         let hash = self.hasher.hash_one(key);
         let mut buckets = self.buckets.lock().expect("rate limiter poisoned");
         let tat = buckets.get(&hash).copied().unwrap_or(now).max(now);
-        if tat - now > self.tolerance {
+        // The last of the `count` tokens must be within the tolerance, as one token must.
+        let extra = self.interval.saturating_mul(u64::from(count - 1));
+        let last = tat.saturating_add(extra);
+        if last - now > self.tolerance {
             return Err(Limited {
-                retry_after: Duration::from_nanos(tat - now - self.tolerance),
+                retry_after: Duration::from_nanos(last - now - self.tolerance),
             });
         }
         if !buckets.contains_key(&hash) && buckets.len() >= MAX_KEYS {
             evict(&mut buckets, now);
         }
-        buckets.insert(hash, tat + self.interval);
+        buckets.insert(hash, last.saturating_add(self.interval));
         Ok(())
     }
 
@@ -284,6 +306,12 @@ pub struct RateLimits {
     pub workspace_changes: RateLimiter,
     /// Publishes per publisher: the JWT's subject, else the token (`--publish-rate`).
     pub publishes: RateLimiter,
+    /// Announced Mercure subscriptions (one token per matcher) per client address
+    /// (`--subscription-event-rate`).
+    pub announcements: RateLimiter,
+    /// App presence announcements (one token per workspace a stream joins) per user
+    /// (`--presence-rate`).
+    pub presence: RateLimiter,
 }
 
 impl RateLimits {
@@ -294,6 +322,8 @@ impl RateLimits {
             user_changes: RateLimiter::new(rates.app_change),
             workspace_changes: RateLimiter::new(rates.workspace_change),
             publishes: RateLimiter::new(rates.publish),
+            announcements: RateLimiter::new(rates.subscription_events),
+            presence: RateLimiter::new(rates.presence),
         }
     }
 }
@@ -461,6 +491,20 @@ mod tests {
         limiter.take("a").unwrap_err();
         limiter.give_back("a");
         limiter.take("a").unwrap();
+    }
+
+    #[test]
+    fn many_tokens_at_once_or_none() {
+        let limiter = RateLimiter::new(rate("4/4s"));
+        limiter.take_n_at("a", 3, at(0.0)).unwrap();
+        // One token left: two at once are refused, and nothing is taken.
+        let limited = limiter.take_n_at("a", 2, at(0.0)).unwrap_err();
+        assert_eq!(limited.retry_after, Duration::from_secs(1));
+        limiter.take_at("a", at(0.0)).unwrap();
+        assert!(limiter.take_at("a", at(0.0)).is_err());
+        // More than the burst costs the whole burst.
+        limiter.take_n("b", 100).unwrap();
+        assert!(limiter.take("b").is_err());
     }
 
     #[test]

@@ -232,9 +232,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    let hub = Hub::start(config.hub.clone(), log.clone(), &tracker, shutdown.clone())
-        .await
-        .context("cannot start the hub")?;
+    // The hub and the registry of subscriptions stop later than the rest: once the
+    // registry has announced the end of every local subscription (or at any early return).
+    let hub_shutdown = CancellationToken::new();
+    let _stop_hub = hub_shutdown.clone().drop_guard();
+    let hub = Hub::start(
+        config.hub.clone(),
+        log.clone(),
+        &tracker,
+        hub_shutdown.clone(),
+    )
+    .await
+    .context("cannot start the hub")?;
     let pool = herald_app::open_db(config.database_url.as_deref(), &config.data_dir)
         .await
         .context("cannot open the app database")?;
@@ -259,13 +268,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .redis_url
         .as_deref()
         .map(|url| (url, config.redis_prefix.as_str()));
-    let presence = Registry::start(hub.clone(), redis, &tracker, shutdown.clone())
+    let presence = Registry::start(hub.clone(), redis, &tracker, hub_shutdown.clone())
         .await
         .context("cannot start the registry of subscriptions")?;
     let mut state =
         ServerState::new(hub, the_app, &config, shutdown.clone()).with_presence(presence.clone());
     if config.subscription_events {
-        state = state.with_subscriptions(presence);
+        state = state.with_subscriptions(presence.clone());
     }
     let listener =
         listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -344,6 +353,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     drop(listener);
     tracing::info!("shutting down");
+    // Subscribers leave with this node: their ends go to the log while the sequencer still
+    // runs, so a client that resumes after a restart does not keep them online.
+    if tokio::time::timeout(config.shutdown_grace, presence.depart())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the ends of this node's subscriptions were not all announced in time");
+    }
+    hub_shutdown.cancel();
     // The sequencer stores what publishers handed over and ends every stream; hyper
     // connections finish their requests; then the log's background work ends; all within
     // the grace period. A request still running may add a task to the tracker after it

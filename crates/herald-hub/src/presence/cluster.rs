@@ -12,6 +12,17 @@
 //!
 //! A reader ignores the hash of a node without a lease: for readers, a node's entries end
 //! when its lease expires, before any survivor announces their end.
+//!
+//! # A node that comes back
+//!
+//! A node whose lease lapsed without it dying (a stall, a Redis failover longer than
+//! [`LEASE_TTL`]) finds out at its next renewal, and writes and announces its entries again.
+//! The reaper deletes a dead node's hash in one script that first checks that the lease is
+//! still absent, so a node that renewed in time keeps its entries. What remains: the reaper
+//! may have published the ends of entries the node announces again, and the two may
+//! interleave in the log (a watcher can see an end after the new start; the API lists the
+//! entry), and a join the node records between the lapse and its renewal may be deleted
+//! with the hash until the renewal writes it again.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -22,18 +33,32 @@ use redis::{
 use tokio_util::sync::CancellationToken;
 
 use super::{Entry, Op, Registry};
-use crate::{Hub, LogError};
+use crate::{Hub, LogError, PublishError};
 
 /// How long a node's lease lasts without being renewed: how long after its death its
 /// subscribers are still listed.
-pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// Long enough that a short Redis failover or a stall of a few seconds does not end every
+/// node's subscriptions.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// How often a node renews its lease, and how often it looks for dead nodes.
-const LEASE_REFRESH: Duration = Duration::from_secs(1);
+const LEASE_REFRESH: Duration = Duration::from_secs(2);
 
 /// How long a survivor's claim on a dead node lasts: if it dies while ending the node's
 /// entries, another survivor takes over after that.
-const CLAIM_TTL: Duration = Duration::from_secs(10);
+const CLAIM_TTL: Duration = Duration::from_secs(30);
+
+/// Deletes a dead node's hash and its membership, only while its lease is still absent.
+/// `KEYS`: the lease, the hash, the set of nodes; `ARGV[1]`: the node. Answers 1 when it
+/// deleted, 0 when the node came back.
+const FORGET_DEAD_NODE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+";
 
 /// Redis for the registry, with this node's keys.
 #[derive(Clone, Debug)]
@@ -230,23 +255,31 @@ impl Cluster {
                     Ok(ack) => ack.await.map(|_| ()),
                     Err(error) => Err(error),
                 };
-                if let Err(error) = outcome {
-                    tracing::warn!(%error, %node, "an end of subscription was not published");
-                    published = false;
+                match outcome {
+                    Ok(()) => {}
+                    // The event can never be published (a topic over the hub's limit):
+                    // retrying would fail the same way forever.
+                    Err(PublishError::Invalid(error)) => {
+                        tracing::warn!(%error, %node, "an end of subscription cannot be published");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, %node, "an end of subscription was not published");
+                        published = false;
+                    }
                 }
             }
             // Unpublished ends are retried by whoever claims the node after CLAIM_TTL.
             if published {
-                redis::pipe()
-                    .cmd("DEL")
-                    .arg(self.hash_key(&node))
-                    .ignore()
-                    .cmd("SREM")
-                    .arg(self.nodes_key())
+                let forgotten: i64 = redis::Script::new(FORGET_DEAD_NODE)
+                    .key(self.lease_key(&node))
+                    .key(self.hash_key(&node))
+                    .key(self.nodes_key())
                     .arg(&node)
-                    .ignore()
-                    .query_async::<()>(&mut conn)
+                    .invoke_async(&mut conn)
                     .await?;
+                if forgotten == 0 {
+                    tracing::warn!(%node, "a node came back while its subscriptions were ended");
+                }
             }
         }
         Ok(())

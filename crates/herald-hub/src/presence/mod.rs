@@ -7,6 +7,11 @@
 //! go to. A connection joins with all its entries and holds a [`Presence`] guard; dropping
 //! the guard (the stream ended) leaves.
 //!
+//! Entries with the same topic and subscriber on one node are one entry, counted: the first
+//! join announces it, the last leave ends it. A Mercure connection's subscriber id is its
+//! own, so nothing is shared there; the app gives every stream of one user the same id on a
+//! node ([`Registry::shared_subscriber`]), so a user's tenth tab costs the log nothing.
+//!
 //! On one node the registry is this process's memory. In a cluster each node also mirrors
 //! its entries into Redis (`cluster`), under a lease the node refreshes: a node that dies
 //! takes its subscribers with it, because readers ignore the entries of a node without a
@@ -33,7 +38,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::cluster::Cluster;
@@ -208,8 +213,9 @@ pub struct Registry {
 struct Shared {
     /// This node's id (`urn:uuid:<v4>`, new at each start).
     node: String,
-    /// This node's entries. A std lock: held for map operations only.
-    local: Mutex<BTreeMap<(String, String), Entry>>,
+    /// This node's entries, each with the number of joins that hold it. A std lock: held
+    /// for map operations only.
+    local: Mutex<BTreeMap<(String, String), (Entry, usize)>>,
     /// The other nodes' entries and this node's mirror, in a cluster.
     cluster: Option<Cluster>,
     /// To the task that records changes in the cluster and publishes their events.
@@ -222,6 +228,9 @@ enum Op {
     Leave(Vec<Entry>),
     /// This node's lease had lapsed: write its entries again and announce them again.
     Reassert,
+    /// The node stops: end every entry, announce the ends, and answer once the log has
+    /// acknowledged them (or refused them).
+    Depart(oneshot::Sender<()>),
 }
 
 impl Registry {
@@ -273,24 +282,77 @@ impl Registry {
         &self.shared.node
     }
 
-    /// Records `entries` (one connection's) as active and announces them; they stay until
-    /// the returned guard is dropped. Waits only for room in the publishing task's queue.
-    pub async fn join(&self, mut entries: Vec<Entry>) -> Presence {
+    /// A subscriber id that stands for `key` (say, a user) on this node, the same at every
+    /// call: `urn:uuid:<v4 form>`, derived from `key` and this node's random id, so it
+    /// reveals neither.
+    pub fn shared_subscriber(&self, key: &str) -> String {
+        use std::hash::{Hash, Hasher};
+        let half = |salt: u8| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (&self.shared.node, key, salt).hash(&mut hasher);
+            hasher.finish().to_be_bytes()
+        };
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&half(0));
+        bytes[8..].copy_from_slice(&half(1));
+        format!(
+            "urn:uuid:{}",
+            uuid::Builder::from_random_bytes(bytes).into_uuid()
+        )
+    }
+
+    /// Records `entries` (one connection's) as active and announces those that were not
+    /// already; they stay until the returned guard is dropped. Waits only for room in the
+    /// publishing task's queue.
+    pub async fn join(&self, entries: Vec<Entry>) -> Presence {
+        match self.join_charged(entries, |_| Ok::<(), ()>(())).await {
+            Ok(presence) => presence,
+            Err(()) => unreachable!("joining without a charge never fails"),
+        }
+    }
+
+    /// [`Registry::join`], after `charge` agreed to the number of entries the join would
+    /// announce (those not already held on this node); when it refuses, nothing is recorded
+    /// or announced, and its error is returned.
+    ///
+    /// # Errors
+    ///
+    /// `charge`'s.
+    pub async fn join_charged<E>(
+        &self,
+        mut entries: Vec<Entry>,
+        charge: impl FnOnce(usize) -> Result<(), E>,
+    ) -> Result<Presence, E> {
         for entry in &mut entries {
             entry.node.clone_from(&self.shared.node);
         }
-        {
+        let announced: Vec<Entry> = {
             let mut local = self.shared.local.lock().expect("presence poisoned");
-            for entry in &entries {
-                local.insert(entry.key(), entry.clone());
-            }
+            let new = entries
+                .iter()
+                .filter(|entry| !local.contains_key(&entry.key()))
+                .count();
+            charge(new)?;
+            entries
+                .iter()
+                .filter(|entry| {
+                    let held = local
+                        .entry(entry.key())
+                        .or_insert_with(|| ((*entry).clone(), 0));
+                    held.1 += 1;
+                    held.1 == 1
+                })
+                .cloned()
+                .collect()
+        };
+        if !announced.is_empty() {
+            // The task is gone only when the server stops; nothing to announce then.
+            let _ = self.shared.ops.send(Op::Join(announced)).await;
         }
-        // The task is gone only when the server stops; nothing to announce then.
-        let _ = self.shared.ops.send(Op::Join(entries.clone())).await;
-        Presence {
+        Ok(Presence {
             registry: self.clone(),
             entries,
-        }
+        })
     }
 
     /// The active entries whose topic begins with `prefix`, from every live node, at most
@@ -308,7 +370,10 @@ impl Registry {
         all.retain(|_, entry| entry.node != self.shared.node);
         {
             let local = self.shared.local.lock().expect("presence poisoned");
-            for (key, entry) in in_prefix(&local, prefix) {
+            let held = local
+                .range((prefix.to_owned(), String::new())..)
+                .take_while(|((topic, _), _)| topic.starts_with(prefix));
+            for (key, (entry, _)) in held {
                 all.insert(key.clone(), entry.clone());
             }
         }
@@ -323,9 +388,21 @@ impl Registry {
         Ok(listing)
     }
 
+    /// Ends every entry of this node and announces their end, after the changes already
+    /// queued; returns once the log has acknowledged the announcements (or refused them).
+    /// For a graceful stop, before the hub's sequencer stops: a client that resumes after
+    /// a restart learns that the node's subscribers left. Streams that end afterwards
+    /// announce nothing more; a stream that joins afterwards is announced as usual.
+    pub async fn depart(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.shared.ops.send(Op::Depart(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
     fn local_entries(&self) -> Vec<Entry> {
         let local = self.shared.local.lock().expect("presence poisoned");
-        local.values().cloned().collect()
+        local.values().map(|(entry, _)| entry.clone()).collect()
     }
 }
 
@@ -355,13 +432,27 @@ impl Presence {
 impl Drop for Presence {
     fn drop(&mut self) {
         let shared = &self.registry.shared;
+        let mut entries = std::mem::take(&mut self.entries);
         {
             let mut local = shared.local.lock().expect("presence poisoned");
-            for entry in &self.entries {
-                local.remove(&entry.key());
-            }
+            entries.retain(|entry| {
+                let key = entry.key();
+                match local.get_mut(&key) {
+                    Some(held) if held.1 > 1 => {
+                        held.1 -= 1;
+                        false
+                    }
+                    Some(_) => {
+                        local.remove(&key);
+                        true
+                    }
+                    None => false,
+                }
+            });
         }
-        let entries = std::mem::take(&mut self.entries);
+        if entries.is_empty() {
+            return;
+        }
         match shared.ops.try_send(Op::Leave(entries)) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(op)) => {
@@ -404,6 +495,7 @@ async fn publish_changes(
         let mut events = Vec::new();
         let mut joined = Vec::new();
         let mut left = Vec::new();
+        let mut departed = Vec::new();
         for op in batch.drain(..) {
             match op {
                 Op::Join(entries) => {
@@ -419,6 +511,18 @@ async fn publish_changes(
                     events.extend(entries.iter().map(|e| e.event(true)));
                     joined.extend(entries);
                 }
+                Op::Depart(reply) => {
+                    let entries: Vec<Entry> = {
+                        let mut local = registry.shared.local.lock().expect("presence poisoned");
+                        std::mem::take(&mut *local)
+                            .into_values()
+                            .map(|(entry, _)| entry)
+                            .collect()
+                    };
+                    events.extend(entries.iter().map(|e| e.event(false)));
+                    left.extend(entries);
+                    departed.push(reply);
+                }
             }
         }
         if let Some(cluster) = &registry.shared.cluster
@@ -426,10 +530,21 @@ async fn publish_changes(
         {
             tracing::warn!(%error, "cannot record subscriptions in the cluster's registry");
         }
+        let mut acks = Vec::new();
         for event in events {
-            if let Err(error) = hub.enqueue(event).await {
-                tracing::debug!(%error, "a subscription event was not published");
+            match hub.enqueue(event).await {
+                Ok(ack) if !departed.is_empty() => acks.push(ack),
+                Ok(_) => {}
+                Err(error) => tracing::debug!(%error, "a subscription event was not published"),
             }
+        }
+        for ack in acks {
+            if let Err(error) = ack.await {
+                tracing::debug!(%error, "an end of subscription was not published");
+            }
+        }
+        for reply in departed {
+            let _ = reply.send(());
         }
     }
 }

@@ -528,7 +528,7 @@ async fn presence(
     let Some(registry) = &state.presence else {
         return Err(ApiError::unavailable("presence is not running"));
     };
-    Ok(items(state.app.presence(&actor, &ws, registry).await?))
+    Ok(positioned(state.app.presence(&actor, &ws, registry).await?))
 }
 
 async fn rename_workspace(
@@ -731,12 +731,17 @@ async fn stream(
         )
         .await?;
     // A stream shows its user as online in its workspaces while it lasts; a long-poll is
-    // no presence.
+    // no presence. Each announcement costs the log two events: the user pays for them.
     let presence = match &state.presence {
         Some(registry) if !poll && !opened.present_in.is_empty() => {
-            let entries =
-                herald_app::presence::entries(actor, opened.present_in.iter().map(String::as_str));
-            Some(registry.join(entries).await)
+            let charge = |count| {
+                let limited = "this user's streams announced their presence too often lately";
+                (state.rates.presence.take_n(actor.user.id.as_str(), count)).map_err(|limit| {
+                    state.metrics.rate_limited("presence");
+                    ApiError::rate_limited(limited, limit)
+                })
+            };
+            Some(herald_app::presence::join(registry, actor, &opened.present_in, charge).await?)
         }
         _ => None,
     };

@@ -3,11 +3,17 @@
 //! survivor announces the end of each of its subscriptions, once, and the API stops listing
 //! them.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
-use serde_json::Value;
+use herald_sse::Item;
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep};
 
 use crate::support::{Redis, Sse, TestServer, token};
+
+/// How long a dead node's ends may take: its lease's time to live (10 s), the reaper's
+/// round (2 s), and room for a slow machine.
+const REAP_TIMEOUT: Duration = Duration::from_secs(40);
 
 const WATCH: &str = "/.well-known/mercure/subscriptions/{type}/{match}/{subscriber}";
 const SENTINEL: &str = "https://example.com/sentinel";
@@ -21,7 +27,12 @@ async fn node(redis: &Redis) -> TestServer {
 /// update.
 async fn next_event(sse: &mut Sse) -> Option<Value> {
     loop {
-        let message = sse.next_message().await;
+        let message = match sse.next_item_within(REAP_TIMEOUT).await {
+            Ok(Some(Item::Message(message))) => message,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended while waiting for an event"),
+            Err(()) => panic!("no event within {REAP_TIMEOUT:?}"),
+        };
         if message.event != "mercure" {
             assert_eq!(message.last_event_id, "end");
             return None;
@@ -104,4 +115,115 @@ async fn a_dead_node_takes_its_subscribers_with_it() {
     // Once: nothing more about them up to an update published after the check.
     two.publish_id(SENTINEL, "end").await;
     assert_eq!(next_event(&mut watch).await, None);
+}
+
+/// Makes `redis` hold a node that died with `entries` (JSON texts), under the default key
+/// prefix: a member of the node set with a hash of entries, and no lease.
+async fn dead_node(redis: &Redis, node: &str, entries: &[Value]) {
+    redis
+        .command(&["SADD", "herald:presence:nodes", node])
+        .await;
+    let hash = format!("herald:presence:node:{node}");
+    let mut args = vec!["HSET".to_owned(), hash];
+    for entry in entries {
+        args.push(format!("{} {}", entry["subscriber"], entry["topic"]));
+        args.push(entry.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    redis.command(&args).await;
+}
+
+/// A stored entry of `node`, whose events go to `topic`.
+fn stored(node: &str, subscriber: &str, topic: &str) -> Value {
+    json!({
+        "subscriber": subscriber,
+        "match_type": "exact",
+        "match": "https://example.com/x",
+        "payload": null,
+        "node": node,
+        "topic": topic,
+    })
+}
+
+/// Waits until `condition` holds, for at most [`REAP_TIMEOUT`].
+async fn until<F: AsyncFn() -> bool>(what: &str, condition: F) {
+    let deadline = Instant::now() + REAP_TIMEOUT;
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {REAP_TIMEOUT:?}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// Rule: an end the hub refuses for good (its topic over the limit) does not keep a dead
+// node in Redis: the reaper deletes its entries anyway, once.
+#[tokio::test]
+async fn a_dead_node_whose_ends_cannot_be_published_is_still_forgotten() {
+    let redis = Redis::start().await;
+    let _survivor = node(&redis).await;
+    let node_id = "urn:uuid:00000000-0000-4000-8000-000000000001";
+    let too_long = format!(
+        "/.well-known/mercure/subscriptions/exact/{}/urn%3Auuid%3A1",
+        "%2F".repeat(1000)
+    );
+    dead_node(&redis, node_id, &[stored(node_id, "urn:uuid:1", &too_long)]).await;
+    let hash = format!("herald:presence:node:{node_id}");
+    until("the dead node's hash is deleted", async || {
+        redis.command(&["EXISTS", &hash]).await == ":0"
+    })
+    .await;
+    assert_eq!(
+        redis
+            .command(&["SISMEMBER", "herald:presence:nodes", node_id])
+            .await,
+        ":0"
+    );
+}
+
+// Rule: a node that takes its lease again while a survivor ends its subscriptions keeps
+// its entries: the survivor deletes them only while the lease is still absent.
+#[tokio::test]
+async fn a_node_that_comes_back_during_its_reaping_keeps_its_entries() {
+    let redis = Redis::start().await;
+    let survivor = node(&redis).await;
+    let mut watch = survivor
+        .subscribe()
+        .topic(WATCH)
+        .bearer(&token(&[], &[WATCH]))
+        .open()
+        .await;
+    let node_id = "urn:uuid:00000000-0000-4000-8000-000000000002";
+    // Enough entries that the survivor is still publishing their ends when the node
+    // comes back.
+    let entries: Vec<Value> = (0..20_000)
+        .map(|i| {
+            let subscriber = format!("urn:uuid:{i}");
+            let topic = format!(
+                "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fexample.com%2Fx/urn%3Auuid%3A{i}"
+            );
+            stored(node_id, &subscriber, &topic)
+        })
+        .collect();
+    for chunk in entries.chunks(1000) {
+        dead_node(&redis, node_id, chunk).await;
+    }
+    let first = next_event(&mut watch).await.expect("an end");
+    assert_eq!(first["active"], false, "{first}");
+    let lease = format!("herald:presence:lease:{node_id}");
+    redis.command(&["SET", &lease, node_id]).await;
+
+    until("the survivor sees the node come back", async || {
+        survivor.stderr().contains("a node came back")
+    })
+    .await;
+    let hash = format!("herald:presence:node:{node_id}");
+    assert_eq!(redis.command(&["HLEN", &hash]).await, ":20000");
+    assert_eq!(
+        redis
+            .command(&["SISMEMBER", "herald:presence:nodes", node_id])
+            .await,
+        ":1"
+    );
 }

@@ -360,3 +360,91 @@ async fn the_grant_payload_travels_with_the_subscription() {
         "{body}"
     );
 }
+
+// Rule: with subscription events on, a matcher whose event topic (the matcher
+// percent-encoded) would exceed the hub's topic limit is refused before anything is
+// registered; without them the same matcher is served.
+#[tokio::test]
+async fn a_matcher_too_long_for_its_event_topic_is_refused() {
+    let server = TestServer::with_args(&[EVENTS]).await;
+    // 700 bytes of matcher, over 2,100 once percent-encoded.
+    let long = format!("https://example.com/{}", "/".repeat(680));
+    let refused = server
+        .subscribe()
+        .topic(&long)
+        .bearer(&token(&[], &[]))
+        .error()
+        .await;
+    assert_eq!(
+        (refused.status, refused.code.as_str()),
+        (400, "bad_request")
+    );
+    assert!(
+        refused.message.contains("2048 bytes"),
+        "{}",
+        refused.message
+    );
+    let listed = json(
+        get(
+            &server,
+            "/.well-known/mercure/subscriptions",
+            Some(&token(&[], &["*"])),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(listed["subscriptions"], json!([]));
+
+    let off = TestServer::start().await;
+    off.subscribe()
+        .topic(&long)
+        .bearer(&token(&[], &[]))
+        .open()
+        .await;
+}
+
+// Rule: announced subscriptions are charged to the client's address, one token per
+// matcher; over the limit a subscription gets 429 with `Retry-After` and is neither
+// registered nor announced.
+#[tokio::test]
+async fn announcements_over_the_rate_are_refused_and_leave_no_trace() {
+    let server = TestServer::with_args(&[EVENTS, "--subscription-event-rate", "3/1h"]).await;
+    let all = "/.well-known/mercure/subscriptions";
+    let bearer = token(&[], &[]);
+    let first = server
+        .subscribe()
+        .topic(BOOKS)
+        .topic(PLAIN)
+        .bearer(&bearer)
+        .open()
+        .await;
+    // One token left; two matchers need two.
+    let response = server
+        .subscribe()
+        .topic(BOOKS)
+        .topic(PLAIN)
+        .bearer(&bearer)
+        .send()
+        .await;
+    assert_eq!(response.status(), 429);
+    assert!(
+        header(response.headers(), "retry-after")
+            .parse::<u64>()
+            .is_ok_and(|s| s > 0)
+    );
+    let refused = crate::support::ApiError::read(response).await;
+    assert_eq!(refused.code, "rate_limited");
+    let counted = server
+        .metric("herald_rate_limited_total{limit=\"subscription_events\"}")
+        .await;
+    assert_eq!(counted, 1.0);
+    let listed = json(get(&server, all, Some(&token(&[], &["*"]))).await).await;
+    assert_eq!(
+        listed["subscriptions"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    // The last token still buys one matcher.
+    let _second = server.subscribe().topic(PLAIN).bearer(&bearer).open().await;
+    drop(first);
+}

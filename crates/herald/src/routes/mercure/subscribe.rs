@@ -133,8 +133,10 @@ pub struct OpenStream {
 ///
 /// # Errors
 ///
-/// 400 for bad selectors or ids, 401 for missing or bad tokens, 429/503 for limits, 503
-/// when history cannot be read.
+/// 400 for bad selectors or ids (and, with subscription events on, for a matcher too long
+/// for its event's topic), 401 for missing or bad tokens, 429/503 for limits (429 also when
+/// the client's address announced too many subscriptions lately), 503 when history cannot
+/// be read.
 pub async fn open_stream(
     state: &ServerState,
     peer: IpAddr,
@@ -180,14 +182,6 @@ pub async fn open_stream_with(
     let resume_from = last_event_id.clone();
     let resumed = resume_from.is_some();
 
-    let permit = state.streams.admit(peer)?;
-
-    // A token's authority ends at its expiry, on open streams too: the stream closes then,
-    // and the client must come back with a fresh token.
-    let expires_in = grants
-        .as_ref()
-        .and_then(|g| g.expires)
-        .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
     let announced = state
         .subscriptions
         .as_ref()
@@ -203,6 +197,34 @@ pub async fn open_stream_with(
                 .collect();
             (registry.clone(), entries(&topics, payloads))
         });
+    if let Some((_, entries)) = &announced {
+        check_event_topics(state, entries)?;
+    }
+
+    let permit = state.streams.admit(peer)?;
+
+    // A token's authority ends at its expiry, on open streams too: the stream closes then,
+    // and the client must come back with a fresh token.
+    let expires_in = grants
+        .as_ref()
+        .and_then(|g| g.expires)
+        .map(|exp| Duration::from_secs(exp.saturating_sub(auth::unix_now())));
+    // Announcing costs the log one event per matcher at the start and one at the end: the
+    // client's address pays for them, so a reconnection loop cannot flush the log.
+    if let Some((_, entries)) = &announced {
+        let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        state
+            .rates
+            .announcements
+            .take_n(&crate::ratelimit::client_key(peer), count)
+            .map_err(|limited| {
+                state.metrics.rate_limited("subscription_events");
+                ApiError::rate_limited(
+                    "too many subscriptions announced from this address lately",
+                    limited,
+                )
+            })?;
+    }
     let request = SubscribeRequest {
         topics,
         claims: grants.as_ref().and_then(|g| g.subscribe.clone()),
@@ -290,6 +312,26 @@ pub async fn open_stream_with(
         resumed,
         passed,
     })
+}
+
+/// Refuses a subscription whose events could not be published: the topic of a matcher's
+/// event (the matcher percent-encoded, up to three times its length) must fit the hub's
+/// topic limit.
+///
+/// # Errors
+///
+/// 400, naming the matcher and the limit.
+fn check_event_topics(state: &ServerState, entries: &[presence::Entry]) -> Result<(), ApiError> {
+    let limit = state.hub.config().limits.max_topic_len;
+    match entries.iter().find(|entry| entry.topic.len() > limit) {
+        Some(entry) => Err(ApiError::bad_request(format!(
+            "the matcher {:?} is too long for its subscription events: their topic would be \
+             {} bytes, over the limit of {limit} bytes",
+            entry.matcher,
+            entry.topic.len()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The registry entries of one connection's matchers, each with its payload, under one new

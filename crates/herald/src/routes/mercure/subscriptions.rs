@@ -4,7 +4,8 @@
 //! The answer holds the id of the hub's newest event (`last_event_id`, also in the `Link`
 //! header), taken before the registry is read: a client that subscribes to the subscription
 //! events with it as `Last-Event-ID` misses no start or end (it may see some twice).
-//! A list holds at most [`MAX_LISTED`](herald_hub::presence::MAX_LISTED) subscriptions.
+//! A list holds at most [`MAX_LISTED`](herald_hub::presence::MAX_LISTED) subscriptions;
+//! a list cut there says `"truncated": true`.
 
 use axum::{
     extract::State,
@@ -65,32 +66,57 @@ pub async fn subscriptions(
             document["last_event_id"] = Value::String(last_event_id.clone());
             document
         }
-        Wanted::All | Wanted::Matcher { .. } => json!({
-            "@context": herald_hub::presence::CONTEXT,
-            "id": path,
-            "type": "Subscriptions",
-            "last_event_id": last_event_id,
-            "subscriptions": listing
-                .entries
-                .iter()
-                .map(|entry| entry.document(true))
-                .collect::<Vec<_>>(),
-        }),
+        Wanted::All | Wanted::Matcher { .. } => collection(path, &last_event_id, &listing),
     };
     let mut response = (StatusCode::OK, body.to_string()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(LD_JSON));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // An id is the hub's or a publisher's: valid header text, but quoted safely anyway.
-    let link = format!(
-        "<{}>; rel=\"mercure\"; last-event-id=\"{}\"",
-        super::PATH,
-        last_event_id.replace(['"', '\\'], "")
-    );
-    if let Ok(link) = HeaderValue::from_str(&link) {
+    if let Ok(link) = HeaderValue::from_str(&link(&last_event_id)) {
         headers.insert(header::LINK, link);
     }
     Ok(response)
+}
+
+/// A list's document: at most [`MAX_LISTED`](herald_hub::presence::MAX_LISTED)
+/// subscriptions, with `"truncated": true` when more were active.
+fn collection(path: &str, last_event_id: &str, listing: &Listing) -> Value {
+    let mut document = json!({
+        "@context": herald_hub::presence::CONTEXT,
+        "id": path,
+        "type": "Subscriptions",
+        "last_event_id": last_event_id,
+        "subscriptions": listing
+            .entries
+            .iter()
+            .map(|entry| entry.document(true))
+            .collect::<Vec<_>>(),
+    });
+    if listing.truncated {
+        document["truncated"] = Value::Bool(true);
+    }
+    document
+}
+
+/// The `Link` header to the hub, with the cursor as an RFC 8288 quoted-string: `"` and `\`
+/// escaped with a backslash, nothing dropped. An id the header cannot carry (not visible
+/// ASCII) is left out: the body still has it.
+fn link(last_event_id: &str) -> String {
+    let hub = format!("<{}>; rel=\"mercure\"", super::PATH);
+    if !last_event_id
+        .bytes()
+        .all(|b| b == b' ' || b.is_ascii_graphic())
+    {
+        return hub;
+    }
+    let mut quoted = String::with_capacity(last_event_id.len() + 2);
+    for c in last_event_id.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    format!("{hub}; last-event-id=\"{quoted}\"")
 }
 
 /// What a request asks for, from its path.
@@ -153,8 +179,8 @@ fn find<'a>(listing: &'a Listing, topic: &str, subscriber: &str) -> Option<&'a E
         .find(|entry| entry.topic == topic && entry.subscriber == subscriber)
 }
 
-/// Percent-decodes one path segment; `None` when it is empty, has a bad escape or is not
-/// UTF-8.
+/// Percent-decodes one path segment; `None` when it is empty, has a bad escape (`%` and
+/// anything but two hex digits) or is not UTF-8.
 fn decode_segment(segment: &str) -> Option<String> {
     if segment.is_empty() {
         return None;
@@ -165,6 +191,10 @@ fn decode_segment(segment: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = segment.get(i + 1..i + 3)?;
+            // `from_str_radix` alone would take a sign (`%+1`).
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -217,5 +247,42 @@ mod tests {
         assert!(Wanted::parse("/.well-known/mercure/subscriptions/a/b/c/d").is_none());
         assert!(Wanted::parse("/.well-known/mercure/subscriptions/a/%zz").is_none());
         assert!(Wanted::parse("/.well-known/mercure/subscriptionsX").is_none());
+    }
+
+    #[test]
+    fn escapes_are_two_hex_digits_and_nothing_else() {
+        assert_eq!(decode_segment("a%2Fb").as_deref(), Some("a/b"));
+        assert_eq!(decode_segment("%e2%82%ac").as_deref(), Some("\u{20ac}"));
+        for bad in ["%+1", "%-1", "%+F", "% 1", "%1", "%", "%zz", "%FF"] {
+            assert_eq!(decode_segment(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_link_quotes_the_cursor_without_losing_characters() {
+        assert_eq!(
+            link("urn:uuid:1"),
+            "</.well-known/mercure>; rel=\"mercure\"; last-event-id=\"urn:uuid:1\""
+        );
+        assert_eq!(
+            link(r#"a"b\c"#),
+            r#"</.well-known/mercure>; rel="mercure"; last-event-id="a\"b\\c""#
+        );
+        assert_eq!(link("caf\u{e9}"), "</.well-known/mercure>; rel=\"mercure\"");
+    }
+
+    #[test]
+    fn a_cut_list_says_so() {
+        let entry = Entry::mercure("urn:uuid:1", "exact", "/a", None);
+        let mut listing = Listing {
+            entries: vec![entry],
+            truncated: false,
+        };
+        let whole = collection("/p", "1", &listing);
+        assert_eq!(whole.get("truncated"), None);
+        listing.truncated = true;
+        let cut = collection("/p", "1", &listing);
+        assert_eq!(cut["truncated"], Value::Bool(true));
+        assert_eq!(cut["subscriptions"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -27,12 +27,17 @@ impl TestServer {
     /// A server whose first start creates the admin [`ADMIN_EMAIL`] with
     /// [`ADMIN_PASSWORD`].
     pub(crate) async fn app() -> Self {
+        Self::app_with(&[]).await
+    }
+
+    /// [`TestServer::app`] with more arguments.
+    pub(crate) async fn app_with(args: &[&str]) -> Self {
         Self::with_env(
             &[
                 ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
                 ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
             ],
-            &[],
+            args,
         )
         .await
     }
@@ -422,7 +427,8 @@ impl AppStreamReq {
         self
     }
 
-    async fn send(&self) -> reqwest::Response {
+    /// Sends the request, for a test that expects it refused.
+    pub(crate) async fn send(&self) -> reqwest::Response {
         let mut request = self
             .client
             .request(Method::GET, &self.path)
@@ -636,7 +642,12 @@ pub(crate) struct AppWorld {
 impl AppWorld {
     /// Starts a server and creates the users and workspaces.
     pub(crate) async fn start() -> Self {
-        let server = TestServer::app().await;
+        Self::start_with(&[]).await
+    }
+
+    /// [`AppWorld::start`], the server started with more arguments.
+    pub(crate) async fn start_with(args: &[&str]) -> Self {
+        let server = TestServer::app_with(args).await;
         let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
         let alice = admin
             .new_member(&server, "alice@example.com", "Alice")
