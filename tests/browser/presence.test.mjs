@@ -4,7 +4,8 @@
 //
 // - Alice (owner) and Bob (member) share a workspace; Carol has a workspace of her own.
 // - Bob signs in: Alice's page shows him online; a second browser of Bob's adds no entry.
-// - Bob closes one browser: still online; he closes the other: Alice's page shows him gone.
+// - Bob closes one browser: still online; he closes the other: Alice's page shows him gone,
+//   and her stream carried one arrival and one departure of his, not one per browser.
 // - Carol's stream never carries a presence event of their workspace, and her REST read of
 //   its presence is refused like any read of a workspace she is not in (404).
 
@@ -102,6 +103,18 @@ test('members come and go live on each other’s page, once per user, and outsid
 
   const alice = await signIn(ALICE, WORKSPACE);
   await waitOnline(alice.page, [ALICE.id]);
+  // Alice's page also keeps a raw stream, to count the announcements it carries.
+  await alice.page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const es = new EventSource('/api/events?presence=true');
+        window.__raw = { es, presence: [], notified: false };
+        es.addEventListener('presence', (e) => window.__raw.presence.push(JSON.parse(e.data)));
+        es.addEventListener('notification', () => (window.__raw.notified = true));
+        es.addEventListener('connected', () => resolve(), { once: true });
+        setTimeout(() => reject(new Error('Alice’s raw stream did not connect')), 5_000);
+      }),
+  );
 
   const bob = await signIn(BOB, WORKSPACE);
   await waitOnline(alice.page, [ALICE.id, BOB.id]);
@@ -114,21 +127,24 @@ test('members come and go live on each other’s page, once per user, and outsid
   const bobs = listed.body.items.filter((u) => u.userId === BOB.id);
   assert.equal(bobs.length, 1, JSON.stringify(listed.body));
   assert.equal(bobs[0].name, BOB.name);
-  assert.equal(bobs[0].subscribers.length, 2, JSON.stringify(listed.body));
+  // One node gives all of a user's streams one subscriber id.
+  assert.equal(bobs[0].subscribers.length, 1, JSON.stringify(listed.body));
   assert.deepEqual(await onlineIds(alice.page), [ALICE.id, BOB.id]);
 
   await bobAgain.context.close();
-  // Bob is still online through his first browser: once that one's end has reached Alice's
-  // page, the REST list shows a single stream of his.
-  await alice.page.waitForFunction(async (args) => {
-    const res = await fetch(`/api/workspaces/${args.ws}/presence`);
-    const body = await res.json();
-    return body.items.find((u) => u.userId === args.bob)?.subscribers.length === 1;
-  }, { ws: workspace.id, bob: BOB.id });
   assert.deepEqual(await onlineIds(alice.page), [ALICE.id, BOB.id]);
-
   await bob.context.close();
   await waitOnline(alice.page, [ALICE.id]);
+
+  // Bob came with two browsers and left with both: Alice's raw stream, up to a notification
+  // sent after all of that, carried one arrival and one departure of his, not two of each.
+  const ping = await admin.request('POST', '/api/notify', { userId: ALICE.id, data: { message: 'sentinel' } });
+  assert.equal(ping.status, 202, JSON.stringify(ping.body));
+  await alice.page.waitForFunction(() => window.__raw.notified, null, { timeout: STEP_MS });
+  const bobsComings = (await alice.page.evaluate(() => window.__raw.presence))
+    .filter((e) => e.payload?.userId === BOB.id)
+    .map((e) => e.active);
+  assert.deepEqual(bobsComings, [true, false]);
 
   // Carol: her read is refused like any read of a workspace she is not in, and her stream,
   // up to a notification sent after all of the above, carried nothing of the workspace.
