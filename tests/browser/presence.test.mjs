@@ -153,8 +153,11 @@ test('members come and go live on each other’s page, once per user, and outsid
   const sent = await admin.request('POST', '/api/notify', { userId: CAROL.id, data: { message: 'sentinel' } });
   assert.equal(sent.status, 202, JSON.stringify(sent.body));
   await carol.page.waitForFunction(() => window.__raw.notified, null, { timeout: STEP_MS });
+  // Her stream was live to the end (the sentinel came), and a stream like it carries
+  // presence (Alice's raw stream above heard Bob come and go): that none reached Carol is
+  // the workspace's doing. Her own arrival may not reach it either: her page's stream,
+  // opened first, announced it.
   const heard = await carol.page.evaluate(() => window.__raw.presence);
-  assert.ok(heard.length > 0, 'Carol’s stream carried no presence at all, not even in her own workspace');
   assert.deepEqual(
     heard.filter((e) => JSON.stringify(e).includes(workspace.id) || e.payload?.userId !== CAROL.id),
     [],
