@@ -75,6 +75,24 @@ async function signIn(person, wsName) {
 const onlineIds = (page) =>
   page.getByTestId('online-user').evaluateAll((spans) => spans.map((span) => span.dataset.userId));
 
+/**
+ * Opens a second, raw app stream on `page` that records what it carries in `window.__raw`:
+ * its presence events, and whether a notification came.
+ */
+async function openRawStream(page) {
+  await page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const es = new EventSource('/api/events?presence=true');
+        window.__raw = { es, presence: [], notified: false };
+        es.addEventListener('presence', (e) => window.__raw.presence.push(JSON.parse(e.data)));
+        es.addEventListener('notification', () => (window.__raw.notified = true));
+        es.addEventListener('connected', () => resolve(), { once: true });
+        setTimeout(() => reject(new Error('the raw stream did not connect')), 5_000);
+      }),
+  );
+}
+
 /** Waits until `page` shows exactly `ids` online (sorted by name: Alice, then Bob). */
 async function waitOnline(page, ids) {
   await page.waitForFunction(
@@ -89,32 +107,12 @@ async function waitOnline(page, ids) {
 test('members come and go live on each other’s page, once per user, and outsiders hear nothing', { timeout: 90_000 }, async () => {
   // Carol's raw stream (her page's own EventSource, her cookie) records every presence event.
   const carol = await signIn(CAROL);
-  await carol.page.evaluate(
-    () =>
-      new Promise((resolve, reject) => {
-        const es = new EventSource('/api/events?presence=true');
-        window.__raw = { es, presence: [], notified: false };
-        es.addEventListener('presence', (e) => window.__raw.presence.push(JSON.parse(e.data)));
-        es.addEventListener('notification', () => (window.__raw.notified = true));
-        es.addEventListener('connected', () => resolve(), { once: true });
-        setTimeout(() => reject(new Error('Carol’s raw stream did not connect')), 5_000);
-      }),
-  );
+  await openRawStream(carol.page);
 
   const alice = await signIn(ALICE, WORKSPACE);
   await waitOnline(alice.page, [ALICE.id]);
   // Alice's page also keeps a raw stream, to count the announcements it carries.
-  await alice.page.evaluate(
-    () =>
-      new Promise((resolve, reject) => {
-        const es = new EventSource('/api/events?presence=true');
-        window.__raw = { es, presence: [], notified: false };
-        es.addEventListener('presence', (e) => window.__raw.presence.push(JSON.parse(e.data)));
-        es.addEventListener('notification', () => (window.__raw.notified = true));
-        es.addEventListener('connected', () => resolve(), { once: true });
-        setTimeout(() => reject(new Error('Alice’s raw stream did not connect')), 5_000);
-      }),
-  );
+  await openRawStream(alice.page);
 
   const bob = await signIn(BOB, WORKSPACE);
   await waitOnline(alice.page, [ALICE.id, BOB.id]);
