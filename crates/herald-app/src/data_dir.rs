@@ -85,19 +85,30 @@ fn is_herald_file(name: &std::ffi::OsStr) -> bool {
 /// and tightens the mode of an existing one and of its side files, which older versions
 /// created readable by everyone.
 ///
+/// An existing database is never opened here, only `chmod`ed: SQLite's locks are POSIX
+/// locks, which belong to the process, and closing any descriptor of the file releases
+/// every one of them. A process whose connections lost their shared lock looks absent to
+/// other processes, and the last connection of another one to close would then checkpoint
+/// and delete the WAL that this process still writes to, losing its commits.
+///
 /// # Errors
 ///
 /// When a file cannot be created or its mode changed.
 pub fn private_db_file(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let private = std::fs::Permissions::from_mode(0o600);
-    std::fs::OpenOptions::new()
+    let created = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .open(path);
+    match created {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("cannot create {}", path.display()));
+        }
+    }
     for suffix in std::iter::once("").chain(SQLITE_SIDE_FILES) {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);

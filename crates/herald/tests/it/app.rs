@@ -1339,3 +1339,88 @@ async fn cli_adds_users_and_makes_tokens() {
         .await
         .expect_error(401, "unauthorized");
 }
+
+/// Whether process `pid` holds SQLite's shared lock on the database at `path`: a POSIX
+/// read lock on the 510 bytes after the pending byte (offset 2^30 + 2), as `/proc/locks`
+/// lists it. Every process with a connection open on a WAL database holds it; the last
+/// connection to close anywhere takes it exclusively to know that it is the last one.
+fn holds_sqlite_shared_lock(pid: u32, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let inode = std::fs::metadata(path).expect("the database").ino();
+    let locks = std::fs::read_to_string("/proc/locks").expect("/proc/locks");
+    locks.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // id: POSIX ADVISORY READ pid major:minor:inode start end
+        matches!(
+            fields.as_slice(),
+            [_, "POSIX", "ADVISORY", "READ", owner, file, "1073741826", "1073742335"]
+                if *owner == pid.to_string()
+                    && file.rsplit(':').next() == Some(inode.to_string().as_str())
+        )
+    })
+}
+
+/// `herald user add` on the data directory of a running server shares `herald.db` with it:
+/// what either process commits stays, through the other's opens and closes and a `kill -9`
+/// of the server. The server keeps SQLite's shared lock on the file all along (had it lost
+/// it, a CLI closing last would checkpoint and delete the WAL the server still writes to).
+/// Each CLI run is followed by the server's own writes (a todo in the log's batch, a
+/// session through the app's pool), and after the restart every user logs in and every
+/// todo is listed.
+#[tokio::test]
+async fn the_cli_and_a_running_server_keep_each_other_s_rows() {
+    let mut server = TestServer::app().await;
+    let dir = server.data_dir().to_str().expect("a UTF-8 path").to_owned();
+    let database = server.data_dir().join("herald.db");
+    assert!(holds_sqlite_shared_lock(server.pid(), &database));
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let ws = id_of(&admin.create_workspace("shared file").await);
+    let emails: Vec<String> = (0..4).map(|i| format!("user{i}@example.com")).collect();
+    for (i, email) in emails.iter().enumerate() {
+        let add = [
+            "user",
+            "add",
+            "--data-dir",
+            &dir,
+            "--email",
+            email,
+            "--name",
+            "User",
+            "--role",
+            "member",
+        ];
+        success(&run_herald_with(&add, &[("HERALD_USER_PASSWORD", PASSWORD)]).await);
+        admin
+            .post(
+                &format!("/api/workspaces/{ws}/todos"),
+                &json!({"title": format!("todo {i}")}),
+            )
+            .await
+            .expect(201);
+        AppClient::login(&server, email, PASSWORD).await;
+        assert!(holds_sqlite_shared_lock(server.pid(), &database));
+    }
+
+    server.kill9().await;
+    server.restart().await;
+    for email in &emails {
+        let reply = AppClient::anonymous(&server)
+            .post("/api/login", &json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{email} after the restart: {}; server: {}",
+            reply.body,
+            server.stderr()
+        );
+    }
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let todos = admin.items(&format!("/api/workspaces/{ws}/todos")).await;
+    let mut titles: Vec<&str> = todos
+        .iter()
+        .map(|todo| todo["title"].as_str().expect("a title"))
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["todo 0", "todo 1", "todo 2", "todo 3"]);
+}
