@@ -601,11 +601,29 @@ impl EventLog for SqliteLog {
 
 /// Runs the steps of [`EventLog::transact`] inside its transaction on `conn`, then stores
 /// their entries.
+///
+/// Each work runs under the savepoint `work`, which a failing work is rolled back to. A
+/// statement is a round trip to SQLite's thread, and the works run one after another, so
+/// the savepoint costs one round trip per work, not two: it stays open after a work that
+/// succeeded, and is released together with opening the next work's (`RELEASE work;
+/// SAVEPOINT work`); after a rollback it is empty and serves the next work as it is; the
+/// commit releases the last one.
 async fn run_steps(
     conn: &mut AnyConnection,
     steps: Vec<Step>,
     first: u64,
 ) -> Result<Transacted, LogError> {
+    /// The savepoint `work`, as the next work finds it.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Savepoint {
+        /// Not open.
+        Closed,
+        /// Open and empty: fresh, or rolled back to.
+        Empty,
+        /// Open, holding a work that succeeded.
+        Holding,
+    }
+    let mut savepoint = Savepoint::Closed;
     let mut entries: Vec<Entry> = Vec::with_capacity(steps.len());
     let mut outcomes = Vec::with_capacity(steps.len());
     for step in steps {
@@ -613,7 +631,14 @@ async fn run_steps(
         match step {
             Step::Entry(entry) => entries.push(entry),
             Step::Work(work) => {
-                sqlx::query("SAVEPOINT work").execute(&mut *conn).await?;
+                let open = match savepoint {
+                    Savepoint::Closed => Some("SAVEPOINT work"),
+                    Savepoint::Empty => None,
+                    Savepoint::Holding => Some("RELEASE work; SAVEPOINT work"),
+                };
+                if let Some(open) = open {
+                    sqlx::query(open).execute(&mut *conn).await?;
+                }
                 let ran = tokio::time::timeout(
                     WORK_BUDGET,
                     std::panic::AssertUnwindSafe(work(&mut *conn)).catch_unwind(),
@@ -621,7 +646,7 @@ async fn run_steps(
                 .await;
                 let failed: WorkError = match ran {
                     Ok(Ok(Ok(made))) => {
-                        sqlx::query("RELEASE work").execute(&mut *conn).await?;
+                        savepoint = Savepoint::Holding;
                         entries.extend(made);
                         outcomes.push(Outcome::Stored(start..entries.len()));
                         continue;
@@ -633,7 +658,7 @@ async fn run_steps(
                     }
                 };
                 sqlx::query("ROLLBACK TO work").execute(&mut *conn).await?;
-                sqlx::query("RELEASE work").execute(&mut *conn).await?;
+                savepoint = Savepoint::Empty;
                 outcomes.push(Outcome::Failed(failed));
                 continue;
             }
