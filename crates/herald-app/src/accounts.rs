@@ -3,10 +3,13 @@
 //! Session cookies and API tokens are 256 random bits; the database keeps only their
 //! SHA-256 (see `passwords`). [`Accounts`] reads and writes them.
 
+use std::sync::Arc;
+
 use sqlx::{AnyConnection, AnyPool};
 use tokio_util::task::TaskTracker;
 
 use crate::{
+    auth_cache::{self, AuthCache},
     db::{Flag, Locks, Writer},
     error::{AppError, internal},
     model::{self, NewUser, User},
@@ -27,6 +30,8 @@ pub struct Accounts {
     pub(crate) tasks: TaskTracker,
     /// This process's side of the write locks, shared with the app.
     pub(crate) locks: Locks,
+    /// Recent authentications, reused for a second (`auth_cache`).
+    pub(crate) recent: Arc<AuthCache>,
 }
 
 impl Accounts {
@@ -36,6 +41,7 @@ impl Accounts {
             pool,
             tasks,
             locks: Locks::default(),
+            recent: Arc::default(),
         }
     }
 
@@ -240,7 +246,10 @@ impl Accounts {
         Ok((user, secret))
     }
 
-    /// The actor a session cookie or API token stands for.
+    /// The actor a session cookie or API token stands for. An answer read within the last
+    /// second is reused (`auth_cache`): every change here that ends a session or token
+    /// calls [`Self::forget_authentications`], and one made by another process counts
+    /// within that second.
     ///
     /// # Errors
     ///
@@ -264,9 +273,16 @@ impl Accounts {
             last_used_at: Option<i64>,
         }
         let now = unix_now();
-        let actor = match credentials {
-            Credentials::Session(secret) => {
-                let hash = secret_hash(secret);
+        let (kind, hash) = match credentials {
+            Credentials::Session(secret) => (auth_cache::Kind::Session, secret_hash(secret)),
+            Credentials::Token(token) => (auth_cache::Kind::Token, secret_hash(token)),
+        };
+        if let Some(actor) = self.recent.get(kind, &hash, now) {
+            return Ok(actor);
+        }
+        let generation = self.recent.generation();
+        let actor = match kind {
+            auth_cache::Kind::Session => {
                 let row: Option<SessionRow> = sqlx::query_as(
                     "SELECT u.id, u.email, u.name, u.role, s.expires_at FROM sessions s \
                      JOIN users u ON u.id = s.user_id \
@@ -279,21 +295,21 @@ impl Accounts {
                 .map_err(internal)?;
                 row.map(|row| Actor {
                     user: row.user,
-                    session: Some(hash),
+                    session: Some(hash.clone()),
                     // Sessions never notify: only API tokens made with --notify do.
                     can_notify: false,
                     token: None,
                     expires_at: Some(row.expires_at),
                 })
             }
-            Credentials::Token(token) => {
+            auth_cache::Kind::Token => {
                 let row: Option<TokenRow> = sqlx::query_as(
                     "SELECT u.id, u.email, u.name, u.role, t.can_notify, t.id AS token_id, \
                      t.expires_at, t.last_used_at FROM api_tokens t \
                      JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 \
                      AND (t.expires_at IS NULL OR t.expires_at > $2) AND u.active",
                 )
-                .bind(secret_hash(token))
+                .bind(&hash)
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await
@@ -314,9 +330,17 @@ impl Accounts {
                 })
             }
         };
-        actor.ok_or_else(|| {
+        let actor = actor.ok_or_else(|| {
             AppError::unauthenticated("the session or token is unknown or expired; sign in again")
-        })
+        })?;
+        self.recent.put(kind, hash, actor.clone(), generation);
+        Ok(actor)
+    }
+
+    /// Forgets the authentications [`Self::authenticate`] reuses: after any change that
+    /// may end a session or token (logout, a password change, deactivation, revocation).
+    pub(crate) fn forget_authentications(&self) {
+        self.recent.forget_all();
     }
 
     /// When there is no admin yet, creates the first one (`email`, and `password` or a generated

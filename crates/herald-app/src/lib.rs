@@ -66,6 +66,7 @@
 //! and the relay of the running server publishes them.
 
 pub mod accounts;
+mod auth_cache;
 mod credentials;
 pub mod data_dir;
 pub mod db;
@@ -156,6 +157,11 @@ impl App {
             anyhow::bail!("the event log cannot commit the app's changes with their events");
         }
         let accounts = Accounts::new(pool.clone(), tasks.clone());
+        // Every change that ends a session or token emits an update that ends its streams,
+        // on whichever node or process made it: the authentications reused here are
+        // forgotten before any of those streams ends.
+        let recent = accounts.recent.clone();
+        hub.before_closing(move || recent.forget_all());
         let app = Self {
             inner: Arc::new(Inner {
                 pool: pool.clone(),

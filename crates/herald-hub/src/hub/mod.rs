@@ -139,6 +139,18 @@ pub(crate) struct Shared {
     pub(crate) metrics: HubMetrics,
     /// `retry:` hint, encoded once.
     pub(crate) retry_frame: Bytes,
+    /// What [`Hub::before_closing`] asked to run before an update that ends streams is
+    /// fanned out.
+    pub(crate) before_closing: std::sync::OnceLock<ClosingHook>,
+}
+
+/// The hook of [`Hub::before_closing`].
+pub(crate) struct ClosingHook(pub(crate) Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for ClosingHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClosingHook")
+    }
 }
 
 impl Hub {
@@ -194,6 +206,7 @@ impl Hub {
                 next_subscriber: AtomicU64::new(1),
                 metrics: HubMetrics::default(),
                 retry_frame,
+                before_closing: std::sync::OnceLock::new(),
                 config,
             }),
         };
@@ -282,6 +295,15 @@ impl Hub {
                 Err(error) => Err(PublishError::Unavailable(error)),
             }
         })
+    }
+
+    /// Runs `hook` on the task that fans out, before each update that ends streams (one
+    /// with `closes`) reaches any subscriber: stored here or, with a shared log, by any
+    /// node. A server that keeps what such an update revokes (a session, a token) forgets
+    /// it there, so that no client sees its stream end and then its credential accepted.
+    /// The hook must be quick: fan-out waits for it. Only the first hook is kept.
+    pub fn before_closing(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.before_closing.set(ClosingHook(Box::new(hook)));
     }
 
     /// Whether [`Hub::transact`] works: the log runs work in its transactions.
