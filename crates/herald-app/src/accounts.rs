@@ -247,9 +247,8 @@ impl Accounts {
     }
 
     /// The actor a session cookie or API token stands for. An answer read within the last
-    /// second is reused (`auth_cache`): every change here that ends a session or token
-    /// calls [`Self::forget_authentications`], and one made by another process counts
-    /// within that second.
+    /// second is reused (`auth_cache`), until a change that may end a credential commits
+    /// on this node or its update, from any node, is fanned out here.
     ///
     /// # Errors
     ///
