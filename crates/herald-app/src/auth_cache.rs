@@ -18,9 +18,16 @@
 //!   token's own expiry.
 //!
 //! Only successful authentications are kept, under the SHA-256 of the secret, and at most
-//! [`MAX_ENTRIES`] of them: a full cache first drops what expired, and then everything.
+//! [`MAX_ENTRIES`] of them: a full cache starts over.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
@@ -41,20 +48,30 @@ pub(crate) enum Kind {
 
 #[derive(Debug, Default)]
 pub(crate) struct AuthCache {
-    inner: Mutex<Inner>,
+    /// Counts [`AuthCache::forget_all`] calls. An entry stored in an older generation is
+    /// forgotten: forgetting is one increment, which the fan-out task can afford, and it
+    /// never waits for the lock.
+    generation: AtomicU64,
+    entries: Mutex<Entries>,
 }
 
+/// Per kind: the secret's hash, its actor, the generation it was stored in, and until
+/// when it is reused.
 #[derive(Debug, Default)]
-struct Inner {
-    /// Counts [`AuthCache::forget_all`] calls.
-    generation: u64,
-    /// Per kind: the secret's hash, its actor, and until when it is reused.
-    sessions: HashMap<String, (Actor, Instant)>,
-    tokens: HashMap<String, (Actor, Instant)>,
+struct Entries {
+    sessions: HashMap<String, Entry>,
+    tokens: HashMap<String, Entry>,
 }
 
-impl Inner {
-    fn entries(&mut self, kind: Kind) -> &mut HashMap<String, (Actor, Instant)> {
+#[derive(Debug)]
+struct Entry {
+    actor: Actor,
+    generation: u64,
+    until: Instant,
+}
+
+impl Entries {
+    fn of(&mut self, kind: Kind) -> &mut HashMap<String, Entry> {
         match kind {
             Kind::Session => &mut self.sessions,
             Kind::Token => &mut self.tokens,
@@ -67,46 +84,55 @@ impl Inner {
 }
 
 impl AuthCache {
-    /// The actor `hash` authenticated as within [`TTL`], if it is still valid at `now_secs`
-    /// (Unix seconds).
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // The maps stay consistent whatever a panicking holder did: each change is one
+        // insert or clear.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The actor `hash` authenticated as within [`TTL`] and since the last
+    /// [`Self::forget_all`], if it is still valid at `now_secs` (Unix seconds).
     pub(crate) fn get(&self, kind: Kind, hash: &str, now_secs: i64) -> Option<Actor> {
-        let mut inner = self.inner.lock().expect("auth cache poisoned");
-        let (actor, until) = inner.entries(kind).get(hash)?;
-        let live = Instant::now() < *until && actor.expires_at.is_none_or(|at| at > now_secs);
-        live.then(|| actor.clone())
+        let generation = self.generation();
+        let mut entries = self.entries();
+        let entry = entries.of(kind).get(hash)?;
+        let live = entry.generation == generation
+            && Instant::now() < entry.until
+            && entry.actor.expires_at.is_none_or(|at| at > now_secs);
+        live.then(|| entry.actor.clone())
     }
 
     /// The generation a lookup starts in: pass it to [`Self::put`].
     pub(crate) fn generation(&self) -> u64 {
-        self.inner.lock().expect("auth cache poisoned").generation
+        self.generation.load(Ordering::Acquire)
     }
 
-    /// Keeps what a lookup that began in `generation` read, unless something was forgotten
-    /// since.
+    /// Keeps what a lookup that began in `generation` read. Had anything been forgotten
+    /// since, the entry is never used ([`Self::get`] checks its generation).
     pub(crate) fn put(&self, kind: Kind, hash: String, actor: Actor, generation: u64) {
-        let mut inner = self.inner.lock().expect("auth cache poisoned");
-        if inner.generation != generation {
+        let mut entries = self.entries();
+        if self.generation() != generation {
             return;
         }
-        let now = Instant::now();
-        if inner.len() >= MAX_ENTRIES {
-            inner.sessions.retain(|_, (_, until)| *until > now);
-            inner.tokens.retain(|_, (_, until)| *until > now);
-            if inner.len() >= MAX_ENTRIES {
-                inner.sessions.clear();
-                inner.tokens.clear();
-            }
+        // Full: start over. Clearing costs one pass per `MAX_ENTRIES` stores, so a caller
+        // with many credentials cannot make every store scan the cache.
+        if entries.len() >= MAX_ENTRIES {
+            entries.sessions.clear();
+            entries.tokens.clear();
         }
-        inner.entries(kind).insert(hash, (actor, now + TTL));
+        entries.of(kind).insert(
+            hash,
+            Entry {
+                actor,
+                generation,
+                until: Instant::now() + TTL,
+            },
+        );
     }
 
-    /// Forgets every authentication, and keeps lookups already under way from storing
-    /// theirs.
+    /// Forgets every authentication, including what lookups already under way will store.
     pub(crate) fn forget_all(&self) {
-        let mut inner = self.inner.lock().expect("auth cache poisoned");
-        inner.generation += 1;
-        inner.sessions.clear();
-        inner.tokens.clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -171,7 +197,7 @@ mod tests {
         for i in 0..MAX_ENTRIES + 5 {
             cache.put(Kind::Token, i.to_string(), actor(None), cache.generation());
         }
-        let len = cache.inner.lock().unwrap().len();
+        let len = cache.entries().len();
         assert!(len <= MAX_ENTRIES, "{len}");
         assert!(
             cache

@@ -120,6 +120,7 @@ impl App {
                 "only admins may make tokens that notify",
             ));
         }
+        self.require_alive(actor).await?;
         let ttl = new.ttl.as_deref().map(parse_ttl).transpose()?;
         let spec = TokenSpec {
             name: new.name,
@@ -170,8 +171,24 @@ impl App {
                 })
             })
             .await;
-        self.accounts().forget_authentications();
+        if changed.is_ok() {
+            self.accounts().forget_authentications();
+        }
         changed
+    }
+
+    /// Refuses an actor whose session or token no longer exists, or whose user was
+    /// deactivated, read from the database: an authentication reused from `auth_cache`
+    /// may be up to a second old on a node that has not yet seen the change that ended
+    /// it, and what makes or replaces a credential must not outlive that change.
+    async fn require_alive(&self, actor: &Actor) -> Result<(), AppError> {
+        if self.credentials_alive(actor).await? {
+            Ok(())
+        } else {
+            Err(AppError::unauthenticated(
+                "the session or token is unknown or expired; sign in again",
+            ))
+        }
     }
 
     /// Changes the actor's password after checking the current one. Every other session of
@@ -189,6 +206,7 @@ impl App {
         new: String,
     ) -> Result<(), AppError> {
         model::password("the new password", &new)?;
+        self.require_alive(actor).await?;
         if !self
             .accounts()
             .password_matches(&actor.user.id, current)
@@ -228,7 +246,9 @@ impl App {
                 })
             })
             .await;
-        self.accounts().forget_authentications();
+        if changed.is_ok() {
+            self.accounts().forget_authentications();
+        }
         changed
     }
 
@@ -277,7 +297,9 @@ impl App {
                 })
             })
             .await;
-        self.accounts().forget_authentications();
+        if changed.is_ok() {
+            self.accounts().forget_authentications();
+        }
         changed
     }
 }

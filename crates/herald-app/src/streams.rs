@@ -280,7 +280,7 @@ impl App {
 
     /// Whether the session or token the actor came with still exists, and its user is
     /// still active.
-    async fn credentials_alive(&self, actor: &Actor) -> Result<bool, AppError> {
+    pub(crate) async fn credentials_alive(&self, actor: &Actor) -> Result<bool, AppError> {
         let found: Option<String> = match (&actor.session, &actor.token) {
             (Some(session), _) => sqlx::query_scalar(
                 "SELECT s.user_id FROM sessions s JOIN users u ON u.id = s.user_id \

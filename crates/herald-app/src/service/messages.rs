@@ -147,7 +147,9 @@ impl App {
                 })
             })
             .await;
-        self.accounts().forget_authentications();
+        if changed.is_ok() {
+            self.accounts().forget_authentications();
+        }
         changed
     }
 }

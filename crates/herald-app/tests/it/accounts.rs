@@ -1,7 +1,7 @@
 //! Credentials: API tokens made and revoked, users deactivated, passwords changed, and the
 //! control events that end the streams each makes wrong.
 
-use herald_app::{ErrorKind, TokenSpec, UserRole, accounts::Credentials};
+use herald_app::{ErrorKind, TokenSpec, UserRole, accounts::Credentials, model::NewToken};
 
 use crate::support::{PASSWORD, TestApp, assert_kind, next_event};
 
@@ -207,4 +207,54 @@ async fn a_password_change_checks_the_old_one_and_ends_other_sessions() {
         .await
         .unwrap();
     t.stop().await;
+}
+
+/// An authentication is reused for a second, so a session ended behind this process's back
+/// (by another node whose update has not arrived yet) still reads here for that long. But
+/// what makes or replaces a credential reads the session afresh: a stolen session ended
+/// elsewhere cannot make a token that outlives it, nor change the password.
+#[tokio::test]
+async fn a_session_ended_elsewhere_cannot_make_credentials_while_it_is_reused() {
+    let t = TestApp::start().await;
+    t.user("alice", UserRole::Member).await;
+    let accounts = t.app.accounts();
+    let (_, secret) = accounts
+        .login("alice@example.com", PASSWORD.to_owned())
+        .await
+        .unwrap();
+    let alice = accounts
+        .authenticate(Credentials::Session(&secret))
+        .await
+        .unwrap();
+    let new_token = || NewToken {
+        name: "ci".to_owned(),
+        ttl: None,
+        notify: false,
+    };
+    t.app.create_token(&alice, new_token()).await.unwrap();
+
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(alice.session.as_deref().unwrap())
+        .execute(&t.pool)
+        .await
+        .unwrap();
+    // Reused: nothing told this process.
+    let reused = accounts
+        .authenticate(Credentials::Session(&secret))
+        .await
+        .unwrap();
+    assert_kind(
+        t.app.create_token(&reused, new_token()).await,
+        ErrorKind::Unauthenticated,
+    );
+    assert_kind(
+        t.app
+            .change_password(&reused, PASSWORD.to_owned(), format!("{PASSWORD}!"))
+            .await,
+        ErrorKind::Unauthenticated,
+    );
+    assert_eq!(
+        accounts.list_tokens(&reused.user.id).await.unwrap().len(),
+        1
+    );
 }

@@ -16,6 +16,8 @@ pub(crate) const PASSWORD: &str = "correct horse battery";
 /// An app with its hub, on a data directory that lives as long as it does.
 pub(crate) struct TestApp {
     pub(crate) app: App,
+    /// The app's database, for what another process or node would write behind its back.
+    pub(crate) pool: sqlx::AnyPool,
     pub(crate) hub: Hub,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -40,7 +42,7 @@ impl TestApp {
         .unwrap();
         let pool = open_db(None, dir.path()).await.unwrap();
         let app = App::start(
-            pool,
+            pool.clone(),
             hub.clone(),
             Commits::WithLog,
             &tracker,
@@ -50,6 +52,7 @@ impl TestApp {
         .unwrap();
         Self {
             app,
+            pool,
             hub,
             tracker,
             shutdown,

@@ -28,13 +28,13 @@ impl Hub {
             Pushed::Overflowed => lagged += 1,
             Pushed::Skipped => {}
         };
-        let before_closing = self.shared.before_closing.get();
         for record in records {
             memo.clear();
-            if !record.closes.is_empty()
-                && let Some(hook) = before_closing
-            {
-                (hook.0)();
+            if !record.closes.is_empty() {
+                let hooks = self.shared.before_closing.read().expect("hooks poisoned");
+                for hook in hooks.iter() {
+                    (hook.0)();
+                }
             }
             for topic in &record.topics {
                 let Some(subscribers) = registry.by_topic.get(topic) else {

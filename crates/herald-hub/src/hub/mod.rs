@@ -140,8 +140,8 @@ pub(crate) struct Shared {
     /// `retry:` hint, encoded once.
     pub(crate) retry_frame: Bytes,
     /// What [`Hub::before_closing`] asked to run before an update that ends streams is
-    /// fanned out.
-    pub(crate) before_closing: std::sync::OnceLock<ClosingHook>,
+    /// fanned out. Read only for such updates, which are rare.
+    pub(crate) before_closing: RwLock<Vec<ClosingHook>>,
 }
 
 /// The hook of [`Hub::before_closing`].
@@ -206,7 +206,7 @@ impl Hub {
                 next_subscriber: AtomicU64::new(1),
                 metrics: HubMetrics::default(),
                 retry_frame,
-                before_closing: std::sync::OnceLock::new(),
+                before_closing: RwLock::default(),
                 config,
             }),
         };
@@ -301,9 +301,13 @@ impl Hub {
     /// with `closes`) reaches any subscriber: stored here or, with a shared log, by any
     /// node. A server that keeps what such an update revokes (a session, a token) forgets
     /// it there, so that no client sees its stream end and then its credential accepted.
-    /// The hook must be quick: fan-out waits for it. Only the first hook is kept.
+    /// The hook must be quick: fan-out waits for it.
     pub fn before_closing(&self, hook: impl Fn() + Send + Sync + 'static) {
-        let _ = self.shared.before_closing.set(ClosingHook(Box::new(hook)));
+        self.shared
+            .before_closing
+            .write()
+            .expect("hooks poisoned")
+            .push(ClosingHook(Box::new(hook)));
     }
 
     /// Whether [`Hub::transact`] works: the log runs work in its transactions.
