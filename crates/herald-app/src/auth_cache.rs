@@ -11,11 +11,13 @@
 //!   own node also runs it as soon as the change committed. So an ended credential is
 //!   refused on the node that ended it once the change is answered, and on any node once
 //!   the streams it opened there have ended.
-//! - A lookup that read the database before a `forget_all` does not store what it read
+//! - What a lookup read from the database before a `forget_all` is never used
 //!   ([`AuthCache::generation`]).
 //! - Anything else (a change whose update is late, or lost with a node) counts after at
 //!   most [`TTL`]: an entry is reused for that long, and never past the session's or
 //!   token's own expiry.
+//! - What makes or replaces a credential (an API token, a password) does not rely on a
+//!   reused answer: it reads the credential afresh (`App::require_alive`).
 //!
 //! Only successful authentications are kept, under the SHA-256 of the secret, and at most
 //! [`MAX_ENTRIES`] of them: a full cache starts over.
@@ -184,7 +186,7 @@ mod tests {
         cache.put(Kind::Session, "h".into(), actor(None), before);
         cache.forget_all();
         assert!(cache.get(Kind::Session, "h", 0).is_none());
-        // A lookup that read the database before the change does not store what it read.
+        // What a lookup read from the database before the change is never used.
         cache.put(Kind::Session, "h".into(), actor(None), before);
         assert!(cache.get(Kind::Session, "h", 0).is_none());
         cache.put(Kind::Session, "h".into(), actor(None), cache.generation());
