@@ -34,6 +34,11 @@ pub struct Accounts {
     pub(crate) recent: Arc<AuthCache>,
 }
 
+/// The refusal of a session or token that does not (or no longer) stand for anyone.
+pub(crate) fn unknown_credentials() -> AppError {
+    AppError::unauthenticated("the session or token is unknown or expired; sign in again")
+}
+
 impl Accounts {
     /// The accounts in `pool`; background writes join `tasks`.
     pub fn new(pool: AnyPool, tasks: TaskTracker) -> Self {
@@ -329,9 +334,7 @@ impl Accounts {
                 })
             }
         };
-        let actor = actor.ok_or_else(|| {
-            AppError::unauthenticated("the session or token is unknown or expired; sign in again")
-        })?;
+        let actor = actor.ok_or_else(unknown_credentials)?;
         self.recent.put(kind, hash, actor.clone(), generation);
         Ok(actor)
     }

@@ -140,41 +140,36 @@ impl App {
     pub async fn revoke_token(&self, actor: &Actor, id: &str) -> Result<(), AppError> {
         let actor = actor.clone();
         let id = id.to_owned();
-        let changed = self
-            .transact(Scope::user(&actor.user.id), move |change| {
-                Box::pin(async move {
-                    let actor = &actor;
-                    let id = id.as_str();
-                    let owner: Option<String> =
-                        sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
-                            .bind(id)
-                            .fetch_optional(&mut *change.tx)
-                            .await
-                            .map_err(internal)?;
-                    match owner {
-                        Some(owner) if owner == actor.user.id || actor.is_admin() => {}
-                        _ => return Err(not_found("token")),
-                    }
-                    sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+        self.transact_ending_credentials(Scope::user(&actor.user.id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let id = id.as_str();
+                let owner: Option<String> =
+                    sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
                         .bind(id)
-                        .execute(&mut *change.tx)
+                        .fetch_optional(&mut *change.tx)
                         .await
                         .map_err(internal)?;
-                    emit_control(
-                        change,
-                        "tokens:revoked",
-                        actor,
-                        vec![policy::token_topic(id)],
-                    )
-                    .await?;
-                    Ok(())
-                })
+                match owner {
+                    Some(owner) if owner == actor.user.id || actor.is_admin() => {}
+                    _ => return Err(not_found("token")),
+                }
+                sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit_control(
+                    change,
+                    "tokens:revoked",
+                    actor,
+                    vec![policy::token_topic(id)],
+                )
+                .await?;
+                Ok(())
             })
-            .await;
-        if changed.is_ok() {
-            self.accounts().forget_authentications();
-        }
-        changed
+        })
+        .await
     }
 
     /// Refuses an actor whose session or token no longer exists, or whose user was
@@ -185,9 +180,7 @@ impl App {
         if self.credentials_alive(actor).await? {
             Ok(())
         } else {
-            Err(AppError::unauthenticated(
-                "the session or token is unknown or expired; sign in again",
-            ))
+            Err(crate::accounts::unknown_credentials())
         }
     }
 
@@ -218,38 +211,33 @@ impl App {
             .await
             .map_err(internal)?;
         let actor = actor.clone();
-        let changed = self
-            .transact(Scope::user(&actor.user.id), move |change| {
-                Box::pin(async move {
-                    let actor = &actor;
-                    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-                        .bind(hash)
-                        .bind(&actor.user.id)
-                        .execute(&mut *change.tx)
-                        .await
-                        .map_err(internal)?;
-                    // The session of this request stays; an empty hash matches none.
-                    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
-                        .bind(&actor.user.id)
-                        .bind(actor.session.as_deref().unwrap_or_default())
-                        .execute(&mut *change.tx)
-                        .await
-                        .map_err(internal)?;
-                    emit_control(
-                        change,
-                        "passwords:changed",
-                        actor,
-                        vec![policy::user_topic(&actor.user.id)],
-                    )
-                    .await?;
-                    Ok(())
-                })
+        self.transact_ending_credentials(Scope::user(&actor.user.id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(&actor.user.id)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                // The session of this request stays; an empty hash matches none.
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                    .bind(&actor.user.id)
+                    .bind(actor.session.as_deref().unwrap_or_default())
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                emit_control(
+                    change,
+                    "passwords:changed",
+                    actor,
+                    vec![policy::user_topic(&actor.user.id)],
+                )
+                .await?;
+                Ok(())
             })
-            .await;
-        if changed.is_ok() {
-            self.accounts().forget_authentications();
-        }
-        changed
+        })
+        .await
     }
 
     /// Deactivates (`active: false`) or reactivates user `id`; admins only. A deactivated
@@ -278,29 +266,24 @@ impl App {
         }
         let actor = actor.clone();
         let id = id.to_owned();
-        let changed = self
-            .transact(Scope::user(&id), move |change| {
-                Box::pin(async move {
-                    let actor = &actor;
-                    let id = id.as_str();
-                    let user = switch_active(change.tx, id, active).await?;
-                    if !active {
-                        emit_control(
-                            change,
-                            "users:deactivated",
-                            actor,
-                            vec![policy::user_topic(id)],
-                        )
-                        .await?;
-                    }
-                    Ok(Account { user, active })
-                })
+        self.transact_ending_credentials(Scope::user(&id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let id = id.as_str();
+                let user = switch_active(change.tx, id, active).await?;
+                if !active {
+                    emit_control(
+                        change,
+                        "users:deactivated",
+                        actor,
+                        vec![policy::user_topic(id)],
+                    )
+                    .await?;
+                }
+                Ok(Account { user, active })
             })
-            .await;
-        if changed.is_ok() {
-            self.accounts().forget_authentications();
-        }
-        changed
+        })
+        .await
     }
 }
 

@@ -294,6 +294,27 @@ impl App {
         }
     }
 
+    /// [`Self::transact`] for a change that may end a session or token (logout, a password
+    /// change, deactivation, revocation): once it committed, the authentications this node
+    /// reuses are forgotten (other nodes forget them when its update reaches them).
+    pub(crate) async fn transact_ending_credentials<T, F>(
+        &self,
+        scope: Scope,
+        body: F,
+    ) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: for<'a, 'c> FnOnce(&'a mut Change<'c>) -> BoxFuture<'a, Result<T, AppError>>
+            + Send
+            + 'static,
+    {
+        let changed = self.transact(scope, body).await;
+        if changed.is_ok() {
+            self.accounts().forget_authentications();
+        }
+        changed
+    }
+
     async fn transact_with_log<T, F>(&self, body: F) -> Result<T, AppError>
     where
         T: Send + 'static,

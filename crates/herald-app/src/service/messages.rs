@@ -119,37 +119,32 @@ impl App {
         };
         let actor = actor.clone();
         let session = session.clone();
-        let changed = self
-            .transact(Scope::user(&actor.user.id), move |change| {
-                Box::pin(async move {
-                    let actor = &actor;
-                    let session = &session;
-                    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                        .bind(session)
-                        .execute(&mut *change.tx)
-                        .await
-                        .map_err(internal)?;
-                    let envelope = json!({
-                        "id": null,
-                        "type": "sessions:ended",
-                        "user": actor.envelope(),
-                        "timestamp": model::now(),
-                    });
-                    change
-                        .emit(
-                            "sessions:ended",
-                            vec![policy::CONTROL_TOPIC.to_owned()],
-                            vec![policy::session_topic(session)],
-                            envelope,
-                        )
-                        .await?;
-                    Ok(())
-                })
+        self.transact_ending_credentials(Scope::user(&actor.user.id), move |change| {
+            Box::pin(async move {
+                let actor = &actor;
+                let session = &session;
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(session)
+                    .execute(&mut *change.tx)
+                    .await
+                    .map_err(internal)?;
+                let envelope = json!({
+                    "id": null,
+                    "type": "sessions:ended",
+                    "user": actor.envelope(),
+                    "timestamp": model::now(),
+                });
+                change
+                    .emit(
+                        "sessions:ended",
+                        vec![policy::CONTROL_TOPIC.to_owned()],
+                        vec![policy::session_topic(session)],
+                        envelope,
+                    )
+                    .await?;
+                Ok(())
             })
-            .await;
-        if changed.is_ok() {
-            self.accounts().forget_authentications();
-        }
-        changed
+        })
+        .await
     }
 }
