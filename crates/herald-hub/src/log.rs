@@ -483,18 +483,7 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<Transacted, LogError>> {
         Box::pin(async move {
             let mut conn = self.writer.acquire().await?;
-            // IMMEDIATE: the write lock is taken now, or waited for (another connection to
-            // the file may be writing), never refused half-way through the batch.
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-            let ran = run_steps(&mut conn, steps, first).await;
-            let committed = match ran {
-                Ok(transacted) => sqlx::query("COMMIT")
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| transacted)
-                    .map_err(LogError::from),
-                Err(error) => Err(error),
-            };
+            let committed = run_steps(&mut conn, steps, first).await;
             if committed.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
                 // Nothing of the batch stands. A connection that may still be inside the
                 // transaction must not serve the next append, which would join it: close
@@ -599,15 +588,20 @@ impl EventLog for SqliteLog {
     }
 }
 
-/// Runs the steps of [`EventLog::transact`] inside its transaction on `conn`, then stores
-/// their entries.
+/// Runs the steps of [`EventLog::transact`] in one transaction on `conn`, stores their
+/// entries and commits.
 ///
-/// Each work runs under the savepoint `work`, which a failing work is rolled back to. A
-/// statement is a round trip to SQLite's thread, and the works run one after another, so
-/// the savepoint costs one round trip per work, not two: it stays open after a work that
-/// succeeded, and is released together with opening the next work's (`RELEASE work;
-/// SAVEPOINT work`); after a rollback it is empty and serves the next work as it is; the
-/// commit releases the last one.
+/// A statement is a round trip to SQLite's thread, and the works run one after another, so
+/// the transaction's own statements ride along with others: `BEGIN IMMEDIATE` (the write
+/// lock is taken now, or waited for, never refused half-way through the batch) goes with
+/// the first savepoint or the first insert, and `COMMIT` with the last insert. Each work
+/// runs under the savepoint `work`, which a failing work is rolled back to; it costs one
+/// round trip per work, not two: it stays open after a work that succeeded, and is released
+/// together with opening the next work's (`RELEASE work; SAVEPOINT work`); after a rollback
+/// it is empty and serves the next work as it is; the commit releases the last one. SQLite
+/// runs the statements of one string in order and stops at the first that fails.
+///
+/// On an error the transaction may be open: the caller rolls it back.
 async fn run_steps(
     conn: &mut AnyConnection,
     steps: Vec<Step>,
@@ -616,14 +610,14 @@ async fn run_steps(
     /// The savepoint `work`, as the next work finds it.
     #[derive(Clone, Copy, PartialEq)]
     enum Savepoint {
-        /// Not open.
-        Closed,
+        /// No transaction yet, so no savepoint either.
+        NotBegun,
         /// Open and empty: fresh, or rolled back to.
         Empty,
         /// Open, holding a work that succeeded.
         Holding,
     }
-    let mut savepoint = Savepoint::Closed;
+    let mut savepoint = Savepoint::NotBegun;
     let mut entries: Vec<Entry> = Vec::with_capacity(steps.len());
     let mut outcomes = Vec::with_capacity(steps.len());
     for step in steps {
@@ -632,7 +626,7 @@ async fn run_steps(
             Step::Entry(entry) => entries.push(entry),
             Step::Work(work) => {
                 let open = match savepoint {
-                    Savepoint::Closed => Some("SAVEPOINT work"),
+                    Savepoint::NotBegun => Some("BEGIN IMMEDIATE; SAVEPOINT work"),
                     Savepoint::Empty => None,
                     Savepoint::Holding => Some("RELEASE work; SAVEPOINT work"),
                 };
@@ -668,8 +662,18 @@ async fn run_steps(
     for (entry, seq) in entries.iter_mut().zip(first..) {
         entry.seq = seq;
     }
-    for chunk in entries.chunks(INSERT_CHUNK) {
-        insert(chunk).build().execute(&mut *conn).await?;
+    let begun = savepoint != Savepoint::NotBegun;
+    let chunks = entries.len().div_ceil(INSERT_CHUNK);
+    for (i, chunk) in entries.chunks(INSERT_CHUNK).enumerate() {
+        let begin = i == 0 && !begun;
+        let commit = i + 1 == chunks;
+        insert_in(chunk, begin, commit)
+            .build()
+            .execute(&mut *conn)
+            .await?;
+    }
+    if entries.is_empty() && begun {
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
     }
     Ok(Transacted { entries, outcomes })
 }
@@ -697,7 +701,15 @@ pub fn sqlite_url(path: &Path) -> Result<String, LogError> {
 
 /// One multi-row INSERT of `entries`.
 fn insert(entries: &[Entry]) -> QueryBuilder<'_, Any> {
-    let mut query: QueryBuilder<'_, Any> = QueryBuilder::new(
+    insert_in(entries, false, false)
+}
+
+/// One multi-row INSERT of `entries`, after `BEGIN IMMEDIATE` when `begin`, and followed by
+/// `COMMIT` when `commit`: one round trip to SQLite's thread for all of them.
+fn insert_in(entries: &[Entry], begin: bool, commit: bool) -> QueryBuilder<'_, Any> {
+    let mut query: QueryBuilder<'_, Any> =
+        QueryBuilder::new(if begin { "BEGIN IMMEDIATE; " } else { "" });
+    query.push(
         "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at, closes) ",
     );
     query.push_values(entries, |mut row, e| {
@@ -715,6 +727,9 @@ fn insert(entries: &[Entry]) -> QueryBuilder<'_, Any> {
                 serde_json::to_string(&e.update.closes).expect("strings always serialize")
             }));
     });
+    if commit {
+        query.push("; COMMIT");
+    }
     query
 }
 
@@ -966,6 +981,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(log.head().await.unwrap(), 6);
+    }
+
+    /// Whatever shape a batch has, its transaction is begun and committed by the statements
+    /// that ride along with the steps', and the writer is left outside any transaction.
+    #[tokio::test]
+    async fn every_shape_of_batch_commits_and_leaves_no_transaction_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&log.writer)
+            .await
+            .unwrap();
+        let outside_any_transaction = || async {
+            // BEGIN fails inside a transaction.
+            sqlx::query("BEGIN IMMEDIATE; ROLLBACK")
+                .execute(&log.writer)
+                .await
+                .expect("the writer is outside any transaction");
+        };
+        let count = || async {
+            let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+                .fetch_one(&log.readers)
+                .await
+                .unwrap();
+            (rows, log.head().await.unwrap())
+        };
+
+        // Only works, every one failing: nothing to store, and still a clean end.
+        let done = log
+            .transact(vec![work(1, "fail", vec![entry(0, "no", 1)])], 1)
+            .await
+            .unwrap();
+        assert!(done.entries.is_empty());
+        outside_any_transaction().await;
+        assert_eq!(count().await, (0, 0));
+
+        // Only entries.
+        let steps = vec![
+            Step::Entry(entry(0, "e1", 1)),
+            Step::Entry(entry(0, "e2", 1)),
+        ];
+        log.transact(steps, 1).await.unwrap();
+        outside_any_transaction().await;
+        assert_eq!(count().await, (0, 2));
+
+        // More entries than one INSERT takes, after a work.
+        let mut steps = vec![work(7, "ok", vec![entry(0, "w", 1)])];
+        steps.extend((0..INSERT_CHUNK + 10).map(|i| Step::Entry(entry(0, &format!("p{i}"), 1))));
+        let done = log.transact(steps, 3).await.unwrap();
+        assert_eq!(done.entries.len(), INSERT_CHUNK + 11);
+        outside_any_transaction().await;
+        let last = 3 + INSERT_CHUNK as u64 + 10;
+        assert_eq!(count().await, (1, last));
     }
 
     #[tokio::test]
