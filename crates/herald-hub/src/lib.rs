@@ -44,8 +44,8 @@ mod update;
 pub mod urlpattern;
 
 pub use hub::{
-    Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL,
-    SubscribeError, SubscribeRequest, TransactError,
+    HEARTBEAT_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET,
+    SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError, heartbeat_slices,
 };
 pub use log::{
     Durability, Entry, EventLog, LogError, Outcome, SqliteLog, Step, Transacted, WORK_BUDGET, Work,
