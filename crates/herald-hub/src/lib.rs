@@ -44,7 +44,7 @@ mod update;
 pub mod urlpattern;
 
 pub use hub::{
-    HEARTBEAT_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET,
+    HEARTBEAT_MIN_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET,
     SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError, heartbeat_slices,
 };
 pub use log::{

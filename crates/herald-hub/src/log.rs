@@ -484,10 +484,14 @@ impl EventLog for SqliteLog {
         Box::pin(async move {
             let mut conn = self.writer.acquire().await?;
             let committed = run_steps(&mut conn, steps, first).await;
-            if committed.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            if committed.is_err()
+                && let Err(error) = sqlx::query("ROLLBACK").execute(&mut *conn).await
+                && !no_transaction(&error)
+            {
                 // Nothing of the batch stands. A connection that may still be inside the
                 // transaction must not serve the next append, which would join it: close
-                // it, and the pool opens a new one.
+                // it, and the pool opens a new one. (When BEGIN itself failed there is no
+                // transaction, and the connection serves on.)
                 conn.close_on_drop();
             }
             committed
@@ -676,6 +680,13 @@ async fn run_steps(
         sqlx::query("COMMIT").execute(&mut *conn).await?;
     }
     Ok(Transacted { entries, outcomes })
+}
+
+/// Whether `error` is SQLite's refusal to roll back outside a transaction.
+fn no_transaction(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.message().contains("no transaction is active"))
 }
 
 /// The URL of the SQLite file at `path` for `sqlx::Any`: absolute and percent-encoded, and
@@ -1036,6 +1047,26 @@ mod tests {
         outside_any_transaction().await;
         let last = 3 + INSERT_CHUNK as u64 + 10;
         assert_eq!(count().await, (1, last));
+    }
+
+    /// A ROLLBACK outside any transaction is told apart, so a batch whose BEGIN failed
+    /// keeps its connection.
+    #[tokio::test]
+    async fn a_rollback_outside_a_transaction_is_recognised() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        let error = sqlx::query("ROLLBACK")
+            .execute(&log.writer)
+            .await
+            .unwrap_err();
+        assert!(no_transaction(&error), "{error}");
+        let other = sqlx::query("SELECT * FROM no_such_table")
+            .execute(&log.writer)
+            .await
+            .unwrap_err();
+        assert!(!no_transaction(&other), "{other}");
     }
 
     #[tokio::test]

@@ -34,7 +34,7 @@ mod sequencer;
 
 pub use config::{HubConfig, SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL};
 pub use errors::{PublishError, SubscribeError, TransactError};
-pub use heartbeat::{HEARTBEAT_TICK, heartbeat_slices};
+pub use heartbeat::{HEARTBEAT_MIN_TICK, heartbeat_slices};
 pub(crate) use interner::Compiled;
 
 use std::sync::{

@@ -23,7 +23,7 @@ pub(super) struct Registry {
     /// The `seq` of the newest update fanned out. Written under the read lock by the
     /// sequencer (the only writer), read under the write lock by registration.
     pub(super) head: AtomicU64,
-    pub(super) all: HashMap<u64, Arc<Subscriber>>,
+    pub(super) all: AllSubscribers,
     /// Subscribers whose selectors are all exact topics, by topic.
     pub(super) by_topic: HashMap<Box<str>, HashMap<u64, Arc<Subscriber>>>,
     /// Subscribers with a `*` or template selector; checked against every update.
@@ -37,7 +37,7 @@ impl Hub {
     pub(super) fn register(&self, subscriber: &Arc<Subscriber>) -> u64 {
         let mut registry = self.shared.registry.write().expect("registry poisoned");
         let id = subscriber.id;
-        registry.all.insert(id, subscriber.clone());
+        registry.all.insert(subscriber.clone());
         if subscriber.filter.is_exact() {
             for selector in &subscriber.filter.selectors {
                 registry
@@ -58,7 +58,7 @@ impl Hub {
     /// Removes a subscriber; called when its stream is dropped.
     pub(crate) fn unregister(&self, subscriber: &Subscriber) {
         let mut registry = self.shared.registry.write().expect("registry poisoned");
-        if registry.all.remove(&subscriber.id).is_none() {
+        if !registry.all.remove(subscriber.id) {
             return;
         }
         if subscriber.filter.is_exact() {
@@ -80,8 +80,72 @@ impl Hub {
     pub(super) fn close_all(&self) {
         let mut registry = self.shared.registry.write().expect("registry poisoned");
         registry.closed = true;
-        for subscriber in registry.all.values() {
+        for subscriber in registry.all.iter() {
             subscriber.close();
         }
+    }
+}
+
+/// Buckets of [`AllSubscribers`]: a power of two, so that any power of two up to it cuts
+/// them into equal slices.
+pub(super) const BUCKETS: usize = 128;
+
+/// Every registered subscriber, in [`BUCKETS`] maps by id modulo [`BUCKETS`]: the heartbeat
+/// reaches a share of them without walking the others.
+#[derive(Debug)]
+pub(super) struct AllSubscribers {
+    buckets: Vec<HashMap<u64, Arc<Subscriber>>>,
+    len: usize,
+}
+
+impl Default for AllSubscribers {
+    fn default() -> Self {
+        Self {
+            buckets: std::iter::repeat_with(HashMap::new).take(BUCKETS).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl AllSubscribers {
+    fn bucket_of(id: u64) -> usize {
+        (id % BUCKETS as u64) as usize
+    }
+
+    fn insert(&mut self, subscriber: Arc<Subscriber>) {
+        let bucket = &mut self.buckets[Self::bucket_of(subscriber.id)];
+        if bucket.insert(subscriber.id, subscriber).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Whether the subscriber `id` was registered.
+    fn remove(&mut self, id: u64) -> bool {
+        let removed = self.buckets[Self::bucket_of(id)].remove(&id).is_some();
+        self.len -= usize::from(removed);
+        removed
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<Subscriber>> {
+        self.buckets.iter().flat_map(HashMap::values)
+    }
+
+    /// The subscribers of slice `slice` out of `slices` (a power of two up to [`BUCKETS`]):
+    /// those whose id modulo `slices` is `slice`.
+    pub(super) fn slice(
+        &self,
+        slice: usize,
+        slices: usize,
+    ) -> impl Iterator<Item = &Arc<Subscriber>> {
+        debug_assert!(slices.is_power_of_two() && slices <= BUCKETS && slice < slices);
+        self.buckets
+            .iter()
+            .skip(slice)
+            .step_by(slices)
+            .flat_map(HashMap::values)
     }
 }
