@@ -609,6 +609,58 @@ impl Writer {
         Ok(())
     }
 
+    /// Runs `cleanup` (a data-modifying statement whose binds are `binds`, outside any
+    /// transaction) and releases the locks. On PostgreSQL both go in one statement,
+    /// committed without waiting for the disk: for work whose loss in a crash is repaired
+    /// later, such as deleting the outbox rows of events the log holds. A failure closes
+    /// the connection, which releases the locks too.
+    ///
+    /// # Errors
+    ///
+    /// When `cleanup` fails; the locks are released all the same.
+    pub(crate) async fn release_after(
+        mut self,
+        cleanup: &str,
+        binds: &[i64],
+    ) -> Result<(), sqlx::Error> {
+        debug_assert!(!self.in_transaction, "cleanup runs after the commit");
+        if !self.advisory {
+            let mut query = sqlx::query(cleanup);
+            for bind in binds {
+                query = query.bind(bind);
+            }
+            let cleaned = query.execute(&mut *self).await.map(|_| ());
+            self.release().await;
+            return cleaned;
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        // A data-modifying statement in WITH runs whether or not it is referred to.
+        let sql = format!(
+            "WITH cleanup AS ({cleanup}), \
+             unhurried AS (SELECT set_config('synchronous_commit', 'off', true)) \
+             SELECT pg_advisory_unlock_all() FROM unhurried"
+        );
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = query.bind(bind);
+        }
+        match tokio::time::timeout(UNLOCK_TIMEOUT, query.execute(&mut *conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                conn.close_on_drop();
+                Err(error)
+            }
+            Err(_) => {
+                conn.close_on_drop();
+                Err(sqlx::Error::Protocol(
+                    "releasing the write locks timed out".into(),
+                ))
+            }
+        }
+    }
+
     /// Releases the locks now, rolling back a transaction still open.
     pub(crate) async fn release(mut self) {
         if let Some(mut conn) = self.conn.take() {

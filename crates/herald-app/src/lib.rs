@@ -693,11 +693,24 @@ async fn finish(app: App, mut tx: db::Writer, events: Vec<Outgoing>) -> Result<(
             inflight.remove(uid);
         }
     }
-    if let Err(error) = delete_outbox(&mut tx, &done).await {
-        // Harmless: the relay finds the events in the log and deletes the rows.
+    // A row left behind is harmless: the relay finds its event in the log and deletes it.
+    let cleared = if done.is_empty() {
+        tx.release().await;
+        Ok(())
+    } else if done.len() <= RELAY_BATCH.unsigned_abs() as usize {
+        let sql = format!(
+            "DELETE FROM outbox WHERE seq IN ({})",
+            db::placeholders(1, done.len())
+        );
+        tx.release_after(&sql, &done).await
+    } else {
+        let deleted = delete_outbox(&mut tx, &done).await;
+        tx.release().await;
+        deleted
+    };
+    if let Err(error) = cleared {
         tracing::warn!(%error, "cannot clear published events from the outbox");
     }
-    tx.release().await;
     Ok(())
 }
 
