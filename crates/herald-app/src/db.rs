@@ -609,11 +609,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Runs `cleanup` (a data-modifying statement whose binds are `binds`, outside any
-    /// transaction) and releases the locks. On PostgreSQL both go in one statement,
-    /// committed without waiting for the disk: for work whose loss in a crash is repaired
-    /// later, such as deleting the outbox rows of events the log holds. A failure closes
-    /// the connection, which releases the locks too.
+    /// Runs `cleanup` (a DELETE or UPDATE whose binds are `binds`, outside any
+    /// transaction) and then releases the locks. On PostgreSQL both go in one statement,
+    /// committed right after the unlock without waiting for the disk: for work whose loss
+    /// in a crash is repaired later, such as deleting the outbox rows of events the log
+    /// holds. A failure closes the connection, which releases the locks too.
     ///
     /// # Errors
     ///
@@ -636,11 +636,13 @@ impl Writer {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
-        // A data-modifying statement in WITH runs whether or not it is referred to.
+        // The unlock is computed from the count of `cleanup`'s rows, so `cleanup` has run
+        // to its end first (one left unread would run after the main query, unlocked).
         let sql = format!(
-            "WITH cleanup AS ({cleanup}), \
-             unhurried AS (SELECT set_config('synchronous_commit', 'off', true)) \
-             SELECT pg_advisory_unlock_all() FROM unhurried"
+            "WITH cleanup AS ({cleanup} RETURNING 1) \
+             SELECT pg_advisory_unlock_all() \
+             FROM (SELECT count(*) FROM cleanup) AS cleaned, \
+             (SELECT set_config('synchronous_commit', 'off', true)) AS unhurried"
         );
         let mut query = sqlx::query(&sql);
         for bind in binds {
