@@ -904,20 +904,26 @@ mod tests {
         }))
     }
 
+    /// A log in a temporary directory, with the table `t` that [`work`] writes to.
+    async fn log_with_table_t() -> (tempfile::TempDir, SqliteLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&log.writer)
+            .await
+            .unwrap();
+        (dir, log)
+    }
+
     /// Work and entries commit in one transaction; each work runs under its own savepoint,
     /// so one that fails, panics or overruns its budget is rolled back alone, and the
     /// others' rows and entries stand, numbered in the order of the steps.
     #[tokio::test]
     async fn work_commits_with_the_batch_and_a_failing_work_is_rolled_back_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
+        let (_dir, log) = log_with_table_t().await;
         assert!(log.runs_work());
-        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
-            .execute(&log.writer)
-            .await
-            .unwrap();
         let steps = vec![
             work(1, "ok", vec![entry(0, "w1", 1)]),
             work(2, "fail", vec![entry(0, "lost", 1)]),
@@ -970,14 +976,7 @@ mod tests {
     /// A batch whose transaction fails stores nothing at all, work included.
     #[tokio::test]
     async fn a_failed_transaction_keeps_nothing_of_its_work() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
-            .execute(&log.writer)
-            .await
-            .unwrap();
+        let (_dir, log) = log_with_table_t().await;
         log.append(&[entry(5, "taken", 1)]).await.unwrap();
         // Numbered from a position the log already holds: the INSERT of the entries fails.
         let steps = vec![work(1, "ok", vec![entry(0, "w", 1)])];
@@ -998,14 +997,7 @@ mod tests {
     /// that ride along with the steps', and the writer is left outside any transaction.
     #[tokio::test]
     async fn every_shape_of_batch_commits_and_leaves_no_transaction_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
-            .execute(&log.writer)
-            .await
-            .unwrap();
+        let (_dir, log) = log_with_table_t().await;
         let outside_any_transaction = || async {
             // BEGIN fails inside a transaction.
             sqlx::query("BEGIN IMMEDIATE; ROLLBACK")

@@ -672,16 +672,8 @@ async fn replay_pages_are_bounded_by_bytes() {
     }
 }
 
-/// Each tick of the heartbeat reaches one slice of the streams, never all of them at once,
-/// and every stream gets exactly one heartbeat per interval.
-#[tokio::test(start_paused = true)]
-async fn heartbeats_are_spread_over_the_interval() {
-    // Ticks of whole milliseconds, as the timer counts them.
-    let every = Duration::from_millis(12_800);
-    let slices = heartbeat_slices(every);
-    assert_eq!(slices, 128);
-    let tick = every / slices;
-    assert!(tick >= HEARTBEAT_MIN_TICK);
+/// A hub on a log that stores nothing, with a heartbeat every `every`.
+async fn hub_with_heartbeat(every: Duration) -> (Hub, TaskTracker, CancellationToken) {
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     let hub = Hub::start(
@@ -695,6 +687,20 @@ async fn heartbeats_are_spread_over_the_interval() {
     )
     .await
     .unwrap();
+    (hub, tracker, shutdown)
+}
+
+/// Each tick of the heartbeat reaches one slice of the streams, never all of them at once,
+/// and every stream gets exactly one heartbeat per interval.
+#[tokio::test(start_paused = true)]
+async fn heartbeats_are_spread_over_the_interval() {
+    // Ticks of whole milliseconds, as the timer counts them.
+    let every = Duration::from_millis(12_800);
+    let slices = heartbeat_slices(every);
+    assert_eq!(slices, 128);
+    let tick = every / slices;
+    assert!(tick >= HEARTBEAT_MIN_TICK);
+    let (hub, tracker, shutdown) = hub_with_heartbeat(every).await;
     let streams = 4 * slices as usize;
     let mut subscriptions = Vec::with_capacity(streams);
     for _ in 0..streams {
@@ -742,19 +748,7 @@ async fn heartbeats_are_spread_over_the_interval() {
 #[tokio::test(start_paused = true)]
 async fn an_idle_stream_gets_a_heartbeat_each_interval_until_shutdown() {
     let every = Duration::from_secs(15);
-    let tracker = TaskTracker::new();
-    let shutdown = CancellationToken::new();
-    let hub = Hub::start(
-        HubConfig {
-            heartbeat: Some(every),
-            ..HubConfig::default()
-        },
-        Arc::new(NullLog::default()),
-        &tracker,
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let (hub, tracker, shutdown) = hub_with_heartbeat(every).await;
     let started = tokio::time::Instant::now();
     let mut reader = Reader {
         subscription: hub
