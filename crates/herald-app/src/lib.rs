@@ -46,8 +46,9 @@
 //!   its locks (on PostgreSQL in the statement that releases them, committed just after
 //!   the unlock without waiting for the disk: a change of the same keys that starts in
 //!   that moment, or after a crash lost the delete, finds rows whose events the log holds,
-//!   and deletes them). If Herald dies in between, the relay at the next start (and every second
-//!   while running, on every node) publishes what the outbox still holds and the log lacks.
+//!   and deletes them). If Herald dies in between, the relay at the next start (and every
+//!   second while running, on every node) publishes what the outbox still holds and the
+//!   log lacks.
 //!
 //! # The cluster's ordering invariant
 //!
@@ -237,8 +238,9 @@ impl App {
     /// Waits for the write locks of `scope` (see [`db::Writer`]), widened to the keys of
     /// every outbox row that shares one of them: such rows are left by a change whose node
     /// died before the log acknowledged them (or, rarely, by one whose delete has not yet
-    /// committed, or was lost in a crash: rows the log holds), and whoever holds one of their keys publishes
-    /// them first, which keeps the order of each of their keys only if it holds all of them.
+    /// committed, or was lost in a crash: rows the log holds), and whoever holds one of
+    /// their keys publishes them first, which keeps the order of each of their keys only if
+    /// it holds all of them.
     /// When it finds more keys, it lets go and takes the wider scope, still in sorted order
     /// (so, no deadlock), until the rows it shares keys with add none. Once a writer holds a
     /// key, only it can store rows of that key, so the set cannot grow meanwhile.
