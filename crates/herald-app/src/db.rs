@@ -510,6 +510,9 @@ pub(crate) struct Writer {
     advisory: bool,
     /// Whether a transaction is open on the connection.
     in_transaction: bool,
+    /// Whether outbox rows that share one of its keys may be older than its own: until
+    /// [`Writer::holds_no_older_rows`] says none were there when its keys were taken.
+    older_rows: bool,
     backend: Backend,
     /// Where the release of abandoned locks runs (see `Drop`): a task that shutdown
     /// waits for, so a process that stops does not leave them to the session's end.
@@ -553,6 +556,7 @@ impl Writer {
             keys: keys.to_vec(),
             advisory: false,
             in_transaction: false,
+            older_rows: true,
             backend,
             tasks: tasks.clone(),
             _held: held,
@@ -578,6 +582,17 @@ impl Writer {
     /// Whether the writer holds every key at once: the process's turn on SQLite.
     pub(crate) fn holds_everything(&self) -> bool {
         self.backend == Backend::Sqlite
+    }
+
+    /// Records that no outbox row shared one of its keys once it held them all. Only the
+    /// holder of a key stores rows of that key, so none older than its own can appear.
+    pub(crate) fn holds_no_older_rows(&mut self) {
+        self.older_rows = false;
+    }
+
+    /// Whether outbox rows sharing one of its keys, older than its own, may exist.
+    pub(crate) fn may_follow_older_rows(&self) -> bool {
+        self.older_rows
     }
 
     /// Opens a transaction on the connection. On SQLite it takes the database's write lock

@@ -268,6 +268,9 @@ impl App {
                 wider.union(&Scope::from_stored(row))
             });
             if wider == scope {
+                if stored.is_empty() {
+                    writer.holds_no_older_rows();
+                }
                 return Ok(writer);
             }
             writer.release().await;
@@ -657,9 +660,15 @@ async fn finish(app: App, mut tx: db::Writer, events: Vec<Outgoing>) -> Result<(
     }
     tx.commit().await.map_err(internal)?;
     // Events of earlier changes that did not reach the log go first, so the log keeps
-    // the database's order.
+    // the database's order. When the writer found none as it took its keys, there are
+    // none: it has held them since.
     let first = events.first().map_or(i64::MAX, |e| e.seq);
-    let (mut pending, mut done, _) = match app.enqueue_stored(&mut tx, first).await {
+    let earlier = if tx.may_follow_older_rows() {
+        app.enqueue_stored(&mut tx, first).await
+    } else {
+        Ok(Default::default())
+    };
+    let (mut pending, mut done, _) = match earlier {
         Ok(stored) => stored,
         Err(error) => {
             tracing::warn!(%error, "cannot publish earlier events; the relay will retry");
