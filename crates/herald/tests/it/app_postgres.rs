@@ -169,3 +169,64 @@ async fn scenario() {
     assert_eq!(as_token.get("/api/me").await.expect(200), alice.user);
     assert_eq!(postgres.psql("SELECT count(*) FROM users").await, "3");
 }
+
+/// A change whose outbox rows cannot be deleted after the log took its events still stands,
+/// and its write lock is released all the same (the connection that failed is closed, which
+/// ends the session's locks): the next change of the workspace goes ahead. The rows stay
+/// until a delete succeeds, and their events are delivered once.
+#[tokio::test]
+async fn a_failed_outbox_cleanup_still_releases_the_write_lock() {
+    timeout(SCENARIO_TIMEOUT, failed_cleanup())
+        .await
+        .unwrap_or_else(|_| panic!("the scenario took more than {SCENARIO_TIMEOUT:?}"));
+}
+
+async fn failed_cleanup() {
+    let postgres = Postgres::start().await;
+    let server = TestServer::with_env(
+        &[
+            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+        &["--database-url", &postgres.url()],
+    )
+    .await;
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let ws = id_of(&admin.create_workspace("Team").await);
+    let mut stream = admin.events("/api/events").open().await;
+    wait_for_advisory_locks(&postgres, 0).await;
+
+    postgres
+        .psql(
+            "CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'outbox deletes are refused'; END $$; \
+             CREATE TRIGGER refuse_delete BEFORE DELETE ON outbox \
+             FOR EACH ROW EXECUTE FUNCTION refuse_delete()",
+        )
+        .await;
+    let first = admin.create(&ws, "todos", json!({"title": "first"})).await;
+    assert_eq!(stream.next_event().await.data["data"], first);
+    wait_for_advisory_locks(&postgres, 0).await;
+    assert_eq!(postgres.psql("SELECT count(*) FROM outbox").await, "1");
+
+    // The workspace's next change is not held up by the failed one; it finds the row left
+    // behind, sees its event in the log, and cannot delete it either.
+    let second = admin.create(&ws, "todos", json!({"title": "second"})).await;
+    assert_eq!(stream.next_event().await.data["data"], second);
+    wait_for_advisory_locks(&postgres, 0).await;
+    assert_eq!(postgres.psql("SELECT count(*) FROM outbox").await, "2");
+
+    // Once deletes succeed again, the relay clears the rows without publishing them again.
+    postgres.psql("DROP TRIGGER refuse_delete ON outbox").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while postgres.psql("SELECT count(*) FROM outbox").await != "0" {
+        assert!(Instant::now() < deadline, "the outbox was not cleared");
+        sleep(Duration::from_millis(100)).await;
+    }
+    let third = admin.create(&ws, "todos", json!({"title": "third"})).await;
+    let next = stream.next_event().await;
+    assert_eq!(
+        next.data["data"], third,
+        "a second copy came first: {next:?}"
+    );
+}
