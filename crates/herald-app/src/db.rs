@@ -584,9 +584,15 @@ impl Writer {
         self.backend == Backend::Sqlite
     }
 
-    /// Records that no outbox row shared one of its keys once it held them all. Only the
-    /// holder of a key stores rows of that key, so none older than its own can appear.
+    /// Records that no outbox row shared one of its keys once it held them all. On
+    /// PostgreSQL only the holder of a key's advisory lock stores rows of that key, so none
+    /// older than its own can appear. Not on SQLite, whose write turn is this process's
+    /// alone (the CLI stores rows from another).
     pub(crate) fn holds_no_older_rows(&mut self) {
+        debug_assert!(
+            !self.holds_everything(),
+            "only advisory locks keep other writers out"
+        );
         self.older_rows = false;
     }
 
