@@ -28,7 +28,7 @@ use serde::Serialize;
 use super::{
     cluster::{ADMIN_EMAIL, ADMIN_PASSWORD, Backend, Nodes, Postgres, Redis, admin_workspace},
     harness::{run_bench, utc_now},
-    procs::Tree,
+    procs::{Stolen, Tree},
 };
 use crate::{Step, install_packages, target_dir};
 
@@ -495,7 +495,9 @@ impl Ctx<'_> {
             .env("HERALD_BENCH_COOKIE", &cookie)
             .env("HERALD_BENCH_PORTS", ports.join(","));
         let tree = Tree::sample(self.server_roots(nodes), self.clk_tck);
+        let stolen = Stolen::start();
         let out = cmd.output().context("cannot run wrk under taskset")?;
+        let stolen = stolen.percent();
         let sample = tree.finish();
         let stdout = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
@@ -529,6 +531,7 @@ impl Ctx<'_> {
                 cpu * 1000.0 / changes,
             ));
         }
+        values.extend(stolen.map(|p| (STOLEN.to_owned(), p)));
         record.values = values;
         record.raw = raw;
         Ok(())
@@ -579,7 +582,9 @@ impl Ctx<'_> {
             .current_dir(self.root)
             .env("HERALD_BENCH_ADMIN_PASSWORD", ADMIN_PASSWORD);
         let log = self.run_root.join("fanout.log");
+        let stolen = Stolen::start();
         let report = run_bench(cmd, &log, &args)?;
+        let stolen = stolen.percent();
         let d = report.deliveries.clone().unwrap_or_default();
         let e = report.events.clone().unwrap_or_default();
         let l = report.latency_us.clone().unwrap_or_default();
@@ -608,6 +613,7 @@ impl Ctx<'_> {
                 cpu * 1000.0 / e.published as f64,
             ));
         }
+        values.extend(stolen.map(|p| (STOLEN.to_owned(), p)));
         if d.expected == 0 || report.subscribers.failed > 0 {
             record.error = Some(format!(
                 "{} of {} streams failed; {} deliveries expected",
@@ -619,6 +625,9 @@ impl Ctx<'_> {
         Ok(())
     }
 }
+
+/// The metric of [`Stolen`]: the share of CPU 0's time the host gave to other guests.
+const STOLEN: &str = "CPU 0 stolen %";
 
 /// `name value, …` for the progress output.
 fn one_line(values: &[(String, f64)]) -> String {
@@ -658,6 +667,11 @@ fn is_count(metric: &str) -> bool {
         metric,
         "lost" | "duplicated" | "out of order" | "write errors" | "errors (non-2xx, socket)"
     )
+}
+
+/// What describes the machine during a run rather than Herald: no ratio.
+fn is_context(metric: &str) -> bool {
+    metric == STOLEN
 }
 
 /// What a run was given rather than measured: the table shows it once.
@@ -753,7 +767,11 @@ fn table(options: &Options, bins: &[(String, PathBuf)], records: &[Record]) -> S
                 }
                 if ratio {
                     let (first, last) = (means[0], means[means.len() - 1]);
-                    if is_count(metric) || is_setting(metric) || first == 0.0 || !first.is_finite()
+                    if is_count(metric)
+                        || is_setting(metric)
+                        || is_context(metric)
+                        || first == 0.0
+                        || !first.is_finite()
                     {
                         row.push_str(" |");
                     } else {
@@ -836,6 +854,7 @@ mod tests {
                 ("connections".into(), 8.0),
                 ("changes/s".into(), rate),
                 ("lost".into(), lost),
+                (STOLEN.into(), lost * 2.0),
             ],
             command: String::new(),
             server_command: String::new(),
@@ -866,6 +885,13 @@ mod tests {
         );
         assert!(
             table.contains("| 1 node, SQLite | wrk8 | connections | 8 | 8 | |"),
+            "{table}"
+        );
+        // The host's steal is a mean, and no ratio: it describes the machine, not a build.
+        assert!(
+            table.contains(
+                "| 1 node, SQLite | wrk8 | CPU 0 stolen % | 0, 0 (mean 0) | 2, 4 (mean 3) | |"
+            ),
             "{table}"
         );
     }

@@ -1,5 +1,6 @@
 //! Processes from `/proc`: [`Tree`] samples the RSS and CPU time of a server's whole process
-//! tree while a bench runs; the rest finds descendants, names and liveness, and signals.
+//! tree while a bench runs, [`Stolen`] the host's share of the servers' core; the rest finds
+//! descendants, names and liveness, and signals.
 
 use std::{
     fs,
@@ -99,7 +100,25 @@ impl Tree {
 
 /// Busy clock ticks of each CPU (`cpuN` lines of /proc/stat: everything but idle and iowait).
 pub(super) fn cpu_busy_ticks() -> Vec<u64> {
-    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    cpu_ticks(&fs::read_to_string("/proc/stat").unwrap_or_default())
+        .iter()
+        .map(|t| t.busy)
+        .collect()
+}
+
+/// Clock ticks of one CPU since boot, from its `cpuN` line of /proc/stat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct CpuTicks {
+    /// Everything but idle and iowait (steal included).
+    pub(super) busy: u64,
+    /// Taken by the hypervisor for other guests while this virtual CPU wanted to run.
+    pub(super) stolen: u64,
+    /// All of them.
+    pub(super) total: u64,
+}
+
+/// Each CPU's ticks, in order, from the text of /proc/stat.
+pub(super) fn cpu_ticks(stat: &str) -> Vec<CpuTicks> {
     stat.lines()
         .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
         .map(|l| {
@@ -109,10 +128,38 @@ pub(super) fn cpu_busy_ticks() -> Vec<u64> {
                 .filter_map(|x| x.parse().ok())
                 .collect();
             let get = |i: usize| v.get(i).copied().unwrap_or(0);
-            // user nice system idle iowait irq softirq steal
-            get(0) + get(1) + get(2) + get(5) + get(6) + get(7)
+            // user nice system idle iowait irq softirq steal (guest time is in user already)
+            CpuTicks {
+                busy: get(0) + get(1) + get(2) + get(5) + get(6) + get(7),
+                stolen: get(7),
+                total: (0..8).map(get).sum(),
+            }
         })
         .collect()
+}
+
+/// The share of CPU 0's time that the hypervisor gave to other guests while a measure ran.
+/// CPU 0 is the servers' core, so a busy neighbour shows here instead of passing for a
+/// slower Herald; compare runs only when it is near 0.
+pub(super) struct Stolen(Option<CpuTicks>);
+
+impl Stolen {
+    pub(super) fn start() -> Self {
+        Self(Self::cpu0())
+    }
+
+    fn cpu0() -> Option<CpuTicks> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        cpu_ticks(&stat).first().copied()
+    }
+
+    /// Percent of CPU 0's ticks since `start` that were stolen.
+    pub(super) fn percent(self) -> Option<f64> {
+        let (before, after) = (self.0?, Self::cpu0()?);
+        let total = after.total.checked_sub(before.total).filter(|&t| t > 0)?;
+        let stolen = after.stolen.saturating_sub(before.stolen);
+        Some(stolen as f64 * 100.0 / total as f64)
+    }
 }
 
 /// VmRSS (bytes; 0 when it has none, like a kernel thread) and utime + stime (clock ticks)
@@ -182,4 +229,33 @@ pub(super) fn signal(pid: u32, sig: &str) {
         .arg(pid.to_string())
         .stderr(Stdio::null())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lines_give_busy_stolen_and_total_ticks() {
+        let stat = "cpu  10 0 5 100 3 1 1 7 0 0\n\
+                    cpu0 4 1 2 50 2 0 1 5 9 0\n\
+                    cpu1 6 0 3 50 1 1 0 2 0 0\n\
+                    intr 12345\n";
+        assert_eq!(
+            cpu_ticks(stat),
+            [
+                CpuTicks {
+                    busy: 4 + 1 + 2 + 1 + 5,
+                    stolen: 5,
+                    total: 4 + 1 + 2 + 50 + 2 + 1 + 5,
+                },
+                CpuTicks {
+                    busy: 6 + 3 + 1 + 2,
+                    stolen: 2,
+                    total: 6 + 3 + 50 + 1 + 1 + 2,
+                },
+            ]
+        );
+        assert!(cpu_ticks("intr 1\n").is_empty());
+    }
 }
