@@ -808,10 +808,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_stored_whole_or_not_at_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
+        let (_dir, log) = temp_log().await;
         log.append(&[entry(1, "a", 1)]).await.unwrap();
         // A small batch (one statement) and a large one (a transaction), each ending in a
         // row that collides with seq 1.
@@ -859,10 +856,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_waits_for_a_last_checkpoint_that_empties_the_wal() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
+        let (dir, log) = temp_log().await;
         let batch: Vec<Entry> = (1..=100).map(|n| entry(n, &format!("id-{n}"), 1)).collect();
         log.append(&batch).await.unwrap();
         let wal = dir.path().join("log.db-wal");
@@ -904,12 +898,18 @@ mod tests {
         }))
     }
 
-    /// A log in a temporary directory, with the table `t` that [`work`] writes to.
-    async fn log_with_table_t() -> (tempfile::TempDir, SqliteLog) {
+    /// A fresh log in a temporary directory, which lives as long as the returned guard.
+    async fn temp_log() -> (tempfile::TempDir, SqliteLog) {
         let dir = tempfile::tempdir().unwrap();
         let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
             .await
             .unwrap();
+        (dir, log)
+    }
+
+    /// A log in a temporary directory, with the table `t` that [`work`] writes to.
+    async fn log_with_table_t() -> (tempfile::TempDir, SqliteLog) {
+        let (dir, log) = temp_log().await;
         sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
             .execute(&log.writer)
             .await
@@ -1045,10 +1045,7 @@ mod tests {
     /// keeps its connection.
     #[tokio::test]
     async fn a_rollback_outside_a_transaction_is_recognised() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
+        let (_dir, log) = temp_log().await;
         let error = sqlx::query("ROLLBACK")
             .execute(&log.writer)
             .await
@@ -1063,10 +1060,7 @@ mod tests {
 
     #[tokio::test]
     async fn append_read_lookup_prune() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
+        let (_dir, log) = temp_log().await;
         assert_eq!(log.head().await.unwrap(), 0);
 
         let entries: Vec<Entry> = (1..=300)
@@ -1108,10 +1102,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_are_bounded_by_bytes_and_ids_are_found_in_one_query() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
-            .await
-            .unwrap();
+        let (_dir, log) = temp_log().await;
         let entries: Vec<Entry> = (1..=5)
             .map(|seq| {
                 let mut e = entry(seq, &format!("id-{seq}"), 1);

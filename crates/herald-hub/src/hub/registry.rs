@@ -95,14 +95,12 @@ pub(super) const BUCKETS: usize = 128;
 #[derive(Debug)]
 pub(super) struct AllSubscribers {
     buckets: Vec<HashMap<u64, Arc<Subscriber>>>,
-    len: usize,
 }
 
 impl Default for AllSubscribers {
     fn default() -> Self {
         Self {
             buckets: std::iter::repeat_with(HashMap::new).take(BUCKETS).collect(),
-            len: 0,
         }
     }
 }
@@ -113,21 +111,16 @@ impl AllSubscribers {
     }
 
     fn insert(&mut self, subscriber: Arc<Subscriber>) {
-        let bucket = &mut self.buckets[Self::bucket_of(subscriber.id)];
-        if bucket.insert(subscriber.id, subscriber).is_none() {
-            self.len += 1;
-        }
+        self.buckets[Self::bucket_of(subscriber.id)].insert(subscriber.id, subscriber);
     }
 
     /// Whether the subscriber `id` was registered.
     fn remove(&mut self, id: u64) -> bool {
-        let removed = self.buckets[Self::bucket_of(id)].remove(&id).is_some();
-        self.len -= usize::from(removed);
-        removed
+        self.buckets[Self::bucket_of(id)].remove(&id).is_some()
     }
 
     pub(super) fn len(&self) -> usize {
-        self.len
+        self.buckets.iter().map(HashMap::len).sum()
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &Arc<Subscriber>> {

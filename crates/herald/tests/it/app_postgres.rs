@@ -44,24 +44,35 @@ async fn wait_for_advisory_locks(postgres: &Postgres, want: u32) {
 /// next change wait forever, and the test hang rather than fail.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[tokio::test]
-async fn the_app_keeps_its_data_in_postgres() {
-    timeout(SCENARIO_TIMEOUT, scenario())
+/// Runs `scenario` within [`SCENARIO_TIMEOUT`].
+async fn within_timeout(scenario: impl Future<Output = ()>) {
+    timeout(SCENARIO_TIMEOUT, scenario)
         .await
         .unwrap_or_else(|_| panic!("the scenario took more than {SCENARIO_TIMEOUT:?}"));
 }
 
-async fn scenario() {
+/// A fresh PostgreSQL, and a server with the first admin keeping its data there.
+async fn server_on_postgres() -> (Postgres, TestServer) {
     let postgres = Postgres::start().await;
-    let url = postgres.url();
-    let mut server = TestServer::with_env(
+    let server = TestServer::with_env(
         &[
             ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
             ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
         ],
-        &["--database-url", &url],
+        &["--database-url", &postgres.url()],
     )
     .await;
+    (postgres, server)
+}
+
+#[tokio::test]
+async fn the_app_keeps_its_data_in_postgres() {
+    within_timeout(scenario()).await;
+}
+
+async fn scenario() {
+    let (postgres, mut server) = server_on_postgres().await;
+    let url = postgres.url();
 
     // Users; emails are one account whatever their case, and stored in lower case.
     let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -176,21 +187,11 @@ async fn scenario() {
 /// until a delete succeeds, and their events are delivered once.
 #[tokio::test]
 async fn a_failed_outbox_cleanup_still_releases_the_write_lock() {
-    timeout(SCENARIO_TIMEOUT, failed_cleanup())
-        .await
-        .unwrap_or_else(|_| panic!("the scenario took more than {SCENARIO_TIMEOUT:?}"));
+    within_timeout(failed_cleanup()).await;
 }
 
 async fn failed_cleanup() {
-    let postgres = Postgres::start().await;
-    let server = TestServer::with_env(
-        &[
-            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ],
-        &["--database-url", &postgres.url()],
-    )
-    .await;
+    let (postgres, server) = server_on_postgres().await;
     let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let ws = id_of(&admin.create_workspace("Team").await);
     let mut stream = admin.events("/api/events").open().await;
