@@ -11,10 +11,9 @@
 //! `herald user deactivate` makes the same change from outside a server: its event waits in
 //! the outbox, and the outbox relay of the running nodes publishes it within a second.
 
-use crate::Scope;
+use crate::{Conn, Scope};
 use herald_hub::Update;
 use serde_json::json;
-use sqlx::AnyConnection;
 
 use crate::{
     Accounts, App, Change,
@@ -147,7 +146,7 @@ impl App {
                 let owner: Option<String> =
                     sqlx::query_scalar("SELECT user_id FROM api_tokens WHERE id = $1")
                         .bind(id)
-                        .fetch_optional(&mut *change.tx)
+                        .fetch_optional(&mut change.tx)
                         .await
                         .map_err(internal)?;
                 match owner {
@@ -156,7 +155,7 @@ impl App {
                 }
                 sqlx::query("DELETE FROM api_tokens WHERE id = $1")
                     .bind(id)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 emit_control(
@@ -217,14 +216,14 @@ impl App {
                 sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                     .bind(hash)
                     .bind(&actor.user.id)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 // The session of this request stays; an empty hash matches none.
                 sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
                     .bind(&actor.user.id)
                     .bind(actor.session.as_deref().unwrap_or_default())
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 emit_control(
@@ -270,7 +269,7 @@ impl App {
             Box::pin(async move {
                 let actor = &actor;
                 let id = id.as_str();
-                let user = switch_active(change.tx, id, active).await?;
+                let user = switch_active(&mut change.tx, id, active).await?;
                 if !active {
                     emit_control(
                         change,
@@ -315,7 +314,7 @@ impl Accounts {
             .await
             .map_err(internal)?;
         writer.begin().await.map_err(internal)?;
-        let user = switch_active(&mut writer, &id, active).await?;
+        let user = switch_active(&mut Conn::Pool(&mut writer), &id, active).await?;
         if !active {
             let uid = model::new_id();
             let event_type = "users:deactivated";
@@ -349,7 +348,7 @@ impl Accounts {
 
 /// Sets user `id`'s `active` flag on `conn`, inside a change; deactivation also deletes the
 /// user's sessions. Returns the user.
-async fn switch_active(conn: &mut AnyConnection, id: &str, active: bool) -> Result<User, AppError> {
+async fn switch_active(conn: &mut Conn<'_>, id: &str, active: bool) -> Result<User, AppError> {
     let user: Option<User> =
         sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
             .bind(id)

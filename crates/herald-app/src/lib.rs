@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - `conn`: [`Conn`], the connection a change's body runs its queries on, either way.
 //! - `db`: the database (SQLite in the log's file, or PostgreSQL, one set of queries), its
 //!   migrations, the import of an older `app.db`, and the outbox path's write locks.
 //! - `data_dir`: the data directory and its private SQLite files, shared with the server.
@@ -34,7 +35,8 @@
 //! - **With the log** (the default: the app's tables are in the event log's SQLite file).
 //!   The body is handed to the hub's sequencer ([`Hub::transact`]), which runs it inside the
 //!   transaction of its next batch under a savepoint of its own, and stores its events in
-//!   that same transaction. The change and its events commit together, with the changes and
+//!   that same transaction. The batch runs on the log's writer thread, where the body's
+//!   queries are direct calls into SQLite (`Conn::Log`), not round trips between threads. The change and its events commit together, with the changes and
 //!   publishes of the same batch, with one fsync; a change that fails is rolled back alone.
 //!   The log orders events exactly as the database ordered their changes, since one writer
 //!   makes both.
@@ -71,6 +73,7 @@
 
 pub mod accounts;
 mod auth_cache;
+mod conn;
 mod credentials;
 pub mod data_dir;
 pub mod db;
@@ -87,11 +90,12 @@ pub mod streams;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use herald_hub::{Hub, PublishError, TransactError, Update};
-use sqlx::{AnyConnection, AnyPool};
+use herald_hub::{Hub, LogConnection, PublishError, TransactError, Update};
+use sqlx::AnyPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use accounts::{Accounts, Bootstrap, TokenSpec};
+pub(crate) use conn::Conn;
 pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use error::{AppError, ErrorKind};
 pub use model::{NewUser, UserRole};
@@ -283,8 +287,9 @@ impl App {
     /// change may touch: changes that share a key are ordered, on every node.
     ///
     /// The body must only use the change's connection: with [`Commits::WithLog`] it runs on
-    /// the hub's sequencer, inside the transaction of its batch, with
-    /// [`herald_hub::WORK_BUDGET`] to finish. Hash passwords and call other services before.
+    /// the log's writer thread, inside the transaction of its batch, holding the batch
+    /// behind it, with [`herald_hub::WORK_BUDGET`] to finish. Hash passwords and call other
+    /// services before.
     ///
     /// # Errors
     ///
@@ -335,10 +340,10 @@ impl App {
         let out = made.clone();
         let stored = self
             .hub()
-            .transact(move |conn: &mut AnyConnection| {
+            .transact(move |conn: &mut LogConnection| {
                 Box::pin(async move {
                     let mut change = Change {
-                        tx: conn,
+                        tx: Conn::Log(conn),
                         events: Vec::new(),
                     };
                     let value = body(&mut change).await?;
@@ -377,7 +382,7 @@ impl App {
         let mut writer = self.writer(scope).await.map_err(internal)?;
         writer.begin().await.map_err(internal)?;
         let mut change = Change {
-            tx: &mut writer,
+            tx: Conn::Pool(&mut writer),
             events: Vec::new(),
         };
         let value = body(&mut change).await?;
@@ -452,17 +457,17 @@ impl App {
                              ORDER BY seq LIMIT $1",
                     )
                     .bind(RELAY_BATCH)
-                    .fetch_all(&mut *change.tx)
+                    .fetch_all(&mut change.tx)
                     .await
                     .map_err(internal)?;
                     let mut relayed = 0;
                     for (seq, uid, topics, event_type, data, closes) in rows {
                         sqlx::query("DELETE FROM outbox WHERE seq = $1")
                             .bind(seq)
-                            .execute(&mut *change.tx)
+                            .execute(&mut change.tx)
                             .await
                             .map_err(internal)?;
-                        if herald_hub::SqliteLog::holds_in(change.tx, &uid)
+                        if herald_hub::SqliteLog::holds_in(&mut change.tx, &uid)
                             .await
                             .map_err(internal)?
                         {
@@ -583,7 +588,7 @@ struct Outgoing {
 pub(crate) struct Change<'c> {
     /// The connection, inside the change's transaction; the body runs its statements on
     /// it.
-    pub(crate) tx: &'c mut AnyConnection,
+    pub(crate) tx: Conn<'c>,
     events: Vec<Update>,
 }
 

@@ -69,7 +69,7 @@ impl App {
         if self.commits() == Commits::WithLog {
             // SQLite's deferred transaction takes its snapshot at the first read: the head.
             let mut tx = self.pool().begin_with("BEGIN").await.map_err(internal)?;
-            let position = SqliteLog::head_in(&mut tx).await.map_err(internal)?;
+            let position = SqliteLog::head_in(&mut *tx).await.map_err(internal)?;
             return Ok(Read { position, tx });
         }
         let position = self.hub().head();

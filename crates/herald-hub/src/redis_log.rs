@@ -245,14 +245,14 @@ fn records_of(entries: &[StreamId]) -> Result<Vec<Record>, LogError> {
 }
 
 impl EventLog for RedisLog {
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
+    fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
         Box::pin(async move {
             let mut invocation = self.append.prepare_invoke();
             invocation
                 .key(&self.keys.log)
                 .key(&self.keys.head)
                 .key(&self.keys.ids);
-            for e in entries {
+            for e in &entries {
                 let topics = serde_json::to_string(&e.update.topics)
                     .expect("a list of strings always serializes");
                 invocation

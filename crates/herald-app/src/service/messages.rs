@@ -34,7 +34,7 @@ impl App {
                 let exists: Option<String> =
                     sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
                         .bind(&user_id)
-                        .fetch_optional(&mut *change.tx)
+                        .fetch_optional(&mut change.tx)
                         .await
                         .map_err(internal)?;
                 if exists.is_none() {
@@ -80,14 +80,14 @@ impl App {
                     let exists: Option<String> =
                         sqlx::query_scalar("SELECT id FROM workspaces WHERE id = $1")
                             .bind(ws)
-                            .fetch_optional(&mut *change.tx)
+                            .fetch_optional(&mut change.tx)
                             .await
                             .map_err(internal)?;
                     if exists.is_none() {
                         return Err(not_found("workspace"));
                     }
                 } else {
-                    access(change.tx, actor, ws)
+                    access(&mut change.tx, actor, ws)
                         .await?
                         .require_owner("broadcast")?;
                 }
@@ -125,7 +125,7 @@ impl App {
                 let session = &session;
                 sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
                     .bind(session)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 let envelope = json!({

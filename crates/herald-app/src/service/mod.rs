@@ -16,7 +16,7 @@ pub use resources::{Base, Resource};
 
 use serde::Serialize;
 use serde_json::json;
-use sqlx::{AnyConnection, FromRow};
+use sqlx::{Any, Executor, FromRow};
 
 use crate::{
     App, Change,
@@ -108,7 +108,7 @@ async fn joined_at(
         .bind(event)
         .bind(ws)
         .bind(user)
-        .execute(&mut *change.tx)
+        .execute(&mut change.tx)
         .await
         .map_err(internal)?;
     Ok(())
@@ -118,7 +118,7 @@ const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.upd
 
 /// Whether the actor may read workspace `ws`: `NotFound` otherwise, like any read of it.
 pub(crate) async fn check_access(
-    conn: &mut AnyConnection,
+    conn: impl Executor<'_, Database = Any>,
     actor: &Actor,
     ws: &str,
 ) -> Result<(), AppError> {
@@ -127,7 +127,11 @@ pub(crate) async fn check_access(
 
 /// The actor's access to workspace `ws`, read on `conn` (inside a change's transaction for
 /// writes, so the check and the write see the same state).
-async fn access(conn: &mut AnyConnection, actor: &Actor, ws: &str) -> Result<Access, AppError> {
+async fn access(
+    conn: impl Executor<'_, Database = Any>,
+    actor: &Actor,
+    ws: &str,
+) -> Result<Access, AppError> {
     let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
         "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w LEFT JOIN members m \
          ON m.workspace_id = w.id AND m.user_id = $1 WHERE w.id = $2"
@@ -158,6 +162,6 @@ impl App {
     /// `NotFound` without it.
     pub async fn read_access(&self, actor: &Actor, ws: &str) -> Result<Access, AppError> {
         let mut conn = self.pool().acquire().await.map_err(internal)?;
-        access(&mut conn, actor, ws).await
+        access(&mut *conn, actor, ws).await
     }
 }

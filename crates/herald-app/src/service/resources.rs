@@ -4,7 +4,7 @@
 use crate::Scope;
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{
-    Any, AnyConnection, FromRow,
+    Any, Executor, FromRow,
     any::{AnyArguments, AnyRow},
     query::Query,
 };
@@ -326,10 +326,10 @@ impl App {
                     now: model::now(),
                 };
                 let resource = R::create(base, body)?;
-                access(change.tx, actor, ws).await?;
+                access(&mut change.tx, actor, ws).await?;
                 resource
                     .save()
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 emit(
@@ -367,12 +367,12 @@ impl App {
                 let actor = &actor;
                 let ws = ws.as_str();
                 let id = id.as_str();
-                access(change.tx, actor, ws).await?;
-                let mut resource = load::<R>(change.tx, actor, ws, id).await?;
+                access(&mut change.tx, actor, ws).await?;
+                let mut resource = load::<R>(&mut change.tx, actor, ws, id).await?;
                 resource.apply(patch, model::now())?;
                 resource
                     .save()
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 emit(
@@ -409,12 +409,12 @@ impl App {
                 let actor = &actor;
                 let ws = ws.as_str();
                 let id = id.as_str();
-                access(change.tx, actor, ws).await?;
-                let resource = load::<R>(change.tx, actor, ws, id).await?;
+                access(&mut change.tx, actor, ws).await?;
+                let resource = load::<R>(&mut change.tx, actor, ws, id).await?;
                 resource.check_delete()?;
                 sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table(R::KIND)))
                     .bind(id)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 emit(
@@ -440,7 +440,7 @@ impl App {
 /// Loads one resource of workspace `ws` that the actor may see (`NotFound` otherwise, also for a
 /// resource of another workspace).
 async fn load<R: Resource>(
-    conn: &mut AnyConnection,
+    conn: impl Executor<'_, Database = Any>,
     actor: &Actor,
     ws: &str,
     id: &str,

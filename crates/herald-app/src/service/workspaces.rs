@@ -93,7 +93,7 @@ impl App {
         .bind(&workspace.created_by)
         .bind(&workspace.created_at)
         .bind(&workspace.updated_at)
-        .execute(&mut *change.tx)
+        .execute(&mut change.tx)
         .await
         .map_err(internal)?;
         sqlx::query(
@@ -102,12 +102,12 @@ impl App {
         .bind(&workspace.id)
         .bind(&actor.user.id)
         .bind(&now)
-        .execute(&mut *change.tx)
+        .execute(&mut change.tx)
         .await
         .map_err(internal)?;
         general
             .save()
-            .execute(&mut *change.tx)
+            .execute(&mut change.tx)
             .await
             .map_err(internal)?;
         let ws = workspace.id.clone();
@@ -159,7 +159,7 @@ impl App {
             Box::pin(async move {
                 let actor = &actor;
                 let ws = ws.as_str();
-                let access = access(change.tx, actor, ws).await?;
+                let access = access(&mut change.tx, actor, ws).await?;
                 access.require_owner("rename it")?;
                 let mut workspace = access.workspace;
                 workspace.name = name;
@@ -168,7 +168,7 @@ impl App {
                     .bind(&workspace.name)
                     .bind(&workspace.updated_at)
                     .bind(ws)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 emit(
@@ -201,11 +201,11 @@ impl App {
             Box::pin(async move {
                 let actor = &actor;
                 let ws = ws.as_str();
-                let access = access(change.tx, actor, ws).await?;
+                let access = access(&mut change.tx, actor, ws).await?;
                 access.require_owner("delete it")?;
                 sqlx::query("DELETE FROM workspaces WHERE id = $1")
                     .bind(ws)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 let last = access.workspace;
@@ -262,13 +262,13 @@ impl App {
             Box::pin(async move {
                 let actor = &actor;
                 let ws = ws.as_str();
-                access(change.tx, actor, ws)
+                access(&mut change.tx, actor, ws)
                     .await?
                     .require_owner("add members")?;
                 let user: Option<User> =
                     sqlx::query_as("SELECT id, email, name, role FROM users WHERE id = $1")
                         .bind(&user_id)
-                        .fetch_optional(&mut *change.tx)
+                        .fetch_optional(&mut change.tx)
                         .await
                         .map_err(internal)?;
                 let user = user.ok_or_else(|| not_found("user"))?;
@@ -288,7 +288,7 @@ impl App {
         .bind(&member.user_id)
         .bind(member.role)
         .bind(&member.added_at)
-        .execute(&mut *change.tx)
+        .execute(&mut change.tx)
         .await
         .map_err(internal)?;
                 if inserted.rows_affected() == 0 {
@@ -329,7 +329,7 @@ impl App {
             Box::pin(async move {
                 let actor = &actor;
                 let ws = ws.as_str();
-                let access = access(change.tx, actor, ws).await?;
+                let access = access(&mut change.tx, actor, ws).await?;
                 if user_id != actor.user.id {
                     access.require_owner("remove members")?;
                 }
@@ -340,7 +340,7 @@ impl App {
                 )
                 .bind(ws)
                 .bind(&user_id)
-                .fetch_optional(&mut *change.tx)
+                .fetch_optional(&mut change.tx)
                 .await
                 .map_err(internal)?;
                 let member = member.ok_or_else(|| not_found("member"))?;
@@ -349,7 +349,7 @@ impl App {
                         "SELECT COUNT(*) FROM members WHERE workspace_id = $1 AND role = 'owner'",
                     )
                     .bind(ws)
-                    .fetch_one(&mut *change.tx)
+                    .fetch_one(&mut change.tx)
                     .await
                     .map_err(internal)?;
                     if owners <= 1 {
@@ -362,7 +362,7 @@ impl App {
                 sqlx::query("DELETE FROM members WHERE workspace_id = $1 AND user_id = $2")
                     .bind(ws)
                     .bind(&user_id)
-                    .execute(&mut *change.tx)
+                    .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
                 let concerns = Some(user_id.as_str());

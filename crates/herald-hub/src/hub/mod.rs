@@ -53,7 +53,7 @@ use self::{
 };
 use crate::{
     history::History,
-    log::{Entry, EventLog, LogError, Work, WorkError},
+    log::{Entry, EventLog, LogConnection, LogError, Work, WorkError},
     matcher::Matcher,
     metrics::HubMetrics,
     subscriber::{Filter, Subscriber},
@@ -322,7 +322,8 @@ impl Hub {
     /// or not at all. A work that fails (or breaks an update limit) is rolled back alone.
     /// The updates are then fanned out like publishes; the answer gives their positions.
     ///
-    /// The work runs on the sequencer: it must only use the connection, and it has
+    /// The work runs on the log's writer, inside the batch: it must only use the connection,
+    /// whose queries it makes are answered at once, and it has
     /// [`WORK_BUDGET`](crate::log::WORK_BUDGET) to finish.
     ///
     /// # Errors
@@ -333,7 +334,7 @@ impl Hub {
     pub async fn transact<F>(&self, work: F) -> Result<Vec<Published>, TransactError>
     where
         F: for<'c> FnOnce(
-                &'c mut sqlx::AnyConnection,
+                &'c mut LogConnection,
             )
                 -> futures::future::BoxFuture<'c, Result<Vec<Update>, WorkError>>
             + Send

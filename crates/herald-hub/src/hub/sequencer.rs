@@ -182,8 +182,7 @@ impl Hub {
             return head;
         }
         let started = Instant::now();
-        let stored = self.shared.log.append(&entries).await;
-        drop(entries);
+        let stored = self.shared.log.append(entries).await;
         let metrics = &self.shared.metrics;
         metrics
             .commit_seconds
@@ -404,7 +403,7 @@ impl Hub {
             replies.push(request.reply);
         }
         let started = Instant::now();
-        let stored = self.shared.log.append(&entries).await;
+        let stored = self.shared.log.append(entries).await;
         let metrics = &self.shared.metrics;
         metrics
             .commit_seconds

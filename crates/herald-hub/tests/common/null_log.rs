@@ -14,7 +14,7 @@ pub(crate) struct NullLog {
 }
 
 impl EventLog for NullLog {
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
+    fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
         if let Some(last) = entries.last() {
             *self.head.lock().unwrap() = last.seq;
         }

@@ -616,13 +616,13 @@ async fn the_redis_log_keeps_repeated_ids_once_and_bounds_pages_by_bytes() {
         created_at_ms: 1,
     };
     let big = || "x".repeat(100 * 1024);
-    let first = log.append(&[entry("a", big())]).await.unwrap();
+    let first = log.append(vec![entry("a", big())]).await.unwrap();
     assert_eq!(first, [1]);
     let batch: Vec<Entry> = ["a", "b", "b", "c", "d", "e"]
         .iter()
         .map(|id| entry(id, big()))
         .collect();
-    assert_eq!(log.append(&batch).await.unwrap(), [1, 2, 2, 3, 4, 5]);
+    assert_eq!(log.append(batch).await.unwrap(), [1, 2, 2, 3, 4, 5]);
     assert_eq!(log.head().await.unwrap(), 5);
 
     let seqs = |records: Vec<herald_hub::Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();

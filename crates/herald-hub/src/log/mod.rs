@@ -20,16 +20,20 @@ use std::{
     time::Duration,
 };
 
+mod writer;
+
 use futures::{FutureExt as _, future::BoxFuture};
 use sqlx::{
-    Any, AnyConnection, AnyPool, QueryBuilder, Row,
-    any::AnyPoolOptions,
+    Any, Executor, Row,
     sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
     },
 };
+
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+pub use writer::LogConnection;
+use writer::Writer;
 
 use crate::update::{Record, Update};
 
@@ -75,9 +79,9 @@ pub struct Entry {
 /// changes and their updates are stored together, or not at all. It runs under a savepoint
 /// of its own, so a failing work is rolled back alone; it returns the entries of its
 /// updates, which the log numbers after those before it in the batch. It must only use the
-/// connection: it runs on the sequencer, holding every publish behind it.
+/// connection: it runs on the log's writer, holding every publish behind it.
 pub type Work = Box<
-    dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Vec<Entry>, WorkError>>
+    dyn for<'c> FnOnce(&'c mut LogConnection) -> BoxFuture<'c, Result<Vec<Entry>, WorkError>>
         + Send,
 >;
 
@@ -132,7 +136,7 @@ pub const WORK_BUDGET: Duration = Duration::from_secs(2);
 pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a batch atomically; returns once it is durable, with each entry's position
     /// (for a node's own log, the `seq`s it was given).
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>>;
+    fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>>;
     /// Records with `after < seq <= up_to`, in order: at most `limit` of them, and none
     /// after those already read hold `max_bytes` of data (the first is always read), so a
     /// page of large updates stays small.
@@ -234,24 +238,23 @@ const CACHE_KIB: u64 = 16 * 1024;
 /// How much of the log file SQLite may map instead of reading it with `pread`.
 const MMAP_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Rows per INSERT statement; 9 parameters each stays far under SQLite's variable limit.
-const INSERT_CHUNK: usize = 256;
-
 /// Connections that serve replays and id lookups, beside the one writer.
 const READERS: u32 = 3;
 
 /// The embedded event log: one SQLite file in WAL mode.
 ///
-/// Appends and pruning go through a pool of exactly one connection. A connection's page
-/// cache is only valid while no other connection has written: with writes spread over a
-/// pool, every append would find its cache stale and read the id index back with `pread`.
+/// Appends and pruning go through one connection, on the writer's thread (`writer`). A
+/// connection's page cache is only valid while no other connection has written: with
+/// writes spread over several, every append would find its cache stale and read the id
+/// index back with `pread`.
 ///
-/// The writer is reached through `sqlx::Any`, so that [`Work`] written for any database runs
-/// on it: a server may keep its own tables in the log's file and commit its changes with
-/// their updates ([`EventLog::transact`]). Reads go through SQLite's own driver.
+/// The writer answers `sqlx::Any` queries ([`LogConnection`]), so that [`Work`] written for
+/// any database runs on it: a server may keep its own tables in the log's file and commit
+/// its changes with their updates ([`EventLog::transact`]). Reads go through sqlx's SQLite
+/// driver.
 #[derive(Clone, Debug)]
 pub struct SqliteLog {
-    writer: AnyPool,
+    writer: Arc<Writer>,
     readers: SqlitePool,
     /// The WAL checkpoint task, shared by every clone.
     checkpoints: Arc<Checkpoints>,
@@ -297,49 +300,37 @@ impl SqliteLog {
             .pragma("mmap_size", MMAP_BYTES.to_string())
             // A burst grows the WAL file; once it restarts, give the space back past this.
             .pragma("journal_size_limit", WAL_LIMIT_BYTES.to_string());
-        // The writer never checkpoints on its own: SQLite would do it inside the commit that
-        // crosses 1,000 WAL pages, holding that publish (and the batch behind it) for
-        // milliseconds. `checkpoints` does it beside the writer instead.
-        sqlx::any::install_default_drivers();
-        let url = sqlite_url(path)?;
-        let synchronous = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        let writer = AnyPoolOptions::new()
-            .max_connections(1)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    for pragma in [
-                        "PRAGMA journal_mode = WAL".to_owned(),
-                        format!("PRAGMA synchronous = {synchronous}"),
-                        "PRAGMA busy_timeout = 5000".to_owned(),
-                        format!("PRAGMA cache_size = -{CACHE_KIB}"),
-                        format!("PRAGMA mmap_size = {MMAP_BYTES}"),
-                        format!("PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}"),
-                        "PRAGMA wal_autocheckpoint = 0".to_owned(),
-                        // For the tables a server keeps beside the log.
-                        "PRAGMA foreign_keys = ON".to_owned(),
-                    ] {
-                        sqlx::query(&pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options)
             .await?;
         // A server's own migrations may share the file's migration table: the log ignores
         // theirs, as theirs must ignore the log's.
         let mut migrator = sqlx::migrate!("./migrations/sqlite");
         migrator.set_ignore_missing(true);
         migrator
-            .run(&writer)
+            .run(&readers)
             .await
             .map_err(|e| LogError::from(sqlx::Error::from(e)))?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(options)
-            .await?;
+        // The writer never checkpoints on its own: SQLite would do it inside the commit that
+        // crosses 1,000 WAL pages, holding that publish (and the batch behind it) for
+        // milliseconds. `checkpoints` does it beside the writer instead.
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        let pragmas = vec![
+            "PRAGMA journal_mode = WAL".to_owned(),
+            format!("PRAGMA synchronous = {synchronous}"),
+            "PRAGMA busy_timeout = 5000".to_owned(),
+            format!("PRAGMA cache_size = -{CACHE_KIB}"),
+            format!("PRAGMA mmap_size = {MMAP_BYTES}"),
+            format!("PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}"),
+            "PRAGMA wal_autocheckpoint = 0".to_owned(),
+            // For the tables a server keeps beside the log.
+            "PRAGMA foreign_keys = ON".to_owned(),
+        ];
+        let writer = Arc::new(Writer::start(path, pragmas).await?);
         let stop = CancellationToken::new();
         let task = tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
         Ok(Self {
@@ -361,7 +352,7 @@ impl SqliteLog {
     /// # Errors
     ///
     /// When the query fails, or `conn` is not on a log's file.
-    pub async fn head_in(conn: &mut AnyConnection) -> Result<u64, LogError> {
+    pub async fn head_in<'c>(conn: impl Executor<'c, Database = Any>) -> Result<u64, LogError> {
         let seq: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'updates'), 0)",
         )
@@ -376,7 +367,10 @@ impl SqliteLog {
     /// # Errors
     ///
     /// When the query fails, or `conn` is not on a log's file.
-    pub async fn holds_in(conn: &mut AnyConnection, id: &str) -> Result<bool, LogError> {
+    pub async fn holds_in<'c>(
+        conn: impl Executor<'c, Database = Any>,
+        id: &str,
+    ) -> Result<bool, LogError> {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM updates WHERE uid = $1 LIMIT 1")
                 .bind(id)
@@ -403,7 +397,7 @@ const WAL_LIMIT_BYTES: i64 = WAL_LIMIT_PAGES * 4096;
 ///
 /// When `stop` is cancelled, a last `TRUNCATE` checkpoint copies everything into the
 /// database file and empties the WAL: the file alone then holds the whole log.
-async fn checkpoints(writer: AnyPool, readers: SqlitePool, stop: CancellationToken) {
+async fn checkpoints(writer: Arc<Writer>, readers: SqlitePool, stop: CancellationToken) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -416,10 +410,7 @@ async fn checkpoints(writer: AnyPool, readers: SqlitePool, stop: CancellationTok
             .await;
         match passive {
             Ok((_, wal_pages, _)) if wal_pages > WAL_LIMIT_PAGES => {
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-                    .execute(&writer)
-                    .await
-                {
+                if let Err(error) = writer.run(|conn| checkpoint(conn, "RESTART")).await {
                     tracing::warn!(%error, "event log: WAL checkpoint failed");
                 }
             }
@@ -427,12 +418,16 @@ async fn checkpoints(writer: AnyPool, readers: SqlitePool, stop: CancellationTok
             Err(error) => tracing::warn!(%error, "event log: WAL checkpoint failed"),
         }
     }
-    if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&writer)
-        .await
-    {
+    if let Err(error) = writer.run(|conn| checkpoint(conn, "TRUNCATE")).await {
         tracing::warn!(%error, "event log: the last WAL checkpoint failed");
     }
+}
+
+/// A checkpoint of `mode` on the writer's connection.
+fn checkpoint(conn: &mut LogConnection, mode: &str) -> Result<(), LogError> {
+    conn.sqlite()
+        .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))?;
+    Ok(())
 }
 
 impl EventLog for SqliteLog {
@@ -453,23 +448,15 @@ impl EventLog for SqliteLog {
         })
     }
 
-    fn append<'a>(&'a self, entries: &'a [Entry]) -> BoxFuture<'a, Result<Vec<u64>, LogError>> {
-        Box::pin(async move {
-            let seqs = entries.iter().map(|e| e.seq).collect();
-            // sqlx runs SQLite on a thread of its own, so every statement is a round trip
-            // between threads. One INSERT is atomic by itself, so a batch that fits in one
-            // statement needs no BEGIN and COMMIT: one round trip instead of three.
-            if entries.len() <= INSERT_CHUNK {
-                insert(entries).build().execute(&self.writer).await?;
-                return Ok(seqs);
+    fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
+        Box::pin(self.writer.run(move |conn| {
+            conn.batch("BEGIN IMMEDIATE")?;
+            let stored = insert(conn, &entries).and_then(|()| conn.batch("COMMIT"));
+            if stored.is_err() {
+                conn.roll_back();
             }
-            let mut tx = self.writer.begin().await?;
-            for chunk in entries.chunks(INSERT_CHUNK) {
-                insert(chunk).build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok(seqs)
-        })
+            stored.map(|()| entries.iter().map(|e| e.seq).collect())
+        }))
     }
 
     fn runs_work(&self) -> bool {
@@ -481,21 +468,14 @@ impl EventLog for SqliteLog {
         steps: Vec<Step>,
         first: u64,
     ) -> BoxFuture<'_, Result<Transacted, LogError>> {
-        Box::pin(async move {
-            let mut conn = self.writer.acquire().await?;
-            let committed = run_steps(&mut conn, steps, first).await;
-            if committed.is_err()
-                && let Err(error) = sqlx::query("ROLLBACK").execute(&mut *conn).await
-                && !no_transaction(&error)
-            {
-                // Nothing of the batch stands. A connection that may still be inside the
-                // transaction must not serve the next append, which would join it: close
-                // it, and the pool opens a new one. (When BEGIN itself failed there is no
-                // transaction, and the connection serves on.)
-                conn.close_on_drop();
+        Box::pin(self.writer.run(move |conn| {
+            // Nothing of the batch stands unless all of it commits.
+            let committed = run_steps(conn, steps, first);
+            if committed.is_err() {
+                conn.roll_back();
             }
             committed
-        })
+        }))
     }
 
     fn read(
@@ -545,24 +525,20 @@ impl EventLog for SqliteLog {
         &'a self,
         ids: &'a [&'a str],
     ) -> BoxFuture<'a, Result<Vec<Option<u64>>, LogError>> {
-        Box::pin(async move {
-            // On the writer's connection: its cache holds the id index the appends just
-            // wrote, and replays on the readers cannot make the sequencer wait.
-            let mut found = std::collections::HashMap::new();
-            for chunk in ids.chunks(INSERT_CHUNK) {
-                let mut query: QueryBuilder<'_, Any> =
-                    QueryBuilder::new("SELECT uid, MAX(seq) FROM updates WHERE uid IN (");
-                let mut list = query.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                query.push(") GROUP BY uid");
-                let rows: Vec<(String, i64)> =
-                    query.build_query_as().fetch_all(&self.writer).await?;
-                found.extend(rows.into_iter().map(|(id, seq)| (id, seq_from_sql(seq))));
-            }
-            Ok(ids.iter().map(|id| found.get(*id).copied()).collect())
-        })
+        // On the writer's connection: its cache holds the id index the appends just wrote,
+        // and replays on the readers cannot make the sequencer wait.
+        let ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        Box::pin(self.writer.run(move |conn| {
+            let mut latest = conn
+                .sqlite()
+                .prepare_cached("SELECT MAX(seq) FROM updates WHERE uid = ?1")?;
+            ids.iter()
+                .map(|id| {
+                    let seq: Option<i64> = latest.query_row([id], |row| row.get(0))?;
+                    Ok(seq.map(seq_from_sql))
+                })
+                .collect()
+        }))
     }
 
     fn head(&self) -> BoxFuture<'_, Result<u64, LogError>> {
@@ -581,47 +557,31 @@ impl EventLog for SqliteLog {
         below_seq: u64,
         before_ms: Option<i64>,
     ) -> BoxFuture<'_, Result<u64, LogError>> {
-        Box::pin(async move {
-            let result = sqlx::query("DELETE FROM updates WHERE seq <= ? OR created_at < ?")
-                .bind(seq_to_sql(below_seq))
-                .bind(before_ms.unwrap_or(i64::MIN))
-                .execute(&self.writer)
-                .await?;
-            Ok(result.rows_affected())
-        })
+        Box::pin(self.writer.run(move |conn| {
+            let pruned = conn.sqlite().execute(
+                "DELETE FROM updates WHERE seq <= ?1 OR created_at < ?2",
+                (seq_to_sql(below_seq), before_ms.unwrap_or(i64::MIN)),
+            )?;
+            Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
+        }))
     }
 }
 
 /// Runs the steps of [`EventLog::transact`] in one transaction on `conn`, stores their
-/// entries and commits.
+/// entries and commits. Each work runs under the savepoint `work`, which a failing work is
+/// rolled back to, and which is released after it either way.
 ///
-/// A statement is a round trip to SQLite's thread, and the works run one after another, so
-/// the transaction's own statements ride along with others: `BEGIN IMMEDIATE` (the write
-/// lock is taken now, or waited for, never refused half-way through the batch) goes with
-/// the first savepoint or the first insert, and `COMMIT` with the last insert. Each work
-/// runs under the savepoint `work`, which a failing work is rolled back to; it costs one
-/// round trip per work, not two: it stays open after a work that succeeded, and is released
-/// together with opening the next work's (`RELEASE work; SAVEPOINT work`); after a rollback
-/// it is empty and serves the next work as it is; the commit releases the last one. SQLite
-/// runs the statements of one string in order and stops at the first that fails.
+/// A work's future is driven here, on the writer's thread: its queries are answered as it
+/// makes them, so it is ready at once unless it waits for something else, which its budget
+/// bounds.
 ///
 /// On an error the transaction may be open: the caller rolls it back.
-async fn run_steps(
-    conn: &mut AnyConnection,
+fn run_steps(
+    conn: &mut LogConnection,
     steps: Vec<Step>,
     first: u64,
 ) -> Result<Transacted, LogError> {
-    /// The savepoint `work`, as the next work finds it.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Savepoint {
-        /// No transaction yet, so no savepoint either.
-        NotBegun,
-        /// Open and empty: fresh, or rolled back to.
-        Empty,
-        /// Open, holding a work that succeeded.
-        Holding,
-    }
-    let mut savepoint = Savepoint::NotBegun;
+    conn.batch("BEGIN IMMEDIATE")?;
     let mut entries: Vec<Entry> = Vec::with_capacity(steps.len());
     let mut outcomes = Vec::with_capacity(steps.len());
     for step in steps {
@@ -629,22 +589,14 @@ async fn run_steps(
         match step {
             Step::Entry(entry) => entries.push(entry),
             Step::Work(work) => {
-                let open = match savepoint {
-                    Savepoint::NotBegun => Some("BEGIN IMMEDIATE; SAVEPOINT work"),
-                    Savepoint::Empty => None,
-                    Savepoint::Holding => Some("RELEASE work; SAVEPOINT work"),
-                };
-                if let Some(open) = open {
-                    sqlx::query(open).execute(&mut *conn).await?;
-                }
-                let ran = tokio::time::timeout(
+                conn.batch("SAVEPOINT work")?;
+                let ran = futures::executor::block_on(tokio::time::timeout(
                     WORK_BUDGET,
                     std::panic::AssertUnwindSafe(work(&mut *conn)).catch_unwind(),
-                )
-                .await;
+                ));
                 let failed: WorkError = match ran {
                     Ok(Ok(Ok(made))) => {
-                        savepoint = Savepoint::Holding;
+                        conn.batch("RELEASE work")?;
                         entries.extend(made);
                         outcomes.push(Outcome::Stored(start..entries.len()));
                         continue;
@@ -655,8 +607,7 @@ async fn run_steps(
                         format!("the work took longer than {} ms", WORK_BUDGET.as_millis()).into()
                     }
                 };
-                sqlx::query("ROLLBACK TO work").execute(&mut *conn).await?;
-                savepoint = Savepoint::Empty;
+                conn.batch("ROLLBACK TO work; RELEASE work")?;
                 outcomes.push(Outcome::Failed(failed));
                 continue;
             }
@@ -666,27 +617,9 @@ async fn run_steps(
     for (entry, seq) in entries.iter_mut().zip(first..) {
         entry.seq = seq;
     }
-    let begun = savepoint != Savepoint::NotBegun;
-    let chunks = entries.len().div_ceil(INSERT_CHUNK);
-    for (i, chunk) in entries.chunks(INSERT_CHUNK).enumerate() {
-        let begin = i == 0 && !begun;
-        let commit = i + 1 == chunks;
-        insert_in(chunk, begin, commit)
-            .build()
-            .execute(&mut *conn)
-            .await?;
-    }
-    if entries.is_empty() && begun {
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-    }
+    insert(conn, &entries)?;
+    conn.batch("COMMIT")?;
     Ok(Transacted { entries, outcomes })
-}
-
-/// Whether `error` is SQLite's refusal to roll back outside a transaction.
-fn no_transaction(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.message().contains("no transaction is active"))
 }
 
 /// The URL of the SQLite file at `path` for `sqlx::Any`: absolute and percent-encoded, and
@@ -710,38 +643,31 @@ pub fn sqlite_url(path: &Path) -> Result<String, LogError> {
     Ok(url)
 }
 
-/// One multi-row INSERT of `entries`.
-fn insert(entries: &[Entry]) -> QueryBuilder<'_, Any> {
-    insert_in(entries, false, false)
-}
-
-/// One multi-row INSERT of `entries`, after `BEGIN IMMEDIATE` when `begin`, and followed by
-/// `COMMIT` when `commit`: one round trip to SQLite's thread for all of them.
-fn insert_in(entries: &[Entry], begin: bool, commit: bool) -> QueryBuilder<'_, Any> {
-    let mut query: QueryBuilder<'_, Any> =
-        QueryBuilder::new(if begin { "BEGIN IMMEDIATE; " } else { "" });
-    query.push(
-        "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at, closes) ",
-    );
-    query.push_values(entries, |mut row, e| {
+/// Inserts `entries`, one prepared statement each: direct calls into SQLite, inside the
+/// caller's transaction.
+fn insert(conn: &LogConnection, entries: &[Entry]) -> Result<(), LogError> {
+    let mut insert = conn.sqlite().prepare_cached(
+        "INSERT INTO updates (seq, uid, topics, data, private, type, retry, created_at, closes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for e in entries {
         let topics =
             serde_json::to_string(&e.update.topics).expect("a list of strings always serializes");
-        row.push_bind(seq_to_sql(e.seq))
-            .push_bind(&*e.id)
-            .push_bind(topics)
-            .push_bind(&e.update.data)
-            .push_bind(e.update.private)
-            .push_bind(e.update.event_type.as_deref())
-            .push_bind(e.update.retry.map(|r| i64::try_from(r).unwrap_or(i64::MAX)))
-            .push_bind(e.created_at_ms)
-            .push_bind((!e.update.closes.is_empty()).then(|| {
-                serde_json::to_string(&e.update.closes).expect("strings always serialize")
-            }));
-    });
-    if commit {
-        query.push("; COMMIT");
+        let closes = (!e.update.closes.is_empty())
+            .then(|| serde_json::to_string(&e.update.closes).expect("strings always serialize"));
+        insert.execute(rusqlite::params![
+            seq_to_sql(e.seq),
+            &*e.id,
+            topics,
+            e.update.data,
+            e.update.private,
+            e.update.event_type.as_deref(),
+            e.update.retry.map(|r| i64::try_from(r).unwrap_or(i64::MAX)),
+            e.created_at_ms,
+            closes,
+        ])?;
     }
-    query
+    Ok(())
 }
 
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Record, LogError> {
@@ -809,13 +735,12 @@ mod tests {
     #[tokio::test]
     async fn a_batch_is_stored_whole_or_not_at_all() {
         let (_dir, log) = temp_log().await;
-        log.append(&[entry(1, "a", 1)]).await.unwrap();
-        // A small batch (one statement) and a large one (a transaction), each ending in a
-        // row that collides with seq 1.
-        for size in [3, INSERT_CHUNK + 10] {
+        log.append(vec![entry(1, "a", 1)]).await.unwrap();
+        // A small batch and a large one, each ending in a row that collides with seq 1.
+        for size in [3, 300] {
             let mut batch: Vec<Entry> = (2..=size as u64).map(|s| entry(s, "b", 1)).collect();
             batch.push(entry(1, "dup", 1));
-            assert!(log.append(&batch).await.is_err(), "size {size}");
+            assert!(log.append(batch).await.is_err(), "size {size}");
             let stored = log
                 .read(0, u64::MAX >> 2, 10_000, usize::MAX)
                 .await
@@ -842,7 +767,7 @@ mod tests {
             let batch: Vec<Entry> = (1..=100)
                 .map(|n| entry(chunk * 100 + n, &format!("id-{chunk}-{n}"), 1))
                 .collect();
-            log.append(&batch).await.unwrap();
+            log.append(batch).await.unwrap();
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while std::fs::metadata(&path).unwrap().len() <= before {
@@ -858,7 +783,7 @@ mod tests {
     async fn close_waits_for_a_last_checkpoint_that_empties_the_wal() {
         let (dir, log) = temp_log().await;
         let batch: Vec<Entry> = (1..=100).map(|n| entry(n, &format!("id-{n}"), 1)).collect();
-        log.append(&batch).await.unwrap();
+        log.append(batch).await.unwrap();
         let wal = dir.path().join("log.db-wal");
         let wal_len = || std::fs::metadata(&wal).unwrap().len();
         // A passive checkpoint copies pages but leaves the WAL file as long as it was.
@@ -879,7 +804,7 @@ mod tests {
     /// A work that inserts `value` into the table `t`, then fails, panics, overruns its
     /// budget or returns one entry per item of `entries`, as `how` says.
     fn work(value: i64, how: &'static str, entries: Vec<Entry>) -> Step {
-        Step::Work(Box::new(move |conn: &mut AnyConnection| {
+        Step::Work(Box::new(move |conn: &mut LogConnection| {
             Box::pin(async move {
                 sqlx::query("INSERT INTO t (x) VALUES ($1)")
                     .bind(value)
@@ -910,8 +835,8 @@ mod tests {
     /// A log in a temporary directory, with the table `t` that [`work`] writes to.
     async fn log_with_table_t() -> (tempfile::TempDir, SqliteLog) {
         let (dir, log) = temp_log().await;
-        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
-            .execute(&log.writer)
+        log.writer
+            .run(|conn| conn.batch("CREATE TABLE t (x INTEGER NOT NULL)"))
             .await
             .unwrap();
         (dir, log)
@@ -967,17 +892,27 @@ mod tests {
             .map(|r| r.seq)
             .collect();
         assert_eq!(stored, [10, 11, 12, 13]);
-        let mut conn = log.writer.acquire().await.unwrap();
-        assert_eq!(SqliteLog::head_in(&mut conn).await.unwrap(), 13);
-        assert!(SqliteLog::holds_in(&mut conn, "w5b").await.unwrap());
-        assert!(!SqliteLog::holds_in(&mut conn, "lost").await.unwrap());
+        let seen = log
+            .writer
+            .run(|conn| {
+                futures::executor::block_on(async {
+                    Ok((
+                        SqliteLog::head_in(&mut *conn).await?,
+                        SqliteLog::holds_in(&mut *conn, "w5b").await?,
+                        SqliteLog::holds_in(&mut *conn, "lost").await?,
+                    ))
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, (13, true, false));
     }
 
     /// A batch whose transaction fails stores nothing at all, work included.
     #[tokio::test]
     async fn a_failed_transaction_keeps_nothing_of_its_work() {
         let (_dir, log) = log_with_table_t().await;
-        log.append(&[entry(5, "taken", 1)]).await.unwrap();
+        log.append(vec![entry(5, "taken", 1)]).await.unwrap();
         // Numbered from a position the log already holds: the INSERT of the entries fails.
         let steps = vec![work(1, "ok", vec![entry(0, "w", 1)])];
         assert!(log.transact(steps, 5).await.is_err());
@@ -993,17 +928,17 @@ mod tests {
         assert_eq!(log.head().await.unwrap(), 6);
     }
 
-    /// Whatever shape a batch has, its transaction is begun and committed by the statements
-    /// that ride along with the steps', and the writer is left outside any transaction.
+    /// Whatever shape a batch has, it commits and leaves the writer outside any transaction.
     #[tokio::test]
     async fn every_shape_of_batch_commits_and_leaves_no_transaction_open() {
         let (_dir, log) = log_with_table_t().await;
         let outside_any_transaction = || async {
-            // BEGIN fails inside a transaction.
-            sqlx::query("BEGIN IMMEDIATE; ROLLBACK")
-                .execute(&log.writer)
+            let outside = log
+                .writer
+                .run(|conn| Ok(conn.sqlite().is_autocommit()))
                 .await
-                .expect("the writer is outside any transaction");
+                .unwrap();
+            assert!(outside, "the writer is left inside a transaction");
         };
         let count = || async {
             let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
@@ -1031,31 +966,13 @@ mod tests {
         outside_any_transaction().await;
         assert_eq!(count().await, (0, 2));
 
-        // More entries than one INSERT takes, after a work.
+        // Many entries, after a work.
         let mut steps = vec![work(7, "ok", vec![entry(0, "w", 1)])];
-        steps.extend((0..INSERT_CHUNK + 10).map(|i| Step::Entry(entry(0, &format!("p{i}"), 1))));
+        steps.extend((0..300).map(|i| Step::Entry(entry(0, &format!("p{i}"), 1))));
         let done = log.transact(steps, 3).await.unwrap();
-        assert_eq!(done.entries.len(), INSERT_CHUNK + 11);
+        assert_eq!(done.entries.len(), 301);
         outside_any_transaction().await;
-        let last = 3 + INSERT_CHUNK as u64 + 10;
-        assert_eq!(count().await, (1, last));
-    }
-
-    /// A ROLLBACK outside any transaction is told apart, so a batch whose BEGIN failed
-    /// keeps its connection.
-    #[tokio::test]
-    async fn a_rollback_outside_a_transaction_is_recognised() {
-        let (_dir, log) = temp_log().await;
-        let error = sqlx::query("ROLLBACK")
-            .execute(&log.writer)
-            .await
-            .unwrap_err();
-        assert!(no_transaction(&error), "{error}");
-        let other = sqlx::query("SELECT * FROM no_such_table")
-            .execute(&log.writer)
-            .await
-            .unwrap_err();
-        assert!(!no_transaction(&other), "{other}");
+        assert_eq!(count().await, (1, 303));
     }
 
     #[tokio::test]
@@ -1066,7 +983,7 @@ mod tests {
         let entries: Vec<Entry> = (1..=300)
             .map(|s| entry(s, &format!("id-{}", s % 7), s as i64))
             .collect();
-        log.append(&entries).await.unwrap();
+        log.append(entries).await.unwrap();
         assert_eq!(log.head().await.unwrap(), 300);
 
         let page = log.read(10, 300, 5, usize::MAX).await.unwrap();
@@ -1110,7 +1027,7 @@ mod tests {
                 e
             })
             .collect();
-        log.append(&entries).await.unwrap();
+        log.append(entries).await.unwrap();
         let seqs = |records: Vec<Record>| records.iter().map(|r| r.seq).collect::<Vec<_>>();
         assert_eq!(
             seqs(log.read(0, 5, 100, usize::MAX).await.unwrap()),
@@ -1138,7 +1055,7 @@ mod tests {
                 e
             })
             .collect();
-        log.append(&topical).await.unwrap();
+        log.append(topical).await.unwrap();
         assert_eq!(seqs(log.read(5, 8, 100, 150 * 1024).await.unwrap()), [6, 7]);
 
         assert_eq!(

@@ -1,0 +1,623 @@
+//! The embedded log's writer: one thread that owns the SQLite connection every append,
+//! prune and [`Work`](super::Work) goes through.
+//!
+//! Through `sqlx`, every statement is a round trip to a thread of SQLite's own: a wake-up
+//! and two context switches, several times per change, each one also holding up every change
+//! behind it in the batch. Here a whole batch is one job on the writer's thread, and its
+//! statements are direct calls into SQLite. Work is still written against `sqlx`:
+//! [`LogConnection`] answers `sqlx::Any` queries ([`sqlx::Executor`]), so the same code runs on
+//! PostgreSQL, and its futures are ready as soon as they are polled.
+
+use std::{
+    borrow::Cow,
+    panic::AssertUnwindSafe,
+    path::Path,
+    sync::{Arc, mpsc},
+};
+
+use futures::{StreamExt as _, future::BoxFuture, stream::BoxStream};
+use rusqlite::types::ValueRef;
+use sqlx::{
+    Any, Describe, Either, Execute, Executor,
+    error::{DatabaseError, ErrorKind},
+};
+// The values `Any` rows and arguments are made of: the interface between sqlx and its drivers.
+use sqlx_core::{
+    any::{
+        AnyArguments, AnyColumn, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo,
+        AnyTypeInfoKind, AnyValue, AnyValueKind,
+    },
+    ext::ustr::UStr,
+};
+use tokio::sync::oneshot;
+
+use super::LogError;
+
+/// Statements each connection keeps prepared: every query the app and the log run, with
+/// room to spare.
+const PREPARED: usize = 256;
+
+/// A job for the writer's thread.
+type Job = Box<dyn FnOnce(&mut LogConnection) + Send>;
+
+/// The handle to the writer's thread. The thread ends, closing its connection, once every
+/// clone of the log holding this is gone.
+#[derive(Debug)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer's thread on the SQLite file at `path`, after running `pragmas` on
+    /// its connection. The thread enters the current runtime, for work that awaits a timer.
+    pub(super) async fn start(path: &Path, pragmas: Vec<String>) -> Result<Self, LogError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (opened, open) = oneshot::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let path = path.to_owned();
+        std::thread::Builder::new()
+            .name("herald-log-writer".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                match LogConnection::open(&path, &pragmas) {
+                    Ok(conn) => {
+                        let _ = opened.send(Ok(()));
+                        serve(conn, &queue);
+                    }
+                    Err(error) => {
+                        let _ = opened.send(Err(error));
+                    }
+                }
+            })
+            .map_err(|e| LogError::other(format!("cannot start the log's writer: {e}")))?;
+        open.await
+            .map_err(|_| LogError::other("the log's writer stopped while opening"))??;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `job` on the writer's thread, after the jobs before it, and returns its answer.
+    pub(super) async fn run<T, F>(&self, job: F) -> Result<T, LogError>
+    where
+        F: FnOnce(&mut LogConnection) -> Result<T, LogError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = reply.send(job(conn));
+            }))
+            .map_err(|_| LogError::other("the log's writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| LogError::other("the log's writer failed (a bug): nothing was stored"))?
+    }
+}
+
+/// The writer's loop. A job that panics (a bug) is dropped with its answer, and whatever
+/// transaction it left open is rolled back, so that the next job starts clean.
+fn serve(mut conn: LogConnection, queue: &mpsc::Receiver<Job>) {
+    for job in queue {
+        if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
+            tracing::error!("event log: a job of the writer panicked");
+            conn.roll_back();
+        }
+    }
+}
+
+/// The writer's connection to the log's SQLite file: what a [`Work`](super::Work) runs its
+/// statements on.
+///
+/// `&mut LogConnection` is a [`sqlx::Executor`] for [`sqlx::Any`]: queries, their `$N` or
+/// `?` parameters, rows and results behave as through `sqlx`'s own SQLite driver, with the
+/// values SQLite stores (integers, reals, text, blobs and nulls). Each query is one
+/// statement, and runs at once, on the writer's thread: the futures it returns are ready.
+pub struct LogConnection {
+    conn: rusqlite::Connection,
+}
+
+impl std::fmt::Debug for LogConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogConnection").finish_non_exhaustive()
+    }
+}
+
+impl LogConnection {
+    fn open(path: &Path, pragmas: &[String]) -> Result<Self, LogError> {
+        let conn = rusqlite::Connection::open(path)?;
+        conn.set_prepared_statement_cache_capacity(PREPARED);
+        for pragma in pragmas {
+            // Some pragmas answer with a row (journal_mode), which `execute` refuses.
+            let mut statement = conn.prepare(pragma)?;
+            let mut rows = statement.query([])?;
+            while rows.next()?.is_some() {}
+        }
+        Ok(Self { conn })
+    }
+
+    /// The connection, for the log's own statements.
+    pub(super) fn sqlite(&self) -> &rusqlite::Connection {
+        &self.conn
+    }
+
+    /// Runs `sql`, statements without parameters (BEGIN, SAVEPOINT, COMMIT...).
+    pub(super) fn batch(&self, sql: &str) -> Result<(), LogError> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    /// Rolls back the open transaction, if any.
+    pub(super) fn roll_back(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(error) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "event log: cannot roll back");
+        }
+    }
+
+    /// Runs the one statement of `sql` with `arguments`: every row it returns, then what it
+    /// changed.
+    fn query(
+        &self,
+        sql: &str,
+        persistent: bool,
+        arguments: Option<AnyArguments<'_>>,
+    ) -> Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error> {
+        // SQLite prepares the first statement of a string and leaves the rest: refuse a
+        // second rather than run half of what was asked.
+        if has_second_statement(sql) {
+            return Err(sqlx::Error::Protocol(
+                "the event log's connection runs one statement per query".into(),
+            ));
+        }
+        let (mut cached, mut fresh);
+        let statement: &mut rusqlite::Statement<'_> = if persistent {
+            cached = self.conn.prepare_cached(sql).map_err(database)?;
+            &mut cached
+        } else {
+            fresh = self.conn.prepare(sql).map_err(database)?;
+            &mut fresh
+        };
+        let values = arguments.map(|a| a.values.0).unwrap_or_default();
+        for index in 1..=statement.parameter_count() {
+            // sqlx numbers `$N` and `?N` parameters itself; a bare `?` takes the next value.
+            let position = statement
+                .parameter_name(index)
+                .and_then(|name| name.get(1..)?.parse::<usize>().ok())
+                .unwrap_or(index);
+            let value = values.get(position.wrapping_sub(1)).ok_or_else(|| {
+                sqlx::Error::Protocol(format!(
+                    "the query has a parameter {position}, but {} values",
+                    values.len()
+                ))
+            })?;
+            bind(statement, index, value).map_err(database)?;
+        }
+        let names: Vec<UStr> = statement
+            .column_names()
+            .into_iter()
+            .map(UStr::new)
+            .collect();
+        let by_name: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+        );
+        let mut found = Vec::new();
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next().map_err(database)? {
+            let mut columns = Vec::with_capacity(names.len());
+            let mut values = Vec::with_capacity(names.len());
+            for (ordinal, name) in names.iter().enumerate() {
+                let kind = value_of(row.get_ref(ordinal).map_err(database)?)?;
+                columns.push(AnyColumn {
+                    ordinal,
+                    name: name.clone(),
+                    type_info: AnyTypeInfo {
+                        kind: kind_of(&kind),
+                    },
+                });
+                values.push(AnyValue { kind });
+            }
+            found.push(AnyRow {
+                column_names: by_name.clone(),
+                columns,
+                values,
+            });
+        }
+        drop(rows);
+        let done = AnyQueryResult {
+            rows_affected: self.conn.changes(),
+            last_insert_id: Some(self.conn.last_insert_rowid()),
+        };
+        Ok((found, done))
+    }
+
+    /// [`Self::query`] for an sqlx query.
+    fn run_query<'q>(
+        &self,
+        mut query: impl Execute<'q, Any>,
+    ) -> Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error> {
+        let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+        self.query(query.sql(), query.persistent(), arguments)
+    }
+}
+
+/// Whether `sql` holds a statement after its first: a `;` outside quotes and comments,
+/// followed by anything but blanks and comments.
+fn has_second_statement(sql: &str) -> bool {
+    let mut rest = sql;
+    let mut ended = false;
+    while let Some(c) = rest.chars().next() {
+        let skip = if rest.starts_with("--") {
+            rest.find('\n').map_or(rest.len(), |at| at + 1)
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            comment.find("*/").map_or(rest.len(), |at| at + 4)
+        } else if c.is_whitespace() {
+            c.len_utf8()
+        } else if c == ';' {
+            ended = true;
+            1
+        } else if ended {
+            return true;
+        } else if matches!(c, '\'' | '"' | '`' | '[') {
+            // A doubled quote inside reads as closing and reopening: the same.
+            let close = if c == '[' { ']' } else { c };
+            rest[1..].find(close).map_or(rest.len(), |at| at + 2)
+        } else {
+            c.len_utf8()
+        };
+        rest = &rest[skip..];
+    }
+    false
+}
+
+/// Binds `value` to the parameter `index` of `statement`, as sqlx's SQLite driver stores it.
+fn bind(
+    statement: &mut rusqlite::Statement<'_>,
+    index: usize,
+    value: &AnyValueKind<'_>,
+) -> rusqlite::Result<()> {
+    match value {
+        AnyValueKind::Bool(b) => statement.raw_bind_parameter(index, i64::from(*b)),
+        AnyValueKind::SmallInt(n) => statement.raw_bind_parameter(index, i64::from(*n)),
+        AnyValueKind::Integer(n) => statement.raw_bind_parameter(index, i64::from(*n)),
+        AnyValueKind::BigInt(n) => statement.raw_bind_parameter(index, *n),
+        AnyValueKind::Real(x) => statement.raw_bind_parameter(index, f64::from(*x)),
+        AnyValueKind::Double(x) => statement.raw_bind_parameter(index, *x),
+        AnyValueKind::Text(text) => statement.raw_bind_parameter(index, &**text),
+        AnyValueKind::Blob(bytes) => statement.raw_bind_parameter(index, &**bytes),
+        // Null, and any kind a later sqlx adds.
+        _ => statement.raw_bind_parameter(index, rusqlite::types::Null),
+    }
+}
+
+/// A column's value as sqlx's SQLite driver hands it to `Any`: by the type of the value
+/// stored, not the column's declared type.
+fn value_of(value: ValueRef<'_>) -> Result<AnyValueKind<'static>, sqlx::Error> {
+    Ok(match value {
+        ValueRef::Null => AnyValueKind::Null(AnyTypeInfoKind::Null),
+        ValueRef::Integer(n) => AnyValueKind::BigInt(n),
+        ValueRef::Real(x) => AnyValueKind::Double(x),
+        ValueRef::Text(bytes) => AnyValueKind::Text(Cow::Owned(
+            String::from_utf8(bytes.to_vec()).map_err(sqlx::Error::decode)?,
+        )),
+        ValueRef::Blob(bytes) => AnyValueKind::Blob(Cow::Owned(bytes.to_vec())),
+    })
+}
+
+fn kind_of(value: &AnyValueKind<'_>) -> AnyTypeInfoKind {
+    match value {
+        AnyValueKind::BigInt(_) => AnyTypeInfoKind::BigInt,
+        AnyValueKind::Double(_) => AnyTypeInfoKind::Double,
+        AnyValueKind::Text(_) => AnyTypeInfoKind::Text,
+        AnyValueKind::Blob(_) => AnyTypeInfoKind::Blob,
+        _ => AnyTypeInfoKind::Null,
+    }
+}
+
+impl<'c> Executor<'c> for &'c mut LogConnection {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let steps: Vec<_> = match self.run_query(query) {
+            Ok((rows, done)) => rows
+                .into_iter()
+                .map(|row| Ok(Either::Right(row)))
+                .chain(std::iter::once(Ok(Either::Left(done))))
+                .collect(),
+            Err(error) => vec![Err(error)],
+        };
+        futures::stream::iter(steps).boxed()
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        let first = self
+            .run_query(query)
+            .map(|(rows, _)| rows.into_iter().next());
+        Box::pin(std::future::ready(first))
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        _sql: &'q str,
+        _parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(std::future::ready(Err(unsupported("prepare"))))
+    }
+
+    fn describe<'e, 'q: 'e>(
+        self,
+        _sql: &'q str,
+    ) -> BoxFuture<'e, Result<Describe<Any>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(std::future::ready(Err(unsupported("describe"))))
+    }
+}
+
+fn unsupported(what: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!(
+        "the event log's connection cannot {what} a statement"
+    ))
+}
+
+/// An error of SQLite, as an sqlx database error: its message, its extended result code, and
+/// the kind of constraint it broke.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct SqliteFailure {
+    message: String,
+    code: Option<i32>,
+}
+
+fn database(error: rusqlite::Error) -> sqlx::Error {
+    let code = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+        _ => None,
+    };
+    sqlx::Error::Database(Box::new(SqliteFailure {
+        message: error.to_string(),
+        code,
+    }))
+}
+
+impl DatabaseError for SqliteFailure {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.code.map(|code| Cow::Owned(code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use rusqlite::ffi;
+        match self.code {
+            Some(ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => {
+                ErrorKind::UniqueViolation
+            }
+            Some(ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => ErrorKind::ForeignKeyViolation,
+            Some(ffi::SQLITE_CONSTRAINT_NOTNULL) => ErrorKind::NotNullViolation,
+            Some(ffi::SQLITE_CONSTRAINT_CHECK) => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for LogError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::from(database(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{TryStreamExt as _, executor::block_on};
+    use sqlx::{FromRow, Row as _};
+
+    use super::*;
+
+    #[derive(Debug, FromRow, PartialEq)]
+    struct Thing {
+        id: String,
+        n: i64,
+        x: f64,
+        note: Option<String>,
+        bytes: Vec<u8>,
+    }
+
+    async fn writer() -> (tempfile::TempDir, Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(&dir.path().join("w.db"), vec![])
+            .await
+            .unwrap();
+        writer
+            .run(|conn| {
+                conn.batch(
+                    "CREATE TABLE things (id TEXT PRIMARY KEY, n INTEGER NOT NULL, x REAL NOT NULL, \
+                     note TEXT, bytes BLOB NOT NULL, flag BOOLEAN NOT NULL DEFAULT FALSE)",
+                )
+            })
+            .await
+            .unwrap();
+        (dir, writer)
+    }
+
+    /// Queries written for `sqlx::Any` run on the writer as through sqlx's SQLite driver:
+    /// `$N` parameters by number (in any order, used twice), a bare `?` by position, rows
+    /// into `FromRow` types and scalars, and what a statement changed.
+    #[tokio::test]
+    async fn sqlx_queries_run_as_on_sqlxs_sqlite_driver() {
+        let (_dir, writer) = writer().await;
+        let got = writer
+            .run(|conn| {
+                block_on(async {
+                    let done = sqlx::query(
+                        "INSERT INTO things (n, id, x, note, bytes, flag) \
+                         VALUES ($2, $1, $3, $4, $5, $6), ($2 + 1, $1 || '2', $3, NULL, $5, $6)",
+                    )
+                    .bind("a")
+                    .bind(41_i64)
+                    .bind(0.5_f64)
+                    .bind("hi")
+                    .bind(vec![1_u8, 2])
+                    .bind(true)
+                    .execute(&mut *conn)
+                    .await?;
+                    let things: Vec<Thing> =
+                        sqlx::query_as("SELECT * FROM things WHERE x > ? ORDER BY id")
+                            .bind(0.25_f64)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                    let flag: i64 = sqlx::query_scalar("SELECT flag FROM things WHERE id = $1")
+                        .bind("a")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    let none: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM things WHERE id = 'nope'")
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    let streamed: Vec<String> = sqlx::query("SELECT id FROM things ORDER BY id")
+                        .fetch(&mut *conn)
+                        .map_ok(|row| row.get::<String, _>("id"))
+                        .try_collect()
+                        .await?;
+                    Ok::<_, sqlx::Error>((done.rows_affected(), things, flag, none, streamed))
+                })
+                .map_err(LogError::from)
+            })
+            .await
+            .unwrap();
+        let (affected, things, flag, none, streamed) = got;
+        assert_eq!(affected, 2);
+        assert_eq!(
+            things,
+            [
+                Thing {
+                    id: "a".into(),
+                    n: 41,
+                    x: 0.5,
+                    note: Some("hi".into()),
+                    bytes: vec![1, 2],
+                },
+                Thing {
+                    id: "a2".into(),
+                    n: 42,
+                    x: 0.5,
+                    note: None,
+                    bytes: vec![1, 2],
+                },
+            ]
+        );
+        assert_eq!(flag, 1, "a bool is stored as an integer");
+        assert_eq!(none, None);
+        assert_eq!(streamed, ["a", "a2"]);
+    }
+
+    /// Errors come back as sqlx database errors with their kind; a query with several
+    /// statements, or too few values, is refused before any of it runs.
+    #[tokio::test]
+    async fn errors_keep_their_kind_and_nothing_runs_half() {
+        let (_dir, writer) = writer().await;
+        let errors = writer
+            .run(|conn| {
+                block_on(async {
+                    let insert = "INSERT INTO things (id, n, x, bytes) VALUES ($1, 1, 1.0, x'00')";
+                    sqlx::query(insert).bind("a").execute(&mut *conn).await?;
+                    let twice = sqlx::query(insert).bind("a").execute(&mut *conn).await;
+                    let two = sqlx::query("DELETE FROM things; DELETE FROM nothing")
+                        .execute(&mut *conn)
+                        .await;
+                    let short = sqlx::query("SELECT $1, $2")
+                        .bind(1_i64)
+                        .execute(&mut *conn)
+                        .await;
+                    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM things")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Ok::<_, sqlx::Error>((twice.unwrap_err(), two.is_err(), short.is_err(), left))
+                })
+                .map_err(LogError::from)
+            })
+            .await
+            .unwrap();
+        let (twice, two, short, left) = errors;
+        let database = twice.as_database_error().expect("a database error");
+        assert!(database.is_unique_violation(), "{database}");
+        assert!(database.message().contains("UNIQUE"), "{database}");
+        assert!(two, "two statements in one query are refused");
+        assert!(short, "a parameter without a value is refused");
+        assert_eq!(left, 1, "the refused DELETE ran no part of itself");
+    }
+
+    #[test]
+    fn a_second_statement_is_told_from_a_semicolon_in_text_or_a_trailing_one() {
+        for one in [
+            "SELECT 1",
+            "SELECT 1;",
+            "SELECT 1; -- done",
+            "SELECT 1 /* ; */ ;  \n /* end */",
+            "SELECT 'a;b', \"c;\", [d;e], `f;g` FROM t",
+            "SELECT 'it''s; fine'",
+        ] {
+            assert!(!has_second_statement(one), "{one}");
+        }
+        for two in [
+            "SELECT 1; SELECT 2",
+            "SELECT ';';DELETE FROM t",
+            "SELECT 1;;x",
+        ] {
+            assert!(has_second_statement(two), "{two}");
+        }
+    }
+
+    /// A job that panics loses its answer, and the writer rolls back what it left open and
+    /// serves the next job.
+    #[tokio::test]
+    async fn a_panicking_job_leaves_the_writer_clean() {
+        let (_dir, writer) = writer().await;
+        let lost = writer
+            .run(|conn| -> Result<(), LogError> {
+                conn.batch("BEGIN; DELETE FROM things")?;
+                panic!("a bug in a job");
+            })
+            .await;
+        assert!(lost.is_err());
+        let clean = writer
+            .run(|conn| Ok(conn.sqlite().is_autocommit()))
+            .await
+            .unwrap();
+        assert!(clean, "the panicking job's transaction was rolled back");
+    }
+}
