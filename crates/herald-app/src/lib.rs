@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - `conn`: [`Conn`], the connection a change's body runs its queries on, either way.
+//! - `conn`: `Conn`, the connection a change's body runs its queries on, either way.
 //! - `db`: the database (SQLite in the log's file, or PostgreSQL, one set of queries), its
 //!   migrations, the import of an older `app.db`, and the outbox path's write locks.
 //! - `data_dir`: the data directory and its private SQLite files, shared with the server.
