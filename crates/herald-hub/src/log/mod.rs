@@ -22,7 +22,7 @@ use std::{
 
 mod writer;
 
-use futures::{FutureExt as _, future::BoxFuture};
+use futures::future::BoxFuture;
 use sqlx::{
     Any, Executor, Row,
     sqlite::{
@@ -123,8 +123,8 @@ pub struct Transacted {
     pub outcomes: Vec<Outcome>,
 }
 
-/// How long one [`Work`] may run before it is rolled back and fails: it holds the
-/// sequencer, and every publish behind it, meanwhile.
+/// How long one [`Work`] may run before it is rolled back and fails: it holds the log's
+/// writer, and every change and publish behind it, meanwhile.
 pub const WORK_BUDGET: Duration = Duration::from_secs(2);
 
 /// Ordered, durable storage of updates.
@@ -392,8 +392,12 @@ const WAL_LIMIT_BYTES: i64 = WAL_LIMIT_PAGES * 4096;
 /// Keeps the WAL short without stalling appends: a `PASSIVE` checkpoint on a reader
 /// connection copies committed pages while the writer goes on. Under a constant stream of
 /// appends a passive checkpoint may never catch up with the end of the WAL, which then
-/// never restarts; past [`WAL_LIMIT_PAGES`] (16 MiB) the writer runs a `RESTART` checkpoint
-/// between two appends, as SQLite's automatic checkpoint would have, but rarely.
+/// never restarts; past [`WAL_LIMIT_PAGES`] (16 MiB) the writer runs a `PASSIVE` checkpoint
+/// itself, between two batches, as SQLite's automatic checkpoint would have, but rarely:
+/// nothing is appended meanwhile, so it catches up (it has little left to copy), and the next
+/// batch restarts the WAL. It never waits for readers. Only a WAL that still grows past four
+/// times the limit (readers holding old snapshots all along) gets a `RESTART`, which waits
+/// for them and holds every batch meanwhile.
 ///
 /// When `stop` is cancelled, a last `TRUNCATE` checkpoint copies everything into the
 /// database file and empties the WAL: the file alone then holds the whole log.
@@ -410,7 +414,12 @@ async fn checkpoints(writer: Arc<Writer>, readers: SqlitePool, stop: Cancellatio
             .await;
         match passive {
             Ok((_, wal_pages, _)) if wal_pages > WAL_LIMIT_PAGES => {
-                if let Err(error) = writer.run(|conn| checkpoint(conn, "RESTART")).await {
+                let mode = if wal_pages > 4 * WAL_LIMIT_PAGES {
+                    "RESTART"
+                } else {
+                    "PASSIVE"
+                };
+                if let Err(error) = writer.run(move |conn| checkpoint(conn, mode)).await {
                     tracing::warn!(%error, "event log: WAL checkpoint failed");
                 }
             }
@@ -572,8 +581,9 @@ impl EventLog for SqliteLog {
 /// rolled back to, and which is released after it either way.
 ///
 /// A work's future is driven here, on the writer's thread: its queries are answered as it
-/// makes them, so it is ready at once unless it waits for something else, which its budget
-/// bounds.
+/// makes them, so it is ready at once unless it waits for something else. [`WORK_BUDGET`]
+/// bounds both: a wait by a timer, and its queries by a deadline, past which they are
+/// refused and a statement still running is interrupted.
 ///
 /// On an error the transaction may be open: the caller rolls it back.
 fn run_steps(
@@ -590,10 +600,12 @@ fn run_steps(
             Step::Entry(entry) => entries.push(entry),
             Step::Work(work) => {
                 conn.batch("SAVEPOINT work")?;
-                let ran = futures::executor::block_on(tokio::time::timeout(
-                    WORK_BUDGET,
-                    std::panic::AssertUnwindSafe(work(&mut *conn)).catch_unwind(),
-                ));
+                let deadline = tokio::time::Instant::now() + WORK_BUDGET;
+                conn.budget(Some(deadline));
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    futures::executor::block_on(tokio::time::timeout(WORK_BUDGET, work(&mut *conn)))
+                }));
+                conn.budget(None);
                 let failed: WorkError = match ran {
                     Ok(Ok(Ok(made))) => {
                         conn.batch("RELEASE work")?;
@@ -601,9 +613,11 @@ fn run_steps(
                         outcomes.push(Outcome::Stored(start..entries.len()));
                         continue;
                     }
-                    Ok(Ok(Err(error))) => error,
-                    Ok(Err(_)) => "the work panicked".into(),
-                    Err(_) => {
+                    Err(_) => "the work panicked".into(),
+                    Ok(Ok(Err(error))) if tokio::time::Instant::now() < deadline => error,
+                    // Past the deadline: it timed out waiting, or a query of it was refused
+                    // or interrupted.
+                    Ok(_) => {
                         format!("the work took longer than {} ms", WORK_BUDGET.as_millis()).into()
                     }
                 };
@@ -802,9 +816,12 @@ mod tests {
     }
 
     /// A work that inserts `value` into the table `t`, then fails, panics, overruns its
-    /// budget or returns one entry per item of `entries`, as `how` says.
+    /// budget or returns one entry per item of `entries`, as `how` says. It overruns by
+    /// waiting (`slow`), by one statement that never ends (`runaway`) or by queries without
+    /// end (`busy`); it panics before its first query (`panic early`) or after it.
     fn work(value: i64, how: &'static str, entries: Vec<Entry>) -> Step {
         Step::Work(Box::new(move |conn: &mut LogConnection| {
+            assert_ne!(how, "panic early", "a bug in the work");
             Box::pin(async move {
                 sqlx::query("INSERT INTO t (x) VALUES ($1)")
                     .bind(value)
@@ -817,6 +834,18 @@ mod tests {
                         tokio::time::sleep(WORK_BUDGET + Duration::from_millis(200)).await;
                         Ok(entries)
                     }
+                    "runaway" => {
+                        sqlx::query(
+                            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+                             SELECT max(x) FROM c",
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(entries)
+                    }
+                    "busy" => loop {
+                        sqlx::query("SELECT 1").execute(&mut *conn).await?;
+                    },
                     _ => Ok(entries),
                 }
             })
@@ -843,8 +872,9 @@ mod tests {
     }
 
     /// Work and entries commit in one transaction; each work runs under its own savepoint,
-    /// so one that fails, panics or overruns its budget is rolled back alone, and the
-    /// others' rows and entries stand, numbered in the order of the steps.
+    /// so one that fails, panics or overruns its budget (waiting, or in SQLite) is rolled
+    /// back alone, and the others' rows and entries stand, numbered in the order of the
+    /// steps.
     #[tokio::test]
     async fn work_commits_with_the_batch_and_a_failing_work_is_rolled_back_alone() {
         let (_dir, log) = log_with_table_t().await;
@@ -855,6 +885,9 @@ mod tests {
             Step::Entry(entry(0, "p1", 1)),
             work(3, "panic", Vec::new()),
             work(4, "slow", vec![entry(0, "late", 1)]),
+            work(6, "runaway", vec![entry(0, "never", 1)]),
+            work(7, "busy", Vec::new()),
+            work(8, "panic early", Vec::new()),
             work(5, "ok", vec![entry(0, "w5a", 1), entry(0, "w5b", 1)]),
         ];
         let done = log.transact(steps, 10).await.unwrap();
@@ -876,6 +909,9 @@ mod tests {
                 "1..2".to_owned(),
                 "the work panicked".to_owned(),
                 format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
+                format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
+                format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
+                "the work panicked".to_owned(),
                 "2..4".to_owned(),
             ]
         );

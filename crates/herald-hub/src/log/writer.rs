@@ -29,13 +29,16 @@ use sqlx_core::{
     },
     ext::ustr::UStr,
 };
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Instant};
 
 use super::LogError;
 
 /// Statements each connection keeps prepared: every query the app and the log run, with
 /// room to spare.
 const PREPARED: usize = 256;
+
+/// SQLite virtual machine steps between two looks at a work's deadline: a few microseconds.
+const PROGRESS_STEPS: std::ffi::c_int = 1000;
 
 /// A job for the writer's thread.
 type Job = Box<dyn FnOnce(&mut LogConnection) + Send>;
@@ -97,8 +100,10 @@ impl Writer {
 /// transaction it left open is rolled back, so that the next job starts clean.
 fn serve(mut conn: LogConnection, queue: &mpsc::Receiver<Job>) {
     for job in queue {
+        conn.ensure_clean();
         if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
             tracing::error!("event log: a job of the writer panicked");
+            conn.budget(None);
             conn.roll_back();
         }
     }
@@ -107,12 +112,21 @@ fn serve(mut conn: LogConnection, queue: &mpsc::Receiver<Job>) {
 /// The writer's connection to the log's SQLite file: what a [`Work`](super::Work) runs its
 /// statements on.
 ///
-/// `&mut LogConnection` is a [`sqlx::Executor`] for [`sqlx::Any`]: queries, their `$N` or
-/// `?` parameters, rows and results behave as through `sqlx`'s own SQLite driver, with the
-/// values SQLite stores (integers, reals, text, blobs and nulls). Each query is one
-/// statement, and runs at once, on the writer's thread: the futures it returns are ready.
+/// `&mut LogConnection` is a [`sqlx::Executor`] for [`sqlx::Any`]. Parameters are numbered
+/// as sqlx's SQLite driver numbers them (`$N`, `?N`, bare `?`), and a value is read by the
+/// type SQLite stored it as (integer, real, text, blob or null), so a boolean reads as an
+/// integer. It differs from that driver in three ways: a query runs whole when it is made,
+/// even when its rows are streamed; a query of two statements is refused (so is a
+/// `CREATE TRIGGER`, whose body holds several); and a column's declared type does not
+/// matter. The futures it returns are ready at once.
 pub struct LogConnection {
     conn: rusqlite::Connection,
+    /// The file and the pragmas it was opened with, to open it again.
+    path: std::path::PathBuf,
+    pragmas: Vec<String>,
+    /// When the running work's budget ends: its queries are refused after it, and a
+    /// statement still running then is interrupted.
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for LogConnection {
@@ -131,7 +145,37 @@ impl LogConnection {
             let mut rows = statement.query([])?;
             while rows.next()?.is_some() {}
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            pragmas: pragmas.to_vec(),
+            deadline: None,
+        })
+    }
+
+    /// Makes sure the connection is outside any transaction: one that is still inside (its
+    /// ROLLBACK failed) is closed, which rolls the transaction back, and opened afresh.
+    fn ensure_clean(&mut self) {
+        if self.conn.is_autocommit() {
+            return;
+        }
+        tracing::error!("event log: the writer was left inside a transaction; reopening it");
+        match Self::open(&self.path, &self.pragmas) {
+            Ok(fresh) => *self = fresh,
+            Err(error) => tracing::error!(%error, "event log: cannot reopen the writer"),
+        }
+    }
+
+    /// Gives the work about to run until `deadline`: past it, its queries are refused and a
+    /// statement still running is interrupted. `None` lifts the budget.
+    pub(super) fn budget(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+        match deadline {
+            Some(deadline) => self
+                .conn
+                .progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline)),
+            None => self.conn.progress_handler(0, None::<fn() -> bool>),
+        }
     }
 
     /// The connection, for the log's own statements.
@@ -144,7 +188,8 @@ impl LogConnection {
         Ok(self.conn.execute_batch(sql)?)
     }
 
-    /// Rolls back the open transaction, if any.
+    /// Rolls back the open transaction, if any. Should that fail, the next job finds the
+    /// connection still inside it, and replaces it.
     pub(super) fn roll_back(&self) {
         if !self.conn.is_autocommit()
             && let Err(error) = self.conn.execute_batch("ROLLBACK")
@@ -161,6 +206,14 @@ impl LogConnection {
         persistent: bool,
         arguments: Option<AnyArguments<'_>>,
     ) -> Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error> {
+        if self
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(sqlx::Error::Protocol(
+                "the work is over its time budget".into(),
+            ));
+        }
         // SQLite prepares the first statement of a string and leaves the rest: refuse a
         // second rather than run half of what was asked.
         if has_second_statement(sql) {
@@ -177,19 +230,25 @@ impl LogConnection {
             &mut fresh
         };
         let values = arguments.map(|a| a.values.0).unwrap_or_default();
+        let mut bare = 0;
         for index in 1..=statement.parameter_count() {
-            // sqlx numbers `$N` and `?N` parameters itself; a bare `?` takes the next value.
-            let position = statement
-                .parameter_name(index)
-                .and_then(|name| name.get(1..)?.parse::<usize>().ok())
-                .unwrap_or(index);
-            let value = values.get(position.wrapping_sub(1)).ok_or_else(|| {
-                sqlx::Error::Protocol(format!(
-                    "the query has a parameter {position}, but {} values",
-                    values.len()
-                ))
-            })?;
-            bind(statement, index, value).map_err(database)?;
+            // As sqlx's driver numbers them: `$N` and `?N` take value N, each bare `?` the
+            // next of its own count; a parameter without a value stays NULL.
+            let position = match statement.parameter_name(index) {
+                Some(name) => name
+                    .strip_prefix(['$', '?'])
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        sqlx::Error::Protocol(format!("unsupported SQL parameter {name}"))
+                    })?,
+                None => {
+                    bare += 1;
+                    bare
+                }
+            };
+            if let Some(value) = values.get(position.wrapping_sub(1)) {
+                bind(statement, index, value)?;
+            }
         }
         let names: Vec<UStr> = statement
             .column_names()
@@ -277,7 +336,7 @@ fn bind(
     statement: &mut rusqlite::Statement<'_>,
     index: usize,
     value: &AnyValueKind<'_>,
-) -> rusqlite::Result<()> {
+) -> Result<(), sqlx::Error> {
     match value {
         AnyValueKind::Bool(b) => statement.raw_bind_parameter(index, i64::from(*b)),
         AnyValueKind::SmallInt(n) => statement.raw_bind_parameter(index, i64::from(*n)),
@@ -287,9 +346,14 @@ fn bind(
         AnyValueKind::Double(x) => statement.raw_bind_parameter(index, *x),
         AnyValueKind::Text(text) => statement.raw_bind_parameter(index, &**text),
         AnyValueKind::Blob(bytes) => statement.raw_bind_parameter(index, &**bytes),
-        // Null, and any kind a later sqlx adds.
-        _ => statement.raw_bind_parameter(index, rusqlite::types::Null),
+        AnyValueKind::Null(_) => statement.raw_bind_parameter(index, rusqlite::types::Null),
+        other => {
+            return Err(sqlx::Error::Protocol(format!(
+                "the event log's connection cannot store {other:?}"
+            )));
+        }
     }
+    .map_err(database)
 }
 
 /// A column's value as sqlx's SQLite driver hands it to `Any`: by the type of the value
@@ -546,7 +610,7 @@ mod tests {
     }
 
     /// Errors come back as sqlx database errors with their kind; a query with several
-    /// statements, or too few values, is refused before any of it runs.
+    /// statements is refused before any of it runs.
     #[tokio::test]
     async fn errors_keep_their_kind_and_nothing_runs_half() {
         let (_dir, writer) = writer().await;
@@ -559,25 +623,40 @@ mod tests {
                     let two = sqlx::query("DELETE FROM things; DELETE FROM nothing")
                         .execute(&mut *conn)
                         .await;
-                    let short = sqlx::query("SELECT $1, $2")
+                    let named = sqlx::query("SELECT :a")
                         .bind(1_i64)
                         .execute(&mut *conn)
                         .await;
+                    let short: (i64, Option<i64>) = sqlx::query_as("SELECT $1, $2")
+                        .bind(1_i64)
+                        .fetch_one(&mut *conn)
+                        .await?;
                     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM things")
                         .fetch_one(&mut *conn)
                         .await?;
-                    Ok::<_, sqlx::Error>((twice.unwrap_err(), two.is_err(), short.is_err(), left))
+                    Ok::<_, sqlx::Error>((
+                        twice.unwrap_err(),
+                        two.is_err(),
+                        named.is_err(),
+                        short,
+                        left,
+                    ))
                 })
                 .map_err(LogError::from)
             })
             .await
             .unwrap();
-        let (twice, two, short, left) = errors;
+        let (twice, two, named, short, left) = errors;
         let database = twice.as_database_error().expect("a database error");
         assert!(database.is_unique_violation(), "{database}");
         assert!(database.message().contains("UNIQUE"), "{database}");
         assert!(two, "two statements in one query are refused");
-        assert!(short, "a parameter without a value is refused");
+        assert!(named, "named parameters are refused, as by sqlx's driver");
+        assert_eq!(
+            short,
+            (1, None),
+            "a parameter without a value is NULL, as in sqlx's"
+        );
         assert_eq!(left, 1, "the refused DELETE ran no part of itself");
     }
 
@@ -619,5 +698,30 @@ mod tests {
             .await
             .unwrap();
         assert!(clean, "the panicking job's transaction was rolled back");
+    }
+
+    /// A job that leaves a transaction open (as a failed ROLLBACK would) does not hold the
+    /// next: the connection is replaced, and what the transaction held is gone.
+    #[tokio::test]
+    async fn a_connection_left_inside_a_transaction_is_replaced() {
+        let (_dir, writer) = writer().await;
+        writer
+            .run(|conn| {
+                conn.batch("BEGIN; INSERT INTO things (id, n, x, bytes) VALUES ('a', 1, 1.0, x'')")
+            })
+            .await
+            .unwrap();
+        let (clean, rows) = writer
+            .run(|conn| {
+                let clean = conn.sqlite().is_autocommit();
+                let rows: i64 =
+                    conn.sqlite()
+                        .query_row("SELECT COUNT(*) FROM things", [], |row| row.get(0))?;
+                Ok((clean, rows))
+            })
+            .await
+            .unwrap();
+        assert!(clean);
+        assert_eq!(rows, 0, "the open transaction was rolled back");
     }
 }
