@@ -600,23 +600,29 @@ fn run_steps(
             Step::Entry(entry) => entries.push(entry),
             Step::Work(work) => {
                 conn.batch("SAVEPOINT work")?;
-                let deadline = tokio::time::Instant::now() + WORK_BUDGET;
-                conn.budget(Some(deadline));
+                conn.budget(Some(WORK_BUDGET));
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     futures::executor::block_on(tokio::time::timeout(WORK_BUDGET, work(&mut *conn)))
                 }));
                 conn.budget(None);
+                if conn.sqlite().is_autocommit() {
+                    // SQLite ended the transaction: it interrupted a write of this work
+                    // (see `LogConnection::budget`), or the work ended it itself.
+                    return Err(LogError::other(
+                        "a work ended the batch's transaction (a write of it overran its \
+                         budget, or it committed or rolled back): nothing of the batch stands",
+                    ));
+                }
                 let failed: WorkError = match ran {
-                    Ok(Ok(Ok(made))) => {
+                    Ok(Ok(Ok(made))) if !conn.overran() => {
                         conn.batch("RELEASE work")?;
                         entries.extend(made);
                         outcomes.push(Outcome::Stored(start..entries.len()));
                         continue;
                     }
                     Err(_) => "the work panicked".into(),
-                    Ok(Ok(Err(error))) if tokio::time::Instant::now() < deadline => error,
-                    // Past the deadline: it timed out waiting, or a query of it was refused
-                    // or interrupted.
+                    Ok(Ok(Err(error))) if !conn.overran() => error,
+                    // Timed out waiting, or a query of it was refused or interrupted.
                     Ok(_) => {
                         format!("the work took longer than {} ms", WORK_BUDGET.as_millis()).into()
                     }
@@ -817,8 +823,9 @@ mod tests {
 
     /// A work that inserts `value` into the table `t`, then fails, panics, overruns its
     /// budget or returns one entry per item of `entries`, as `how` says. It overruns by
-    /// waiting (`slow`), by one statement that never ends (`runaway`) or by queries without
-    /// end (`busy`); it panics before its first query (`panic early`) or after it.
+    /// waiting (`slow`), by one statement that never ends (`runaway`, `runaway write`) or by
+    /// queries without end (`busy`, and `stubborn`, which then returns as if it had not);
+    /// it panics before its first query (`panic early`) or after it.
     fn work(value: i64, how: &'static str, entries: Vec<Entry>) -> Step {
         Step::Work(Box::new(move |conn: &mut LogConnection| {
             assert_ne!(how, "panic early", "a bug in the work");
@@ -846,6 +853,19 @@ mod tests {
                     "busy" => loop {
                         sqlx::query("SELECT 1").execute(&mut *conn).await?;
                     },
+                    "stubborn" => {
+                        while sqlx::query("SELECT 1").execute(&mut *conn).await.is_ok() {}
+                        Ok(entries)
+                    }
+                    "runaway write" => {
+                        sqlx::query(
+                            "INSERT INTO t (x) SELECT x FROM (WITH RECURSIVE c(x) AS \
+                             (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)",
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(entries)
+                    }
                     _ => Ok(entries),
                 }
             })
@@ -887,6 +907,7 @@ mod tests {
             work(4, "slow", vec![entry(0, "late", 1)]),
             work(6, "runaway", vec![entry(0, "never", 1)]),
             work(7, "busy", Vec::new()),
+            work(9, "stubborn", vec![entry(0, "stubborn", 1)]),
             work(8, "panic early", Vec::new()),
             work(5, "ok", vec![entry(0, "w5a", 1), entry(0, "w5b", 1)]),
         ];
@@ -908,6 +929,7 @@ mod tests {
                 "refused".to_owned(),
                 "1..2".to_owned(),
                 "the work panicked".to_owned(),
+                format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
                 format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
                 format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
                 format!("the work took longer than {} ms", WORK_BUDGET.as_millis()),
@@ -942,6 +964,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seen, (13, true, false));
+    }
+
+    /// A write that overruns its budget is interrupted, and SQLite then rolls back the whole
+    /// transaction: the batch fails whole, saying so, and the writer serves the next one.
+    #[tokio::test]
+    async fn a_write_that_overruns_fails_its_batch_and_the_writer_goes_on() {
+        let (_dir, log) = log_with_table_t().await;
+        let steps = vec![
+            work(1, "ok", vec![entry(0, "w1", 1)]),
+            work(2, "runaway write", Vec::new()),
+        ];
+        let error = log.transact(steps, 1).await.unwrap_err();
+        assert!(
+            error.to_string().contains("nothing of the batch stands"),
+            "{error}"
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&log.readers)
+            .await
+            .unwrap();
+        assert_eq!((rows, log.head().await.unwrap()), (0, 0));
+        log.transact(vec![work(3, "ok", vec![entry(0, "w3", 1)])], 1)
+            .await
+            .unwrap();
+        assert_eq!(log.head().await.unwrap(), 1);
     }
 
     /// A batch whose transaction fails stores nothing at all, work included.

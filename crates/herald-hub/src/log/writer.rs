@@ -8,11 +8,16 @@
 //! [`LogConnection`] answers `sqlx::Any` queries ([`sqlx::Executor`]), so the same code runs on
 //! PostgreSQL, and its futures are ready as soon as they are polled.
 
+// A work's deadline is for time spent inside SQLite, which is the wall clock's: a test's
+// paused tokio clock must not move it.
+#![expect(clippy::disallowed_types, reason = "a deadline for time spent inside SQLite")]
+
 use std::{
     borrow::Cow,
     panic::AssertUnwindSafe,
     path::Path,
     sync::{Arc, mpsc},
+    time::Instant,
 };
 
 use futures::{StreamExt as _, future::BoxFuture, stream::BoxStream};
@@ -29,7 +34,7 @@ use sqlx_core::{
     },
     ext::ustr::UStr,
 };
-use tokio::{sync::oneshot, time::Instant};
+use tokio::sync::oneshot;
 
 use super::LogError;
 
@@ -92,7 +97,7 @@ impl Writer {
             .map_err(|_| LogError::other("the log's writer has stopped"))?;
         answer
             .await
-            .map_err(|_| LogError::other("the log's writer failed (a bug): nothing was stored"))?
+            .map_err(|_| LogError::other("the log's writer could not run it: nothing was stored"))?
     }
 }
 
@@ -100,7 +105,10 @@ impl Writer {
 /// transaction it left open is rolled back, so that the next job starts clean.
 fn serve(mut conn: LogConnection, queue: &mpsc::Receiver<Job>) {
     for job in queue {
-        conn.ensure_clean();
+        if !conn.ensure_clean() {
+            // Dropped unrun: its caller hears that nothing was stored.
+            continue;
+        }
         if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
             tracing::error!("event log: a job of the writer panicked");
             conn.budget(None);
@@ -127,6 +135,8 @@ pub struct LogConnection {
     /// When the running work's budget ends: its queries are refused after it, and a
     /// statement still running then is interrupted.
     deadline: Option<Instant>,
+    /// Whether a query of the running work failed past its deadline.
+    overran: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for LogConnection {
@@ -150,32 +160,53 @@ impl LogConnection {
             path: path.to_owned(),
             pragmas: pragmas.to_vec(),
             deadline: None,
+            overran: std::cell::Cell::new(false),
         })
     }
 
     /// Makes sure the connection is outside any transaction: one that is still inside (its
     /// ROLLBACK failed) is closed, which rolls the transaction back, and opened afresh.
-    fn ensure_clean(&mut self) {
+    /// Whether it is clean now.
+    fn ensure_clean(&mut self) -> bool {
         if self.conn.is_autocommit() {
-            return;
+            return true;
         }
         tracing::error!("event log: the writer was left inside a transaction; reopening it");
         match Self::open(&self.path, &self.pragmas) {
-            Ok(fresh) => *self = fresh,
-            Err(error) => tracing::error!(%error, "event log: cannot reopen the writer"),
+            Ok(fresh) => {
+                *self = fresh;
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "event log: cannot reopen the writer");
+                false
+            }
         }
     }
 
-    /// Gives the work about to run until `deadline`: past it, its queries are refused and a
-    /// statement still running is interrupted. `None` lifts the budget.
-    pub(super) fn budget(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-        match deadline {
+    /// Gives the work about to run `budget` from now: past it, its queries are refused and
+    /// a statement still running is interrupted. `None` lifts the budget, and leaves
+    /// [`Self::overran`] as the work left it.
+    ///
+    /// SQLite rolls back the whole transaction when it interrupts a statement that writes,
+    /// so a write that overruns loses the batch; one that reads fails alone.
+    pub(super) fn budget(&mut self, budget: Option<std::time::Duration>) {
+        self.deadline = budget.map(|budget| Instant::now() + budget);
+        if budget.is_some() {
+            self.overran.set(false);
+        }
+        match self.deadline {
             Some(deadline) => self
                 .conn
                 .progress_handler(PROGRESS_STEPS, Some(move || Instant::now() >= deadline)),
             None => self.conn.progress_handler(0, None::<fn() -> bool>),
         }
+    }
+
+    /// Whether a query of the work under the budget failed past its deadline: refused, or
+    /// interrupted. Such a work fails, whatever it returns.
+    pub(super) fn overran(&self) -> bool {
+        self.overran.get()
     }
 
     /// The connection, for the log's own statements.
@@ -233,7 +264,8 @@ impl LogConnection {
         let mut bare = 0;
         for index in 1..=statement.parameter_count() {
             // As sqlx's driver numbers them: `$N` and `?N` take value N, each bare `?` the
-            // next of its own count; a parameter without a value stays NULL.
+            // next of its own count; from the first parameter without a value on, they
+            // stay NULL.
             let position = match statement.parameter_name(index) {
                 Some(name) => name
                     .strip_prefix(['$', '?'])
@@ -246,9 +278,10 @@ impl LogConnection {
                     bare
                 }
             };
-            if let Some(value) = values.get(position.wrapping_sub(1)) {
-                bind(statement, index, value)?;
-            }
+            let Some(value) = values.get(position.wrapping_sub(1)) else {
+                break;
+            };
+            bind(statement, index, value)?;
         }
         let names: Vec<UStr> = statement
             .column_names()
@@ -298,7 +331,15 @@ impl LogConnection {
         mut query: impl Execute<'q, Any>,
     ) -> Result<(Vec<AnyRow>, AnyQueryResult), sqlx::Error> {
         let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-        self.query(query.sql(), query.persistent(), arguments)
+        let done = self.query(query.sql(), query.persistent(), arguments);
+        if done.is_err()
+            && self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.overran.set(true);
+        }
+        done
     }
 }
 
