@@ -10,7 +10,10 @@
 
 // A work's deadline is for time spent inside SQLite, which is the wall clock's: a test's
 // paused tokio clock must not move it.
-#![expect(clippy::disallowed_types, reason = "a deadline for time spent inside SQLite")]
+#![expect(
+    clippy::disallowed_types,
+    reason = "a deadline for time spent inside SQLite"
+)]
 
 use std::{
     borrow::Cow,
