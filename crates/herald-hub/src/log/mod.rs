@@ -891,6 +891,14 @@ mod tests {
         (dir, log)
     }
 
+    /// The rows of the table `t` that [`work`] writes to, as the readers see them.
+    async fn rows_in_t(log: &SqliteLog) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&log.readers)
+            .await
+            .unwrap()
+    }
+
     /// Work and entries commit in one transaction; each work runs under its own savepoint,
     /// so one that fails, panics or overruns its budget (waiting, or in SQLite) is rolled
     /// back alone, and the others' rows and entries stand, numbered in the order of the
@@ -980,10 +988,7 @@ mod tests {
             error.to_string().contains("nothing of the batch stands"),
             "{error}"
         );
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&log.readers)
-            .await
-            .unwrap();
+        let rows = rows_in_t(&log).await;
         assert_eq!((rows, log.head().await.unwrap()), (0, 0));
         log.transact(vec![work(3, "ok", vec![entry(0, "w3", 1)])], 1)
             .await
@@ -999,10 +1004,7 @@ mod tests {
         // Numbered from a position the log already holds: the INSERT of the entries fails.
         let steps = vec![work(1, "ok", vec![entry(0, "w", 1)])];
         assert!(log.transact(steps, 5).await.is_err());
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&log.readers)
-            .await
-            .unwrap();
+        let rows = rows_in_t(&log).await;
         assert_eq!(rows, 0);
         // The writer is usable again.
         log.transact(vec![work(2, "ok", vec![entry(0, "w2", 1)])], 6)
@@ -1024,10 +1026,7 @@ mod tests {
             assert!(outside, "the writer is left inside a transaction");
         };
         let count = || async {
-            let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-                .fetch_one(&log.readers)
-                .await
-                .unwrap();
+            let rows = rows_in_t(&log).await;
             (rows, log.head().await.unwrap())
         };
 
