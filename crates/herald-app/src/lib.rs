@@ -36,8 +36,9 @@
 //!   The body is handed to the hub's sequencer ([`Hub::transact`]), which runs it inside the
 //!   transaction of its next batch under a savepoint of its own, and stores its events in
 //!   that same transaction. The batch runs on the log's writer thread, where the body's
-//!   queries are direct calls into SQLite (`Conn::Log`), not round trips between threads. The change and its events commit together, with the changes and
-//!   publishes of the same batch, with one fsync; a change that fails is rolled back alone.
+//!   queries are direct calls into SQLite (`Conn::Log`), not round trips between threads.
+//!   The change and its events commit together, with the changes and publishes of the
+//!   same batch, with one fsync; a change that fails is rolled back alone.
 //!   The log orders events exactly as the database ordered their changes, since one writer
 //!   makes both.
 //! - **Through the outbox** (PostgreSQL, or a log in Redis). A `Change` holds the write
