@@ -35,7 +35,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use futures::task::AtomicWaker;
 use hyper::body::{Frame, SizeHint};
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 /// Largest data frame a tracked HTTP/2 body hands to hyper at once (HTTP/2's default frame
 /// size). hyper polls the body again only once the previous frame has been sent in full, so
@@ -73,6 +73,11 @@ pub(crate) struct Watch {
     streams: Mutex<Vec<Arc<Progress>>>,
     /// When a request last opened or closed ([`now_ms`]): the start of idleness.
     last_active: AtomicU64,
+    /// Set while [`Watch::verdict`] sleeps until the idle timeout (no request open): an
+    /// HTTP/2 request opened meanwhile wakes it through `opened`, so that its stall is
+    /// found within the write deadline, not after the idle timeout.
+    idle_wait: AtomicBool,
+    opened: Notify,
 }
 
 /// What one request shares with the watchdog.
@@ -123,6 +128,8 @@ impl Watch {
         Arc::new(Self {
             streams: Mutex::default(),
             last_active: AtomicU64::new(now_ms()),
+            idle_wait: AtomicBool::new(false),
+            opened: Notify::new(),
         })
     }
 
@@ -143,7 +150,12 @@ impl Watch {
             streams.retain(|p| p.open.load(Ordering::Relaxed));
         }
         streams.push(progress.clone());
+        // Under the lock, as `verdict` sets it: a watchdog that saw no request is woken.
+        let wake = http2 && self.idle_wait.swap(false, Ordering::Relaxed);
         drop(streams);
+        if wake {
+            self.opened.notify_one();
+        }
         StreamGuard {
             progress,
             watch: self.clone(),
@@ -154,7 +166,8 @@ impl Watch {
     /// (counted from `quiet_from` ([`now_ms`]) at the earliest), or when an HTTP/2 stream has
     /// had data waiting for `stall`. Sleeps between checks: until the earliest moment either
     /// could be true, at most `stall / 2` while requests are open (a stream may start
-    /// waiting at any time; it is found before its deadline).
+    /// waiting at any time; it is found before its deadline). An HTTP/2 request that opens
+    /// while it sleeps until the idle timeout wakes it.
     pub(crate) async fn verdict(
         &self,
         quiet_from: u64,
@@ -164,7 +177,7 @@ impl Watch {
         let (idle, stall) = (millis(idle), millis(stall));
         loop {
             let now = now_ms();
-            let next = {
+            let (next, idle_wait) = {
                 let mut streams = self.streams.lock().expect("watch poisoned");
                 streams.retain(|p| p.open.load(Ordering::Relaxed));
                 if streams.is_empty() {
@@ -173,7 +186,8 @@ impl Watch {
                     if at <= now {
                         return Verdict::Idle;
                     }
-                    at
+                    self.idle_wait.store(true, Ordering::Relaxed);
+                    (at, true)
                 } else {
                     let mut at = now + (stall / 2).max(1);
                     for progress in streams.iter().filter(|p| p.checked) {
@@ -186,10 +200,19 @@ impl Watch {
                             at = at.min(deadline);
                         }
                     }
-                    at
+                    (at, false)
                 }
             };
-            tokio::time::sleep(Duration::from_millis(next - now)).await;
+            let sleep = tokio::time::sleep(Duration::from_millis(next - now));
+            if idle_wait {
+                tokio::select! {
+                    () = sleep => {}
+                    () = self.opened.notified() => {}
+                }
+                self.idle_wait.store(false, Ordering::Relaxed);
+            } else {
+                sleep.await;
+            }
         }
     }
 
@@ -338,6 +361,23 @@ mod tests {
         drop(body);
         let verdict = watch.verdict(0, Duration::from_millis(10), Duration::from_millis(100));
         assert_eq!(verdict.await, Verdict::Idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_request_opened_while_the_watchdog_waits_for_idleness_is_checked() {
+        let watch = Watch::new();
+        let (idle, stall) = (Duration::from_secs(10), Duration::from_secs(2));
+        let started = Instant::now();
+        let verdict = tokio::spawn({
+            let watch = watch.clone();
+            async move { watch.verdict(0, idle, stall).await }
+        });
+        // The watchdog is asleep until the idle timeout when the request comes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _body = Tracked::new(Body::from("x"), watch.open(true));
+        assert_eq!(verdict.await.unwrap(), Verdict::Stalled);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(4), "stalled after {took:?}");
     }
 
     #[test]
