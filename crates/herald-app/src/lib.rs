@@ -609,7 +609,8 @@ impl Change<'_> {
         envelope["id"] = uid.clone().into();
         self.events.push(Update {
             topics,
-            data: envelope.to_string(),
+            // Through the serializer, not `Display`, which writes a piece at a time.
+            data: serde_json::to_string(&envelope).map_err(internal)?,
             private: true,
             id: Some(uid.clone()),
             event_type: Some(event_type.to_owned()),
