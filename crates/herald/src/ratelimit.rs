@@ -312,6 +312,8 @@ pub struct RateLimits {
     /// App presence announcements (one token per workspace a stream joins) per user
     /// (`--presence-rate`).
     pub presence: RateLimiter,
+    /// Who was lately found able to read a workspace, for `workspace_changes`.
+    pub workspace_readers: RecentReaders,
 }
 
 impl RateLimits {
@@ -324,7 +326,80 @@ impl RateLimits {
             publishes: RateLimiter::new(rates.publish),
             announcements: RateLimiter::new(rates.subscription_events),
             presence: RateLimiter::new(rates.presence),
+            workspace_readers: RecentReaders::new(READER_TTL),
         }
+    }
+}
+
+/// How long a user found able to read a workspace is taken to still be able to, when
+/// charging a change to the workspace's budget.
+pub const READER_TTL: Duration = Duration::from_secs(1);
+
+/// The users lately found able to read a workspace, so that charging each change to its
+/// workspace's budget (`--workspace-change-rate`, which only those who may read the
+/// workspace spend) reads the database once per [`READER_TTL`] and user, not once per
+/// change. Only the budget trusts it: every change checks access again, in its own
+/// transaction. So for at most the TTL after losing access, a user's refused changes may
+/// still spend the workspace's budget.
+///
+/// Bounded as a [`RateLimiter`] is: at most [`MAX_KEYS`] entries of 16 bytes (a hash of the
+/// user and workspace ids, with a random key per process, and when it was seen). When full,
+/// the expired go, and if most are still fresh, all of them: they are read again.
+#[derive(Debug)]
+pub struct RecentReaders {
+    /// The TTL, in nanoseconds.
+    ttl: u64,
+    epoch: Instant,
+    hasher: RandomState,
+    /// When (nanoseconds since `epoch`) each reader was seen, by hash of (user, workspace).
+    seen: Mutex<HashMap<u64, u64>>,
+}
+
+impl RecentReaders {
+    /// An empty set whose entries last `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl: u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX),
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            seen: Mutex::default(),
+        }
+    }
+
+    /// Whether `user` was found able to read `workspace` within the TTL.
+    pub fn contains(&self, user: &str, workspace: &str) -> bool {
+        let hash = self.hasher.hash_one((user, workspace));
+        let now = self.now();
+        let seen = self.seen.lock().expect("recent readers poisoned");
+        seen.get(&hash).is_some_and(|at| now - at < self.ttl)
+    }
+
+    /// Notes that `user` was found able to read `workspace` just now.
+    pub fn insert(&self, user: &str, workspace: &str) {
+        let hash = self.hasher.hash_one((user, workspace));
+        let now = self.now();
+        let mut seen = self.seen.lock().expect("recent readers poisoned");
+        if !seen.contains_key(&hash) && seen.len() >= MAX_KEYS {
+            seen.retain(|_, at| now - *at < self.ttl);
+            if seen.len() > MAX_KEYS / 4 * 3 {
+                seen.clear();
+            }
+        }
+        seen.insert(hash, now);
+    }
+
+    /// Entries held now, the expired included until they are made room for.
+    pub fn len(&self) -> usize {
+        self.seen.lock().expect("recent readers poisoned").len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -414,6 +489,37 @@ impl LoginAttempt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_is_remembered_for_the_ttl_per_user_and_workspace() {
+        let readers = RecentReaders::new(Duration::from_secs(1));
+        assert!(!readers.contains("u1", "w1"));
+        readers.insert("u1", "w1");
+        assert!(readers.contains("u1", "w1"));
+        // Neither another user of the workspace nor the user in another workspace.
+        assert!(!readers.contains("u2", "w1"));
+        assert!(!readers.contains("u1", "w2"));
+        // The pair's parts are not run together: ("u1w", "1") is another pair.
+        assert!(!readers.contains("u1w", "1"));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(readers.contains("u1", "w1"));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!readers.contains("u1", "w1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recent_readers_stay_bounded() {
+        let readers = RecentReaders::new(Duration::from_secs(60));
+        for n in 0..(MAX_KEYS * 2) {
+            readers.insert(&n.to_string(), "w");
+        }
+        assert!(readers.len() <= MAX_KEYS, "{} entries", readers.len());
+        // The newest is still there; expired entries make room losslessly.
+        assert!(readers.contains(&(MAX_KEYS * 2 - 1).to_string(), "w"));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        readers.insert("last", "w");
+        assert!(readers.contains("last", "w"));
+    }
 
     fn rate(text: &str) -> Rate {
         text.parse().unwrap()

@@ -133,7 +133,8 @@ impl FromRequestParts<ServerState> for Actor {
 ///
 /// Reads cost nothing here, and neither does logout, which only ends the caller's own
 /// session. A workspace's budget is spent only by those who may read the workspace, so an
-/// outsider cannot use it up for its members.
+/// outsider cannot use it up for its members; who may is read from the database once per
+/// [`crate::ratelimit::READER_TTL`] and user (see [`crate::ratelimit::RecentReaders`]).
 ///
 /// # Errors
 ///
@@ -171,11 +172,14 @@ async fn charge_change(state: &ServerState, parts: &Parts, actor: &Actor) -> Res
     if rates.workspace_changes.rate().is_off() {
         return Ok(());
     }
-    match state.app.read_access(actor, &ws).await {
-        Ok(_) => {}
-        // The handler answers the 404 (or 400) itself.
-        Err(error) if error.kind == ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(error.into()),
+    let user = actor.user.id.as_str();
+    if !rates.workspace_readers.contains(user, ws.as_str()) {
+        match state.app.read_access(actor, &ws).await {
+            Ok(_) => rates.workspace_readers.insert(user, ws.as_str()),
+            // The handler answers the 404 (or 400) itself.
+            Err(error) if error.kind == ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
     }
     rates
         .workspace_changes

@@ -383,6 +383,51 @@ async fn app_changes_are_limited_per_user_and_per_workspace() {
     );
 }
 
+/// Who may read a workspace is remembered for a second when charging its budget: once
+/// that has passed, a member who was removed no longer spends it.
+#[tokio::test]
+async fn a_removed_member_stops_spending_the_workspace_budget() {
+    let server = TestServer::with_env(
+        &[
+            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+        &[
+            "--app-change-rate",
+            "0",
+            "--workspace-change-rate",
+            "4/600s",
+        ],
+    )
+    .await;
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let alice = admin
+        .new_member(&server, "alice@example.com", "Alice")
+        .await;
+    let bob = admin.new_member(&server, "bob@example.com", "Bob").await;
+    let ws = id_of(&alice.create_workspace("Team").await);
+    let todos = format!("/api/workspaces/{ws}/todos");
+    // The workspace's 1–3: Bob joins, writes (and is remembered as a reader), leaves.
+    alice.add_member(&ws, &bob.id(), "member").await;
+    bob.post(&todos, &json!({"title": "b1"})).await.expect(201);
+    alice
+        .delete(&format!("/api/workspaces/{ws}/members/{}", bob.id()))
+        .await
+        .expect(204);
+    sleep(Duration::from_millis(1_200)).await;
+    for _ in 0..3 {
+        bob.post(&todos, &json!({"title": "gone"}))
+            .await
+            .expect_error(404, "not_found");
+    }
+    // The workspace's 4th, and then none left.
+    alice
+        .post(&todos, &json!({"title": "a1"}))
+        .await
+        .expect(201);
+    retry_after(alice.post(&todos, &json!({"title": "a2"})).await, 150);
+}
+
 /// A publisher token for subject `sub`; `n` makes tokens of one subject differ.
 fn subject_token(sub: &str, n: u64) -> String {
     token_with(
