@@ -414,8 +414,10 @@ impl Nodes {
                 "100000",
                 "--app-change-rate",
                 "0",
+                // On, as by default, and never reached: charging a change to its workspace
+                // costs what it costs a deployment (finding who may read the workspace).
                 "--workspace-change-rate",
-                "0",
+                "1000000/1s",
                 "--login-ip-rate",
                 "0",
                 "--login-account-rate",
