@@ -331,14 +331,18 @@ impl RateLimits {
     }
 }
 
+/// When a [`RecentReaders`] entry was seen, from [`RecentReaders::stamp`].
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp(u64);
+
 /// How long a user found able to read a workspace is taken to still be able to, when
 /// charging a change to the workspace's budget.
 pub const READER_TTL: Duration = Duration::from_secs(1);
 
 /// The users lately found able to read a workspace, so that charging each change to its
 /// workspace's budget (`--workspace-change-rate`, which only those who may read the
-/// workspace spend) reads the database once per [`READER_TTL`] and user, not once per
-/// change. Only the budget trusts it: every change checks access again, in its own
+/// workspace spend) reads the database once per [`READER_TTL`], user and workspace, not
+/// once per change. Only the budget trusts it: every change checks access again, in its own
 /// transaction. So for at most the TTL after losing access, a user's refused changes may
 /// still spend the workspace's budget.
 ///
@@ -371,21 +375,30 @@ impl RecentReaders {
         let hash = self.hasher.hash_one((user, workspace));
         let now = self.now();
         let seen = self.seen.lock().expect("recent readers poisoned");
-        seen.get(&hash).is_some_and(|at| now - at < self.ttl)
+        // Another thread may have stored a later time since `now` was read.
+        seen.get(&hash)
+            .is_some_and(|at| now.saturating_sub(*at) < self.ttl)
     }
 
-    /// Notes that `user` was found able to read `workspace` just now.
-    pub fn insert(&self, user: &str, workspace: &str) {
+    /// The time to note a reader at: taken before its access is read, so that an entry
+    /// never outlives the TTL counted from the read.
+    pub fn stamp(&self) -> Stamp {
+        Stamp(self.now())
+    }
+
+    /// Notes that `user` was found able to read `workspace` by a read begun at `stamp`.
+    pub fn insert(&self, user: &str, workspace: &str, stamp: Stamp) {
         let hash = self.hasher.hash_one((user, workspace));
         let now = self.now();
         let mut seen = self.seen.lock().expect("recent readers poisoned");
         if !seen.contains_key(&hash) && seen.len() >= MAX_KEYS {
-            seen.retain(|_, at| now - *at < self.ttl);
+            seen.retain(|_, at| now.saturating_sub(*at) < self.ttl);
             if seen.len() > MAX_KEYS / 4 * 3 {
                 seen.clear();
             }
         }
-        seen.insert(hash, now);
+        let at = seen.entry(hash).or_insert(stamp.0);
+        *at = (*at).max(stamp.0);
     }
 
     /// Entries held now, the expired included until they are made room for.
@@ -494,7 +507,7 @@ mod tests {
     async fn a_reader_is_remembered_for_the_ttl_per_user_and_workspace() {
         let readers = RecentReaders::new(Duration::from_secs(1));
         assert!(!readers.contains("u1", "w1"));
-        readers.insert("u1", "w1");
+        readers.insert("u1", "w1", readers.stamp());
         assert!(readers.contains("u1", "w1"));
         // Neither another user of the workspace nor the user in another workspace.
         assert!(!readers.contains("u2", "w1"));
@@ -508,17 +521,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn recent_readers_stay_bounded() {
+    async fn an_entry_counts_from_the_read_and_an_older_read_does_not_shorten_it() {
+        let readers = RecentReaders::new(Duration::from_secs(1));
+        let early = readers.stamp();
+        // The read took 600 ms: the entry has 400 ms left.
+        tokio::time::advance(Duration::from_millis(600)).await;
+        readers.insert("u", "w", early);
+        let late = readers.stamp();
+        readers.insert("u", "w", late);
+        // A read begun earlier that ends last keeps the later time.
+        readers.insert("u", "w", early);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(readers.contains("u", "w"));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!readers.contains("u", "w"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn recent_readers_stay_bounded_and_keep_fresh_entries_over_expired_ones() {
         let readers = RecentReaders::new(Duration::from_secs(60));
-        for n in 0..(MAX_KEYS * 2) {
-            readers.insert(&n.to_string(), "w");
+        for n in 0..MAX_KEYS - 1 {
+            readers.insert(&n.to_string(), "w", readers.stamp());
+        }
+        tokio::time::advance(Duration::from_secs(30)).await;
+        readers.insert("fresh", "w", readers.stamp());
+        assert_eq!(readers.len(), MAX_KEYS);
+        // Full: the expired make room, losslessly; the fresh one stays.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        readers.insert("new", "w", readers.stamp());
+        assert_eq!(readers.len(), 2);
+        assert!(readers.contains("fresh", "w") && readers.contains("new", "w"));
+        // Full of fresh entries: all go (they are read again), the newest stays.
+        for n in 0..MAX_KEYS * 2 {
+            readers.insert(&n.to_string(), "w", readers.stamp());
         }
         assert!(readers.len() <= MAX_KEYS, "{} entries", readers.len());
-        // The newest is still there; expired entries make room losslessly.
         assert!(readers.contains(&(MAX_KEYS * 2 - 1).to_string(), "w"));
-        tokio::time::advance(Duration::from_secs(60)).await;
-        readers.insert("last", "w");
-        assert!(readers.contains("last", "w"));
     }
 
     fn rate(text: &str) -> Rate {

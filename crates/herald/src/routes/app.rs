@@ -134,7 +134,8 @@ impl FromRequestParts<ServerState> for Actor {
 /// Reads cost nothing here, and neither does logout, which only ends the caller's own
 /// session. A workspace's budget is spent only by those who may read the workspace, so an
 /// outsider cannot use it up for its members; who may is read from the database once per
-/// [`crate::ratelimit::READER_TTL`] and user (see [`crate::ratelimit::RecentReaders`]).
+/// [`crate::ratelimit::READER_TTL`], user and workspace (see
+/// [`crate::ratelimit::RecentReaders`]).
 ///
 /// # Errors
 ///
@@ -174,8 +175,9 @@ async fn charge_change(state: &ServerState, parts: &Parts, actor: &Actor) -> Res
     }
     let user = actor.user.id.as_str();
     if !rates.workspace_readers.contains(user, ws.as_str()) {
+        let stamp = rates.workspace_readers.stamp();
         match state.app.read_access(actor, &ws).await {
-            Ok(_) => rates.workspace_readers.insert(user, ws.as_str()),
+            Ok(_) => rates.workspace_readers.insert(user, ws.as_str(), stamp),
             // The handler answers the 404 (or 400) itself.
             Err(error) if error.kind == ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error.into()),

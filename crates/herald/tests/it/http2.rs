@@ -435,9 +435,13 @@ async fn http2_streams_whose_window_stays_shut_end_after_the_write_deadline() {
         assert_eq!(parts.status, StatusCode::OK, "{case}");
         // The stream can stall from here on: the server's watchdog must find it within
         // the write deadline (2 s) and its check interval (1 s), not after the 10 s a
-        // connection may stay without a request.
+        // connection may stay without a request (the bound leaves 5 s for a busy machine).
         let started = Instant::now();
-        streams_open(&server, 3.0).await;
+        if case != "stream window 0" {
+            // Its window must fill from the publishes below. (With a window of 0 it is
+            // stalled from the start, and may be gone before a look at the metric.)
+            streams_open(&server, 3.0).await;
+        }
         // 96 KiB: more than the connection's initial window of 64 KiB.
         for n in 0..6 {
             let id = format!("{case}-{n}");
@@ -452,7 +456,7 @@ async fn http2_streams_whose_window_stays_shut_end_after_the_write_deadline() {
         assert_eq!(server.metric("herald_subscribers").await, 2.0, "{case}");
         let _ = stalled.closed_within(ITEM_TIMEOUT).await;
         assert!(
-            started.elapsed() < Duration::from_secs(7),
+            started.elapsed() < Duration::from_secs(8),
             "{case}: took {:?}",
             started.elapsed()
         );
