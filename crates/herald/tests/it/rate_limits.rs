@@ -283,26 +283,33 @@ async fn logins_are_limited_per_address() {
     .expect_error(401, "unauthorized");
 }
 
+/// A server with an admin and `args`, and the admin signed in.
+async fn with_admin(args: &[&str]) -> (TestServer, AppClient) {
+    let server = TestServer::with_env(
+        &[
+            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+        args,
+    )
+    .await;
+    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    (server, admin)
+}
+
 /// Changes are limited per user and per workspace; a refused change changes nothing, and
 /// other users and workspaces go on. Outsiders cannot spend a workspace's budget, and
 /// reads and logout cost nothing.
 #[tokio::test]
 async fn app_changes_are_limited_per_user_and_per_workspace() {
     // Budgets refill so slowly that nothing refills during the test.
-    let server = TestServer::with_env(
-        &[
-            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ],
-        &[
-            "--app-change-rate",
-            "4/400s",
-            "--workspace-change-rate",
-            "6/600s",
-        ],
-    )
+    let (server, admin) = with_admin(&[
+        "--app-change-rate",
+        "4/400s",
+        "--workspace-change-rate",
+        "6/600s",
+    ])
     .await;
-    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     // The admin's changes 1–3.
     let alice = admin
         .new_member(&server, "alice@example.com", "Alice")
@@ -387,20 +394,13 @@ async fn app_changes_are_limited_per_user_and_per_workspace() {
 /// that has passed, a member who was removed no longer spends it.
 #[tokio::test]
 async fn a_removed_member_stops_spending_the_workspace_budget() {
-    let server = TestServer::with_env(
-        &[
-            ("HERALD_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("HERALD_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ],
-        &[
-            "--app-change-rate",
-            "0",
-            "--workspace-change-rate",
-            "4/600s",
-        ],
-    )
+    let (server, admin) = with_admin(&[
+        "--app-change-rate",
+        "0",
+        "--workspace-change-rate",
+        "4/600s",
+    ])
     .await;
-    let admin = AppClient::login(&server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let alice = admin
         .new_member(&server, "alice@example.com", "Alice")
         .await;
