@@ -19,6 +19,7 @@ use crate::{
     Accounts, App, Change,
     accounts::{NewTokenSecret, TokenSpec, parse_ttl},
     db::Writer,
+    envelope::Envelope,
     error::{AppError, internal},
     model::{self, Account, NewToken, NewUser, TokenInfo, User},
     policy::{self, Actor, not_found},
@@ -163,8 +164,7 @@ impl App {
                     "tokens:revoked",
                     actor,
                     vec![policy::token_topic(id)],
-                )
-                .await?;
+                )?;
                 Ok(())
             })
         })
@@ -231,8 +231,7 @@ impl App {
                     "passwords:changed",
                     actor,
                     vec![policy::user_topic(&actor.user.id)],
-                )
-                .await?;
+                )?;
                 Ok(())
             })
         })
@@ -276,8 +275,7 @@ impl App {
                         "users:deactivated",
                         actor,
                         vec![policy::user_topic(id)],
-                    )
-                    .await?;
+                    )?;
                 }
                 Ok(Account { user, active })
             })
@@ -374,24 +372,12 @@ async fn switch_active(conn: &mut Conn<'_>, id: &str, active: bool) -> Result<Us
 
 /// Emits a control event of `event_type` by `actor`, which ends the streams following
 /// `closes`.
-async fn emit_control(
+fn emit_control(
     change: &mut Change<'_>,
     event_type: &str,
     actor: &Actor,
     closes: Vec<String>,
 ) -> Result<String, AppError> {
-    let envelope = json!({
-        "id": null,
-        "type": event_type,
-        "user": actor.envelope(),
-        "timestamp": model::now(),
-    });
-    change
-        .emit(
-            event_type,
-            vec![policy::CONTROL_TOPIC.to_owned()],
-            closes,
-            envelope,
-        )
-        .await
+    let envelope: Envelope<'_> = Envelope::new(event_type, actor);
+    change.emit(vec![policy::CONTROL_TOPIC.to_owned()], closes, &envelope)
 }

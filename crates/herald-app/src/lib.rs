@@ -78,6 +78,7 @@ mod conn;
 mod credentials;
 pub mod data_dir;
 pub mod db;
+mod envelope;
 pub mod error;
 pub mod model;
 pub mod passwords;
@@ -596,24 +597,22 @@ pub(crate) struct Change<'c> {
 impl Change<'_> {
     /// Records an event of `event_type` (the SSE `event:` field) for `topics`, stored with
     /// the change; once it is fanned out, the streams following `closes` end (a
-    /// revocation). Its `data` is `envelope` with its `id` set to the event id, which it
-    /// returns.
-    pub(crate) async fn emit(
+    /// revocation). Its `data` is `envelope` after the event's id, which it returns.
+    pub(crate) fn emit<D: serde::Serialize>(
         &mut self,
-        event_type: &str,
         topics: Vec<String>,
         closes: Vec<String>,
-        mut envelope: serde_json::Value,
+        envelope: &envelope::Envelope<'_, D>,
     ) -> Result<String, AppError> {
         let uid = model::new_id();
-        envelope["id"] = uid.clone().into();
+        let data =
+            serde_json::to_string(&envelope::Stamped { id: &uid, envelope }).map_err(internal)?;
         self.events.push(Update {
             topics,
-            // Through the serializer, not `Display`, which writes a piece at a time.
-            data: serde_json::to_string(&envelope).map_err(internal)?,
+            data,
             private: true,
             id: Some(uid.clone()),
-            event_type: Some(event_type.to_owned()),
+            event_type: Some(envelope.event_type.to_owned()),
             retry: None,
             closes,
         });

@@ -8,8 +8,6 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::json;
-
 use crate::{
     error::AppError,
     model::{MemberRole, User, UserRole, Workspace},
@@ -36,11 +34,6 @@ impl Actor {
     /// Whether the user is a global admin.
     pub fn is_admin(&self) -> bool {
         self.user.role == UserRole::Admin
-    }
-
-    /// The `user` of an event's envelope.
-    pub fn envelope(&self) -> serde_json::Value {
-        json!({ "id": self.user.id, "name": self.user.name })
     }
 
     /// Whether the actor may read a note written by `author`, in a workspace it may read.

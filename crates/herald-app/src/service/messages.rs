@@ -1,11 +1,9 @@
 //! Messages that change no resource: notifications to a user, broadcasts to a workspace,
 //! and logging out.
 
-use crate::Scope;
-use serde_json::json;
-
 use crate::{
-    App,
+    App, Scope,
+    envelope::Envelope,
     error::{AppError, internal},
     model,
     policy::{self, Actor, Kind, not_found},
@@ -40,22 +38,11 @@ impl App {
                 if exists.is_none() {
                     return Err(not_found("user"));
                 }
-                let envelope = json!({
-                    "id": null,
-                    "type": "notification",
-                    "userId": user_id,
-                    "data": data,
-                    "user": actor.envelope(),
-                    "timestamp": model::now(),
-                });
-                let id = change
-                    .emit(
-                        "notification",
-                        policy::route_notification(&user_id),
-                        Vec::new(),
-                        envelope,
-                    )
-                    .await?;
+                let mut envelope = Envelope::new("notification", actor);
+                envelope.user_id = Some(&user_id);
+                envelope.data = Some(&data);
+                let id =
+                    change.emit(policy::route_notification(&user_id), Vec::new(), &envelope)?;
                 Ok(id)
             })
         })
@@ -91,18 +78,11 @@ impl App {
                         .await?
                         .require_owner("broadcast")?;
                 }
-                let envelope = json!({
-                    "id": null,
-                    "type": "announcement",
-                    "workspaceId": ws,
-                    "data": data,
-                    "user": actor.envelope(),
-                    "timestamp": model::now(),
-                });
+                let mut envelope = Envelope::new("announcement", actor);
+                envelope.workspace_id = Some(ws);
+                envelope.data = Some(&data);
                 let topics = policy::route(Kind::Announcements, ws, &actor.user.id, None);
-                let id = change
-                    .emit("announcement", topics, Vec::new(), envelope)
-                    .await?;
+                let id = change.emit(topics, Vec::new(), &envelope)?;
                 Ok(id)
             })
         })
@@ -128,20 +108,12 @@ impl App {
                     .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
-                let envelope = json!({
-                    "id": null,
-                    "type": "sessions:ended",
-                    "user": actor.envelope(),
-                    "timestamp": model::now(),
-                });
-                change
-                    .emit(
-                        "sessions:ended",
-                        vec![policy::CONTROL_TOPIC.to_owned()],
-                        vec![policy::session_topic(session)],
-                        envelope,
-                    )
-                    .await?;
+                let envelope: Envelope<'_> = Envelope::new("sessions:ended", actor);
+                change.emit(
+                    vec![policy::CONTROL_TOPIC.to_owned()],
+                    vec![policy::session_topic(session)],
+                    &envelope,
+                )?;
                 Ok(())
             })
         })

@@ -14,14 +14,16 @@ mod workspaces;
 
 pub use resources::{Base, Resource};
 
+use std::sync::LazyLock;
+
 use serde::Serialize;
-use serde_json::json;
 use sqlx::{Any, Executor, FromRow};
 
 use crate::{
     App, Change,
+    envelope::Envelope,
     error::{AppError, internal},
-    model::{self, MemberRole, Workspace},
+    model::{MemberRole, Workspace},
     policy::{self, Access, Action, Actor, Kind},
 };
 
@@ -38,27 +40,6 @@ pub struct Page<T> {
 /// Most items on one page.
 pub const MAX_PAGE: u32 = 200;
 
-/// The envelope of a workspace event (`docs/app-api.md`); `id` is filled in by
-/// [`Change::emit`].
-fn envelope(
-    kind: Kind,
-    action: Action,
-    ws: &str,
-    data: &impl Serialize,
-    actor: &Actor,
-) -> serde_json::Value {
-    json!({
-        "id": null,
-        "type": format!("{}:{}", kind.as_str(), action.as_str()),
-        "action": action.as_str(),
-        "resourceType": kind.as_str(),
-        "workspaceId": ws,
-        "data": data,
-        "user": actor.envelope(),
-        "timestamp": model::now(),
-    })
-}
-
 /// What an event is about, for its type and its routing.
 struct About<'a> {
     kind: Kind,
@@ -71,7 +52,7 @@ struct About<'a> {
 }
 
 /// Emits `kind:action` about `data`, routed by the policy.
-async fn emit(
+fn emit(
     change: &mut Change<'_>,
     actor: &Actor,
     about: About<'_>,
@@ -87,14 +68,12 @@ async fn emit(
     let event_type = format!("{}:{}", kind.as_str(), action.as_str());
     let topics = policy::route(kind, ws, author, concerns);
     let closes = policy::closes(kind, action, ws, concerns);
-    change
-        .emit(
-            &event_type,
-            topics,
-            closes,
-            envelope(kind, action, ws, data, actor),
-        )
-        .await
+    let mut envelope = Envelope::new(&event_type, actor);
+    envelope.action = Some(action.as_str());
+    envelope.resource_type = Some(kind.as_str());
+    envelope.workspace_id = Some(ws);
+    envelope.data = Some(data);
+    change.emit(topics, closes, &envelope)
 }
 
 /// Records the event that gave `user` access to `ws`; replays do not reach before it.
@@ -132,15 +111,19 @@ async fn access(
     actor: &Actor,
     ws: &str,
 ) -> Result<Access, AppError> {
-    let row: Option<WorkspaceRow> = sqlx::query_as(&format!(
-        "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w LEFT JOIN members m \
-         ON m.workspace_id = w.id AND m.user_id = $1 WHERE w.id = $2"
-    ))
-    .bind(&actor.user.id)
-    .bind(ws)
-    .fetch_optional(conn)
-    .await
-    .map_err(internal)?;
+    // Every change runs it: its text is made once.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {WORKSPACE_COLUMNS}, m.role FROM workspaces w LEFT JOIN members m \
+             ON m.workspace_id = w.id AND m.user_id = $1 WHERE w.id = $2"
+        )
+    });
+    let row: Option<WorkspaceRow> = sqlx::query_as(SQL.as_str())
+        .bind(&actor.user.id)
+        .bind(ws)
+        .fetch_optional(conn)
+        .await
+        .map_err(internal)?;
     match row {
         Some(row) => Access::check(actor, Some(row.workspace), row.role),
         None => Access::check(actor, None, None),

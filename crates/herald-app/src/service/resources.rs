@@ -343,8 +343,7 @@ impl App {
                         concerns: None,
                     },
                     &resource,
-                )
-                .await?;
+                )?;
                 Ok(resource)
             })
         })
@@ -386,8 +385,7 @@ impl App {
                         concerns: None,
                     },
                     &resource,
-                )
-                .await?;
+                )?;
                 Ok(resource)
             })
         })
@@ -428,8 +426,7 @@ impl App {
                         concerns: None,
                     },
                     &resource,
-                )
-                .await?;
+                )?;
                 Ok(())
             })
         })

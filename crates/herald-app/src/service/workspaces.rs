@@ -123,8 +123,7 @@ impl App {
                 concerns: me,
             },
             &workspace,
-        )
-        .await?;
+        )?;
         joined_at(change, &ws, &actor.user.id, &joined).await?;
         emit(
             change,
@@ -137,8 +136,7 @@ impl App {
                 concerns: None,
             },
             &general,
-        )
-        .await?;
+        )?;
         Ok(WorkspaceView {
             workspace,
             role: Some(MemberRole::Owner),
@@ -182,8 +180,7 @@ impl App {
                         concerns: None,
                     },
                     &workspace,
-                )
-                .await?;
+                )?;
                 Ok(WorkspaceView {
                     workspace,
                     role: access.role,
@@ -220,8 +217,7 @@ impl App {
                         concerns: None,
                     },
                     &last,
-                )
-                .await?;
+                )?;
                 Ok(())
             })
         })
@@ -306,8 +302,7 @@ impl App {
                         concerns,
                     },
                     &member,
-                )
-                .await?;
+                )?;
                 joined_at(change, ws, &member.user_id, &joined).await?;
                 Ok(member)
             })
@@ -377,8 +372,7 @@ impl App {
                         concerns,
                     },
                     &member,
-                )
-                .await?;
+                )?;
                 Ok(())
             })
         })
