@@ -140,7 +140,16 @@ pub struct LogConnection {
     deadline: Option<Instant>,
     /// Whether a query of the running work failed past its deadline.
     overran: std::cell::Cell<bool>,
+    /// The column names of persistent statements, by their text ([`Self::columns_of`]);
+    /// at most [`PREPARED`].
+    columns: std::cell::RefCell<sqlx_core::HashMap<Box<str>, Columns>>,
 }
+
+/// The index of a row's columns by name, shared by the rows of a statement.
+type ColumnIndex = Arc<sqlx_core::HashMap<UStr, usize>>;
+
+/// A statement's column names, in order and by name.
+type Columns = (Arc<[UStr]>, ColumnIndex);
 
 impl std::fmt::Debug for LogConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +173,7 @@ impl LogConnection {
             pragmas: pragmas.to_vec(),
             deadline: None,
             overran: std::cell::Cell::new(false),
+            columns: std::cell::RefCell::default(),
         })
     }
 
@@ -217,9 +227,16 @@ impl LogConnection {
         &self.conn
     }
 
-    /// Runs `sql`, statements without parameters (BEGIN, SAVEPOINT, COMMIT...).
+    /// Runs `sql`, statements without parameters (BEGIN, SAVEPOINT, COMMIT...). A single
+    /// statement stays prepared: a batch runs several per change, and preparing them again
+    /// each time would cost more than running them.
     pub(super) fn batch(&self, sql: &str) -> Result<(), LogError> {
-        Ok(self.conn.execute_batch(sql)?)
+        if sql.contains(';') {
+            self.conn.execute_batch(sql)?;
+        } else {
+            self.conn.prepare_cached(sql)?.execute([])?;
+        }
+        Ok(())
     }
 
     /// Rolls back the open transaction, if any. Should that fail, the next job finds the
@@ -286,21 +303,14 @@ impl LogConnection {
             };
             bind(statement, index, value)?;
         }
-        let names: Vec<UStr> = statement
-            .column_names()
-            .into_iter()
-            .map(UStr::new)
-            .collect();
-        let by_name: Arc<sqlx_core::HashMap<UStr, usize>> = Arc::new(
-            names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| (name.clone(), i))
-                .collect(),
-        );
         let mut found = Vec::new();
         let mut rows = statement.raw_query();
+        // Read once a row is there: SQLite prepares a statement again at its first step
+        // after a schema change, which may change its columns.
+        let mut named = None;
         while let Some(row) = rows.next().map_err(database)? {
+            let (names, by_name) =
+                named.get_or_insert_with(|| self.columns_of(sql, persistent, row.as_ref()));
             let mut columns = Vec::with_capacity(names.len());
             let mut values = Vec::with_capacity(names.len());
             for (ordinal, name) in names.iter().enumerate() {
@@ -328,6 +338,42 @@ impl LogConnection {
         Ok((found, done))
     }
 
+    /// The names of `statement`'s columns, and each one's index, as rows carry them. Those
+    /// of a persistent statement are kept, keyed by its text, and handed out again while
+    /// SQLite still gives the same names (a schema change may alter them): a row's names
+    /// are then shared, not allocated afresh for every query.
+    fn columns_of(
+        &self,
+        sql: &str,
+        persistent: bool,
+        statement: &rusqlite::Statement<'_>,
+    ) -> Columns {
+        let fresh = statement.column_names();
+        let mut kept = self.columns.borrow_mut();
+        if persistent
+            && let Some((names, by_name)) = kept.get(sql)
+            && names.len() == fresh.len()
+            && names.iter().zip(&fresh).all(|(kept, now)| &**kept == *now)
+        {
+            return (names.clone(), by_name.clone());
+        }
+        let names: Arc<[UStr]> = fresh.into_iter().map(UStr::new).collect();
+        let by_name: ColumnIndex = Arc::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i))
+                .collect(),
+        );
+        if persistent {
+            if kept.len() >= PREPARED {
+                kept.clear();
+            }
+            kept.insert(sql.into(), (names.clone(), by_name.clone()));
+        }
+        (names, by_name)
+    }
+
     /// [`Self::query`] for an sqlx query.
     fn run_query<'q>(
         &self,
@@ -349,6 +395,11 @@ impl LogConnection {
 /// Whether `sql` holds a statement after its first: a `;` outside quotes and comments,
 /// followed by anything but blanks and comments.
 fn has_second_statement(sql: &str) -> bool {
+    // Statements end with `;`: without one there is no second, and no need to read the
+    // text a character at a time.
+    if !sql.contains(';') {
+        return false;
+    }
     let mut rest = sql;
     let mut ended = false;
     while let Some(c) = rest.chars().next() {
@@ -552,7 +603,7 @@ impl From<rusqlite::Error> for LogError {
 #[cfg(test)]
 mod tests {
     use futures::{TryStreamExt as _, executor::block_on};
-    use sqlx::{FromRow, Row as _};
+    use sqlx::{Column as _, FromRow, Row as _};
 
     use super::*;
 
@@ -655,6 +706,42 @@ mod tests {
 
     /// Errors come back as sqlx database errors with their kind; a query with several
     /// statements is refused before any of it runs.
+    /// Rows of a statement run again share its column names, and still carry the right ones
+    /// once a schema change has altered them.
+    #[tokio::test]
+    async fn a_statements_column_names_follow_a_schema_change() {
+        let (_dir, writer) = writer().await;
+        let names = |conn: &mut LogConnection| {
+            block_on(async {
+                let row = sqlx::query("SELECT * FROM things")
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .expect("a row");
+                Ok::<_, sqlx::Error>(
+                    row.columns()
+                        .iter()
+                        .map(|c| c.name().to_owned())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .map_err(LogError::from)
+        };
+        let (before, again, after) = writer
+            .run(move |conn| {
+                conn.batch("INSERT INTO things (id, n, x, bytes) VALUES ('a', 1, 1.0, x'00')")?;
+                let before = names(conn)?;
+                let again = names(conn)?;
+                conn.batch("ALTER TABLE things RENAME COLUMN note TO remark")?;
+                conn.batch("ALTER TABLE things ADD COLUMN extra TEXT")?;
+                Ok((before, again, names(conn)?))
+            })
+            .await
+            .unwrap();
+        assert_eq!(before, ["id", "n", "x", "note", "bytes", "flag"]);
+        assert_eq!(again, before);
+        assert_eq!(after, ["id", "n", "x", "remark", "bytes", "flag", "extra"]);
+    }
+
     #[tokio::test]
     async fn errors_keep_their_kind_and_nothing_runs_half() {
         let (_dir, writer) = writer().await;
