@@ -213,20 +213,12 @@ pub(crate) async fn verify_password(
 pub(crate) fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    hex(&bytes)
+    hex::encode(bytes)
 }
 
 /// The stored form of a session cookie or an API token.
 pub fn secret_hash(secret: &str) -> String {
-    hex(&Sha256::digest(secret.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]
@@ -277,5 +269,10 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_eq!(secret_hash(&a).len(), 64);
         assert_ne!(secret_hash(&a), a);
+        // Stored hashes must not change form: SHA-256 in lower-case hex.
+        assert_eq!(
+            secret_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }
