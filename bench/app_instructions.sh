@@ -18,10 +18,14 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do bins+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 changes=${1:-2000}
 connections=${2:-16}
-[ ${#bins[@]} -gt 0 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
-command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
+[ ${#bins[@]} -gt 0 ] && [ "$changes" -gt 0 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "needs valgrind: apt-get install -y valgrind" >&2; exit 2; }
 port=18311
 base=http://127.0.0.1:$port
+if curl -s -m 2 -o /dev/null "$base/"; then
+  echo "127.0.0.1:$port is taken" >&2
+  exit 1
+fi
 email=admin@bench.example
 password=bench-admin-password
 flags=(--listen "127.0.0.1:$port" --max-connections-per-ip 100000 --app-change-rate 0
@@ -36,7 +40,11 @@ cleanup() {
 trap cleanup EXIT
 
 wait_up() {
-  for _ in $(seq "$1"); do curl -sf -m 5 "$base/healthz" >/dev/null && return; sleep 0.5; done
+  for _ in $(seq "$1"); do
+    kill -0 "$server" 2>/dev/null || break
+    curl -sf -m 5 "$base/healthz" >/dev/null && return
+    sleep 0.5
+  done
   echo "herald did not start; its log:" >&2
   cat "$work/server.log" >&2
   exit 1
@@ -92,7 +100,8 @@ for named in "${bins[@]}"; do
   sleep 1
   kill "$server"; wait "$server" 2>/dev/null || true
   server=
-  # The dump after zeroing is the second of each thread (cg.out.1-NN).
+  # The dump asked for after zeroing is part 1 of each thread (cg.out.1-NN); the one
+  # written at exit has no part number.
   writer=0 runtime=0 other=0
   for dump in "$work"/cg.out.1-*; do
     count=$(sed -n 's/^summary: //p' "$dump")
@@ -104,6 +113,10 @@ for named in "${bins[@]}"; do
       other=$((other + count))
     fi
   done
+  if [ "$writer" -eq 0 ] || [ "$runtime" -eq 0 ]; then
+    echo "$name: no thread found running the log's writer or the runtime's workers" >&2
+    exit 1
+  fi
   total=$((writer + runtime + other))
   printf '%s: instructions per change %d (log writer %d, runtime %d, other %d)\n' "$name" \
     $((total / changes)) $((writer / changes)) $((runtime / changes)) $((other / changes))

@@ -1,5 +1,5 @@
 //! The data of the events the app emits (`docs/app-api.md`), serialized once per event,
-//! on the log's writer, straight from borrowed fields: no `serde_json::Value` tree of owned
+//! inside its change, straight from borrowed fields: no `serde_json::Value` tree of owned
 //! strings is built and dropped for each change.
 
 use serde::Serialize;
