@@ -350,9 +350,14 @@ fn display_command(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-/// The workspace root: the parent of this crate's folder.
+/// The workspace root: the parent of this crate's folder. `cargo xtask` runs us through
+/// `cargo run`, which names that folder in `CARGO_MANIFEST_DIR` at run time; the path
+/// compiled in is only a fallback, since a build from another checkout that shares the
+/// target dir would point it there.
 fn workspace_root() -> Result<PathBuf> {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .context("xtask's manifest dir has no parent")
