@@ -64,13 +64,28 @@ impl Access {
         workspace: Option<Workspace>,
         role: Option<MemberRole>,
     ) -> Result<Self, AppError> {
+        Self::permits(actor, workspace.is_some(), role)?;
         match workspace {
-            Some(workspace) if role.is_some() || actor.is_admin() => Ok(Self {
+            Some(workspace) => Ok(Self {
                 workspace,
                 role,
                 admin: actor.is_admin(),
             }),
-            _ => Err(not_found("workspace")),
+            None => Err(not_found("workspace")),
+        }
+    }
+
+    /// The rule of [`Access::check`] alone, for a caller that needs no `Access`: whether
+    /// an actor with membership `role` may read a workspace, which `exists` or not.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for anyone but members and admins, or when the workspace does not exist.
+    pub fn permits(actor: &Actor, exists: bool, role: Option<MemberRole>) -> Result<(), AppError> {
+        if exists && (role.is_some() || actor.is_admin()) {
+            Ok(())
+        } else {
+            Err(not_found("workspace"))
         }
     }
 
@@ -335,6 +350,36 @@ mod tests {
     fn receives(reader: &Actor, topics: &[String]) -> bool {
         let follows = stream_topics(reader, ["w"], None);
         topics.iter().any(|t| follows.contains(t))
+    }
+
+    /// `permits` and `check` say the same for every actor, membership and existence:
+    /// members and admins read an existing workspace, nobody reads a missing one.
+    #[test]
+    fn the_access_rule_is_the_same_with_or_without_the_workspace() {
+        let member = actor("m", UserRole::Member);
+        let admin = actor("root", UserRole::Admin);
+        let workspace = Workspace {
+            id: "w".into(),
+            name: "W".into(),
+            created_by: "m".into(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        };
+        for who in [&member, &admin] {
+            for role in [None, Some(MemberRole::Member), Some(MemberRole::Owner)] {
+                for exists in [false, true] {
+                    let permitted = Access::permits(who, exists, role).is_ok();
+                    let checked = Access::check(who, exists.then(|| workspace.clone()), role);
+                    assert_eq!(
+                        permitted,
+                        checked.is_ok(),
+                        "{} {role:?} {exists}",
+                        who.user.id
+                    );
+                    assert_eq!(permitted, exists && (role.is_some() || who.is_admin()));
+                }
+            }
+        }
     }
 
     #[test]

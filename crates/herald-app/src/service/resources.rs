@@ -17,7 +17,7 @@ use crate::{
     snapshot::Snapshot,
 };
 
-use super::{About, MAX_PAGE, Page, access, emit};
+use super::{About, MAX_PAGE, Page, check_access, emit};
 
 /// What every new resource starts with.
 #[derive(Debug)]
@@ -256,7 +256,7 @@ impl App {
         limit: u32,
     ) -> Result<Snapshot<Page<R>>, AppError> {
         let mut read = self.read_snapshot().await?;
-        access(read.conn(), actor, ws).await?;
+        check_access(read.conn(), actor, ws).await?;
         let see_all = !R::PRIVATE || actor.is_admin();
         let limit = limit.clamp(1, MAX_PAGE);
         // Two statements rather than one with `($3 OR created_by = $4)`: the planner cannot
@@ -298,7 +298,7 @@ impl App {
         id: &str,
     ) -> Result<Snapshot<R>, AppError> {
         let mut read = self.read_snapshot().await?;
-        access(read.conn(), actor, ws).await?;
+        check_access(read.conn(), actor, ws).await?;
         let resource = load::<R>(read.conn(), actor, ws, id).await?;
         read.finish(resource).await
     }
@@ -326,7 +326,7 @@ impl App {
                     now: model::now(),
                 };
                 let resource = R::create(base, body)?;
-                access(&mut change.tx, actor, ws).await?;
+                check_access(&mut change.tx, actor, ws).await?;
                 resource
                     .save()
                     .execute(&mut change.tx)
@@ -366,7 +366,7 @@ impl App {
                 let actor = &actor;
                 let ws = ws.as_str();
                 let id = id.as_str();
-                access(&mut change.tx, actor, ws).await?;
+                check_access(&mut change.tx, actor, ws).await?;
                 let mut resource = load::<R>(&mut change.tx, actor, ws, id).await?;
                 resource.apply(patch, model::now())?;
                 resource
@@ -407,7 +407,7 @@ impl App {
                 let actor = &actor;
                 let ws = ws.as_str();
                 let id = id.as_str();
-                access(&mut change.tx, actor, ws).await?;
+                check_access(&mut change.tx, actor, ws).await?;
                 let resource = load::<R>(&mut change.tx, actor, ws, id).await?;
                 resource.check_delete()?;
                 sqlx::query(&format!("DELETE FROM {} WHERE id = $1", table(R::KIND)))

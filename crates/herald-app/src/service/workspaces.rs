@@ -9,7 +9,9 @@ use crate::{
     snapshot::Snapshot,
 };
 
-use super::{About, Resource as _, WORKSPACE_COLUMNS, WorkspaceRow, access, emit, joined_at};
+use super::{
+    About, Resource as _, WORKSPACE_COLUMNS, WorkspaceRow, access, check_access, emit, joined_at,
+};
 
 impl App {
     /// The workspaces the actor may read: its memberships, or every one for an admin; and
@@ -231,7 +233,7 @@ impl App {
         ws: &str,
     ) -> Result<Snapshot<Vec<Member>>, AppError> {
         let mut read = self.read_snapshot().await?;
-        access(read.conn(), actor, ws).await?;
+        check_access(read.conn(), actor, ws).await?;
         let members = sqlx::query_as(
             "SELECT m.workspace_id, m.user_id, u.name, u.email, m.role, m.added_at \
              FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 \
