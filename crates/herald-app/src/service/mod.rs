@@ -96,6 +96,7 @@ async fn joined_at(
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.created_by, w.created_at, w.updated_at";
 
 /// Whether the actor may read workspace `ws`: `NotFound` otherwise, like any read of it.
+///
 /// The rule of [`access`], reading only whether the workspace exists and the actor's role:
 /// a change to a collection checks this, and needs nothing else of the workspace.
 pub(crate) async fn check_access(
