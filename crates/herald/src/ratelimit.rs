@@ -153,12 +153,45 @@ pub struct RateLimiter {
     /// How far ahead of now a bucket's `tat` may be and still allow a request: the time
     /// `burst - 1` refills take.
     tolerance: u64,
-    /// The instant `tat`s count from.
+    /// Each bucket's `tat`.
+    buckets: Stamps,
+}
+
+/// Times in nanoseconds by key hash, with the clock they count from and the hasher (a random
+/// key per process) of their keys. A std mutex: it is held for one map operation and never
+/// across an `.await`.
+#[derive(Debug)]
+struct Stamps {
     epoch: Instant,
     hasher: RandomState,
-    /// `tat` (nanoseconds since `epoch`) by key hash. A std mutex: it is held for one map
-    /// operation and never across an `.await`.
-    buckets: Mutex<HashMap<u64, u64>>,
+    map: Mutex<HashMap<u64, u64>>,
+}
+
+impl Stamps {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            hasher: RandomState::new(),
+            map: Mutex::default(),
+        }
+    }
+
+    fn hash<K: Hash + ?Sized>(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Nanoseconds since the epoch.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.map.lock().expect("rate limiter poisoned")
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
 impl RateLimiter {
@@ -169,9 +202,7 @@ impl RateLimiter {
             rate,
             interval,
             tolerance: interval.saturating_mul(u64::from(rate.burst.saturating_sub(1))),
-            epoch: Instant::now(),
-            hasher: RandomState::new(),
-            buckets: Mutex::default(),
+            buckets: Stamps::new(),
         }
     }
 
@@ -189,7 +220,7 @@ impl RateLimiter {
         if self.rate.is_off() {
             return Ok(());
         }
-        self.take_at(key, self.now())
+        self.take_at(key, self.buckets.now())
     }
 
     /// Takes `count` tokens from `key`'s bucket at once, or none. A `count` over the burst
@@ -203,7 +234,7 @@ impl RateLimiter {
         if self.rate.is_off() || count == 0 {
             return Ok(());
         }
-        self.take_n_at(key, count.min(self.rate.burst), self.now())
+        self.take_n_at(key, count.min(self.rate.burst), self.buckets.now())
     }
 
     /// [`RateLimiter::take`] at `now` (nanoseconds since the limiter's epoch).
@@ -213,8 +244,8 @@ impl RateLimiter {
 
     /// [`RateLimiter::take_n`] at `now`; `count` is at least 1 and at most the burst.
     fn take_n_at<K: Hash + ?Sized>(&self, key: &K, count: u32, now: u64) -> Result<(), Limited> {
-        let hash = self.hasher.hash_one(key);
-        let mut buckets = self.buckets.lock().expect("rate limiter poisoned");
+        let hash = self.buckets.hash(key);
+        let mut buckets = self.buckets.lock();
         let tat = buckets.get(&hash).copied().unwrap_or(now).max(now);
         // The last of the `count` tokens must be within the tolerance, as one token must.
         let extra = self.interval.saturating_mul(u64::from(count - 1));
@@ -237,13 +268,13 @@ impl RateLimiter {
         if self.rate.is_off() {
             return;
         }
-        self.give_back_at(key, self.now());
+        self.give_back_at(key, self.buckets.now());
     }
 
     /// [`RateLimiter::give_back`] at `now` (nanoseconds since the limiter's epoch).
     fn give_back_at<K: Hash + ?Sized>(&self, key: &K, now: u64) {
-        let hash = self.hasher.hash_one(key);
-        let mut buckets = self.buckets.lock().expect("rate limiter poisoned");
+        let hash = self.buckets.hash(key);
+        let mut buckets = self.buckets.lock();
         if let Some(tat) = buckets.get_mut(&hash) {
             *tat = tat.saturating_sub(self.interval);
             if *tat <= now {
@@ -255,16 +286,12 @@ impl RateLimiter {
 
     /// Keys remembered now.
     pub fn len(&self) -> usize {
-        self.buckets.lock().expect("rate limiter poisoned").len()
+        self.buckets.len()
     }
 
     /// Whether no key is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -353,10 +380,8 @@ pub const READER_TTL: Duration = Duration::from_secs(1);
 pub struct RecentReaders {
     /// The TTL, in nanoseconds.
     ttl: u64,
-    epoch: Instant,
-    hasher: RandomState,
-    /// When (nanoseconds since `epoch`) each reader was seen, by hash of (user, workspace).
-    seen: Mutex<HashMap<u64, u64>>,
+    /// When each reader was seen, by hash of (user, workspace).
+    seen: Stamps,
 }
 
 impl RecentReaders {
@@ -364,17 +389,15 @@ impl RecentReaders {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl: u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX),
-            epoch: Instant::now(),
-            hasher: RandomState::new(),
-            seen: Mutex::default(),
+            seen: Stamps::new(),
         }
     }
 
     /// Whether `user` was found able to read `workspace` within the TTL.
     pub fn contains(&self, user: &str, workspace: &str) -> bool {
-        let hash = self.hasher.hash_one((user, workspace));
-        let now = self.now();
-        let seen = self.seen.lock().expect("recent readers poisoned");
+        let hash = self.seen.hash(&(user, workspace));
+        let now = self.seen.now();
+        let seen = self.seen.lock();
         // Another thread may have stored a later time since `now` was read.
         seen.get(&hash)
             .is_some_and(|at| now.saturating_sub(*at) < self.ttl)
@@ -383,14 +406,14 @@ impl RecentReaders {
     /// The time to note a reader at: taken before its access is read, so that an entry
     /// never outlives the TTL counted from the read.
     pub fn stamp(&self) -> Stamp {
-        Stamp(self.now())
+        Stamp(self.seen.now())
     }
 
     /// Notes that `user` was found able to read `workspace` by a read begun at `stamp`.
     pub fn insert(&self, user: &str, workspace: &str, stamp: Stamp) {
-        let hash = self.hasher.hash_one((user, workspace));
-        let now = self.now();
-        let mut seen = self.seen.lock().expect("recent readers poisoned");
+        let hash = self.seen.hash(&(user, workspace));
+        let now = self.seen.now();
+        let mut seen = self.seen.lock();
         if !seen.contains_key(&hash) && seen.len() >= MAX_KEYS {
             seen.retain(|_, at| now.saturating_sub(*at) < self.ttl);
             if seen.len() > MAX_KEYS / 4 * 3 {
@@ -403,16 +426,12 @@ impl RecentReaders {
 
     /// Entries held now, the expired included until they are made room for.
     pub fn len(&self) -> usize {
-        self.seen.lock().expect("recent readers poisoned").len()
+        self.seen.len()
     }
 
     /// Whether no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
