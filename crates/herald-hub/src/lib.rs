@@ -48,8 +48,8 @@ pub use hub::{
     SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError, heartbeat_slices,
 };
 pub use log::{
-    Durability, Entry, EventLog, LogConnection, LogError, Outcome, SqliteLog, Step, Transacted,
-    WORK_BUDGET, Work, WorkError, sqlite_url,
+    Durability, Durable, Entry, EventLog, LogConnection, LogError, Outcome, SqliteLog, Step,
+    Transacted, WORK_BUDGET, Work, WorkError, sqlite_url,
 };
 pub use matcher::{MatchKind, Matcher};
 pub use metrics::HubMetrics;

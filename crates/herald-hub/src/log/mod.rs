@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+mod syncer;
 mod writer;
 
 use futures::future::BoxFuture;
@@ -30,6 +31,7 @@ use sqlx::{
     },
 };
 
+use syncer::Syncer;
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 pub use writer::LogConnection;
@@ -127,6 +129,15 @@ pub struct Transacted {
 /// writer, and every change and publish behind it, meanwhile.
 pub const WORK_BUDGET: Duration = Duration::from_secs(2);
 
+/// Resolves once what a staged commit ([`EventLog::append_staged`],
+/// [`EventLog::transact_staged`]) stored is durable, or fails when it cannot be made so.
+pub type Durable = BoxFuture<'static, Result<(), LogError>>;
+
+/// A [`Durable`] that is ready: for commits that are durable once they return.
+fn durable_now() -> Durable {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 /// Ordered, durable storage of updates.
 ///
 /// A log of one node ([`SqliteLog`]) is appended to by the hub's sequencer only, one batch at
@@ -200,6 +211,30 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Err(LogError::other("this event log cannot run work")) })
     }
 
+    /// [`Self::append`], answering once the batch is committed and before it is durable,
+    /// with a future that resolves when it is. Readers of the log may see the batch
+    /// meanwhile, and a power loss may take it back: nothing of it may be acknowledged, or
+    /// handed to anyone, before the future resolves. Its caller may stage the next batch
+    /// meanwhile, which is what makes this faster; a batch is durable only after every batch
+    /// staged before it is. A log whose commits are durable when they return answers with a
+    /// ready future.
+    fn append_staged(
+        &self,
+        entries: Vec<Entry>,
+    ) -> BoxFuture<'_, Result<(Vec<u64>, Durable), LogError>> {
+        Box::pin(async move { Ok((self.append(entries).await?, durable_now())) })
+    }
+
+    /// [`Self::transact`], answering once the batch is committed and before it is durable,
+    /// as [`Self::append_staged`] does.
+    fn transact_staged(
+        &self,
+        steps: Vec<Step>,
+        first: u64,
+    ) -> BoxFuture<'_, Result<(Transacted, Durable), LogError>> {
+        Box::pin(async move { Ok((self.transact(steps, first).await?, durable_now())) })
+    }
+
     /// Records after `after`, in order, at most `limit`; a shared log waits a moment for new
     /// ones when there are none yet.
     fn follow(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
@@ -210,7 +245,9 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
 /// How hard SQLite works to keep a commit across a power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// `synchronous=FULL`: every commit is fsynced before the publish is acknowledged.
+    /// Every commit reaches the disk (`fdatasync` of the WAL) before the publish is
+    /// acknowledged. The sync runs on a thread of its own, while the writer commits the next
+    /// batch.
     #[default]
     Full,
     /// `synchronous=NORMAL`: commits survive a crash of Herald (including `kill -9`) but the
@@ -258,6 +295,8 @@ pub struct SqliteLog {
     readers: SqlitePool,
     /// The WAL checkpoint task, shared by every clone.
     checkpoints: Arc<Checkpoints>,
+    /// What makes commits durable, under [`Durability::Full`].
+    syncer: Option<Arc<Syncer>>,
 }
 
 /// The task that runs [`checkpoints`]: [`EventLog::close`] stops it and waits for its last
@@ -314,14 +353,11 @@ impl SqliteLog {
             .map_err(|e| LogError::from(sqlx::Error::from(e)))?;
         // The writer never checkpoints on its own: SQLite would do it inside the commit that
         // crosses 1,000 WAL pages, holding that publish (and the batch behind it) for
-        // milliseconds. `checkpoints` does it beside the writer instead.
-        let synchronous = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
+        // milliseconds. `checkpoints` does it beside the writer instead. Its commits do not
+        // wait for the disk: under `Full` the syncer makes them durable beside it.
         let pragmas = vec![
             "PRAGMA journal_mode = WAL".to_owned(),
-            format!("PRAGMA synchronous = {synchronous}"),
+            "PRAGMA synchronous = NORMAL".to_owned(),
             "PRAGMA busy_timeout = 5000".to_owned(),
             format!("PRAGMA cache_size = -{CACHE_KIB}"),
             format!("PRAGMA mmap_size = {MMAP_BYTES}"),
@@ -331,6 +367,10 @@ impl SqliteLog {
             "PRAGMA foreign_keys = ON".to_owned(),
         ];
         let writer = Arc::new(Writer::start(path, pragmas).await?);
+        let syncer = match durability {
+            Durability::Full => Some(Arc::new(Syncer::start(path)?)),
+            Durability::Normal => None,
+        };
         let stop = CancellationToken::new();
         let task = tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
         Ok(Self {
@@ -340,11 +380,24 @@ impl SqliteLog {
                 stop,
                 task: Mutex::new(Some(task)),
             }),
+            syncer,
         })
     }
 }
 
 impl SqliteLog {
+    /// [`Self::open`], with commits made durable by `sync` instead of a sync of the WAL file:
+    /// for tests that hold a sync, or fail it.
+    #[cfg(test)]
+    pub(crate) async fn open_synced_by(
+        path: &Path,
+        sync: impl FnMut() -> std::io::Result<()> + Send + 'static,
+    ) -> Result<Self, LogError> {
+        let mut log = Self::open(path, Durability::Normal).await?;
+        log.syncer = Some(Arc::new(Syncer::start_with(sync)?));
+        Ok(log)
+    }
+
     /// The log's head as `conn` sees it: for a server whose tables share the log's file, a
     /// read transaction that asks this first gets the position its snapshot is consistent
     /// with, exactly (an update is in it exactly when the change it came with is).
@@ -458,13 +511,28 @@ impl EventLog for SqliteLog {
     }
 
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
+        Box::pin(async move {
+            let (seqs, durable) = self.append_staged(entries).await?;
+            durable.await?;
+            Ok(seqs)
+        })
+    }
+
+    fn append_staged(
+        &self,
+        entries: Vec<Entry>,
+    ) -> BoxFuture<'_, Result<(Vec<u64>, Durable), LogError>> {
+        let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
+            refuse_after_failure(syncer.as_deref())?;
             conn.batch("BEGIN IMMEDIATE")?;
             let stored = insert(conn, &entries).and_then(|()| conn.batch("COMMIT"));
             if stored.is_err() {
                 conn.roll_back();
             }
-            stored.map(|()| entries.iter().map(|e| e.seq).collect())
+            stored?;
+            let seqs = entries.iter().map(|e| e.seq).collect();
+            Ok((seqs, durable_after_commit(syncer.as_deref())))
         }))
     }
 
@@ -477,13 +545,27 @@ impl EventLog for SqliteLog {
         steps: Vec<Step>,
         first: u64,
     ) -> BoxFuture<'_, Result<Transacted, LogError>> {
+        Box::pin(async move {
+            let (transacted, durable) = self.transact_staged(steps, first).await?;
+            durable.await?;
+            Ok(transacted)
+        })
+    }
+
+    fn transact_staged(
+        &self,
+        steps: Vec<Step>,
+        first: u64,
+    ) -> BoxFuture<'_, Result<(Transacted, Durable), LogError>> {
+        let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
+            refuse_after_failure(syncer.as_deref())?;
             // Nothing of the batch stands unless all of it commits.
             let committed = run_steps(conn, steps, first);
             if committed.is_err() {
                 conn.roll_back();
             }
-            committed
+            Ok((committed?, durable_after_commit(syncer.as_deref())))
         }))
     }
 
@@ -574,6 +656,19 @@ impl EventLog for SqliteLog {
             Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
         }))
     }
+}
+
+/// Refuses a commit once a sync has failed ([`Syncer::failure`]): it could not be made
+/// durable, nor could anything staged after it.
+fn refuse_after_failure(syncer: Option<&Syncer>) -> Result<(), LogError> {
+    syncer.and_then(Syncer::failure).map_or(Ok(()), Err)
+}
+
+/// What makes a commit the writer has just made durable: a sync when there is a syncer,
+/// else nothing (under [`Durability::Normal`], a commit that returned is all there is).
+/// Asked for on the writer's thread right after the commit, so that the sync covers it.
+fn durable_after_commit(syncer: Option<&Syncer>) -> Durable {
+    syncer.map_or_else(durable_now, Syncer::request)
 }
 
 /// Runs the steps of [`EventLog::transact`] in one transaction on `conn`, stores their
