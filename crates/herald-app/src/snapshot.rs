@@ -8,7 +8,10 @@
 //! When the app's tables are in the event log's file ([`Commits::WithLog`]), a change and
 //! its events commit together, so the read asks the log's head first, inside its own
 //! transaction: the position is exact. Every change the read sees has its events at or
-//! below it, and every change it does not see has them above.
+//! below it, and every change it does not see has them above. The log commits a batch
+//! before it is durable and fans it out once it is: the read answers only once the hub has
+//! fanned out up to its position, so that it never shows a change a power loss could take
+//! back.
 //!
 //! Otherwise the rule, correct on every backend: the position is the hub's head ([`Hub::head`],
 //! the newest update fanned out) read *before* the read transaction begins. Every update
@@ -32,6 +35,10 @@ use crate::{
     db::Backend,
     error::{AppError, internal},
 };
+
+/// How long a read waits for the newest changes it holds to be durable
+/// ([`Hub::reached`](herald_hub::Hub::reached)): a sync takes a millisecond or so.
+const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Data read from the app, and the log position it is consistent with.
 #[derive(Debug)]
@@ -70,6 +77,13 @@ impl App {
             // SQLite's deferred transaction takes its snapshot at the first read: the head.
             let mut tx = self.pool().begin_with("BEGIN").await.map_err(internal)?;
             let position = SqliteLog::head_in(&mut *tx).await.map_err(internal)?;
+            // The newest batch may still be syncing: the read holds it, but it is not
+            // durable until the hub fans it out.
+            if !self.hub().reached(position, DURABLE_WAIT).await {
+                return Err(AppError::unavailable(
+                    "the newest changes are not on disk yet; try again",
+                ));
+            }
             return Ok(Read { position, tx });
         }
         let position = self.hub().head();

@@ -143,6 +143,8 @@ pub(crate) struct Shared {
     /// What [`Hub::before_closing`] asked to run before an update that ends streams is
     /// fanned out. Read only for such updates, which are rare.
     pub(crate) before_closing: RwLock<Vec<ClosingHook>>,
+    /// Woken each time the head moves, for [`Hub::reached`].
+    pub(crate) head_moved: tokio::sync::Notify,
 }
 
 /// The hook of [`Hub::before_closing`].
@@ -208,6 +210,7 @@ impl Hub {
                 metrics: HubMetrics::default(),
                 retry_frame,
                 before_closing: RwLock::default(),
+                head_moved: tokio::sync::Notify::new(),
                 config,
             }),
         };
@@ -465,6 +468,29 @@ impl Hub {
             .expect("registry poisoned")
             .head
             .load(Ordering::Acquire)
+    }
+
+    /// Waits until the head ([`Hub::head`]) is at `position` or past it, for at most
+    /// `within`; whether it is.
+    ///
+    /// The log may hold a batch the hub has not fanned out yet: committed, and still
+    /// syncing. A read of the log's own file can see it, and must not hand out a position
+    /// inside it before the hub does, since a power loss could still take it back and the
+    /// position would then name other updates.
+    pub async fn reached(&self, position: u64, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let moved = self.shared.head_moved.notified();
+            tokio::pin!(moved);
+            // Registered before the head is read: a move in between still wakes it.
+            moved.as_mut().enable();
+            if self.head() >= position {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return self.head() >= position;
+            }
+        }
     }
 
     /// The id of the newest update fanned out on this node ([`Hub::head`]), for a client to
