@@ -9,9 +9,10 @@
 //! its events commit together, so the read asks the log's head first, inside its own
 //! transaction: the position is exact. Every change the read sees has its events at or
 //! below it, and every change it does not see has them above. The log commits a batch
-//! before it is durable and fans it out once it is: the read answers only once the hub has
-//! fanned out up to its position, so that it never shows a change a power loss could take
-//! back.
+//! before it is durable and fans it out once it is: the read answers only once every commit
+//! it may see is durable and the hub has fanned out up to its position
+//! ([`Hub::caught_up`]), so that it never shows a change a power loss could take back, nor
+//! hands out a position a subscription would refuse as beyond the head.
 //!
 //! Otherwise the rule, correct on every backend: the position is the hub's head ([`Hub::head`],
 //! the newest update fanned out) read *before* the read transaction begins. Every update
@@ -24,21 +25,18 @@
 //! UI compares `updatedAt`).
 //!
 //! [`Hub::head`]: herald_hub::Hub::head
+//! [`Hub::caught_up`]: herald_hub::Hub::caught_up
 //! [`Commits::WithLog`]: crate::Commits::WithLog
 
 use sqlx::{Any, AnyConnection, Transaction};
 
-use herald_hub::SqliteLog;
+use herald_hub::{DURABLE_WAIT, SqliteLog};
 
 use crate::{
     App, Commits,
     db::Backend,
     error::{AppError, internal},
 };
-
-/// How long a read waits for the newest changes it holds to be durable
-/// ([`Hub::reached`](herald_hub::Hub::reached)): a sync takes a millisecond or so.
-const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Data read from the app, and the log position it is consistent with.
 #[derive(Debug)]
@@ -77,9 +75,9 @@ impl App {
             // SQLite's deferred transaction takes its snapshot at the first read: the head.
             let mut tx = self.pool().begin_with("BEGIN").await.map_err(internal)?;
             let position = SqliteLog::head_in(&mut *tx).await.map_err(internal)?;
-            // The newest batch may still be syncing: the read holds it, but it is not
-            // durable until the hub fans it out.
-            if !self.hub().reached(position, DURABLE_WAIT).await {
+            // The newest commits may still be syncing: the read sees them, but must not
+            // show them until they are durable.
+            if !self.hub().caught_up(position, DURABLE_WAIT).await {
                 return Err(AppError::unavailable(
                     "the newest changes are not on disk yet; try again",
                 ));

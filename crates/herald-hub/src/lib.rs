@@ -44,8 +44,9 @@ mod update;
 pub mod urlpattern;
 
 pub use hub::{
-    HEARTBEAT_MIN_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET,
-    SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError, heartbeat_slices,
+    DURABLE_WAIT, HEARTBEAT_MIN_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter,
+    SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError,
+    heartbeat_slices,
 };
 pub use log::{
     Durability, Durable, Entry, EventLog, LogConnection, LogError, Outcome, SqliteLog, Step,

@@ -143,9 +143,13 @@ pub(crate) struct Shared {
     /// What [`Hub::before_closing`] asked to run before an update that ends streams is
     /// fanned out. Read only for such updates, which are rare.
     pub(crate) before_closing: RwLock<Vec<ClosingHook>>,
-    /// Woken each time the head moves, for [`Hub::reached`].
+    /// Woken each time the head moves, for [`Hub::caught_up`].
     pub(crate) head_moved: tokio::sync::Notify,
 }
+
+/// How long a read of this node's log waits for what it found to be durable
+/// ([`Hub::caught_up`]): a sync takes a millisecond or so.
+pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The hook of [`Hub::before_closing`].
 pub(crate) struct ClosingHook(pub(crate) Box<dyn Fn() + Send + Sync>);
@@ -470,15 +474,19 @@ impl Hub {
             .load(Ordering::Acquire)
     }
 
-    /// Waits until the head ([`Hub::head`]) is at `position` or past it, for at most
-    /// `within`; whether it is.
+    /// Waits, for at most `within`, until every commit a reader of the log may see now is
+    /// durable and the head ([`Hub::head`]) is at `position` or past it; whether both are.
     ///
-    /// The log may hold a batch the hub has not fanned out yet: committed, and still
-    /// syncing. A read of the log's own file can see it, and must not hand out a position
-    /// inside it before the hub does, since a power loss could still take it back and the
-    /// position would then name other updates.
-    pub async fn reached(&self, position: u64, within: std::time::Duration) -> bool {
+    /// The log may hold batches the hub has not fanned out yet: committed, and still
+    /// syncing. A read of the log's own file can see them, and must neither show them nor
+    /// hand out a position inside them before they are durable: a power loss could still
+    /// take them back, and the position would then name other updates.
+    pub async fn caught_up(&self, position: u64, within: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
+        let durable = tokio::time::timeout_at(deadline, self.shared.log.visible_durable()).await;
+        if !matches!(durable, Ok(Ok(()))) {
+            return false;
+        }
         loop {
             let moved = self.shared.head_moved.notified();
             tokio::pin!(moved);
@@ -529,10 +537,26 @@ impl Hub {
             return Ok(());
         }
         let head = self.shared.log.head().await?;
-        if after <= head {
+        if after > head {
+            return Err(SubscribeError::FuturePosition { after, head });
+        }
+        self.durable_up_to(after).await?;
+        Ok(())
+    }
+
+    /// For this node's own log, waits until a position the log holds is durable and fanned
+    /// out ([`Hub::caught_up`]), and fails when that takes over [`DURABLE_WAIT`]. A shared
+    /// log's positions are durable when it answers with them.
+    async fn durable_up_to(&self, position: u64) -> Result<(), LogError> {
+        if self.shared.log.is_shared()
+            || position <= self.head()
+            || self.caught_up(position, DURABLE_WAIT).await
+        {
             return Ok(());
         }
-        Err(SubscribeError::FuturePosition { after, head })
+        Err(LogError::other(
+            "the newest updates are not on disk yet; try again",
+        ))
     }
 
     /// The position of the latest update that carries `id`, if the log still holds it.
@@ -563,7 +587,13 @@ impl Hub {
             .latest_seq_of(id);
         match in_memory {
             Some(seq) => Ok(Some(seq)),
-            None => self.shared.log.latest_seq_of(id).await,
+            None => {
+                let seq = self.shared.log.latest_seq_of(id).await?;
+                if let Some(seq) = seq {
+                    self.durable_up_to(seq).await?;
+                }
+                Ok(seq)
+            }
         }
     }
 

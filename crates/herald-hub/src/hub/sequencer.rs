@@ -94,7 +94,22 @@ impl Hub {
                         gather(&mut requests, &mut batch, config.max_batch).await;
                     }
                     last_batch = batch.len();
-                    let staged = self.stage(&mut batch, head).await;
+                    // A batch that becomes durable meanwhile is not held up by this one's
+                    // commit: it is settled while the writer works.
+                    let staging = self.stage(&mut batch, head);
+                    tokio::pin!(staging);
+                    let staged = loop {
+                        tokio::select! {
+                            biased;
+                            durable = async {
+                                syncing.front_mut().expect("guarded").durable.as_mut().await
+                            }, if !syncing.is_empty() => {
+                                let settled = syncing.pop_front().expect("guarded");
+                                self.settle(settled, durable, &mut memo);
+                            }
+                            staged = &mut staging => break staged,
+                        }
+                    };
                     head = self.queue(staged, head, &mut syncing, &mut memo).await;
                 }
                 _ = prune.tick() => self.prune(head).await,
@@ -249,7 +264,14 @@ impl Hub {
         }
         let started = Instant::now();
         if entries.is_empty() {
-            return Staged::Pending(Pending::ready(head, answers, started));
+            // Only ids the log holds: answered once what it holds is durable.
+            return Staged::Pending(Pending {
+                head,
+                records: Vec::new(),
+                answers,
+                durable: self.shared.log.visible_durable(),
+                started,
+            });
         }
         match self.shared.log.append_staged(entries).await {
             Ok((_, durable)) => Staged::Pending(Pending {
@@ -473,13 +495,17 @@ impl Hub {
         }
     }
 
-    /// After a failed append, asks the log where it stands: a commit can fail after the
-    /// data reached the disk (an fsync error), and reusing those positions would make every
-    /// later append fail too. Such updates were refused to their publishers but are in the
-    /// log; replay serves them, live delivery does not.
+    /// After a failed append, asks the log where it stands: a commit can fail after its
+    /// data reached the log, and reusing those positions would make every later append fail
+    /// too. Such updates were refused to their publishers but are in the log; once they are
+    /// durable, replay serves them, live delivery does not.
     async fn resync_head(&self, head: u64) -> u64 {
         match self.shared.log.head().await {
             Ok(stored) if stored > head => {
+                if let Err(error) = self.shared.log.visible_durable().await {
+                    tracing::error!(%error, "a failed append reached the log, but not the disk");
+                    return head;
+                }
                 tracing::warn!(
                     head,
                     stored,
@@ -528,20 +554,6 @@ struct Pending {
     durable: Durable,
     /// When it began to be stored.
     started: Instant,
-}
-
-impl Pending {
-    /// A batch that stored nothing: only answers, which may still have to wait for the
-    /// batch before it, as the one before it is settled first.
-    fn ready(head: u64, answers: Vec<Answer>, started: Instant) -> Self {
-        Self {
-            head,
-            records: Vec::new(),
-            answers,
-            durable: Box::pin(std::future::ready(Ok(()))),
-            started,
-        }
-    }
 }
 
 /// An answer the sequencer sends once a batch is fanned out.
@@ -605,7 +617,7 @@ const GATHER_ROUNDS: usize = 8;
 /// Lets the publish handlers that are ready to run hand over their requests before a batch
 /// is committed, and adds them to `batch`.
 ///
-/// A commit costs about the same for one update as for a hundred (one fsync), so bigger
+/// A commit costs about the same for one update as for a hundred (one sync), so bigger
 /// batches are cheaper per update; but the sequencer must not wait on a clock for them. It
 /// yields instead: when nothing else is ready the yield returns at once and the batch goes
 /// as it is; under load every handler whose request has arrived runs first and joins this
@@ -702,7 +714,7 @@ mod tests {
         panic!("the log never held {seq}");
     }
 
-    /// A committed batch is neither acknowledged, nor fanned out, nor reported as reached
+    /// A committed batch is neither acknowledged, nor fanned out, nor reported as caught up
     /// until its sync completes; the next batch commits meanwhile, and both are delivered
     /// in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -728,7 +740,7 @@ mod tests {
         committed(&log, 2).await;
         assert!(!first.is_finished() && !second.is_finished());
         assert_eq!(hub.head(), 0);
-        assert!(!hub.reached(1, Duration::from_millis(50)).await);
+        assert!(!hub.caught_up(1, Duration::from_millis(50)).await);
         let mut seen = String::new();
         while let Ok(Some(chunk)) =
             tokio::time::timeout(Duration::from_millis(50), stream.next()).await
@@ -742,11 +754,13 @@ mod tests {
 
         release.send(()).unwrap();
         assert_eq!(first.await.unwrap().unwrap().seq, 1);
-        assert!(hub.reached(1, Duration::from_secs(5)).await);
+        assert_eq!(hub.head(), 1);
         assert!(!second.is_finished());
+        // A reader of the log may see the second batch: it waits for that one too.
+        assert!(!hub.caught_up(1, Duration::from_millis(50)).await);
         release.send(()).unwrap();
         assert_eq!(second.await.unwrap().unwrap().seq, 2);
-        assert!(hub.reached(2, Duration::from_secs(5)).await);
+        assert!(hub.caught_up(2, Duration::from_secs(5)).await);
         while !seen.contains("data: two") {
             let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
                 .await
@@ -782,6 +796,54 @@ mod tests {
         );
         assert_eq!(log.head().await.unwrap(), 2, "a commit after the failure");
         assert_eq!(hub.head(), 1);
-        assert!(!hub.reached(2, Duration::from_millis(50)).await);
+        assert!(!hub.caught_up(2, Duration::from_millis(50)).await);
+    }
+
+    fn with_id(data: &str, id: &str) -> Update {
+        Update {
+            id: Some(id.into()),
+            ..update(data)
+        }
+    }
+
+    /// An id the log holds but has not made durable is answered, and found, only once it is
+    /// durable; after its sync failed, a repeat of it is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_id_the_log_holds_is_answered_only_once_it_is_durable() {
+        let (hub, log, release, _dir) = hub_on_held_log(|n| n == 2).await;
+        release.send(()).unwrap();
+        hub.publish(with_id("one", "id-1")).await.unwrap();
+        let first = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish(with_id("two", "id-2")).await }
+        });
+        committed(&log, 2).await;
+        let repeat = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish(with_id("two again", "id-2")).await }
+        });
+        let found = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.contains("id-2").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!first.is_finished() && !repeat.is_finished() && !found.is_finished());
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().seq, 2);
+        assert_eq!(repeat.await.unwrap().unwrap().seq, 2);
+        assert!(found.await.unwrap().unwrap());
+        assert_eq!(log.head().await.unwrap(), 2, "the repeat was stored again");
+
+        // The next sync fails: the batch and a repeat of its id are refused.
+        let lost = tokio::spawn({
+            let hub = hub.clone();
+            async move { hub.publish(with_id("three", "id-3")).await }
+        });
+        committed(&log, 3).await;
+        release.send(()).unwrap();
+        assert!(lost.await.unwrap().is_err());
+        assert!(hub.publish(with_id("three again", "id-3")).await.is_err());
+        assert!(hub.contains("id-3").await.is_err());
+        assert_eq!(hub.head(), 2);
     }
 }

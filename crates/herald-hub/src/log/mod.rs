@@ -2,8 +2,8 @@
 //! [`SqliteLog`].
 //!
 //! The log is the source of truth. An update is acknowledged only after the transaction
-//! holding it has committed, and every replay that reaches past the in-memory history
-//! reads from here.
+//! holding it has committed and is durable, and every replay that reaches past the
+//! in-memory history reads from here.
 //!
 //! # Repeated ids
 //!
@@ -235,6 +235,14 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async move { Ok((self.transact(steps, first).await?, durable_now())) })
     }
 
+    /// Resolves once every commit a reader of the log may see now is durable: for a read
+    /// that must not show, or hand out a position of, what a power loss could take back
+    /// ([`Self::append_staged`]). Fails when that cannot be: a sync failed. Ready at once for
+    /// a log whose commits are durable when they return.
+    fn visible_durable(&self) -> Durable {
+        durable_now()
+    }
+
     /// Records after `after`, in order, at most `limit`; a shared log waits a moment for new
     /// ones when there are none yet.
     fn follow(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
@@ -371,6 +379,12 @@ impl SqliteLog {
             Durability::Full => Some(Arc::new(Syncer::start(path)?)),
             Durability::Normal => None,
         };
+        if let Some(syncer) = &syncer {
+            // What an earlier process committed and had no time to sync is served from now
+            // on: make it durable first.
+            syncer.begin();
+            syncer.ended().await?;
+        }
         let stop = CancellationToken::new();
         let task = tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
         Ok(Self {
@@ -524,15 +538,18 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<(Vec<u64>, Durable), LogError>> {
         let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
-            refuse_after_failure(syncer.as_deref())?;
-            conn.batch("BEGIN IMMEDIATE")?;
-            let stored = insert(conn, &entries).and_then(|()| conn.batch("COMMIT"));
+            let syncer = begin_commit(syncer.as_deref())?;
+            let stored = conn.batch("BEGIN IMMEDIATE").and_then(|()| {
+                insert(conn, &entries)?;
+                conn.batch("COMMIT")
+            });
             if stored.is_err() {
                 conn.roll_back();
             }
+            let durable = end_commit(syncer);
             stored?;
             let seqs = entries.iter().map(|e| e.seq).collect();
-            Ok((seqs, durable_after_commit(syncer.as_deref())))
+            Ok((seqs, durable))
         }))
     }
 
@@ -559,14 +576,21 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<(Transacted, Durable), LogError>> {
         let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
-            refuse_after_failure(syncer.as_deref())?;
+            let syncer = begin_commit(syncer.as_deref())?;
             // Nothing of the batch stands unless all of it commits.
             let committed = run_steps(conn, steps, first);
             if committed.is_err() {
                 conn.roll_back();
             }
-            Ok((committed?, durable_after_commit(syncer.as_deref())))
+            let durable = end_commit(syncer);
+            Ok((committed?, durable))
         }))
+    }
+
+    fn visible_durable(&self) -> Durable {
+        self.syncer
+            .as_deref()
+            .map_or_else(durable_now, Syncer::visible)
     }
 
     fn read(
@@ -658,17 +682,24 @@ impl EventLog for SqliteLog {
     }
 }
 
-/// Refuses a commit once a sync has failed ([`Syncer::failure`]): it could not be made
-/// durable, nor could anything staged after it.
-fn refuse_after_failure(syncer: Option<&Syncer>) -> Result<(), LogError> {
-    syncer.and_then(Syncer::failure).map_or(Ok(()), Err)
+/// Starts a commit on the writer's thread: counted by the syncer, if any, before readers
+/// can see it. Refused once a sync has failed ([`Syncer::failure`]): the commit could not be
+/// made durable, nor could anything after it.
+fn begin_commit(syncer: Option<&Syncer>) -> Result<Option<&Syncer>, LogError> {
+    if let Some(syncer) = syncer {
+        if let Some(failure) = syncer.failure() {
+            return Err(failure);
+        }
+        syncer.begin();
+    }
+    Ok(syncer)
 }
 
-/// What makes a commit the writer has just made durable: a sync when there is a syncer,
-/// else nothing (under [`Durability::Normal`], a commit that returned is all there is).
-/// Asked for on the writer's thread right after the commit, so that the sync covers it.
-fn durable_after_commit(syncer: Option<&Syncer>) -> Durable {
-    syncer.map_or_else(durable_now, Syncer::request)
+/// Ends a commit [`begin_commit`] started, made or failed: what makes it durable is a sync,
+/// asked for right after it on the writer's thread so that the sync covers it; with no
+/// syncer ([`Durability::Normal`]) a commit that returned is all there is.
+fn end_commit(syncer: Option<&Syncer>) -> Durable {
+    syncer.map_or_else(durable_now, Syncer::ended)
 }
 
 /// Runs the steps of [`EventLog::transact`] in one transaction on `conn`, stores their
