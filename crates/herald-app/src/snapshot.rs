@@ -77,10 +77,18 @@ impl App {
             let position = SqliteLog::head_in(&mut *tx).await.map_err(internal)?;
             // The newest commits may still be syncing: the read sees them, but must not
             // show them until they are durable.
-            if !self.hub().caught_up(position, DURABLE_WAIT).await {
-                return Err(AppError::unavailable(
-                    "the newest changes are not on disk yet; try again",
-                ));
+            match self.hub().caught_up(position, DURABLE_WAIT).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(AppError::unavailable(
+                        "the newest changes are not on disk yet; try again",
+                    ));
+                }
+                Err(_) => {
+                    return Err(AppError::unavailable(
+                        "the event log cannot make changes durable; Herald must be restarted",
+                    ));
+                }
             }
             return Ok(Read { position, tx });
         }

@@ -481,11 +481,19 @@ impl Hub {
     /// syncing. A read of the log's own file can see them, and must neither show them nor
     /// hand out a position inside them before they are durable: a power loss could still
     /// take them back, and the position would then name other updates.
-    pub async fn caught_up(&self, position: u64, within: std::time::Duration) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// When what the log holds cannot be made durable: a sync failed.
+    pub async fn caught_up(
+        &self,
+        position: u64,
+        within: std::time::Duration,
+    ) -> Result<bool, LogError> {
         let deadline = tokio::time::Instant::now() + within;
-        let durable = tokio::time::timeout_at(deadline, self.shared.log.visible_durable()).await;
-        if !matches!(durable, Ok(Ok(()))) {
-            return false;
+        match tokio::time::timeout_at(deadline, self.shared.log.visible_durable()).await {
+            Ok(durable) => durable?,
+            Err(_) => return Ok(false),
         }
         loop {
             let moved = self.shared.head_moved.notified();
@@ -493,10 +501,10 @@ impl Hub {
             // Registered before the head is read: a move in between still wakes it.
             moved.as_mut().enable();
             if self.head() >= position {
-                return true;
+                return Ok(true);
             }
             if tokio::time::timeout_at(deadline, moved).await.is_err() {
-                return self.head() >= position;
+                return Ok(self.head() >= position);
             }
         }
     }
@@ -545,12 +553,12 @@ impl Hub {
     }
 
     /// For this node's own log, waits until a position the log holds is durable and fanned
-    /// out ([`Hub::caught_up`]), and fails when that takes over [`DURABLE_WAIT`]. A shared
-    /// log's positions are durable when it answers with them.
+    /// out ([`Hub::caught_up`]); fails when that takes over [`DURABLE_WAIT`], or cannot be.
+    /// A shared log's positions are durable when it answers with them.
     async fn durable_up_to(&self, position: u64) -> Result<(), LogError> {
         if self.shared.log.is_shared()
             || position <= self.head()
-            || self.caught_up(position, DURABLE_WAIT).await
+            || self.caught_up(position, DURABLE_WAIT).await?
         {
             return Ok(());
         }

@@ -90,35 +90,28 @@ impl Hub {
                     if received == 0 {
                         break;
                     }
-                    if received > 1 || last_batch > 1 {
+                    let together = received > 1 || last_batch > 1;
+                    if together {
                         gather(&mut requests, &mut batch, config.max_batch).await;
                     }
                     last_batch = batch.len();
-                    // A batch that becomes durable meanwhile is not held up by this one's
-                    // commit: it is settled while the writer works.
-                    let staging = self.stage(&mut batch, head);
-                    tokio::pin!(staging);
-                    let staged = loop {
-                        tokio::select! {
-                            biased;
-                            durable = async {
-                                syncing.front_mut().expect("guarded").durable.as_mut().await
-                            }, if !syncing.is_empty() => {
-                                let settled = syncing.pop_front().expect("guarded");
-                                self.settle(settled, durable, &mut memo);
-                            }
-                            staged = &mut staging => break staged,
-                        }
-                    };
+                    // While changes arrive together, the next batch commits during this
+                    // one's sync; a lone one is synced by the writer, without a trip to
+                    // the syncer's thread.
+                    let overlap = together || !syncing.is_empty();
+                    let staging = self.stage(&mut batch, head, overlap);
+                    let staged = self.settling(staging, &mut syncing, &mut memo).await;
                     head = self.queue(staged, head, &mut syncing, &mut memo).await;
                 }
-                _ = prune.tick() => self.prune(head).await,
+                _ = prune.tick() => {
+                    self.settling(self.prune(head), &mut syncing, &mut memo).await;
+                }
             }
         }
         // Store what publishers already handed over, then end every stream.
         requests.close();
         while requests.recv_many(&mut batch, config.max_batch).await > 0 {
-            let staged = self.stage(&mut batch, head).await;
+            let staged = self.stage(&mut batch, head, true).await;
             head = self.queue(staged, head, &mut syncing, &mut memo).await;
         }
         while let Some(oldest) = syncing.pop_front() {
@@ -127,10 +120,34 @@ impl Hub {
         self.close_all();
     }
 
-    /// Commits one batch, without waiting for it to be durable.
-    async fn stage(&self, batch: &mut Vec<Request>, head: u64) -> Staged {
+    /// Runs `work` on the writer, settling the batches that become durable meanwhile: they
+    /// are not held up by it.
+    async fn settling<T>(
+        &self,
+        work: impl Future<Output = T>,
+        syncing: &mut VecDeque<Pending>,
+        memo: &mut Memo,
+    ) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                durable = async {
+                    syncing.front_mut().expect("guarded").durable.as_mut().await
+                }, if !syncing.is_empty() => {
+                    let settled = syncing.pop_front().expect("guarded");
+                    self.settle(settled, durable, memo);
+                }
+                done = &mut work => return done,
+            }
+        }
+    }
+
+    /// Commits one batch: without waiting for it to be durable when it may `overlap` the
+    /// next, else durable once this returns.
+    async fn stage(&self, batch: &mut Vec<Request>, head: u64, overlap: bool) -> Staged {
         if batch.iter().any(|r| matches!(r, Request::Work(_))) {
-            return self.stage_work(batch, head).await;
+            return self.stage_work(batch, head, overlap).await;
         }
         let mut publishes = batch
             .drain(..)
@@ -139,7 +156,7 @@ impl Hub {
                 Request::Work(_) => None,
             })
             .collect();
-        self.stage_publishes(&mut publishes, head).await
+        self.stage_publishes(&mut publishes, head, overlap).await
     }
 
     /// Puts a staged batch behind those `syncing`, and returns the head after it. Past
@@ -203,8 +220,13 @@ impl Hub {
         }
     }
 
-    /// Commits a batch of publishes.
-    async fn stage_publishes(&self, batch: &mut Vec<PublishRequest>, head: u64) -> Staged {
+    /// Commits a batch of publishes ([`Self::stage`]).
+    async fn stage_publishes(
+        &self,
+        batch: &mut Vec<PublishRequest>,
+        head: u64,
+        overlap: bool,
+    ) -> Staged {
         if self.shared.log.is_shared() {
             self.commit_shared(batch).await;
             let registry = self.shared.registry.read().expect("registry poisoned");
@@ -273,7 +295,15 @@ impl Hub {
                 started,
             });
         }
-        match self.shared.log.append_staged(entries).await {
+        let log = &self.shared.log;
+        let stored = if overlap {
+            log.append_staged(entries).await
+        } else {
+            log.append(entries)
+                .await
+                .map(|seqs| (seqs, already_durable()))
+        };
+        match stored {
             Ok((_, durable)) => Staged::Pending(Pending {
                 head: next - 1,
                 records,
@@ -292,11 +322,11 @@ impl Hub {
         }
     }
 
-    /// Commits a batch that holds work in one log transaction
-    /// ([`EventLog::transact_staged`]).
+    /// Commits a batch that holds work in one log transaction ([`Self::stage`],
+    /// [`EventLog::transact_staged`]).
     ///
     /// [`EventLog::transact_staged`]: crate::EventLog::transact_staged
-    async fn stage_work(&self, batch: &mut Vec<Request>, head: u64) -> Staged {
+    async fn stage_work(&self, batch: &mut Vec<Request>, head: u64, overlap: bool) -> Staged {
         if !self.shared.log.runs_work() {
             fail_all(batch, "the event log cannot run work");
             return Staged::Done(head);
@@ -350,7 +380,14 @@ impl Hub {
             }
         }
         let started = Instant::now();
-        let (transacted, durable) = match self.shared.log.transact_staged(steps, head + 1).await {
+        let log = &self.shared.log;
+        let stored = if overlap {
+            log.transact_staged(steps, head + 1).await
+        } else {
+            let transacted = log.transact(steps, head + 1).await;
+            transacted.map(|transacted| (transacted, already_durable()))
+        };
+        let (transacted, durable) = match stored {
             Ok(staged) => staged,
             Err(error) => {
                 tracing::error!(%error, "event log transaction failed");
@@ -594,6 +631,11 @@ impl Answer {
     }
 }
 
+/// The [`Durable`] of a batch stored durably already.
+fn already_durable() -> Durable {
+    Box::pin(std::future::ready(Ok(())))
+}
+
 /// Answers every request of `batch` with `message`: nothing of it was stored.
 fn fail_all(batch: &mut Vec<Request>, message: &str) {
     for request in batch.drain(..) {
@@ -664,12 +706,14 @@ mod tests {
     /// says so for their number (from 0).
     async fn hub_on_held_log(
         fails: impl Fn(usize) -> bool + Send + 'static,
-    ) -> (Hub, SqliteLog, sync_mpsc::Sender<()>, tempfile::TempDir) {
+    ) -> (Hub, SqliteLog, Syncs, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let (release, held) = sync_mpsc::channel::<()>();
+        let (entering, entered) = sync_mpsc::channel::<()>();
         let held = Mutex::new(held);
         let mut syncs = 0;
         let log = SqliteLog::open_synced_by(&dir.path().join("log.db"), move || {
+            entering.send(()).unwrap();
             held.lock().unwrap().recv().unwrap();
             syncs += 1;
             if fails(syncs - 1) {
@@ -692,7 +736,31 @@ mod tests {
         )
         .await
         .unwrap();
-        (hub, log, release, dir)
+        (hub, log, Syncs { release, entered }, dir)
+    }
+
+    /// The held syncs of [`hub_on_held_log`].
+    struct Syncs {
+        release: sync_mpsc::Sender<()>,
+        entered: sync_mpsc::Receiver<()>,
+    }
+
+    impl Syncs {
+        /// Lets the next sync go.
+        fn release(&self) {
+            self.release.send(()).unwrap();
+        }
+
+        /// Waits until a sync has begun: what was committed before it is covered by it.
+        async fn entered(&self) {
+            for _ in 0..500 {
+                if self.entered.try_recv().is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("no sync began");
+        }
     }
 
     fn update(data: &str) -> Update {
@@ -715,11 +783,12 @@ mod tests {
     }
 
     /// A committed batch is neither acknowledged, nor fanned out, nor reported as caught up
-    /// until its sync completes; the next batch commits meanwhile, and both are delivered
-    /// in order.
+    /// until its sync completes. A lone publish is synced by the writer, which holds the
+    /// next batch; publishes that arrive together commit while the batch before them syncs.
+    /// Batches are delivered in order.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_is_answered_and_fanned_out_only_once_it_is_durable() {
-        let (hub, log, release, _dir) = hub_on_held_log(|_| false).await;
+        let (hub, log, syncs, _dir) = hub_on_held_log(|_| false).await;
         let mut stream = hub
             .subscribe(SubscribeRequest {
                 topics: vec![Matcher::from("t")],
@@ -727,52 +796,59 @@ mod tests {
             })
             .await
             .unwrap();
-        let first = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.publish(update("one")).await }
-        });
+        let zero = hub.enqueue(update("zero")).await.unwrap();
         committed(&log, 1).await;
-        let second = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.publish(update("two")).await }
-        });
-        // The second batch commits while the first one's sync is held.
-        committed(&log, 2).await;
-        assert!(!first.is_finished() && !second.is_finished());
+        // Queued while the writer syncs the lone one: they make one batch.
+        let one = tokio::spawn(hub.enqueue(update("one")).await.unwrap());
+        let two = tokio::spawn(hub.enqueue(update("two")).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(log.head().await.unwrap(), 1, "committed behind a sync");
         assert_eq!(hub.head(), 0);
-        assert!(!hub.caught_up(1, Duration::from_millis(50)).await);
+        syncs.entered().await;
+        syncs.release();
+        assert_eq!(zero.await.unwrap().seq, 1);
+        committed(&log, 3).await;
+        syncs.entered().await;
+        // Committed while the batch before it syncs.
+        let three = tokio::spawn(hub.enqueue(update("three")).await.unwrap());
+        committed(&log, 4).await;
+        assert!(!one.is_finished() && !two.is_finished() && !three.is_finished());
+        assert_eq!(hub.head(), 1);
+        assert!(!hub.caught_up(2, Duration::from_millis(50)).await.unwrap());
         let mut seen = String::new();
         while let Ok(Some(chunk)) =
             tokio::time::timeout(Duration::from_millis(50), stream.next()).await
         {
             seen.push_str(std::str::from_utf8(&chunk).unwrap());
         }
+        assert!(seen.contains("data: zero"), "{seen}");
         assert!(
-            !seen.contains("data:"),
+            !seen.contains("data: one"),
             "delivered before it was durable: {seen}"
         );
 
-        release.send(()).unwrap();
-        assert_eq!(first.await.unwrap().unwrap().seq, 1);
-        assert_eq!(hub.head(), 1);
-        assert!(!second.is_finished());
-        // A reader of the log may see the second batch: it waits for that one too.
-        assert!(!hub.caught_up(1, Duration::from_millis(50)).await);
-        release.send(()).unwrap();
-        assert_eq!(second.await.unwrap().unwrap().seq, 2);
-        assert!(hub.caught_up(2, Duration::from_secs(5)).await);
-        while !seen.contains("data: two") {
+        syncs.release();
+        assert_eq!(one.await.unwrap().unwrap().seq, 2);
+        assert_eq!(two.await.unwrap().unwrap().seq, 3);
+        assert_eq!(hub.head(), 3);
+        assert!(!three.is_finished());
+        // A reader of the log may see the last batch: it waits for that one too.
+        assert!(!hub.caught_up(3, Duration::from_millis(50)).await.unwrap());
+        syncs.release();
+        assert_eq!(three.await.unwrap().unwrap().seq, 4);
+        assert!(hub.caught_up(4, Duration::from_secs(5)).await.unwrap());
+        while !seen.contains("data: three") {
             let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
                 .await
                 .unwrap()
                 .unwrap();
             seen.push_str(std::str::from_utf8(&chunk).unwrap());
         }
-        let (one, two) = (
-            seen.find("data: one").unwrap(),
-            seen.find("data: two").unwrap(),
+        let at = |data: &str| seen.find(&format!("data: {data}\n")).unwrap();
+        assert!(
+            at("zero") < at("one") && at("one") < at("two") && at("two") < at("three"),
+            "out of order: {seen}"
         );
-        assert!(one < two, "out of order: {seen}");
     }
 
     /// A batch whose sync fails is refused to its publishers and never fanned out, and the
@@ -780,10 +856,10 @@ mod tests {
     /// to be on disk.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_sync_refuses_its_batch_and_every_later_commit() {
-        let (hub, log, release, _dir) = hub_on_held_log(|n| n == 1).await;
-        release.send(()).unwrap();
+        let (hub, log, syncs, _dir) = hub_on_held_log(|n| n == 1).await;
+        syncs.release();
         assert_eq!(hub.publish(update("kept")).await.unwrap().seq, 1);
-        release.send(()).unwrap();
+        syncs.release();
         let failed = hub.publish(update("lost")).await.unwrap_err();
         assert!(failed.to_string().contains("the disk is gone"), "{failed}");
         assert_eq!(log.head().await.unwrap(), 2, "the batch was committed");
@@ -796,7 +872,7 @@ mod tests {
         );
         assert_eq!(log.head().await.unwrap(), 2, "a commit after the failure");
         assert_eq!(hub.head(), 1);
-        assert!(!hub.caught_up(2, Duration::from_millis(50)).await);
+        assert!(hub.caught_up(2, Duration::from_millis(50)).await.is_err());
     }
 
     fn with_id(data: &str, id: &str) -> Update {
@@ -810,8 +886,8 @@ mod tests {
     /// durable; after its sync failed, a repeat of it is refused.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_id_the_log_holds_is_answered_only_once_it_is_durable() {
-        let (hub, log, release, _dir) = hub_on_held_log(|n| n == 2).await;
-        release.send(()).unwrap();
+        let (hub, log, syncs, _dir) = hub_on_held_log(|n| n == 2).await;
+        syncs.release();
         hub.publish(with_id("one", "id-1")).await.unwrap();
         let first = tokio::spawn({
             let hub = hub.clone();
@@ -828,7 +904,7 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!first.is_finished() && !repeat.is_finished() && !found.is_finished());
-        release.send(()).unwrap();
+        syncs.release();
         assert_eq!(first.await.unwrap().unwrap().seq, 2);
         assert_eq!(repeat.await.unwrap().unwrap().seq, 2);
         assert!(found.await.unwrap().unwrap());
@@ -840,7 +916,7 @@ mod tests {
             async move { hub.publish(with_id("three", "id-3")).await }
         });
         committed(&log, 3).await;
-        release.send(()).unwrap();
+        syncs.release();
         assert!(lost.await.unwrap().is_err());
         assert!(hub.publish(with_id("three again", "id-3")).await.is_err());
         assert!(hub.contains("id-3").await.is_err());

@@ -379,11 +379,12 @@ impl SqliteLog {
             Durability::Full => Some(Arc::new(Syncer::start(path)?)),
             Durability::Normal => None,
         };
-        if let Some(syncer) = &syncer {
+        if let Some(syncer) = syncer.clone() {
             // What an earlier process committed and had no time to sync is served from now
             // on: make it durable first.
-            syncer.begin();
-            syncer.ended().await?;
+            tokio::task::spawn_blocking(move || syncer.sync_here())
+                .await
+                .map_err(|e| LogError::other(format!("the first sync stopped: {e}")))??;
         }
         let stop = CancellationToken::new();
         let task = tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
@@ -525,11 +526,13 @@ impl EventLog for SqliteLog {
     }
 
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
-        Box::pin(async move {
-            let (seqs, durable) = self.append_staged(entries).await?;
-            durable.await?;
-            Ok(seqs)
-        })
+        let syncer = self.syncer.clone();
+        Box::pin(self.writer.run(move |conn| {
+            let syncer = refuse_after_failure(syncer.as_deref())?;
+            let stored = append_on(conn, &entries, syncer);
+            end_commit_here(syncer, stored)?;
+            Ok(entries.iter().map(|e| e.seq).collect())
+        }))
     }
 
     fn append_staged(
@@ -538,14 +541,8 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<(Vec<u64>, Durable), LogError>> {
         let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
-            let syncer = begin_commit(syncer.as_deref())?;
-            let stored = conn.batch("BEGIN IMMEDIATE").and_then(|()| {
-                insert(conn, &entries)?;
-                conn.batch("COMMIT")
-            });
-            if stored.is_err() {
-                conn.roll_back();
-            }
+            let syncer = refuse_after_failure(syncer.as_deref())?;
+            let stored = append_on(conn, &entries, syncer);
             let durable = end_commit(syncer);
             stored?;
             let seqs = entries.iter().map(|e| e.seq).collect();
@@ -562,11 +559,12 @@ impl EventLog for SqliteLog {
         steps: Vec<Step>,
         first: u64,
     ) -> BoxFuture<'_, Result<Transacted, LogError>> {
-        Box::pin(async move {
-            let (transacted, durable) = self.transact_staged(steps, first).await?;
-            durable.await?;
-            Ok(transacted)
-        })
+        let syncer = self.syncer.clone();
+        Box::pin(self.writer.run(move |conn| {
+            let syncer = refuse_after_failure(syncer.as_deref())?;
+            let committed = transact_on(conn, steps, first, syncer);
+            end_commit_here(syncer, committed)
+        }))
     }
 
     fn transact_staged(
@@ -576,12 +574,8 @@ impl EventLog for SqliteLog {
     ) -> BoxFuture<'_, Result<(Transacted, Durable), LogError>> {
         let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
-            let syncer = begin_commit(syncer.as_deref())?;
-            // Nothing of the batch stands unless all of it commits.
-            let committed = run_steps(conn, steps, first);
-            if committed.is_err() {
-                conn.roll_back();
-            }
+            let syncer = refuse_after_failure(syncer.as_deref())?;
+            let committed = transact_on(conn, steps, first, syncer);
             let durable = end_commit(syncer);
             Ok((committed?, durable))
         }))
@@ -682,24 +676,79 @@ impl EventLog for SqliteLog {
     }
 }
 
-/// Starts a commit on the writer's thread: counted by the syncer, if any, before readers
-/// can see it. Refused once a sync has failed ([`Syncer::failure`]): the commit could not be
-/// made durable, nor could anything after it.
-fn begin_commit(syncer: Option<&Syncer>) -> Result<Option<&Syncer>, LogError> {
-    if let Some(syncer) = syncer {
-        if let Some(failure) = syncer.failure() {
-            return Err(failure);
-        }
-        syncer.begin();
+/// Refuses a commit once a sync has failed ([`Syncer::failure`]): it could not be made
+/// durable, nor could anything after it. Hands the syncer back for the commit.
+fn refuse_after_failure(syncer: Option<&Syncer>) -> Result<Option<&Syncer>, LogError> {
+    match syncer.and_then(Syncer::failure) {
+        Some(failure) => Err(failure),
+        None => Ok(syncer),
     }
-    Ok(syncer)
 }
 
-/// Ends a commit [`begin_commit`] started, made or failed: what makes it durable is a sync,
-/// asked for right after it on the writer's thread so that the sync covers it; with no
-/// syncer ([`Durability::Normal`]) a commit that returned is all there is.
+/// Commits the open transaction on `conn`, counted by the syncer, if any, from just before:
+/// readers may see it from the `COMMIT` on ([`Syncer::visible`]).
+fn commit(conn: &LogConnection, syncer: Option<&Syncer>) -> Result<(), LogError> {
+    if let Some(syncer) = syncer {
+        syncer.begin();
+    }
+    let committed = conn.batch("COMMIT");
+    if let Some(syncer) = syncer {
+        syncer.end();
+    }
+    committed
+}
+
+/// What makes the writer's last commit durable, made or failed (a failed `COMMIT` may have
+/// been counted, and readers wait for it): a sync by the syncer's thread, asked for right
+/// after it on the writer's thread so that it covers it. With no syncer
+/// ([`Durability::Normal`]) a commit that returned is all there is.
 fn end_commit(syncer: Option<&Syncer>) -> Durable {
-    syncer.map_or_else(durable_now, Syncer::ended)
+    syncer.map_or_else(durable_now, Syncer::request)
+}
+
+/// [`end_commit`], syncing on the writer's thread: `committed` once it is durable.
+fn end_commit_here<T>(
+    syncer: Option<&Syncer>,
+    committed: Result<T, LogError>,
+) -> Result<T, LogError> {
+    let Some(syncer) = syncer else {
+        return committed;
+    };
+    let synced = syncer.sync_here();
+    let committed = committed?;
+    synced?;
+    Ok(committed)
+}
+
+/// Appends `entries` in one transaction on `conn`; none of them stands unless all do.
+fn append_on(
+    conn: &LogConnection,
+    entries: &[Entry],
+    syncer: Option<&Syncer>,
+) -> Result<(), LogError> {
+    let stored = conn.batch("BEGIN IMMEDIATE").and_then(|()| {
+        insert(conn, entries)?;
+        commit(conn, syncer)
+    });
+    if stored.is_err() {
+        conn.roll_back();
+    }
+    stored
+}
+
+/// [`run_steps`], rolled back when it fails: nothing of the batch stands unless all of it
+/// commits.
+fn transact_on(
+    conn: &mut LogConnection,
+    steps: Vec<Step>,
+    first: u64,
+    syncer: Option<&Syncer>,
+) -> Result<Transacted, LogError> {
+    let committed = run_steps(conn, steps, first, syncer);
+    if committed.is_err() {
+        conn.roll_back();
+    }
+    committed
 }
 
 /// Runs the steps of [`EventLog::transact`] in one transaction on `conn`, stores their
@@ -716,6 +765,7 @@ fn run_steps(
     conn: &mut LogConnection,
     steps: Vec<Step>,
     first: u64,
+    syncer: Option<&Syncer>,
 ) -> Result<Transacted, LogError> {
     conn.batch("BEGIN IMMEDIATE")?;
     let mut entries: Vec<Entry> = Vec::with_capacity(steps.len());
@@ -733,7 +783,12 @@ fn run_steps(
                 conn.budget(None);
                 if conn.sqlite().is_autocommit() {
                     // SQLite ended the transaction: it interrupted a write of this work
-                    // (see `LogConnection::budget`), or the work ended it itself.
+                    // (see `LogConnection::budget`), or the work ended it itself, maybe by
+                    // committing, which readers may see: counted as a commit.
+                    if let Some(syncer) = syncer {
+                        syncer.begin();
+                        syncer.end();
+                    }
                     return Err(LogError::other(
                         "a work ended the batch's transaction (a write of it overran its \
                          budget, or it committed or rolled back): nothing of the batch stands",
@@ -764,7 +819,7 @@ fn run_steps(
         entry.seq = seq;
     }
     insert(conn, &entries)?;
-    conn.batch("COMMIT")?;
+    commit(conn, syncer)?;
     Ok(Transacted { entries, outcomes })
 }
 

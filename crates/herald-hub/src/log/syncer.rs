@@ -26,7 +26,7 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::{
-        Arc, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
@@ -39,25 +39,83 @@ use super::{Durable, LogError};
 /// Where a sync's answer goes.
 type Waiter = oneshot::Sender<Result<(), LogError>>;
 
+/// How commits are made durable.
+type Sync = Box<dyn FnMut() -> io::Result<()> + Send>;
+
 /// The handle to the syncer's thread, which ends once this is dropped.
-#[derive(Debug)]
 pub(super) struct Syncer {
     requests: mpsc::Sender<Waiter>,
-    /// Why a sync failed, once one has.
-    failed: Arc<OnceLock<String>>,
+    state: Arc<State>,
     /// Commits the writer has begun ([`Self::begin`]): a reader may already see them.
     begun: AtomicU64,
-    /// Commits the writer has ended ([`Self::ended`]): a sync that starts covers them.
-    ended: Arc<AtomicU64>,
     /// How many commits are durable; closed once a sync has failed.
     synced: watch::Receiver<u64>,
 }
 
+impl std::fmt::Debug for Syncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer").finish_non_exhaustive()
+    }
+}
+
+/// What the syncer's thread and the writer's both sync through.
+struct State {
+    /// Held while syncing: one sync at a time.
+    sync: Mutex<Sync>,
+    /// Why a sync failed, once one has.
+    failed: OnceLock<String>,
+    /// Commits the writer has ended ([`Syncer::end`]): a sync that starts covers them.
+    ended: AtomicU64,
+    /// Where [`Syncer::synced`] is told how many commits are durable; gone once a sync
+    /// failed, which wakes the readers waiting in [`Syncer::visible`], to fail.
+    durable: Mutex<Option<watch::Sender<u64>>>,
+}
+
+impl State {
+    /// Makes every commit ended so far durable, unless a sync has failed.
+    fn sync(&self) -> Result<(), LogError> {
+        let mut sync = self.sync.lock().expect("sync poisoned");
+        if let Some(why) = self.failed.get() {
+            return Err(LogError::other(why.clone()));
+        }
+        // Every commit counted here was written before this sync starts.
+        let through = self.ended.load(Ordering::SeqCst);
+        let synced = sync();
+        let mut durable = self.durable.lock().expect("durable poisoned");
+        match synced {
+            Ok(()) => {
+                if let Some(durable) = &*durable {
+                    durable.send_if_modified(|synced| {
+                        let moved = through > *synced;
+                        *synced = (*synced).max(through);
+                        moved
+                    });
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    "event log: cannot make commits durable; every later commit is refused \
+                     until Herald restarts"
+                );
+                let why = format!("cannot sync the WAL to disk: {error}");
+                let _ = self.failed.set(why.clone());
+                *durable = None;
+                Err(LogError::other(why))
+            }
+        }
+    }
+}
+
 impl Syncer {
-    /// Starts a syncer of the WAL file of the SQLite database at `database`, which must
-    /// exist: it is opened now, before any commit this syncer answers for.
+    /// Starts a syncer of the WAL file of the SQLite database at `database`. The WAL file
+    /// must exist: it is opened now, before any commit this syncer answers for, by the
+    /// path SQLite gives it (the database's, symbolic links resolved).
     pub(super) fn start(database: &Path) -> Result<Self, LogError> {
-        let mut wal = database.as_os_str().to_owned();
+        let database = std::fs::canonicalize(database)
+            .map_err(|e| LogError::other(format!("cannot resolve {}: {e}", database.display())))?;
+        let mut wal = database.into_os_string();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let file = File::open(&wal)
@@ -68,50 +126,28 @@ impl Syncer {
 
     /// Starts a syncer that makes commits durable with `sync`.
     pub(super) fn start_with(
-        mut sync: impl FnMut() -> io::Result<()> + Send + 'static,
+        sync: impl FnMut() -> io::Result<()> + Send + 'static,
     ) -> Result<Self, LogError> {
         let (requests, queue) = mpsc::channel::<Waiter>();
-        let failed = Arc::new(OnceLock::<String>::new());
-        let ended = Arc::new(AtomicU64::new(0));
-        let (synced_tx, synced) = watch::channel(0);
-        let (failure, covered) = (failed.clone(), ended.clone());
+        let (durable, synced) = watch::channel(0);
+        let state = Arc::new(State {
+            sync: Mutex::new(Box::new(sync)),
+            failed: OnceLock::new(),
+            ended: AtomicU64::new(0),
+            durable: Mutex::new(Some(durable)),
+        });
+        let shared = state.clone();
         std::thread::Builder::new()
             .name("herald-log-syncer".into())
             .spawn(move || {
-                let mut synced = Some(synced_tx);
                 while let Ok(first) = queue.recv() {
-                    // Every commit asked for so far was written before this sync starts.
                     let mut waiting = vec![first];
                     waiting.extend(queue.try_iter());
-                    let through = covered.load(Ordering::SeqCst);
-                    if failure.get().is_none() {
-                        match sync() {
-                            Ok(()) => {
-                                if let Some(synced) = &synced {
-                                    synced.send_if_modified(|durable| {
-                                        let moved = through > *durable;
-                                        *durable = (*durable).max(through);
-                                        moved
-                                    });
-                                }
-                            }
-                            Err(error) => {
-                                tracing::error!(
-                                    %error,
-                                    "event log: cannot make commits durable; every later \
-                                     commit is refused until Herald restarts"
-                                );
-                                let _ =
-                                    failure.set(format!("cannot sync the WAL to disk: {error}"));
-                                // Wakes the readers waiting in `visible`, to fail.
-                                synced = None;
-                            }
-                        }
-                    }
+                    let synced = shared.sync();
                     for waiter in waiting {
-                        let answer = match failure.get() {
-                            None => Ok(()),
-                            Some(why) => Err(LogError::other(why.clone())),
+                        let answer = match &synced {
+                            Ok(()) => Ok(()),
+                            Err(error) => Err(LogError::other(error.to_string())),
                         };
                         let _ = waiter.send(answer);
                     }
@@ -120,9 +156,8 @@ impl Syncer {
             .map_err(|e| LogError::other(format!("cannot start the log's syncer: {e}")))?;
         Ok(Self {
             requests,
-            failed,
+            state,
             begun: AtomicU64::new(0),
-            ended,
             synced,
         })
     }
@@ -132,17 +167,17 @@ impl Syncer {
         self.begun.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Marks the commits begun so far as ended (made or failed), and asks for them to be
-    /// made durable: the future resolves once they are. Called on the writer's thread, the
-    /// only one that begins commits.
-    pub(super) fn ended(&self) -> Durable {
-        self.ended
+    /// Marks the commits begun so far as ended, made or failed: a sync that starts now
+    /// covers them. Called on the writer's thread, the only one that makes commits.
+    pub(super) fn end(&self) {
+        self.state
+            .ended
             .store(self.begun.load(Ordering::SeqCst), Ordering::SeqCst);
-        self.request()
     }
 
-    /// Asks for a sync; the future resolves once one that started after this call is done.
-    fn request(&self) -> Durable {
+    /// Asks the syncer's thread for a sync; the future resolves once one that started after
+    /// this call is done.
+    pub(super) fn request(&self) -> Durable {
         let (waiter, answer) = oneshot::channel();
         let sent = self.requests.send(waiter);
         Box::pin(async move {
@@ -152,19 +187,26 @@ impl Syncer {
         })
     }
 
-    /// Resolves once every commit a reader may see now is durable. Each ended commit has
-    /// asked for its sync, so this only waits for those to be done.
+    /// Syncs on the calling thread, without a trip to the syncer's: for a commit nothing
+    /// else waits behind.
+    pub(super) fn sync_here(&self) -> Result<(), LogError> {
+        self.state.sync()
+    }
+
+    /// Resolves once every commit a reader may see now is durable: those counted from just
+    /// before their `COMMIT` ([`Self::begin`]). Each asks for its sync right after, so this
+    /// waits for a commit in progress, and for the syncs asked for.
     pub(super) fn visible(&self) -> Durable {
         let target = self.begun.load(Ordering::SeqCst);
         let mut synced = self.synced.clone();
-        let failed = self.failed.clone();
+        let state = self.state.clone();
         Box::pin(async move {
             if synced.wait_for(|durable| *durable >= target).await.is_ok() {
                 return Ok(());
             }
-            Err(LogError::other(failed.get().map_or_else(
+            Err(LogError::other(state.failed.get().map_or_else(
                 || "the log's syncer has stopped".to_owned(),
-                Clone::clone,
+                |why| format!("{why}; commits are refused until Herald restarts"),
             )))
         })
     }
@@ -172,7 +214,8 @@ impl Syncer {
     /// Why commits are refused: a sync has failed, and nothing written since can be trusted
     /// to stay.
     pub(super) fn failure(&self) -> Option<LogError> {
-        self.failed
+        self.state
+            .failed
             .get()
             .map(|why| LogError::other(format!("{why}; commits are refused until Herald restarts")))
     }
@@ -183,7 +226,8 @@ impl Syncer {
 /// the one `file` opened: SQLite removes it only when its last connection closes, which the
 /// writer's never does while the log is open.
 fn sync_wal(wal: &Path, file: &File, dir_synced: &mut bool) -> io::Result<()> {
-    if std::fs::metadata(wal)?.ino() != file.metadata()?.ino() {
+    let (now, opened) = (std::fs::metadata(wal)?, file.metadata()?);
+    if (now.dev(), now.ino()) != (opened.dev(), opened.ino()) {
         return Err(io::Error::other(format!(
             "{} was replaced while the log was open",
             wal.display()
@@ -294,7 +338,8 @@ mod tests {
         syncer.visible().await.unwrap();
         syncer.begin();
         let mut reader = syncer.visible();
-        let durable = syncer.ended();
+        syncer.end();
+        let durable = syncer.request();
         // A commit begun after the reader looked is not waited for.
         syncer.begin();
         assert!(
@@ -306,7 +351,8 @@ mod tests {
         release.send(true).unwrap();
         durable.await.unwrap();
         reader.await.unwrap();
-        let durable = syncer.ended();
+        syncer.end();
+        let durable = syncer.request();
         let reader = syncer.visible();
         release.send(false).unwrap();
         assert!(durable.await.is_err());
@@ -322,10 +368,14 @@ mod tests {
     async fn the_wal_sync_keeps_the_file_it_opened() {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("log.db");
+        std::fs::write(&database, b"pages").unwrap();
         assert!(Syncer::start(&database).is_err(), "started without a WAL");
         let wal = dir.path().join("log.db-wal");
         std::fs::write(&wal, b"frames").unwrap();
-        let syncer = Syncer::start(&database).unwrap();
+        // As SQLite names it: from the database's path, symbolic links resolved.
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&database, &link).unwrap();
+        let syncer = Syncer::start(&link).unwrap();
         syncer.request().await.unwrap();
         syncer.request().await.unwrap();
         std::fs::remove_file(&wal).unwrap();
