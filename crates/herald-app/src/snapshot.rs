@@ -8,11 +8,7 @@
 //! When the app's tables are in the event log's file ([`Commits::WithLog`]), a change and
 //! its events commit together, so the read asks the log's head first, inside its own
 //! transaction: the position is exact. Every change the read sees has its events at or
-//! below it, and every change it does not see has them above. The log commits a batch
-//! before it is durable and fans it out once it is: the read answers only once every commit
-//! it may see is durable and the hub has fanned out up to its position
-//! ([`Hub::caught_up`]), so that it never shows a change a power loss could take back, nor
-//! hands out a position a subscription would refuse as beyond the head.
+//! below it, and every change it does not see has them above.
 //!
 //! Otherwise the rule, correct on every backend: the position is the hub's head ([`Hub::head`],
 //! the newest update fanned out) read *before* the read transaction begins. Every update
@@ -25,12 +21,11 @@
 //! UI compares `updatedAt`).
 //!
 //! [`Hub::head`]: herald_hub::Hub::head
-//! [`Hub::caught_up`]: herald_hub::Hub::caught_up
 //! [`Commits::WithLog`]: crate::Commits::WithLog
 
 use sqlx::{Any, AnyConnection, Transaction};
 
-use herald_hub::{DURABLE_WAIT, SqliteLog};
+use herald_hub::SqliteLog;
 
 use crate::{
     App, Commits,
@@ -75,21 +70,6 @@ impl App {
             // SQLite's deferred transaction takes its snapshot at the first read: the head.
             let mut tx = self.pool().begin_with("BEGIN").await.map_err(internal)?;
             let position = SqliteLog::head_in(&mut *tx).await.map_err(internal)?;
-            // The newest commits may still be syncing: the read sees them, but must not
-            // show them until they are durable.
-            match self.hub().caught_up(position, DURABLE_WAIT).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(AppError::unavailable(
-                        "the newest changes are not on disk yet; try again",
-                    ));
-                }
-                Err(_) => {
-                    return Err(AppError::unavailable(
-                        "the event log cannot make changes durable; Herald must be restarted",
-                    ));
-                }
-            }
             return Ok(Read { position, tx });
         }
         let position = self.hub().head();

@@ -44,13 +44,12 @@ mod update;
 pub mod urlpattern;
 
 pub use hub::{
-    DURABLE_WAIT, HEARTBEAT_MIN_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter,
-    SELECTOR_BUDGET, SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError,
-    heartbeat_slices,
+    HEARTBEAT_MIN_TICK, Hub, HubConfig, PublishError, Published, ReplayFilter, SELECTOR_BUDGET,
+    SELECTOR_BUDGET_TOTAL, SubscribeError, SubscribeRequest, TransactError, heartbeat_slices,
 };
 pub use log::{
-    Durability, Durable, Entry, EventLog, LogConnection, LogError, Outcome, SqliteLog, Step,
-    Transacted, WORK_BUDGET, Work, WorkError, sqlite_url,
+    Durability, Entry, EventLog, LogConnection, LogError, Outcome, SqliteLog, Step, Transacted,
+    WORK_BUDGET, Work, WorkError, sqlite_url,
 };
 pub use matcher::{MatchKind, Matcher};
 pub use metrics::HubMetrics;

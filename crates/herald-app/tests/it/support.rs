@@ -28,7 +28,7 @@ impl TestApp {
     /// Starts a hub on a fresh SQLite log and the app on a fresh SQLite database.
     pub(crate) async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("herald.db"), Durability::Full)
+        let log = SqliteLog::open(&dir.path().join("herald.db"), Durability::Normal)
             .await
             .unwrap();
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());

@@ -65,7 +65,6 @@ impl Hub {
         }
         registry.head.store(last.seq, Ordering::Release);
         drop(registry);
-        self.shared.head_moved.notify_waiters();
         let metrics = &self.shared.metrics;
         metrics.deliveries.inc_by(delivered);
         metrics.slow_disconnects.inc_by(lagged);

@@ -143,13 +143,7 @@ pub(crate) struct Shared {
     /// What [`Hub::before_closing`] asked to run before an update that ends streams is
     /// fanned out. Read only for such updates, which are rare.
     pub(crate) before_closing: RwLock<Vec<ClosingHook>>,
-    /// Woken each time the head moves, for [`Hub::caught_up`].
-    pub(crate) head_moved: tokio::sync::Notify,
 }
-
-/// How long a read of this node's log waits for what it found to be durable
-/// ([`Hub::caught_up`]): a sync takes a millisecond or so.
-pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The hook of [`Hub::before_closing`].
 pub(crate) struct ClosingHook(pub(crate) Box<dyn Fn() + Send + Sync>);
@@ -214,7 +208,6 @@ impl Hub {
                 metrics: HubMetrics::default(),
                 retry_frame,
                 before_closing: RwLock::default(),
-                head_moved: tokio::sync::Notify::new(),
                 config,
             }),
         };
@@ -474,41 +467,6 @@ impl Hub {
             .load(Ordering::Acquire)
     }
 
-    /// Waits, for at most `within`, until every commit a reader of the log may see now is
-    /// durable and the head ([`Hub::head`]) is at `position` or past it; whether both are.
-    ///
-    /// The log may hold batches the hub has not fanned out yet: committed, and still
-    /// syncing. A read of the log's own file can see them, and must neither show them nor
-    /// hand out a position inside them before they are durable: a power loss could still
-    /// take them back, and the position would then name other updates.
-    ///
-    /// # Errors
-    ///
-    /// When what the log holds cannot be made durable: a sync failed.
-    pub async fn caught_up(
-        &self,
-        position: u64,
-        within: std::time::Duration,
-    ) -> Result<bool, LogError> {
-        let deadline = tokio::time::Instant::now() + within;
-        match tokio::time::timeout_at(deadline, self.shared.log.visible_durable()).await {
-            Ok(durable) => durable?,
-            Err(_) => return Ok(false),
-        }
-        loop {
-            let moved = self.shared.head_moved.notified();
-            tokio::pin!(moved);
-            // Registered before the head is read: a move in between still wakes it.
-            moved.as_mut().enable();
-            if self.head() >= position {
-                return Ok(true);
-            }
-            if tokio::time::timeout_at(deadline, moved).await.is_err() {
-                return Ok(self.head() >= position);
-            }
-        }
-    }
-
     /// The id of the newest update fanned out on this node ([`Hub::head`]), for a client to
     /// resume after with `Last-Event-ID`: from memory, else from the log; [`EARLIEST`] when
     /// there is none (or the log no longer holds it), which replays what the log retains and
@@ -545,26 +503,10 @@ impl Hub {
             return Ok(());
         }
         let head = self.shared.log.head().await?;
-        if after > head {
-            return Err(SubscribeError::FuturePosition { after, head });
-        }
-        self.durable_up_to(after).await?;
-        Ok(())
-    }
-
-    /// For this node's own log, waits until a position the log holds is durable and fanned
-    /// out ([`Hub::caught_up`]); fails when that takes over [`DURABLE_WAIT`], or cannot be.
-    /// A shared log's positions are durable when it answers with them.
-    async fn durable_up_to(&self, position: u64) -> Result<(), LogError> {
-        if self.shared.log.is_shared()
-            || position <= self.head()
-            || self.caught_up(position, DURABLE_WAIT).await?
-        {
+        if after <= head {
             return Ok(());
         }
-        Err(LogError::other(
-            "the newest updates are not on disk yet; try again",
-        ))
+        Err(SubscribeError::FuturePosition { after, head })
     }
 
     /// The position of the latest update that carries `id`, if the log still holds it.
@@ -595,13 +537,7 @@ impl Hub {
             .latest_seq_of(id);
         match in_memory {
             Some(seq) => Ok(Some(seq)),
-            None => {
-                let seq = self.shared.log.latest_seq_of(id).await?;
-                if let Some(seq) = seq {
-                    self.durable_up_to(seq).await?;
-                }
-                Ok(seq)
-            }
+            None => self.shared.log.latest_seq_of(id).await,
         }
     }
 

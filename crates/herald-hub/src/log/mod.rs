@@ -2,8 +2,8 @@
 //! [`SqliteLog`].
 //!
 //! The log is the source of truth. An update is acknowledged only after the transaction
-//! holding it has committed and is durable, and every replay that reaches past the
-//! in-memory history reads from here.
+//! holding it has committed, and every replay that reaches past the in-memory history
+//! reads from here.
 //!
 //! # Repeated ids
 //!
@@ -20,7 +20,6 @@ use std::{
     time::Duration,
 };
 
-mod syncer;
 mod writer;
 
 use futures::future::BoxFuture;
@@ -31,7 +30,6 @@ use sqlx::{
     },
 };
 
-use syncer::Syncer;
 use tokio::{task::JoinHandle, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 pub use writer::LogConnection;
@@ -129,15 +127,6 @@ pub struct Transacted {
 /// writer, and every change and publish behind it, meanwhile.
 pub const WORK_BUDGET: Duration = Duration::from_secs(2);
 
-/// Resolves once what a staged commit ([`EventLog::append_staged`],
-/// [`EventLog::transact_staged`]) stored is durable, or fails when it cannot be made so.
-pub type Durable = BoxFuture<'static, Result<(), LogError>>;
-
-/// A [`Durable`] that is ready: for commits that are durable once they return.
-fn durable_now() -> Durable {
-    Box::pin(std::future::ready(Ok(())))
-}
-
 /// Ordered, durable storage of updates.
 ///
 /// A log of one node ([`SqliteLog`]) is appended to by the hub's sequencer only, one batch at
@@ -211,38 +200,6 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async { Err(LogError::other("this event log cannot run work")) })
     }
 
-    /// [`Self::append`], answering once the batch is committed and before it is durable,
-    /// with a future that resolves when it is. Readers of the log may see the batch
-    /// meanwhile, and a power loss may take it back: nothing of it may be acknowledged, or
-    /// handed to anyone, before the future resolves. Its caller may stage the next batch
-    /// meanwhile, which is what makes this faster; a batch is durable only after every batch
-    /// staged before it is. A log whose commits are durable when they return answers with a
-    /// ready future.
-    fn append_staged(
-        &self,
-        entries: Vec<Entry>,
-    ) -> BoxFuture<'_, Result<(Vec<u64>, Durable), LogError>> {
-        Box::pin(async move { Ok((self.append(entries).await?, durable_now())) })
-    }
-
-    /// [`Self::transact`], answering once the batch is committed and before it is durable,
-    /// as [`Self::append_staged`] does.
-    fn transact_staged(
-        &self,
-        steps: Vec<Step>,
-        first: u64,
-    ) -> BoxFuture<'_, Result<(Transacted, Durable), LogError>> {
-        Box::pin(async move { Ok((self.transact(steps, first).await?, durable_now())) })
-    }
-
-    /// Resolves once every commit a reader of the log may see now is durable: for a read
-    /// that must not show, or hand out a position of, what a power loss could take back
-    /// ([`Self::append_staged`]). Fails when that cannot be: a sync failed. Ready at once for
-    /// a log whose commits are durable when they return.
-    fn visible_durable(&self) -> Durable {
-        durable_now()
-    }
-
     /// Records after `after`, in order, at most `limit`; a shared log waits a moment for new
     /// ones when there are none yet.
     fn follow(&self, after: u64, limit: usize) -> BoxFuture<'_, Result<Vec<Record>, LogError>> {
@@ -253,9 +210,7 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
 /// How hard SQLite works to keep a commit across a power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// Every commit reaches the disk (`fdatasync` of the WAL) before the publish is
-    /// acknowledged. The sync runs on a thread of its own, while the writer commits the next
-    /// batch.
+    /// `synchronous=FULL`: every commit is fsynced before the publish is acknowledged.
     #[default]
     Full,
     /// `synchronous=NORMAL`: commits survive a crash of Herald (including `kill -9`) but the
@@ -303,8 +258,6 @@ pub struct SqliteLog {
     readers: SqlitePool,
     /// The WAL checkpoint task, shared by every clone.
     checkpoints: Arc<Checkpoints>,
-    /// What makes commits durable, under [`Durability::Full`].
-    syncer: Option<Arc<Syncer>>,
 }
 
 /// The task that runs [`checkpoints`]: [`EventLog::close`] stops it and waits for its last
@@ -361,11 +314,14 @@ impl SqliteLog {
             .map_err(|e| LogError::from(sqlx::Error::from(e)))?;
         // The writer never checkpoints on its own: SQLite would do it inside the commit that
         // crosses 1,000 WAL pages, holding that publish (and the batch behind it) for
-        // milliseconds. `checkpoints` does it beside the writer instead. Its commits do not
-        // wait for the disk: under `Full` the syncer makes them durable beside it.
+        // milliseconds. `checkpoints` does it beside the writer instead.
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
         let pragmas = vec![
             "PRAGMA journal_mode = WAL".to_owned(),
-            "PRAGMA synchronous = NORMAL".to_owned(),
+            format!("PRAGMA synchronous = {synchronous}"),
             "PRAGMA busy_timeout = 5000".to_owned(),
             format!("PRAGMA cache_size = -{CACHE_KIB}"),
             format!("PRAGMA mmap_size = {MMAP_BYTES}"),
@@ -375,17 +331,6 @@ impl SqliteLog {
             "PRAGMA foreign_keys = ON".to_owned(),
         ];
         let writer = Arc::new(Writer::start(path, pragmas).await?);
-        let syncer = match durability {
-            Durability::Full => Some(Arc::new(Syncer::start(path)?)),
-            Durability::Normal => None,
-        };
-        if let Some(syncer) = syncer.clone() {
-            // What an earlier process committed and had no time to sync is served from now
-            // on: make it durable first.
-            tokio::task::spawn_blocking(move || syncer.sync_here())
-                .await
-                .map_err(|e| LogError::other(format!("the first sync stopped: {e}")))??;
-        }
         let stop = CancellationToken::new();
         let task = tokio::spawn(checkpoints(writer.clone(), readers.clone(), stop.clone()));
         Ok(Self {
@@ -395,24 +340,11 @@ impl SqliteLog {
                 stop,
                 task: Mutex::new(Some(task)),
             }),
-            syncer,
         })
     }
 }
 
 impl SqliteLog {
-    /// [`Self::open`], with commits made durable by `sync` instead of a sync of the WAL file:
-    /// for tests that hold a sync, or fail it.
-    #[cfg(test)]
-    pub(crate) async fn open_synced_by(
-        path: &Path,
-        sync: impl FnMut() -> std::io::Result<()> + Send + 'static,
-    ) -> Result<Self, LogError> {
-        let mut log = Self::open(path, Durability::Normal).await?;
-        log.syncer = Some(Arc::new(Syncer::start_with(sync)?));
-        Ok(log)
-    }
-
     /// The log's head as `conn` sees it: for a server whose tables share the log's file, a
     /// read transaction that asks this first gets the position its snapshot is consistent
     /// with, exactly (an update is in it exactly when the change it came with is).
@@ -526,27 +458,13 @@ impl EventLog for SqliteLog {
     }
 
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
-        let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
-            let syncer = refuse_after_failure(syncer.as_deref())?;
-            let stored = append_on(conn, &entries, syncer);
-            end_commit_here(syncer, stored)?;
-            Ok(entries.iter().map(|e| e.seq).collect())
-        }))
-    }
-
-    fn append_staged(
-        &self,
-        entries: Vec<Entry>,
-    ) -> BoxFuture<'_, Result<(Vec<u64>, Durable), LogError>> {
-        let syncer = self.syncer.clone();
-        Box::pin(self.writer.run(move |conn| {
-            let syncer = refuse_after_failure(syncer.as_deref())?;
-            let stored = append_on(conn, &entries, syncer);
-            let durable = end_commit(syncer);
-            stored?;
-            let seqs = entries.iter().map(|e| e.seq).collect();
-            Ok((seqs, durable))
+            conn.batch("BEGIN IMMEDIATE")?;
+            let stored = insert(conn, &entries).and_then(|()| conn.batch("COMMIT"));
+            if stored.is_err() {
+                conn.roll_back();
+            }
+            stored.map(|()| entries.iter().map(|e| e.seq).collect())
         }))
     }
 
@@ -559,32 +477,14 @@ impl EventLog for SqliteLog {
         steps: Vec<Step>,
         first: u64,
     ) -> BoxFuture<'_, Result<Transacted, LogError>> {
-        let syncer = self.syncer.clone();
         Box::pin(self.writer.run(move |conn| {
-            let syncer = refuse_after_failure(syncer.as_deref())?;
-            let committed = transact_on(conn, steps, first, syncer);
-            end_commit_here(syncer, committed)
+            // Nothing of the batch stands unless all of it commits.
+            let committed = run_steps(conn, steps, first);
+            if committed.is_err() {
+                conn.roll_back();
+            }
+            committed
         }))
-    }
-
-    fn transact_staged(
-        &self,
-        steps: Vec<Step>,
-        first: u64,
-    ) -> BoxFuture<'_, Result<(Transacted, Durable), LogError>> {
-        let syncer = self.syncer.clone();
-        Box::pin(self.writer.run(move |conn| {
-            let syncer = refuse_after_failure(syncer.as_deref())?;
-            let committed = transact_on(conn, steps, first, syncer);
-            let durable = end_commit(syncer);
-            Ok((committed?, durable))
-        }))
-    }
-
-    fn visible_durable(&self) -> Durable {
-        self.syncer
-            .as_deref()
-            .map_or_else(durable_now, Syncer::visible)
     }
 
     fn read(
@@ -676,81 +576,6 @@ impl EventLog for SqliteLog {
     }
 }
 
-/// Refuses a commit once a sync has failed ([`Syncer::failure`]): it could not be made
-/// durable, nor could anything after it. Hands the syncer back for the commit.
-fn refuse_after_failure(syncer: Option<&Syncer>) -> Result<Option<&Syncer>, LogError> {
-    match syncer.and_then(Syncer::failure) {
-        Some(failure) => Err(failure),
-        None => Ok(syncer),
-    }
-}
-
-/// Commits the open transaction on `conn`, counted by the syncer, if any, from just before:
-/// readers may see it from the `COMMIT` on ([`Syncer::visible`]).
-fn commit(conn: &LogConnection, syncer: Option<&Syncer>) -> Result<(), LogError> {
-    if let Some(syncer) = syncer {
-        syncer.begin();
-    }
-    let committed = conn.batch("COMMIT");
-    if let Some(syncer) = syncer {
-        syncer.end();
-    }
-    committed
-}
-
-/// What makes the writer's last commit durable, made or failed (a failed `COMMIT` may have
-/// been counted, and readers wait for it): a sync by the syncer's thread, asked for right
-/// after it on the writer's thread so that it covers it. With no syncer
-/// ([`Durability::Normal`]) a commit that returned is all there is.
-fn end_commit(syncer: Option<&Syncer>) -> Durable {
-    syncer.map_or_else(durable_now, Syncer::request)
-}
-
-/// [`end_commit`], syncing on the writer's thread: `committed` once it is durable.
-fn end_commit_here<T>(
-    syncer: Option<&Syncer>,
-    committed: Result<T, LogError>,
-) -> Result<T, LogError> {
-    let Some(syncer) = syncer else {
-        return committed;
-    };
-    let synced = syncer.sync_here();
-    let committed = committed?;
-    synced?;
-    Ok(committed)
-}
-
-/// Appends `entries` in one transaction on `conn`; none of them stands unless all do.
-fn append_on(
-    conn: &LogConnection,
-    entries: &[Entry],
-    syncer: Option<&Syncer>,
-) -> Result<(), LogError> {
-    let stored = conn.batch("BEGIN IMMEDIATE").and_then(|()| {
-        insert(conn, entries)?;
-        commit(conn, syncer)
-    });
-    if stored.is_err() {
-        conn.roll_back();
-    }
-    stored
-}
-
-/// [`run_steps`], rolled back when it fails: nothing of the batch stands unless all of it
-/// commits.
-fn transact_on(
-    conn: &mut LogConnection,
-    steps: Vec<Step>,
-    first: u64,
-    syncer: Option<&Syncer>,
-) -> Result<Transacted, LogError> {
-    let committed = run_steps(conn, steps, first, syncer);
-    if committed.is_err() {
-        conn.roll_back();
-    }
-    committed
-}
-
 /// Runs the steps of [`EventLog::transact`] in one transaction on `conn`, stores their
 /// entries and commits. Each work runs under the savepoint `work`, which a failing work is
 /// rolled back to, and which is released after it either way.
@@ -765,7 +590,6 @@ fn run_steps(
     conn: &mut LogConnection,
     steps: Vec<Step>,
     first: u64,
-    syncer: Option<&Syncer>,
 ) -> Result<Transacted, LogError> {
     conn.batch("BEGIN IMMEDIATE")?;
     let mut entries: Vec<Entry> = Vec::with_capacity(steps.len());
@@ -783,12 +607,7 @@ fn run_steps(
                 conn.budget(None);
                 if conn.sqlite().is_autocommit() {
                     // SQLite ended the transaction: it interrupted a write of this work
-                    // (see `LogConnection::budget`), or the work ended it itself, maybe by
-                    // committing, which readers may see: counted as a commit.
-                    if let Some(syncer) = syncer {
-                        syncer.begin();
-                        syncer.end();
-                    }
+                    // (see `LogConnection::budget`), or the work ended it itself.
                     return Err(LogError::other(
                         "a work ended the batch's transaction (a write of it overran its \
                          budget, or it committed or rolled back): nothing of the batch stands",
@@ -819,7 +638,7 @@ fn run_steps(
         entry.seq = seq;
     }
     insert(conn, &entries)?;
-    commit(conn, syncer)?;
+    conn.batch("COMMIT")?;
     Ok(Transacted { entries, outcomes })
 }
 

@@ -26,7 +26,7 @@ struct TestHub {
 impl TestHub {
     async fn start(config: HubConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Full)
+        let log = SqliteLog::open(&dir.path().join("log.db"), Durability::Normal)
             .await
             .unwrap();
         let tracker = TaskTracker::new();
