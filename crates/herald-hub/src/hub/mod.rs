@@ -227,13 +227,13 @@ impl Hub {
         &self.shared.metrics
     }
 
-    /// Checks that the log answers; for readiness probes.
+    /// Checks that the log answers and takes appends; for readiness probes.
     ///
     /// # Errors
     ///
     /// The log's error when it does not.
     pub async fn check_log(&self) -> Result<(), LogError> {
-        self.shared.log.head().await.map(|_| ())
+        self.shared.log.check().await
     }
 
     /// The configuration the hub runs with.

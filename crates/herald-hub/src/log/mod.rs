@@ -165,6 +165,10 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     }
     /// The highest `seq` ever appended (0 for a new log), even if since pruned.
     fn head(&self) -> BoxFuture<'_, Result<u64, LogError>>;
+    /// Whether the log can take appends: it answers, and nothing has made it refuse them.
+    fn check(&self) -> BoxFuture<'_, Result<(), LogError>> {
+        Box::pin(async { self.head().await.map(|_| ()) })
+    }
     /// Deletes records with `seq <= below_seq`, and those created before `before_ms`.
     /// Returns how many were deleted.
     fn prune(&self, below_seq: u64, before_ms: Option<i64>)
@@ -460,7 +464,7 @@ impl EventLog for SqliteLog {
     fn append(&self, entries: Vec<Entry>) -> BoxFuture<'_, Result<Vec<u64>, LogError>> {
         Box::pin(self.writer.run(move |conn| {
             conn.batch("BEGIN IMMEDIATE")?;
-            let stored = insert(conn, &entries).and_then(|()| conn.batch("COMMIT"));
+            let stored = insert(conn, &entries).and_then(|()| conn.commit());
             if stored.is_err() {
                 conn.roll_back();
             }
@@ -470,6 +474,15 @@ impl EventLog for SqliteLog {
 
     fn runs_work(&self) -> bool {
         true
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), LogError>> {
+        Box::pin(async {
+            if let Some(why) = self.writer.failed() {
+                return Err(LogError::other(why));
+            }
+            self.head().await.map(|_| ())
+        })
     }
 
     fn transact(
@@ -638,7 +651,7 @@ fn run_steps(
         entry.seq = seq;
     }
     insert(conn, &entries)?;
-    conn.batch("COMMIT")?;
+    conn.commit()?;
     Ok(Transacted { entries, outcomes })
 }
 
@@ -1055,6 +1068,52 @@ mod tests {
         assert_eq!(done.entries.len(), 301);
         outside_any_transaction().await;
         assert_eq!(count().await, (1, 303));
+    }
+
+    /// After a sync of the WAL fails, neither that batch nor any later one is acknowledged,
+    /// even once syncs work again; what was stored before is still read, and the log says
+    /// it is not ready.
+    #[tokio::test]
+    async fn a_failed_sync_refuses_every_later_commit() {
+        let (_dir, log) = log_with_table_t().await;
+        log.append(vec![entry(1, "before", 1)]).await.unwrap();
+        log.check().await.unwrap();
+
+        log.writer
+            .run(|conn| {
+                conn.fail_syncs.set(true);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let failed = log.append(vec![entry(2, "lost", 1)]).await.unwrap_err();
+        assert!(failed.to_string().contains("sync"), "{failed}");
+        log.writer
+            .run(|conn| {
+                conn.fail_syncs.set(false);
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        let refused = log.append(vec![entry(2, "after", 1)]).await.unwrap_err();
+        assert!(refused.to_string().contains("restarts"), "{refused}");
+        let refused = log
+            .transact(vec![work(5, "ok", vec![entry(0, "w", 1)])], 2)
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("restarts"), "{refused}");
+        let unready = log.check().await.unwrap_err();
+        assert!(unready.to_string().contains("restarts"), "{unready}");
+
+        assert_eq!(rows_in_t(&log).await, 0, "the refused work left nothing");
+        let stored = log.read(0, 10, 10, usize::MAX).await.unwrap();
+        assert_eq!(
+            stored.iter().map(|r| &*r.id).collect::<Vec<_>>(),
+            ["before"],
+            "only what was acknowledged is in the log"
+        );
+        assert_eq!(log.head().await.unwrap(), 1);
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use std::{
     borrow::Cow,
     panic::AssertUnwindSafe,
     path::Path,
-    sync::{Arc, mpsc},
+    sync::{Arc, OnceLock, mpsc},
     time::Instant,
 };
 
@@ -56,6 +56,9 @@ type Job = Box<dyn FnOnce(&mut LogConnection) + Send>;
 #[derive(Debug)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Why commits are refused, once a sync of the log's files has failed
+    /// ([`LogConnection::commit`]).
+    failed: Arc<OnceLock<String>>,
 }
 
 impl Writer {
@@ -66,11 +69,13 @@ impl Writer {
         let (opened, open) = oneshot::channel();
         let runtime = tokio::runtime::Handle::current();
         let path = path.to_owned();
+        let failed = Arc::new(OnceLock::new());
+        let sticky = failed.clone();
         std::thread::Builder::new()
             .name("herald-log-writer".into())
             .spawn(move || {
                 let _runtime = runtime.enter();
-                match LogConnection::open(&path, &pragmas) {
+                match LogConnection::open(&path, &pragmas, sticky) {
                     Ok(conn) => {
                         let _ = opened.send(Ok(()));
                         serve(conn, &queue);
@@ -83,7 +88,12 @@ impl Writer {
             .map_err(|e| LogError::other(format!("cannot start the log's writer: {e}")))?;
         open.await
             .map_err(|_| LogError::other("the log's writer stopped while opening"))??;
-        Ok(Self { jobs })
+        Ok(Self { jobs, failed })
+    }
+
+    /// Why the writer refuses every commit, once a sync of the log's files has failed.
+    pub(super) fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 
     /// Runs `job` on the writer's thread, after the jobs before it, and returns its answer.
@@ -102,6 +112,15 @@ impl Writer {
             .await
             .map_err(|_| LogError::other("the log's writer could not run it: nothing was stored"))?
     }
+}
+
+/// Whether `error` says that SQLite could not sync a file (`fsync`, `fdatasync`) or its
+/// directory.
+fn is_failed_sync(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error().map(|e| e.extended_code),
+        Some(rusqlite::ffi::SQLITE_IOERR_FSYNC | rusqlite::ffi::SQLITE_IOERR_DIR_FSYNC)
+    )
 }
 
 /// The writer's loop. A job that panics (a bug) is dropped with its answer, and whatever
@@ -143,6 +162,12 @@ pub struct LogConnection {
     /// The column names of persistent statements, by their text ([`Self::columns_of`]);
     /// at most [`PREPARED`].
     columns: std::cell::RefCell<sqlx_core::HashMap<Box<str>, Columns>>,
+    /// Why commits are refused, once a sync has failed; kept when the connection is
+    /// replaced.
+    failed: Arc<OnceLock<String>>,
+    /// Makes the next commits fail as a failed sync of the WAL does.
+    #[cfg(test)]
+    pub(super) fail_syncs: std::cell::Cell<bool>,
 }
 
 /// The index of a row's columns by name, shared by the rows of a statement.
@@ -158,7 +183,11 @@ impl std::fmt::Debug for LogConnection {
 }
 
 impl LogConnection {
-    fn open(path: &Path, pragmas: &[String]) -> Result<Self, LogError> {
+    fn open(
+        path: &Path,
+        pragmas: &[String],
+        failed: Arc<OnceLock<String>>,
+    ) -> Result<Self, LogError> {
         let conn = rusqlite::Connection::open(path)?;
         conn.set_prepared_statement_cache_capacity(PREPARED);
         for pragma in pragmas {
@@ -174,6 +203,9 @@ impl LogConnection {
             deadline: None,
             overran: std::cell::Cell::new(false),
             columns: std::cell::RefCell::default(),
+            failed,
+            #[cfg(test)]
+            fail_syncs: std::cell::Cell::new(false),
         })
     }
 
@@ -185,7 +217,7 @@ impl LogConnection {
             return true;
         }
         tracing::error!("event log: the writer was left inside a transaction; reopening it");
-        match Self::open(&self.path, &self.pragmas) {
+        match Self::open(&self.path, &self.pragmas, self.failed.clone()) {
             Ok(fresh) => {
                 *self = fresh;
                 true
@@ -236,6 +268,48 @@ impl LogConnection {
         } else {
             self.conn.prepare_cached(sql)?.execute([])?;
         }
+        Ok(())
+    }
+
+    /// Commits the open transaction, unless a sync of the log's files failed before.
+    ///
+    /// A failed sync is final. The kernel may have dropped the pages it could not write
+    /// while reporting the error only once, so a later sync that succeeds would not prove
+    /// that the WAL on disk holds what was acknowledged before it. From then on every commit
+    /// is refused, and the log reports itself unavailable ([`EventLog::check`]), until the
+    /// process restarts and SQLite recovers the WAL from what is on disk: a commit whose
+    /// frames did not all reach it is not part of the log.
+    ///
+    /// [`EventLog::check`]: super::EventLog::check
+    pub(super) fn commit(&self) -> Result<(), LogError> {
+        if let Some(why) = self.failed.get() {
+            return Err(LogError::other(why.clone()));
+        }
+        let committed = self.run_commit();
+        if let Err(error) = &committed
+            && is_failed_sync(error)
+        {
+            let why = format!(
+                "a sync of the event log's files failed ({error}): no write is taken until \
+                 Herald restarts"
+            );
+            tracing::error!("event log: {why}");
+            let _ = self.failed.set(why.clone());
+            return Err(LogError::other(why));
+        }
+        Ok(committed?)
+    }
+
+    fn run_commit(&self) -> Result<(), rusqlite::Error> {
+        #[cfg(test)]
+        if self.fail_syncs.get() {
+            self.conn.execute_batch("ROLLBACK")?;
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                Some("disk I/O error".into()),
+            ));
+        }
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     }
 
