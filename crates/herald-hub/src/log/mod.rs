@@ -169,8 +169,9 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     fn check(&self) -> BoxFuture<'_, Result<(), LogError>> {
         Box::pin(async { self.head().await.map(|_| ()) })
     }
-    /// Deletes records with `seq <= below_seq`, and those created before `before_ms`.
-    /// Returns how many were deleted.
+    /// Deletes records with `seq <= below_seq`, and, from the oldest on, those created
+    /// before `before_ms` up to the first that was not: a record older than one kept before
+    /// it (the clock stepped back) stays until that one goes. Returns how many were deleted.
     fn prune(&self, below_seq: u64, before_ms: Option<i64>)
     -> BoxFuture<'_, Result<u64, LogError>>;
 
@@ -580,8 +581,13 @@ impl EventLog for SqliteLog {
         before_ms: Option<i64>,
     ) -> BoxFuture<'_, Result<u64, LogError>> {
         Box::pin(self.writer.run(move |conn| {
+            // One range of `seq`s: the age bound is found by walking from the oldest record
+            // to the first young enough to keep, which reads about as many rows as it
+            // deletes.
             let pruned = conn.sqlite().execute(
-                "DELETE FROM updates WHERE seq <= ?1 OR created_at < ?2",
+                "DELETE FROM updates WHERE seq <= MAX(?1, COALESCE( \
+                     (SELECT seq - 1 FROM updates WHERE created_at >= ?2 ORDER BY seq LIMIT 1), \
+                     (SELECT MAX(seq) FROM updates)))",
                 (seq_to_sql(below_seq), before_ms.unwrap_or(i64::MIN)),
             )?;
             Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
@@ -1114,6 +1120,41 @@ mod tests {
             "only what was acknowledged is in the log"
         );
         assert_eq!(log.head().await.unwrap(), 1);
+    }
+
+    /// Retention by age walks the log in order and stops at the first record young enough
+    /// to keep, even when older ones follow it.
+    #[tokio::test]
+    async fn pruning_by_age_stops_at_the_first_record_to_keep() {
+        let (_dir, log) = temp_log().await;
+        let created = [1, 5, 2, 9, 3];
+        let entries = (1..)
+            .zip(created)
+            .map(|(s, at)| entry(s, &format!("id-{s}"), at));
+        log.append(entries.collect()).await.unwrap();
+        let left = || async {
+            let records = log.read(0, 10, 10, usize::MAX).await.unwrap();
+            records.iter().map(|r| r.seq).collect::<Vec<_>>()
+        };
+
+        assert_eq!(log.prune(0, None).await.unwrap(), 0);
+        assert_eq!(log.prune(0, Some(4)).await.unwrap(), 1);
+        assert_eq!(left().await, [2, 3, 4, 5]);
+        assert_eq!(
+            log.prune(0, Some(6)).await.unwrap(),
+            2,
+            "seq 3 goes after seq 2"
+        );
+        assert_eq!(left().await, [4, 5], "seq 5 waits for seq 4");
+        assert_eq!(log.prune(4, Some(0)).await.unwrap(), 1, "by position alone");
+        assert_eq!(left().await, [5]);
+        assert_eq!(
+            log.prune(0, Some(100)).await.unwrap(),
+            1,
+            "every record is old"
+        );
+        assert!(left().await.is_empty());
+        assert_eq!(log.head().await.unwrap(), 5);
     }
 
     #[tokio::test]
