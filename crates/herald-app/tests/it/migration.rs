@@ -115,7 +115,7 @@ async fn an_older_app_file_is_imported_once_and_its_outbox_relayed() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, [1, 2, 1001, 1002, 1003]);
+    assert_eq!(versions, [1, 2, 3, 1001, 1002, 1003]);
     shutdown.cancel();
     tracker.close();
     tokio::time::timeout(Duration::from_secs(10), tracker.wait())
