@@ -12,7 +12,7 @@ mod messages;
 mod resources;
 mod workspaces;
 
-pub use resources::{Base, Resource};
+pub use resources::{Base, Resource, Written};
 
 use std::sync::LazyLock;
 

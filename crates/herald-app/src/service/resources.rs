@@ -3,6 +3,7 @@
 
 use crate::Scope;
 use serde::{Serialize, de::DeserializeOwned};
+use serde_json::value::RawValue;
 use sqlx::{
     Any, Executor, FromRow,
     any::{AnyArguments, AnyRow},
@@ -26,6 +27,16 @@ pub struct Base {
     workspace_id: String,
     created_by: String,
     now: String,
+}
+
+/// A resource a change wrote, with its JSON: the `data` of the change's event, serialized
+/// once, which an answer sends as it is.
+#[derive(Debug)]
+pub struct Written<R> {
+    /// The resource as stored.
+    pub resource: R,
+    /// Its JSON, as its event carries it.
+    pub json: Box<RawValue>,
 }
 
 /// A collection under `/api/workspaces/{ws}/…`: todos, channels or notes.
@@ -310,6 +321,20 @@ impl App {
         ws: &str,
         body: R::Create,
     ) -> Result<R, AppError> {
+        Ok(self.create_written::<R>(actor, ws, body).await?.resource)
+    }
+
+    /// [`App::create`], with the new resource's JSON.
+    ///
+    /// # Errors
+    ///
+    /// As [`App::create`].
+    pub async fn create_written<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        body: R::Create,
+    ) -> Result<Written<R>, AppError> {
         let actor = actor.clone();
         let ws = ws.to_owned();
         self.transact(Scope::workspace(&ws), move |change| {
@@ -332,6 +357,7 @@ impl App {
                     .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
+                let json = serde_json::value::to_raw_value(&resource).map_err(internal)?;
                 emit(
                     change,
                     actor,
@@ -342,9 +368,9 @@ impl App {
                         author: resource.author(),
                         concerns: None,
                     },
-                    &resource,
+                    &json,
                 )?;
-                Ok(resource)
+                Ok(Written { resource, json })
             })
         })
         .await
@@ -358,6 +384,24 @@ impl App {
         id: &str,
         patch: R::Patch,
     ) -> Result<R, AppError> {
+        Ok(self
+            .update_written::<R>(actor, ws, id, patch)
+            .await?
+            .resource)
+    }
+
+    /// [`App::update`], with the changed resource's JSON.
+    ///
+    /// # Errors
+    ///
+    /// As [`App::update`].
+    pub async fn update_written<R: Resource>(
+        &self,
+        actor: &Actor,
+        ws: &str,
+        id: &str,
+        patch: R::Patch,
+    ) -> Result<Written<R>, AppError> {
         let actor = actor.clone();
         let ws = ws.to_owned();
         let id = id.to_owned();
@@ -374,6 +418,7 @@ impl App {
                     .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
+                let json = serde_json::value::to_raw_value(&resource).map_err(internal)?;
                 emit(
                     change,
                     actor,
@@ -384,9 +429,9 @@ impl App {
                         author: resource.author(),
                         concerns: None,
                     },
-                    &resource,
+                    &json,
                 )?;
-                Ok(resource)
+                Ok(Written { resource, json })
             })
         })
         .await

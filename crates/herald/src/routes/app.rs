@@ -283,6 +283,17 @@ fn created(value: impl serde::Serialize) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
+/// An answer of JSON already serialized: a written resource, as its event carries it.
+fn json_answer(status: StatusCode, json: Box<serde_json::value::RawValue>) -> Response {
+    let json: Box<str> = json.into();
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        String::from(json),
+    )
+        .into_response()
+}
+
 /// The response header that carries a read's log position ([`Snapshot::position`]): a
 /// client subscribes to `/api/events?after=<position>` to get every change its data lacks.
 pub(crate) const POSITION_HEADER: &str = "herald-position";
@@ -625,7 +636,8 @@ async fn create<R: Resource>(
     Ws(ws): Ws,
     JsonBody(body): JsonBody<R::Create>,
 ) -> Result<Response, ApiError> {
-    Ok(created(app.create::<R>(&actor, &ws, body).await?))
+    let written = app.create_written::<R>(&actor, &ws, body).await?;
+    Ok(json_answer(StatusCode::CREATED, written.json))
 }
 
 async fn update<R: Resource>(
@@ -634,8 +646,9 @@ async fn update<R: Resource>(
     Ws(ws): Ws,
     ItemId(id): ItemId,
     JsonBody(patch): JsonBody<R::Patch>,
-) -> Result<Json<R>, ApiError> {
-    Ok(Json(app.update::<R>(&actor, &ws, &id, patch).await?))
+) -> Result<Response, ApiError> {
+    let written = app.update_written::<R>(&actor, &ws, &id, patch).await?;
+    Ok(json_answer(StatusCode::OK, written.json))
 }
 
 async fn delete<R: Resource>(
