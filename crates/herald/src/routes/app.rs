@@ -1,11 +1,11 @@
 //! The app's routes: parsing, authentication and CSRF checks, then a call into the service.
 
-use std::{collections::HashMap, convert::Infallible};
+use std::convert::Infallible;
 
 use axum::{
     Json, Router,
     body::Body,
-    extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request, State},
+    extract::{FromRef, FromRequest, FromRequestParts, Path, Query, RawPathParams, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -250,10 +250,14 @@ async fn path_id<S: Send + Sync>(
     key: &str,
     what: &str,
 ) -> Result<String, ApiError> {
-    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+    // Read in place: no map of the path's parameters is built for each request.
+    let params = RawPathParams::from_request_parts(parts, state)
         .await
         .map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let value = params.get(key).map_or("", String::as_str);
+    let value = params
+        .iter()
+        .find_map(|(name, value)| (name == key).then_some(value))
+        .unwrap_or("");
     Ok(model::id(what, value)?)
 }
 
