@@ -23,9 +23,44 @@ use crate::{
     ratelimit::RateLimits,
 };
 
-/// Shared state of the HTTP handlers. Cheap to clone; each field is a substate.
-#[derive(Clone, Debug, FromRef)]
-pub struct ServerState {
+/// Shared state of the HTTP handlers: one reference count to clone, which axum does for
+/// every request; each field of [`Shared`] is a substate.
+#[derive(Clone, Debug)]
+pub struct ServerState(Arc<Shared>);
+
+impl std::ops::Deref for ServerState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Each substate is taken from the state by cloning it alone.
+macro_rules! substates {
+    ($($field:ident: $type:ty),* $(,)?) => {
+        $(impl FromRef<ServerState> for $type {
+            fn from_ref(state: &ServerState) -> Self {
+                state.$field.clone()
+            }
+        })*
+    };
+}
+
+substates!(
+    hub: Hub,
+    app: App,
+    tokens: Tokens,
+    streams: Streams,
+    bodies: Bodies,
+    origins: Origins,
+    metrics: Arc<ServerMetrics>,
+    rates: Arc<RateLimits>,
+);
+
+/// What [`ServerState`] holds.
+#[derive(Clone, Debug)]
+pub struct Shared {
     /// The hub.
     pub hub: Hub,
     /// The product: users, workspaces, collections and their streams.
@@ -44,11 +79,9 @@ pub struct ServerState {
     pub rates: Arc<RateLimits>,
     /// The registry of active subscriptions, when Mercure subscriptions are announced
     /// (`--subscription-events`); without it the subscriptions API answers 404.
-    #[from_ref(skip)]
     pub subscriptions: Option<herald_hub::presence::Registry>,
     /// The registry where the app's streams show their users as online; without it, nobody
     /// is.
-    #[from_ref(skip)]
     pub presence: Option<herald_hub::presence::Registry>,
 }
 
@@ -61,7 +94,7 @@ impl ServerState {
             config.max_connections_per_ip,
         ));
         let metrics = Arc::new(ServerMetrics::new(&hub, &limiter));
-        Self {
+        Self(Arc::new(Shared {
             streams: Streams {
                 limiter,
                 metrics: metrics.clone(),
@@ -84,20 +117,20 @@ impl ServerState {
             rates: Arc::new(RateLimits::new(&config.rates)),
             subscriptions: None,
             presence: None,
-        }
+        }))
     }
 
     /// The same state, showing who is online in the app's workspaces in `registry`.
     #[must_use]
     pub fn with_presence(mut self, registry: herald_hub::presence::Registry) -> Self {
-        self.presence = Some(registry);
+        Arc::make_mut(&mut self.0).presence = Some(registry);
         self
     }
 
     /// The same state, announcing and listing Mercure subscriptions in `registry`.
     #[must_use]
     pub fn with_subscriptions(mut self, registry: herald_hub::presence::Registry) -> Self {
-        self.subscriptions = Some(registry);
+        Arc::make_mut(&mut self.0).subscriptions = Some(registry);
         self
     }
 }
