@@ -581,6 +581,9 @@ impl EventLog for SqliteLog {
         before_ms: Option<i64>,
     ) -> BoxFuture<'_, Result<u64, LogError>> {
         Box::pin(self.writer.run(move |conn| {
+            // In a transaction of its own, so that its commit is refused, and its sync
+            // checked, as every commit of the writer is.
+            conn.batch("BEGIN IMMEDIATE")?;
             // One range of `seq`s: the age bound is found by walking from the oldest record
             // to the first young enough to keep, which reads about as many rows as it
             // deletes.
@@ -589,8 +592,14 @@ impl EventLog for SqliteLog {
                      (SELECT seq - 1 FROM updates WHERE created_at >= ?2 ORDER BY seq LIMIT 1), \
                      (SELECT MAX(seq) FROM updates)))",
                 (seq_to_sql(below_seq), before_ms.unwrap_or(i64::MIN)),
-            )?;
-            Ok(u64::try_from(pruned).unwrap_or(u64::MAX))
+            );
+            let pruned = pruned
+                .map_err(LogError::from)
+                .and_then(|pruned| conn.commit().map(|()| pruned));
+            if pruned.is_err() {
+                conn.roll_back();
+            }
+            Ok(u64::try_from(pruned?).unwrap_or(u64::MAX))
         }))
     }
 }
@@ -1111,6 +1120,8 @@ mod tests {
         assert!(refused.to_string().contains("restarts"), "{refused}");
         let unready = log.check().await.unwrap_err();
         assert!(unready.to_string().contains("restarts"), "{unready}");
+        let refused = log.prune(10, None).await.unwrap_err();
+        assert!(refused.to_string().contains("restarts"), "{refused}");
 
         assert_eq!(rows_in_t(&log).await, 0, "the refused work left nothing");
         let stored = log.read(0, 10, 10, usize::MAX).await.unwrap();

@@ -114,8 +114,7 @@ impl Writer {
     }
 }
 
-/// Whether `error` says that SQLite could not sync a file (`fsync`, `fdatasync`) or its
-/// directory.
+/// Whether `error` says that SQLite could not sync a file (`fsync`, `fdatasync`).
 fn is_failed_sync(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error().map(|e| e.extended_code),
@@ -271,14 +270,19 @@ impl LogConnection {
         Ok(())
     }
 
-    /// Commits the open transaction, unless a sync of the log's files failed before.
+    /// Commits the open transaction, unless a commit's sync failed before. Every commit of
+    /// the writer goes through here: appends, batches with work, and pruning.
     ///
     /// A failed sync is final. The kernel may have dropped the pages it could not write
     /// while reporting the error only once, so a later sync that succeeds would not prove
     /// that the WAL on disk holds what was acknowledged before it. From then on every commit
     /// is refused, and the log reports itself unavailable ([`EventLog::check`]), until the
-    /// process restarts and SQLite recovers the WAL from what is on disk: a commit whose
-    /// frames did not all reach it is not part of the log.
+    /// process restarts. What was acknowledged before the failure had been synced; the
+    /// failed commit never reached the WAL's index, so it is not part of the log.
+    ///
+    /// Commits sync only with `synchronous=FULL` (`Durability::Full`). Other connections
+    /// to the same file (the checkpoints on the readers, a server's own tables beside the
+    /// log) are not covered: a checkpoint whose sync fails leaves the WAL as it was.
     ///
     /// [`EventLog::check`]: super::EventLog::check
     pub(super) fn commit(&self) -> Result<(), LogError> {
