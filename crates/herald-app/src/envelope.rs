@@ -6,24 +6,17 @@ use serde::Serialize;
 
 use crate::{model, policy::Actor};
 
-/// An event's envelope, but for its `id`: [`Change::emit`](crate::Change::emit) puts the
-/// event's id first. Fields left `None` are not written.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// An event's envelope, but for its `id`, which [`Envelope::stamped`] writes first. Fields
+/// left `None` are not written.
+#[derive(Debug)]
 pub(crate) struct Envelope<'a, D: Serialize = ()> {
     /// The event's type, as in its SSE `event:` field.
-    #[serde(rename = "type")]
     pub(crate) event_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) action: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) resource_type: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) workspace_id: Option<&'a str>,
     /// Whom a notification is for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) user_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) data: Option<&'a D>,
     /// Who made the change.
     pub(crate) user: By<'a>,
@@ -47,6 +40,58 @@ impl<'a, D: Serialize> Envelope<'a, D> {
             timestamp: model::now(),
         }
     }
+
+    /// The JSON of the event `id` with this envelope, in the documented order: `id`,
+    /// `type`, `action`, `resourceType`, `workspaceId`, `userId`, `data`, `user`,
+    /// `timestamp`. Written in one buffer, piece by piece, so that the data's JSON can be
+    /// cut from it ([`Stamped::data`]) instead of serialized again.
+    pub(crate) fn stamped(&self, id: &str) -> serde_json::Result<Stamped> {
+        let mut out = Vec::with_capacity(1024);
+        serde_json::to_writer(
+            &mut out,
+            &Head {
+                id,
+                event_type: self.event_type,
+                action: self.action,
+                resource_type: self.resource_type,
+                workspace_id: self.workspace_id,
+                user_id: self.user_id,
+            },
+        )?;
+        // The head's closing brace: the object goes on.
+        out.pop();
+        let mut data = None;
+        if let Some(value) = self.data {
+            out.extend_from_slice(b",\"data\":");
+            let start = out.len();
+            serde_json::to_writer(&mut out, value)?;
+            data = Some(start..out.len());
+        }
+        out.extend_from_slice(b",\"user\":");
+        serde_json::to_writer(&mut out, &self.user)?;
+        out.extend_from_slice(b",\"timestamp\":");
+        serde_json::to_writer(&mut out, &self.timestamp)?;
+        out.push(b'}');
+        let json = String::from_utf8(out).map_err(serde::ser::Error::custom)?;
+        Ok(Stamped { json, data })
+    }
+}
+
+/// The fields an envelope's JSON begins with.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Head<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspace_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
 }
 
 /// The `user` of an envelope: who made the change.
@@ -56,12 +101,19 @@ pub(crate) struct By<'a> {
     name: &'a str,
 }
 
-/// An envelope with its event's id, written first.
-#[derive(Serialize)]
-pub(crate) struct Stamped<'a, D: Serialize> {
-    pub(crate) id: &'a str,
-    #[serde(flatten)]
-    pub(crate) envelope: &'a Envelope<'a, D>,
+/// An event's JSON ([`Envelope::stamped`]).
+#[derive(Debug)]
+pub(crate) struct Stamped {
+    pub(crate) json: String,
+    /// Where the envelope's data is in `json`, when it has some.
+    pub(crate) data: Option<std::ops::Range<usize>>,
+}
+
+impl Stamped {
+    /// The JSON of the envelope's data, as the event carries it.
+    pub(crate) fn data(&self) -> Option<&str> {
+        self.data.clone().and_then(|range| self.json.get(range))
+    }
 }
 
 #[cfg(test)]
@@ -95,24 +147,28 @@ mod tests {
         envelope.workspace_id = Some("w1");
         envelope.data = Some(&data);
         envelope.timestamp = "T".into();
-        let json = serde_json::to_string(&Stamped {
-            id: "e1",
-            envelope: &envelope,
-        })
-        .unwrap();
+        let stamped = envelope.stamped("e1").unwrap();
+        let json = &stamped.json;
         assert_eq!(
-            json,
+            *json,
             r#"{"id":"e1","type":"todos:created","action":"created","resourceType":"todos","#
                 .to_owned()
                 + r#""workspaceId":"w1","data":{"title":"milk"},"#
                 + r#""user":{"id":"u1","name":"Ada \"A\""},"timestamp":"T"}"#
         );
+        assert_eq!(stamped.data(), Some(r#"{"title":"milk"}"#));
+        let mut notice: Envelope<'_> = Envelope::new("notification", &actor);
+        notice.user_id = Some("u2");
+        notice.timestamp = "T".into();
+        assert_eq!(
+            notice.stamped("e3").unwrap().json,
+            r#"{"id":"e3","type":"notification","userId":"u2","#.to_owned()
+                + r#""user":{"id":"u1","name":"Ada \"A\""},"timestamp":"T"}"#
+        );
         let bare: Envelope<'_> = Envelope::new("sessions:ended", &actor);
-        let json = serde_json::to_value(Stamped {
-            id: "e2",
-            envelope: &bare,
-        })
-        .unwrap();
+        let stamped = bare.stamped("e2").unwrap();
+        assert_eq!(stamped.data(), None, "no data was written");
+        let json: serde_json::Value = serde_json::from_str(&stamped.json).unwrap();
         let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys.len(), 4, "{json}");
         for key in ["id", "type", "user", "timestamp"] {

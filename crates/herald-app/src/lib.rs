@@ -605,18 +605,52 @@ impl Change<'_> {
         envelope: &envelope::Envelope<'_, D>,
     ) -> Result<String, AppError> {
         let uid = model::new_id();
-        let data =
-            serde_json::to_string(&envelope::Stamped { id: &uid, envelope }).map_err(internal)?;
+        let stamped = envelope.stamped(&uid).map_err(internal)?;
+        self.record(
+            topics,
+            closes,
+            envelope.event_type,
+            uid.clone(),
+            stamped.json,
+        );
+        Ok(uid)
+    }
+
+    /// [`Change::emit`], returning the JSON of the envelope's data as the event carries it,
+    /// cut from the event's.
+    pub(crate) fn emit_returning_data<D: serde::Serialize>(
+        &mut self,
+        topics: Vec<String>,
+        closes: Vec<String>,
+        envelope: &envelope::Envelope<'_, D>,
+    ) -> Result<String, AppError> {
+        let uid = model::new_id();
+        let stamped = envelope.stamped(&uid).map_err(internal)?;
+        let data = stamped
+            .data()
+            .ok_or_else(|| internal("the envelope has no data"))?
+            .to_owned();
+        self.record(topics, closes, envelope.event_type, uid, stamped.json);
+        Ok(data)
+    }
+
+    fn record(
+        &mut self,
+        topics: Vec<String>,
+        closes: Vec<String>,
+        event_type: &str,
+        uid: String,
+        data: String,
+    ) {
         self.events.push(Update {
             topics,
             data,
             private: true,
-            id: Some(uid.clone()),
-            event_type: Some(envelope.event_type.to_owned()),
+            id: Some(uid),
+            event_type: Some(event_type.to_owned()),
             retry: None,
             closes,
         });
-        Ok(uid)
     }
 }
 

@@ -51,12 +51,51 @@ struct About<'a> {
     concerns: Option<&'a str>,
 }
 
-/// Emits `kind:action` about `data`, routed by the policy.
+/// Emits `kind:action` about `data`, routed by the policy; returns the event's id.
 fn emit(
     change: &mut Change<'_>,
     actor: &Actor,
     about: About<'_>,
     data: &impl Serialize,
+) -> Result<String, AppError> {
+    emit_with(
+        change,
+        actor,
+        about,
+        data,
+        |change, topics, closes, envelope| change.emit(topics, closes, envelope),
+    )
+}
+
+/// [`emit`], returning `data`'s JSON as the event carries it: serialized once, for the event
+/// and for an answer.
+fn emit_returning_data(
+    change: &mut Change<'_>,
+    actor: &Actor,
+    about: About<'_>,
+    data: &impl Serialize,
+) -> Result<String, AppError> {
+    emit_with(
+        change,
+        actor,
+        about,
+        data,
+        |change, topics, closes, envelope| change.emit_returning_data(topics, closes, envelope),
+    )
+}
+
+/// The envelope of `kind:action` about `data` and its routing, given to `record`.
+fn emit_with<D: Serialize>(
+    change: &mut Change<'_>,
+    actor: &Actor,
+    about: About<'_>,
+    data: &D,
+    record: impl FnOnce(
+        &mut Change<'_>,
+        Vec<String>,
+        Vec<String>,
+        &Envelope<'_, D>,
+    ) -> Result<String, AppError>,
 ) -> Result<String, AppError> {
     let About {
         kind,
@@ -73,7 +112,7 @@ fn emit(
     envelope.resource_type = Some(kind.as_str());
     envelope.workspace_id = Some(ws);
     envelope.data = Some(data);
-    change.emit(topics, closes, &envelope)
+    record(change, topics, closes, &envelope)
 }
 
 /// Records the event that gave `user` access to `ws`; replays do not reach before it.

@@ -3,7 +3,6 @@
 
 use crate::Scope;
 use serde::{Serialize, de::DeserializeOwned};
-use serde_json::value::RawValue;
 use sqlx::{
     Any, Executor, FromRow,
     any::{AnyArguments, AnyRow},
@@ -18,7 +17,7 @@ use crate::{
     snapshot::Snapshot,
 };
 
-use super::{About, MAX_PAGE, Page, check_access, emit};
+use super::{About, MAX_PAGE, Page, check_access, emit, emit_returning_data};
 
 /// What every new resource starts with.
 #[derive(Debug)]
@@ -29,14 +28,14 @@ pub struct Base {
     now: String,
 }
 
-/// A resource a change wrote, with its JSON: the `data` of the change's event, serialized
-/// once, which an answer sends as it is.
+/// A resource a change wrote, with its JSON: the `data` of the change's event, cut from the
+/// event's JSON, which an answer sends as it is.
 #[derive(Debug)]
 pub struct Written<R> {
     /// The resource as stored.
     pub resource: R,
     /// Its JSON, as its event carries it.
-    pub json: Box<RawValue>,
+    pub json: String,
 }
 
 /// A collection under `/api/workspaces/{ws}/…`: todos, channels or notes.
@@ -357,8 +356,7 @@ impl App {
                     .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
-                let json = serde_json::value::to_raw_value(&resource).map_err(internal)?;
-                emit(
+                let json = emit_returning_data(
                     change,
                     actor,
                     About {
@@ -368,7 +366,7 @@ impl App {
                         author: resource.author(),
                         concerns: None,
                     },
-                    &json,
+                    &resource,
                 )?;
                 Ok(Written { resource, json })
             })
@@ -418,8 +416,7 @@ impl App {
                     .execute(&mut change.tx)
                     .await
                     .map_err(internal)?;
-                let json = serde_json::value::to_raw_value(&resource).map_err(internal)?;
-                emit(
+                let json = emit_returning_data(
                     change,
                     actor,
                     About {
@@ -429,7 +426,7 @@ impl App {
                         author: resource.author(),
                         concerns: None,
                     },
-                    &json,
+                    &resource,
                 )?;
                 Ok(Written { resource, json })
             })

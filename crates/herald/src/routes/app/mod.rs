@@ -209,14 +209,8 @@ fn created(value: impl serde::Serialize) -> Response {
 }
 
 /// An answer of JSON already serialized: a written resource, as its event carries it.
-fn json_answer(status: StatusCode, json: Box<serde_json::value::RawValue>) -> Response {
-    let json: Box<str> = json.into();
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        String::from(json),
-    )
-        .into_response()
+fn json_answer(status: StatusCode, json: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
 /// The response header that carries a read's log position ([`Snapshot::position`]): a
