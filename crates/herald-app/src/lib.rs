@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - `change`: `Change`, a change in progress: its connection and the events it emits.
 //! - `conn`: `Conn`, the connection a change's body runs its queries on, either way.
 //! - `db`: the database (SQLite in the log's file, or PostgreSQL, one set of queries), its
 //!   migrations, the import of an older `app.db`, and the outbox path's write locks.
@@ -74,6 +75,7 @@
 
 pub mod accounts;
 mod auth_cache;
+mod change;
 mod conn;
 mod credentials;
 pub mod data_dir;
@@ -97,6 +99,7 @@ use sqlx::AnyPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 pub use accounts::{Accounts, Bootstrap, TokenSpec};
+pub(crate) use change::Change;
 pub(crate) use conn::Conn;
 pub use db::{APP_FILE, Backend, describe_url, open_db};
 pub use error::{AppError, ErrorKind};
@@ -584,74 +587,6 @@ type Acked =
 struct Outgoing {
     seq: i64,
     update: Update,
-}
-
-/// One change in progress: its transaction's connection, and the events it emits.
-pub(crate) struct Change<'c> {
-    /// The connection, inside the change's transaction; the body runs its statements on
-    /// it.
-    pub(crate) tx: Conn<'c>,
-    events: Vec<Update>,
-}
-
-impl Change<'_> {
-    /// Records an event of `event_type` (the SSE `event:` field) for `topics`, stored with
-    /// the change; once it is fanned out, the streams following `closes` end (a
-    /// revocation). Its `data` is `envelope` after the event's id, which it returns.
-    pub(crate) fn emit<D: serde::Serialize>(
-        &mut self,
-        topics: Vec<String>,
-        closes: Vec<String>,
-        envelope: &envelope::Envelope<'_, D>,
-    ) -> Result<String, AppError> {
-        let uid = model::new_id();
-        let stamped = envelope.stamped(&uid).map_err(internal)?;
-        self.record(
-            topics,
-            closes,
-            envelope.event_type,
-            uid.clone(),
-            stamped.json,
-        );
-        Ok(uid)
-    }
-
-    /// [`Change::emit`], returning the JSON of the envelope's data as the event carries it,
-    /// cut from the event's.
-    pub(crate) fn emit_returning_data<D: serde::Serialize>(
-        &mut self,
-        topics: Vec<String>,
-        closes: Vec<String>,
-        envelope: &envelope::Envelope<'_, D>,
-    ) -> Result<String, AppError> {
-        let uid = model::new_id();
-        let stamped = envelope.stamped(&uid).map_err(internal)?;
-        let data = stamped
-            .data()
-            .ok_or_else(|| internal("the envelope has no data"))?
-            .to_owned();
-        self.record(topics, closes, envelope.event_type, uid, stamped.json);
-        Ok(data)
-    }
-
-    fn record(
-        &mut self,
-        topics: Vec<String>,
-        closes: Vec<String>,
-        event_type: &str,
-        uid: String,
-        data: String,
-    ) {
-        self.events.push(Update {
-            topics,
-            data,
-            private: true,
-            id: Some(uid),
-            event_type: Some(event_type.to_owned()),
-            retry: None,
-            closes,
-        });
-    }
 }
 
 /// The event an outbox row holds.
