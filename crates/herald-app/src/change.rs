@@ -13,6 +13,14 @@ pub(crate) struct Change<'c> {
     pub(crate) events: Vec<Update>,
 }
 
+/// An event [`Change::emit_event`] recorded.
+pub(crate) struct Emitted {
+    /// The event's id.
+    pub(crate) id: String,
+    /// The JSON of its envelope's data, as the event carries it, when asked for.
+    pub(crate) data: Option<String>,
+}
+
 impl Change<'_> {
     /// Records an event of `event_type` (the SSE `event:` field) for `topics`, stored with
     /// the change; once it is fanned out, the streams following `closes` end (a
@@ -23,52 +31,32 @@ impl Change<'_> {
         closes: Vec<String>,
         envelope: &envelope::Envelope<'_, D>,
     ) -> Result<String, AppError> {
-        let uid = model::new_id();
-        let stamped = envelope.stamped(&uid).map_err(internal)?;
-        self.record(
-            topics,
-            closes,
-            envelope.event_type,
-            uid.clone(),
-            stamped.json,
-        );
-        Ok(uid)
+        Ok(self.emit_event(topics, closes, envelope, false)?.id)
     }
 
-    /// [`Change::emit`], returning the JSON of the envelope's data as the event carries it,
-    /// cut from the event's.
-    pub(crate) fn emit_returning_data<D: serde::Serialize>(
+    /// [`Change::emit`], with, when `keep_data`, a copy of the JSON of the envelope's data
+    /// cut from the event's instead of serialized again.
+    pub(crate) fn emit_event<D: serde::Serialize>(
         &mut self,
         topics: Vec<String>,
         closes: Vec<String>,
         envelope: &envelope::Envelope<'_, D>,
-    ) -> Result<String, AppError> {
+        keep_data: bool,
+    ) -> Result<Emitted, AppError> {
         let uid = model::new_id();
         let stamped = envelope.stamped(&uid).map_err(internal)?;
-        let data = stamped
-            .data()
-            .ok_or_else(|| internal("the envelope has no data"))?
-            .to_owned();
-        self.record(topics, closes, envelope.event_type, uid, stamped.json);
-        Ok(data)
-    }
-
-    fn record(
-        &mut self,
-        topics: Vec<String>,
-        closes: Vec<String>,
-        event_type: &str,
-        uid: String,
-        data: String,
-    ) {
+        let data = keep_data
+            .then(|| stamped.data().map(str::to_owned))
+            .flatten();
         self.events.push(Update {
             topics,
-            data,
+            data: stamped.json,
             private: true,
-            id: Some(uid),
-            event_type: Some(event_type.to_owned()),
+            id: Some(uid.clone()),
+            event_type: Some(envelope.event_type.to_owned()),
             retry: None,
             closes,
         });
+        Ok(Emitted { id: uid, data })
     }
 }

@@ -21,6 +21,7 @@ use sqlx::{Any, Executor, FromRow};
 
 use crate::{
     App, Change,
+    change::Emitted,
     envelope::Envelope,
     error::{AppError, internal},
     model::{MemberRole, Workspace},
@@ -58,13 +59,7 @@ fn emit(
     about: About<'_>,
     data: &impl Serialize,
 ) -> Result<String, AppError> {
-    emit_with(
-        change,
-        actor,
-        about,
-        data,
-        |change, topics, closes, envelope| change.emit(topics, closes, envelope),
-    )
+    Ok(emit_about(change, actor, about, data, false)?.id)
 }
 
 /// [`emit`], returning `data`'s JSON as the event carries it: serialized once, for the event
@@ -75,28 +70,20 @@ fn emit_returning_data(
     about: About<'_>,
     data: &impl Serialize,
 ) -> Result<String, AppError> {
-    emit_with(
-        change,
-        actor,
-        about,
-        data,
-        |change, topics, closes, envelope| change.emit_returning_data(topics, closes, envelope),
-    )
+    emit_about(change, actor, about, data, true)?
+        .data
+        .ok_or_else(|| internal("the event's data was not written"))
 }
 
-/// The envelope of `kind:action` about `data` and its routing, given to `record`.
-fn emit_with<D: Serialize>(
+/// Emits the envelope of `kind:action` about `data` and its routing
+/// ([`Change::emit_event`]).
+fn emit_about(
     change: &mut Change<'_>,
     actor: &Actor,
     about: About<'_>,
-    data: &D,
-    record: impl FnOnce(
-        &mut Change<'_>,
-        Vec<String>,
-        Vec<String>,
-        &Envelope<'_, D>,
-    ) -> Result<String, AppError>,
-) -> Result<String, AppError> {
+    data: &impl Serialize,
+    keep_data: bool,
+) -> Result<Emitted, AppError> {
     let About {
         kind,
         action,
@@ -112,7 +99,7 @@ fn emit_with<D: Serialize>(
     envelope.resource_type = Some(kind.as_str());
     envelope.workspace_id = Some(ws);
     envelope.data = Some(data);
-    record(change, topics, closes, &envelope)
+    change.emit_event(topics, closes, &envelope, keep_data)
 }
 
 /// Records the event that gave `user` access to `ws`; replays do not reach before it.

@@ -181,12 +181,7 @@ impl Hub {
         if entries.is_empty() {
             return head;
         }
-        let started = Instant::now();
-        let stored = self.shared.log.append(entries).await;
-        let metrics = &self.shared.metrics;
-        metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let stored = self.timed(self.shared.log.append(entries)).await;
         if let Err(error) = stored {
             tracing::error!(%error, updates = replies.len(), "event log append failed");
             let message = error.to_string();
@@ -275,12 +270,7 @@ impl Hub {
                 }
             }
         }
-        let started = Instant::now();
-        let transacted = self.shared.log.transact(steps, head + 1).await;
-        let metrics = &self.shared.metrics;
-        metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let transacted = self.timed(self.shared.log.transact(steps, head + 1)).await;
         let transacted = match transacted {
             Ok(transacted) => transacted,
             Err(error) => {
@@ -379,6 +369,17 @@ impl Hub {
         count
     }
 
+    /// Runs `commit`, a write to the log, timed into the commit histogram.
+    async fn timed<T>(&self, commit: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let done = commit.await;
+        self.shared
+            .metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        done
+    }
+
     /// The positions in the log of the ids publishers `chosen`, for those the log holds. Generated ids are new by construction and never looked up.
     async fn known_ids(&self, chosen: Vec<&str>) -> Result<HashMap<Arc<str>, u64>, LogError> {
         if chosen.is_empty() {
@@ -402,15 +403,11 @@ impl Hub {
             entries.push(request.entry);
             replies.push(request.reply);
         }
-        let started = Instant::now();
-        let stored = self.shared.log.append(entries).await;
-        let metrics = &self.shared.metrics;
-        metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let stored = self.timed(self.shared.log.append(entries)).await;
         match stored {
             Ok(seqs) => {
-                metrics
+                self.shared
+                    .metrics
                     .published
                     .inc_by(u64::try_from(seqs.len()).unwrap_or(u64::MAX));
                 for (reply, seq) in replies.into_iter().zip(seqs) {

@@ -1094,22 +1094,16 @@ mod tests {
         log.append(vec![entry(1, "before", 1)]).await.unwrap();
         log.check().await.unwrap();
 
-        log.writer
-            .run(|conn| {
-                conn.fail_syncs.set(true);
+        let fail_syncs = |fail: bool| {
+            log.writer.run(move |conn| {
+                conn.fail_syncs.set(fail);
                 Ok(())
             })
-            .await
-            .unwrap();
+        };
+        fail_syncs(true).await.unwrap();
         let failed = log.append(vec![entry(2, "lost", 1)]).await.unwrap_err();
         assert!(failed.to_string().contains("sync"), "{failed}");
-        log.writer
-            .run(|conn| {
-                conn.fail_syncs.set(false);
-                Ok(())
-            })
-            .await
-            .unwrap();
+        fail_syncs(false).await.unwrap();
 
         let refused = log.append(vec![entry(2, "after", 1)]).await.unwrap_err();
         assert!(refused.to_string().contains("restarts"), "{refused}");
